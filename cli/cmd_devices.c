@@ -1,0 +1,85 @@
+/* artflow devices: every OpenCL platform and device with the facts that
+ * matter for artflow (memory limits, fp16/fp64, OpenCL C version). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl/runtime.h"
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: artflow devices [--json]\n"
+    "\n"
+    "Lists every OpenCL platform and device: vendor, driver, compute units, global\n"
+    "and local memory, largest allocation, fp16/fp64 support, OpenCL C version.\n"
+    "The device marked '*' is the one artflow uses by default (ARTFLOW_DEVICE,\n"
+    "else the first GPU, else the first CPU).  Select another with --device N or\n"
+    "a name substring on any command, or ARTFLOW_DEVICE.\n"
+    "\n"
+    "options:\n"
+    "  --json     one JSON object per device, one per line\n";
+
+static double mib(cl_ulong b) { return b / 1048576.0; }
+
+int af_cmd_devices(int argc, char **argv) {
+  int json = 0;
+  for (int i = 1; i < argc; i++) {
+    if (af_cli_is_help(argv[i])) {
+      fputs(usage, stdout);
+      return AF_EXIT_OK;
+    } else if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else
+      return af_cli_usage_error("devices", usage, "unknown option '%s'", argv[i]);
+  }
+  af_device_ref *refs;
+  int n, rc = af_cl_enumerate(&refs, &n);
+  if (rc) return af_cli_fail(rc, NULL);
+  af_device_ref def;
+  int defidx = -1;
+  if (af_cl_select(NULL, &def) == 0) defidx = def.info.index;
+  af_error_clear();
+  for (int k = 0; k < n; k++) {
+    const af_device_info *d = &refs[k].info;
+    const char *type = d->is_gpu ? "GPU" : d->is_cpu ? "CPU" : "other";
+    if (json) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddNumberToObject(o, "index", d->index);
+      cJSON_AddBoolToObject(o, "default", k == defidx);
+      cJSON_AddStringToObject(o, "platform", d->platform);
+      cJSON_AddStringToObject(o, "device", d->name);
+      cJSON_AddStringToObject(o, "vendor", d->vendor);
+      cJSON_AddStringToObject(o, "type", type);
+      cJSON_AddStringToObject(o, "driver", d->driver);
+      cJSON_AddStringToObject(o, "version", d->version);
+      cJSON_AddStringToObject(o, "opencl_c", d->c_version);
+      cJSON_AddNumberToObject(o, "compute_units", d->compute_units);
+      cJSON_AddNumberToObject(o, "clock_mhz", d->clock_mhz);
+      cJSON_AddNumberToObject(o, "global_mem", (double)d->global_mem);
+      cJSON_AddNumberToObject(o, "local_mem", (double)d->local_mem);
+      cJSON_AddNumberToObject(o, "max_alloc", (double)d->max_alloc);
+      cJSON_AddNumberToObject(o, "max_work_group", (double)d->max_wg);
+      cJSON_AddBoolToObject(o, "fp16", d->fp16);
+      cJSON_AddBoolToObject(o, "fp64", d->fp64);
+      char *txt = cJSON_PrintUnformatted(o);
+      if (txt) puts(txt);
+      free(txt);
+      cJSON_Delete(o);
+      continue;
+    }
+    printf("%s[%d] %s (%s)\n", k == defidx ? "*" : " ", d->index, d->name, type);
+    printf("      platform:      %s (%s)\n", d->platform, d->platform_version);
+    printf("      vendor:        %s\n", d->vendor);
+    printf("      driver:        %s\n", d->driver);
+    printf("      version:       %s, %s\n", d->version, d->c_version);
+    printf("      compute units: %u at %u MHz, max work-group %zu\n", d->compute_units, d->clock_mhz, d->max_wg);
+    printf("      memory:        global %.0f MiB, local %.0f KiB, max allocation %.0f MiB\n",
+           mib(d->global_mem), d->local_mem / 1024.0, mib(d->max_alloc));
+    printf("      fp16: %s, fp64: %s\n", d->fp16 ? "yes (cl_khr_fp16)" : "storage only (no cl_khr_fp16)",
+           d->fp64 ? "yes" : "no");
+  }
+  free(refs);
+  return AF_EXIT_OK;
+}

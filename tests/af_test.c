@@ -1,0 +1,78 @@
+/* Shared test helpers (see af_test.h). */
+#include "af_test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "artflow/status.h"
+
+int af_test_failures = 0;
+
+int af_test_done(const char *name) {
+  if (af_test_failures) {
+    fprintf(stderr, "%s: %d check(s) failed\n", name, af_test_failures);
+    return 1;
+  }
+  printf("%s: all checks passed\n", name);
+  return 0;
+}
+
+void af_rng_seed(af_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 1; }
+
+uint32_t af_rng_u32(af_rng *r) {
+  uint64_t x = r->s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  r->s = x;
+  return (uint32_t)(x >> 32);
+}
+
+float af_rng_uniform(af_rng *r, float lo, float hi) {
+  return lo + (hi - lo) * (float)((af_rng_u32(r) >> 8) * (1.0 / 16777216.0));
+}
+
+float af_rng_normal(af_rng *r) {
+  double u1 = (af_rng_u32(r) + 1.0) / 4294967297.0, u2 = af_rng_u32(r) / 4294967296.0;
+  return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void af_rng_fill(af_rng *r, float *x, size_t n, float lo, float hi) {
+  for (size_t i = 0; i < n; i++) x[i] = af_rng_uniform(r, lo, hi);
+}
+
+double af_nerr(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  if (isnan(num)) return INFINITY;
+  return sqrt(num) / fmax(sqrt(den), 1e-30);
+}
+
+double af_maxerr(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (!(d <= m)) m = d; /* NaN propagates as max */
+  }
+  return m;
+}
+
+const char *af_test_data(const char *name) {
+  static char buf[4096];
+  const char *dir = getenv("AF_TEST_DATA");
+  snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "tests/data", name);
+  return buf;
+}
+
+const char *af_test_tmpdir(void) {
+  static char buf[4096];
+  const char *base = getenv("TMPDIR");
+  snprintf(buf, sizeof buf, "%s/aftest-XXXXXX", base ? base : "/tmp");
+  if (!mkdtemp(buf)) return NULL;
+  return buf;
+}
