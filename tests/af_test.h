@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "artflow/status.h"
+
 extern int af_test_failures;
 
 #define CHECK(cond)                                                             \
