@@ -1,0 +1,169 @@
+/* Prompt assembly against the original Conversation's strings, the sampler
+ * (greedy, top-k/top-p/temperature semantics, repetition penalty, seeding),
+ * stop sequences across token boundaries and answer post-processing. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "model/generate.h"
+
+static const char *TEMPLATE =
+    "Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it "
+    "to you. Please answer my questions.###Human: <Img><ImageHere></Img> {question}###Assistant:";
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)n + 1);
+  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+  if (b) b[n] = 0;
+  fclose(f);
+  return b;
+}
+
+static void test_prompt(void) {
+  char *txt = slurp(af_test_data("prompt/chat_prompts.json"));
+  CHECK(txt != NULL);
+  cJSON *j = cJSON_Parse(txt ? txt : "{}");
+  const char *t1 = cJSON_GetStringValue(cJSON_GetObjectItem(j, "turn1"));
+  const char *t2 = cJSON_GetStringValue(cJSON_GetObjectItem(j, "turn2"));
+  CHECK(t1 && t2);
+  char *p = NULL;
+  CHECK_OK(af_prompt_fill(TEMPLATE, "What is this?", &p));
+  CHECK(p && t1 && !strcmp(p, t1));
+  CHECK_OK(af_prompt_chat_append(&p, "###", "A painting.", "Who painted it?"));
+  CHECK(p && t2 && !strcmp(p, t2));
+  char **segs;
+  int n;
+  CHECK_OK(af_prompt_split(p, &segs, &n));
+  CHECK(n == 2);
+  if (n == 2) {
+    CHECK(strlen(segs[0]) > 0 && !strcmp(segs[0] + strlen(segs[0]) - 5, "<Img>"));
+    CHECK(!strncmp(segs[1], "</Img> What is this?", 20));
+  }
+  af_prompt_free_segments(segs, n);
+  free(p);
+  /* two images: three segments, the middle one exact */
+  CHECK_OK(af_prompt_split("a<ImageHere> and <ImageHere>b", &segs, &n));
+  CHECK(n == 3 && !strcmp(segs[0], "a") && !strcmp(segs[1], " and ") && !strcmp(segs[2], "b"));
+  af_prompt_free_segments(segs, n);
+  CHECK(af_prompt_fill("no placeholder {question}", "q", &p) == AF_ERR_INVALID);
+  af_error_clear();
+  cJSON_Delete(j);
+  free(txt);
+}
+
+static void test_sampler(void) {
+  enum { V = 8 };
+  af_sampling s;
+  af_sampler sm;
+  float base[V] = {1.0f, 3.0f, 3.0f, 2.0f, 0.5f, -1.0f, 2.5f, 0.0f}, l[V];
+  af_sampling_default(&s);
+  CHECK(s.top_k == 50 && fabsf(s.top_p - 0.9f) < 1e-7f && s.temperature == 1.0f && !s.greedy);
+  s.greedy = 1;
+  CHECK_OK(af_sampler_init(&sm, &s, V));
+  memcpy(l, base, sizeof l);
+  CHECK(af_sampler_next(&sm, l, NULL, 0) == 1); /* first maximum, like torch.argmax */
+  af_sampler_free(&sm);
+
+  /* top_k = 3: candidates 1, 2, 6 (scores 3, 3, 2.5); frequencies follow the softmax over them */
+  s.greedy = 0;
+  s.top_k = 3;
+  s.top_p = 1.0f;
+  s.seed = 7;
+  CHECK_OK(af_sampler_init(&sm, &s, V));
+  int count[V] = {0}, N = 30000;
+  for (int i = 0; i < N; i++) {
+    memcpy(l, base, sizeof l);
+    count[af_sampler_next(&sm, l, NULL, 0)]++;
+  }
+  double z = 2 * exp(3.0) + exp(2.5);
+  CHECK(count[0] + count[3] + count[4] + count[5] + count[7] == 0);
+  CHECK_MSG(fabs(count[1] / (double)N - exp(3.0) / z) < 0.015, "p1 %f", count[1] / (double)N);
+  CHECK_MSG(fabs(count[6] / (double)N - exp(2.5) / z) < 0.015, "p6 %f", count[6] / (double)N);
+  af_sampler_free(&sm);
+
+  /* top_k = 2 with a tie at the 2nd place keeps both tied tokens (transformers keeps >= kth) */
+  s.top_k = 1;
+  CHECK_OK(af_sampler_init(&sm, &s, V));
+  int seen2 = 0;
+  for (int i = 0; i < 200; i++) {
+    memcpy(l, base, sizeof l);
+    int t = af_sampler_next(&sm, l, NULL, 0);
+    CHECK(t == 1 || t == 2);
+    seen2 |= t == 2;
+  }
+  CHECK(seen2);
+  af_sampler_free(&sm);
+
+  /* top_p small: only the most likely survives (ties both above the cut stay) */
+  s.top_k = 0;
+  s.top_p = 0.05f;
+  CHECK_OK(af_sampler_init(&sm, &s, V));
+  for (int i = 0; i < 200; i++) {
+    memcpy(l, base, sizeof l);
+    int t = af_sampler_next(&sm, l, NULL, 0);
+    CHECK(t == 1 || t == 2);
+  }
+  af_sampler_free(&sm);
+
+  /* same seed, same sequence; low temperature concentrates on the maximum */
+  s.top_p = 1.0f;
+  s.temperature = 0.05f;
+  float hot[V] = {0, 0, 0, 0, 0, 0, 0, 1.0f};
+  CHECK_OK(af_sampler_init(&sm, &s, V));
+  int at7 = 0;
+  for (int i = 0; i < 500; i++) {
+    memcpy(l, hot, sizeof l);
+    at7 += af_sampler_next(&sm, l, NULL, 0) == 7;
+  }
+  CHECK(at7 > 495);
+  af_sampler_free(&sm);
+
+  /* repetition penalty divides positive and multiplies negative scores of seen ids */
+  s.greedy = 1;
+  s.repetition_penalty = 4.0f;
+  s.temperature = 1.0f;
+  CHECK_OK(af_sampler_init(&sm, &s, V));
+  af_sampler_free(&sm);
+  s.greedy = 0;
+  s.top_k = 1;
+  CHECK_OK(af_sampler_init(&sm, &s, V));
+  int32_t hist[] = {1, 2, 1};
+  memcpy(l, base, sizeof l);
+  CHECK(af_sampler_next(&sm, l, hist, 3) == 6); /* 3/4 < 2.5 */
+  CHECK(fabsf(l[1] - 0.75f) < 1e-6f);           /* penalised once, not per occurrence */
+  af_sampler_free(&sm);
+}
+
+static void test_stop_and_post(void) {
+  int32_t a[] = {835}, b[] = {2277, 29937};
+  const int32_t *stops[] = {a, b};
+  int lens[] = {1, 2};
+  int32_t ids1[] = {10, 20, 835}, ids2[] = {10, 2277, 29937}, ids3[] = {10, 2277}, ids4[] = {29937};
+  CHECK(af_stop_match(ids1, 3, stops, lens, 2));
+  CHECK(af_stop_match(ids2, 3, stops, lens, 2)); /* across a token boundary */
+  CHECK(!af_stop_match(ids3, 2, stops, lens, 2));
+  CHECK(!af_stop_match(ids4, 1, stops, lens, 2));
+  char *t = af_answer_postprocess("  The painting shows a river. ###Human: more", "###");
+  CHECK(t && !strcmp(t, "The painting shows a river."));
+  free(t);
+  t = af_answer_postprocess("Assistant: x Assistant:  final answer\n", "###");
+  CHECK(t && !strcmp(t, "final answer"));
+  free(t);
+  t = af_answer_postprocess("", "###");
+  CHECK(t && !strcmp(t, ""));
+  free(t);
+}
+
+int main(void) {
+  test_prompt();
+  test_sampler();
+  test_stop_and_post();
+  return af_test_done("test_generate");
+}
