@@ -1,0 +1,109 @@
+/* Vision path on OpenCL against the ORIGINAL code's golden tensors: the tiny
+ * release-format checkpoints (tests/data/artgpt4-tiny) are converted with
+ * af_convert (so naming/layout mistakes in the converter show up as wrong
+ * numbers), then ViT, ln_vision, Q-Former and projection run on the device.
+ * Also a batch of 3 (one GEMM over the batch) must equal batch 1 per image.
+ *
+ * Tolerances (normalised L2 error vs the original, fp32 weights): 1e-5 per
+ * stage; with --type f16 storage (weights rounded to half): 5e-3. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "model/convert.h"
+#include "model/gguf.h"
+#include "ref/npy.h"
+#include "stages/vision.h"
+
+#define DIR "artgpt4-tiny/"
+
+static float *golden(const char *name, size_t *n) {
+  int nd;
+  int64_t shape[4];
+  char p[256];
+  snprintf(p, sizeof p, DIR "golden/%s", name);
+  float *d = npy_read_f32(af_test_data(p), &nd, shape, n);
+  CHECK(d != NULL);
+  return d;
+}
+
+static void check(const char *what, const float *got, const char *gold, size_t n_expected, double tol) {
+  size_t n;
+  float *g = golden(gold, &n);
+  if (!g) return;
+  CHECK_MSG(n == n_expected, "%s: %zu golden values, %zu computed", what, n, n_expected);
+  if (n == n_expected) {
+    double e = af_nerr(got, g, n);
+    printf("  %-8s normalised error %.3g (tolerance %.0e)\n", what, e, tol);
+    CHECK_MSG(e <= tol, "%s: %g > %g", what, e, tol);
+  }
+  free(g);
+}
+
+static void run(af_cl *cl, const char *tmp, int type, double tol) {
+  char out[512];
+  snprintf(out, sizeof out, "%s/tiny-%s.gguf", tmp, af_ggml_type_name(type));
+  char arch[512], vit[512], qf[512], llm[512], ad[512];
+  snprintf(arch, sizeof arch, "%s", af_test_data(DIR "arch.yaml"));
+  snprintf(vit, sizeof vit, "%s", af_test_data(DIR "eva_vit_g.pth"));
+  snprintf(qf, sizeof qf, "%s", af_test_data(DIR "blip2_pretrained_flant5xxl.pth"));
+  snprintf(llm, sizeof llm, "%s", af_test_data(DIR "vicuna"));
+  snprintf(ad, sizeof ad, "%s", af_test_data(DIR "ArtGPT-4.pth"));
+  af_convert_opts o = {.arch = arch, .vit = vit, .qformer = qf, .llm = llm, .adapter = ad, .out = out, .type = type};
+  CHECK_OK(af_convert(&o));
+  printf("%s weights:\n", af_ggml_type_name(type));
+  af_weights *w = NULL;
+  af_vit *v = NULL;
+  af_qformer *f = NULL;
+  af_queue *q = NULL;
+  CHECK_OK(af_weights_open(cl, out, &w));
+  if (w) CHECK_OK(af_vit_new(cl, w, 3, &v));
+  if (v) CHECK_OK(af_qformer_new(cl, w, 3, af_vit_shape_of(v)->tokens, &f));
+  CHECK_OK(af_queue_new(cl, &q));
+  if (!v || !f || !q) goto out;
+  const af_vit_shape *vs = af_vit_shape_of(v);
+  const af_qformer_shape *qs = af_qformer_shape_of(f);
+  size_t np, T = vs->tokens, W = vs->width, Q = qs->queries, D = qs->width, L = qs->proj_out;
+  float *pix = golden("pixels.npy", &np);
+  if (!pix) goto out;
+  CHECK(np == 3u * vs->image_size * vs->image_size);
+  /* batch of 3: the golden image, a scaled copy, the golden image again */
+  float *pix3 = malloc(sizeof(float) * np * 3), *vit3 = malloc(sizeof(float) * 3 * T * W);
+  float *q3 = malloc(sizeof(float) * 3 * Q * D), *p3 = malloc(sizeof(float) * 3 * Q * L);
+  memcpy(pix3, pix, sizeof(float) * np);
+  for (size_t i = 0; i < np; i++) pix3[np + i] = 0.5f * pix[i];
+  memcpy(pix3 + 2 * np, pix, sizeof(float) * np);
+  CHECK_OK(af_vit_encode(v, q, pix3, 3, vit3));
+  check("vit", vit3, "vit.npy", T * W, tol);
+  CHECK_OK(af_qformer_forward(f, q, vit3, 3, q3, p3));
+  check("qformer", q3, "qformer.npy", Q * D, tol);
+  check("proj", p3, "proj.npy", Q * L, tol);
+  /* batch position must not matter: image 2 == image 0 bit for bit or nearly */
+  CHECK(af_nerr(vit3 + 2 * T * W, vit3, T * W) < 1e-6);
+  CHECK(af_nerr(p3 + 2 * Q * L, p3, Q * L) < 1e-6);
+  /* batch 1 of the scaled image equals its slot in the batch of 3 */
+  float *vit1 = malloc(sizeof(float) * T * W), *p1 = malloc(sizeof(float) * Q * L);
+  CHECK_OK(af_vit_encode(v, q, pix3 + np, 1, vit1));
+  CHECK_OK(af_qformer_forward(f, q, vit1, 1, NULL, p1));
+  CHECK(af_nerr(vit1, vit3 + T * W, T * W) < 1e-6);
+  CHECK(af_nerr(p1, p3 + Q * L, Q * L) < 1e-6);
+  CHECK(af_vit_encode(v, q, pix3, 4, vit3) == AF_ERR_INVALID);
+  af_error_clear();
+  free(pix), free(pix3), free(vit3), free(q3), free(p3), free(vit1), free(p1);
+out:
+  af_queue_free(q);
+  af_qformer_free(f);
+  af_vit_free(v);
+  af_weights_free(w);
+}
+
+int main(void) {
+  const char *tmp = af_test_tmpdir();
+  af_cl *cl = NULL;
+  CHECK_OK(af_cl_open(&cl, NULL));
+  if (!cl || !tmp) return af_test_done("test_vision");
+  run(cl, tmp, AF_GGML_F32, 1e-5);
+  run(cl, tmp, AF_GGML_F16, 5e-3);
+  af_cl_close(cl);
+  return af_test_done("test_vision");
+}

@@ -1,0 +1,3 @@
+# Vision path (ViT, ln_vision, Q-Former, projection) on OpenCL vs the original code's goldens.
+af_add_test(NAME test_vision SOURCES test_vision.c LABELS cl model)
+target_link_libraries(test_vision PRIVATE af_ref)
