@@ -1,0 +1,113 @@
+/* `vit` stage: tensor "pixels" (f32 [3, S, S]) -> tensor "vit" (f32 [T, W]),
+ * the EVA ViT-g output after ln_vision with the CLS token first
+ * (stages/vision.c).  One batched forward per call; the model's weights are
+ * uploaded once, device buffers are sized for the largest batch seen. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "artflow/stage.h"
+#include "artflow/status.h"
+#include "stages/vision.h"
+
+typedef struct vit_config {
+  int unused;
+} vit_config;
+
+typedef struct vit_stage {
+  af_cl *cl;
+  af_weights *w;
+  af_vit *vit;
+  af_queue *q;
+  int cap;
+  float *in, *out;
+} vit_stage;
+
+static int vit_create(const af_stage_ctx *ctx, const void *config, void **self) {
+  vit_stage *s = calloc(1, sizeof *s);
+  if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
+  *self = s;
+  s->cl = (af_cl *)ctx->cl;
+  int rc = af_weights_open(s->cl, ctx->model_path, &s->w);
+  if (!rc) rc = af_vit_new(s->cl, s->w, 1, &s->vit); /* checks the model; re-sized per batch */
+  return rc;
+}
+
+static af_flow vit_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  vit_stage *s = self;
+  const af_vit_shape *vs = af_vit_shape_of(s->vit);
+  size_t npix = 3 * (size_t)vs->image_size * vs->image_size, nout = (size_t)vs->tokens * vs->width;
+  if (!s->q && af_queue_new(s->cl, &s->q)) return AF_FLOW_ERROR;
+  if (n > s->cap) {
+    af_vit *v = NULL;
+    if (af_vit_new(s->cl, s->w, n, &v)) return AF_FLOW_ERROR;
+    af_vit_free(s->vit);
+    s->vit = v;
+    vs = af_vit_shape_of(v);
+    float *in = realloc(s->in, sizeof(float) * npix * n), *out = realloc(s->out, sizeof(float) * nout * n);
+    if (in) s->in = in;
+    if (out) s->out = out;
+    if (!in || !out) return af_err(AF_ERR_NOMEM, "vit: out of memory"), AF_FLOW_ERROR;
+    s->cap = n;
+  }
+  int m = 0;
+  af_item *batch[n];
+  for (int i = 0; i < n; i++) {
+    const af_tensor *t = af_item_tensor(items[i], "pixels");
+    if (!t || t->dtype != AF_DTYPE_F32 || t->bytes != npix * sizeof(float)) {
+      af_item_fail(items[i], ctx->instance, "%s: 'pixels' must be f32[3,%d,%d] for this model",
+                   items[i]->path ? items[i]->path : items[i]->id, vs->image_size, vs->image_size);
+      continue;
+    }
+    memcpy(s->in + npix * m, t->data, npix * sizeof(float));
+    batch[m++] = items[i];
+  }
+  if (m == 0) return AF_FLOW_OK;
+  if (af_vit_encode(s->vit, s->q, s->in, m, s->out)) return AF_FLOW_ERROR;
+  int64_t shape[2] = {vs->tokens, vs->width};
+  for (int i = 0; i < m; i++) {
+    void *data;
+    if (af_item_add_tensor(batch[i], "vit", AF_DTYPE_F32, 2, shape, &data)) {
+      af_item_fail(batch[i], ctx->instance, "%s", af_error_message());
+      af_error_clear();
+      continue;
+    }
+    memcpy(data, s->out + nout * i, nout * sizeof(float));
+  }
+  return AF_FLOW_OK;
+}
+
+static void vit_destroy(void *self) {
+  vit_stage *s = self;
+  if (!s) return;
+  af_queue_free(s->q);
+  af_vit_free(s->vit);
+  af_weights_free(s->w);
+  free(s->in);
+  free(s->out);
+  free(s);
+}
+
+static const af_port vit_inputs[] = {
+    {"pixels", "f32[3,S,S]", "normalised image from preprocess (S = the model's image size)", 0},
+};
+static const af_port vit_outputs[] = {
+    {"vit", "f32[*,*]", "image tokens after ln_vision [tokens, vision width], CLS first", 0},
+};
+
+const af_stage_desc af_stage_vit = {
+    .abi_version = AF_STAGE_ABI_VERSION,
+    .name = "vit",
+    .doc = "EVA ViT-g image encoder + ln_vision on the OpenCL device -> f32[tokens, width]",
+    .kind = AF_STAGE_TRANSFORM,
+    .flags = AF_STAGE_NEEDS_DEVICE | AF_STAGE_NEEDS_MODEL,
+    .config_size = sizeof(vit_config),
+    .inputs = vit_inputs,
+    .n_inputs = AF_ARRAY_LEN(vit_inputs),
+    .outputs = vit_outputs,
+    .n_outputs = AF_ARRAY_LEN(vit_outputs),
+    .batch_size = 4,
+    .create = vit_create,
+    .process = vit_process,
+    .destroy = vit_destroy,
+};
