@@ -13,12 +13,12 @@
 #endif
 #define ROW_WG 8
 
-int nn_alloc(af_cl *cl, size_t n, af_buf *out) {
+int nn_alloc(af_cl *cl, size_t n, af_dbuf *out) {
   out->off = 0;
   return af_cl_alloc(cl, CL_MEM_READ_WRITE, (n ? n : 1) * sizeof(float), NULL, &out->mem);
 }
 
-void nn_free(af_buf *b) {
+void nn_free(af_dbuf *b) {
   if (b->mem) clReleaseMemObject(b->mem);
   b->mem = NULL;
 }
@@ -32,8 +32,8 @@ int nn_weight(af_weights *w, int type, const af_dtensor **out, const char *fmt, 
   return af_weights_get(w, name, type, out);
 }
 
-int nn_linear(af_queue *q, af_buf x, size_t ldx, size_t rows, const af_dtensor *w, const af_dtensor *bias,
-              af_buf y, size_t ldy) {
+int nn_linear(af_queue *q, af_dbuf x, size_t ldx, size_t rows, const af_dtensor *w, const af_dtensor *bias,
+              af_dbuf y, size_t ldy) {
   size_t in = w->ne[0], out = w->n_elements / w->ne[0];
   if (w->n_dims == 4) { /* a convolution weight [out][c][kh][kw] used as [out, c*kh*kw] */
     out = w->ne[3];
@@ -73,8 +73,8 @@ fail:
   return rc;
 }
 
-int nn_layernorm(af_queue *q, af_buf x, size_t rows, size_t n, const af_dtensor *w, const af_dtensor *b, float eps,
-                 af_buf y) {
+int nn_layernorm(af_queue *q, af_dbuf x, size_t rows, size_t n, const af_dtensor *w, const af_dtensor *b, float eps,
+                 af_dbuf y) {
   if (w->n_elements != n || b->n_elements != n)
     return af_err(AF_ERR_MISMATCH, "layernorm '%s': %llu gains for rows of %zu", w->name,
                   (unsigned long long)w->n_elements, n);
@@ -98,7 +98,7 @@ fail:
   return rc;
 }
 
-static int elementwise(af_queue *q, const char *name, af_buf y, const af_buf *x, size_t n) {
+static int elementwise(af_queue *q, const char *name, af_dbuf y, const af_dbuf *x, size_t n) {
   cl_kernel k;
   int rc = af_queue_kernel(q, "nn.cl", name, NULL, &k);
   if (rc) return rc;
@@ -118,6 +118,6 @@ fail:
   return rc;
 }
 
-int nn_gelu(af_queue *q, af_buf x, size_t n) { return elementwise(q, "af_nn_gelu", x, NULL, n); }
+int nn_gelu(af_queue *q, af_dbuf x, size_t n) { return elementwise(q, "af_nn_gelu", x, NULL, n); }
 
-int nn_add(af_queue *q, af_buf y, af_buf x, size_t n) { return elementwise(q, "af_nn_add", y, &x, n); }
+int nn_add(af_queue *q, af_dbuf y, af_dbuf x, size_t n) { return elementwise(q, "af_nn_add", y, &x, n); }

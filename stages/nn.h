@@ -11,12 +11,12 @@
 #include "cl/weights.h"
 
 /* A float32 device buffer view: elements from `off`. */
-typedef struct af_buf {
+typedef struct af_dbuf {
   cl_mem mem;
   size_t off;
-} af_buf;
+} af_dbuf;
 
-static inline af_buf af_buf_at(af_buf b, size_t elements) {
+static inline af_dbuf af_dbuf_at(af_dbuf b, size_t elements) {
   b.off += elements;
   return b;
 }
@@ -24,22 +24,22 @@ static inline af_buf af_buf_at(af_buf b, size_t elements) {
 /* y[r, 0..out) = x[r, 0..in) . W^T (+ bias), for r < rows; W is a GGUF
  * weight with ne = {in, out} (f32 or f16), bias ne = {out} (f32) or NULL.
  * Row strides are ldx / ldy elements (0 = in / out). */
-int nn_linear(af_queue *q, af_buf x, size_t ldx, size_t rows, const af_dtensor *w, const af_dtensor *bias,
-              af_buf y, size_t ldy);
+int nn_linear(af_queue *q, af_dbuf x, size_t ldx, size_t rows, const af_dtensor *w, const af_dtensor *bias,
+              af_dbuf y, size_t ldy);
 
 /* y = LayerNorm(x) * w + b over rows of n (y may equal x). */
-int nn_layernorm(af_queue *q, af_buf x, size_t rows, size_t n, const af_dtensor *w, const af_dtensor *b,
-                 float eps, af_buf y);
+int nn_layernorm(af_queue *q, af_dbuf x, size_t rows, size_t n, const af_dtensor *w, const af_dtensor *b,
+                 float eps, af_dbuf y);
 
 /* x = GELU(x) (exact erf form), n elements. */
-int nn_gelu(af_queue *q, af_buf x, size_t n);
+int nn_gelu(af_queue *q, af_dbuf x, size_t n);
 
 /* y += x, n elements. */
-int nn_add(af_queue *q, af_buf y, af_buf x, size_t n);
+int nn_add(af_queue *q, af_dbuf y, af_dbuf x, size_t n);
 
 /* Allocates a float buffer of n elements (>= 1). */
-int nn_alloc(af_cl *cl, size_t n, af_buf *out);
-void nn_free(af_buf *b);
+int nn_alloc(af_cl *cl, size_t n, af_dbuf *out);
+void nn_free(af_dbuf *b);
 
 /* Weight lookup with a printf-style name; type: -1 as stored, AF_GGML_F32. */
 int nn_weight(af_weights *w, int type, const af_dtensor **out, const char *fmt, ...)

@@ -29,12 +29,12 @@ struct af_qformer {
   const af_dtensor *query, *emb_w, *emb_b;
   lin proj;
   qf_layer *lay;
-  af_buf img;            /* (B*T, Dv) */
-  af_buf x;              /* (B*Q, D) */
-  af_buf qb, kb, vb;     /* (B*max(Q,T), D) */
-  af_buf ctx, tmp;       /* (B*Q, D) */
-  af_buf ff;             /* (B*Q, F) */
-  af_buf out;            /* (B*Q, Dl) */
+  af_dbuf img;            /* (B*T, Dv) */
+  af_dbuf x;              /* (B*Q, D) */
+  af_dbuf qb, kb, vb;     /* (B*max(Q,T), D) */
+  af_dbuf ctx, tmp;       /* (B*Q, D) */
+  af_dbuf ff;             /* (B*Q, F) */
+  af_dbuf out;            /* (B*Q, Dl) */
 };
 
 static int get_u32(const af_gguf *g, const char *key, int *out) {
@@ -133,7 +133,7 @@ out:
 
 void af_qformer_free(af_qformer *f) {
   if (!f) return;
-  af_buf *bufs[] = {&f->img, &f->x, &f->qb, &f->kb, &f->vb, &f->ctx, &f->tmp, &f->ff, &f->out};
+  af_dbuf *bufs[] = {&f->img, &f->x, &f->qb, &f->kb, &f->vb, &f->ctx, &f->tmp, &f->ff, &f->out};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) nn_free(bufs[i]);
   free(f->lay);
   free(f);
@@ -142,7 +142,7 @@ void af_qformer_free(af_qformer *f) {
 const af_qformer_shape *af_qformer_shape_of(const af_qformer *f) { return &f->s; }
 
 /* x = LN(out(attn(q(x) -> k(src), v(src))) + x) over n batches of nq queries and nk keys */
-static int attn_block(af_qformer *f, af_queue *q, int n, af_buf src, int nk, int src_width, const lin *lq,
+static int attn_block(af_qformer *f, af_queue *q, int n, af_dbuf src, int nk, int src_width, const lin *lq,
                       const lin *lk, const lin *lv, const lin *lo, const lin *ln) {
   const af_qformer_shape *s = &f->s;
   int rc, D = s->width, Q = s->queries, hd = D / s->heads;
@@ -166,9 +166,9 @@ int af_qformer_forward(af_qformer *f, af_queue *q, const float *image, int n, fl
   int rc, D = s->width, Q = s->queries, F = s->ffn, T = s->image_tokens;
   size_t rows = (size_t)n * Q;
   if ((rc = af_queue_write(q, f->img.mem, 0, sizeof(float) * n * T * s->vision_width, image))) return rc;
-  af_buf query = {f->query->mem, 0};
+  af_dbuf query = {f->query->mem, 0};
   for (int b = 0; b < n; b++) /* embeddings: LayerNorm of the raw query tokens, no positions */
-    if ((rc = nn_layernorm(q, query, Q, D, f->emb_w, f->emb_b, s->ln_eps, af_buf_at(f->x, (size_t)b * Q * D))))
+    if ((rc = nn_layernorm(q, query, Q, D, f->emb_w, f->emb_b, s->ln_eps, af_dbuf_at(f->x, (size_t)b * Q * D))))
       return rc;
   for (int l = 0; l < s->layers; l++) {
     qf_layer *L = &f->lay[l];

@@ -4,6 +4,7 @@
 #include "stages/vision.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,14 +28,14 @@ struct af_vit {
   int max_batch;
   const af_dtensor *patch_w, *patch_b, *cls, *pos, *lnv_w, *lnv_b;
   vit_block *blk;
-  af_buf pix;     /* (B, 3*S*S) */
-  af_buf cols;    /* (B*GG, 3*P*P) */
-  af_buf patches; /* (B*GG, W) */
-  af_buf x;       /* (B*T, W) residual stream */
-  af_buf h;       /* (B*T, W) */
-  af_buf qkv;     /* (B*T, 3W) */
-  af_buf ctx;     /* (B*T, W) */
-  af_buf mlp;     /* (B*T, M) */
+  af_dbuf pix;     /* (B, 3*S*S) */
+  af_dbuf cols;    /* (B*GG, 3*P*P) */
+  af_dbuf patches; /* (B*GG, W) */
+  af_dbuf x;       /* (B*T, W) residual stream */
+  af_dbuf h;       /* (B*T, W) */
+  af_dbuf qkv;     /* (B*T, 3W) */
+  af_dbuf ctx;     /* (B*T, W) */
+  af_dbuf mlp;     /* (B*T, M) */
 };
 
 static int meta_u32(const af_gguf *g, const char *key, int *out) {
@@ -143,7 +144,7 @@ out:
 
 void af_vit_free(af_vit *v) {
   if (!v) return;
-  af_buf *bufs[] = {&v->pix, &v->cols, &v->patches, &v->x, &v->h, &v->qkv, &v->ctx, &v->mlp};
+  af_dbuf *bufs[] = {&v->pix, &v->cols, &v->patches, &v->x, &v->h, &v->qkv, &v->ctx, &v->mlp};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) nn_free(bufs[i]);
   free(v->blk);
   free(v);
