@@ -1,0 +1,103 @@
+/* SentencePiece tokenizer vs Debian's python3-sentencepiece: ids and decoded
+ * text for 76 hostile strings (accents, combining marks, CJK, emoji, spaces,
+ * tabs, newlines, digits, empty, prompt pieces, invalid UTF-8) on two models
+ * (tests/data/tokenizer/make_fixtures.py).  Must match exactly.  Also
+ * truncated/garbage model files give a one-line error. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "model/spm.h"
+
+static char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long l = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)l + 1);
+  if (b && fread(b, 1, (size_t)l, f) != (size_t)l) l = 0;
+  if (b) b[l] = 0;
+  fclose(f);
+  if (n) *n = (size_t)l;
+  return b;
+}
+
+static size_t unhex(const char *h, char *out) {
+  size_t n = strlen(h) / 2;
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    sscanf(h + 2 * i, "%2x", &v);
+    out[i] = (char)v;
+  }
+  return n;
+}
+
+int main(void) {
+  char *js = slurp(af_test_data("tokenizer/expected.json"), NULL);
+  CHECK(js != NULL);
+  cJSON *root = cJSON_Parse(js ? js : "{}"), *models = cJSON_GetObjectItem(root, "models"), *m;
+  int total = 0, exact = 0;
+  cJSON_ArrayForEach(m, models) {
+    char path[512];
+    snprintf(path, sizeof path, "tokenizer/%s", m->string);
+    af_spm *t = NULL;
+    CHECK_OK(af_spm_load(af_test_data(path), &t));
+    if (!t) continue;
+    CHECK(af_spm_n_vocab(t) == cJSON_GetObjectItem(m, "pieces")->valueint);
+    cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(m, "cases")) {
+      const char *hex = cJSON_GetObjectItem(c, "hex")->valuestring;
+      char text[1024];
+      size_t len = unhex(hex, text);
+      int32_t *ids = NULL;
+      size_t n = 0;
+      CHECK_OK(af_spm_encode(t, text, len, 0, -1, &ids, &n));
+      cJSON *want = cJSON_GetObjectItem(c, "ids");
+      int ok = (int)n == cJSON_GetArraySize(want);
+      for (int i = 0; ok && i < (int)n; i++) ok = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+      char *dec = NULL;
+      CHECK_OK(af_spm_decode(t, ids, n, &dec));
+      int dec_ok = dec && !strcmp(dec, cJSON_GetObjectItem(c, "decoded")->valuestring);
+      total++;
+      exact += ok && dec_ok;
+      CHECK_MSG(ok, "%s: ids differ for hex %s (%zu ids, want %d)", m->string, hex, n, cJSON_GetArraySize(want));
+      CHECK_MSG(dec_ok, "%s: decode differs for hex %s: '%s'", m->string, hex, dec ? dec : "(null)");
+      free(dec);
+      free(ids);
+    }
+    /* BOS and the continuation form of a stop string */
+    int32_t *ids;
+    size_t n;
+    CHECK_OK(af_spm_encode(t, "###", 3, 1, 0, &ids, &n));
+    CHECK(n >= 2 && ids[0] == af_spm_options(t)->bos_id);
+    CHECK(af_spm_piece(t, ids[1])[0] == '#'); /* no dummy prefix */
+    free(ids);
+    af_spm_free(t);
+  }
+  printf("%d of %d strings: ids and decode equal to sentencepiece\n", exact, total);
+  CHECK(total >= 150);
+  cJSON_Delete(root);
+  free(js);
+
+  /* hostile model files */
+  size_t n;
+  char *good = slurp(af_test_data("tokenizer/llama-like.model"), &n);
+  af_spm *t = NULL;
+  CHECK(good != NULL);
+  if (good) {
+    CHECK(af_spm_load_buffer(good, n / 2, "half.model", &t) == AF_ERR_FORMAT);
+    CHECK(strstr(af_error_message(), "half.model") != NULL);
+    af_error_clear();
+    CHECK(af_spm_load_buffer("\xff\xff\xff\xff", 4, "garbage.model", &t) == AF_ERR_FORMAT);
+    af_error_clear();
+    CHECK(af_spm_load_buffer("", 0, "empty.model", &t) == AF_ERR_FORMAT);
+    af_error_clear();
+    free(good);
+  }
+  CHECK(af_spm_load("/nonexistent/tokenizer.model", &t) == AF_ERR_IO);
+  CHECK(strstr(af_error_message(), "/nonexistent/tokenizer.model") != NULL);
+  af_error_clear();
+  return af_test_done("test_tokenizer_spm");
+}
