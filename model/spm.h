@@ -59,6 +59,11 @@ int af_spm_encode(const af_spm *t, const char *text, size_t len, int add_bos, in
  * dummy-prefix space of the first piece dropped, control pieces skipped. */
 int af_spm_decode(const af_spm *t, const int32_t *ids, size_t n, char **text);
 
+struct af_gguf;
+/* The tokenizer stored in a GGUF file's tokenizer.ggml.* metadata (ours or
+ * llama.cpp's).  AF_ERR_UNSUPPORTED when the file has none. */
+int af_spm_from_gguf(const struct af_gguf *g, af_spm **out);
+
 #ifdef __cplusplus
 }
 #endif
