@@ -65,10 +65,10 @@
 #endif
 
 /* Every built-in stage, in the order `artflow inspect stages` lists them. */
-#define AF_BUILTIN_STAGES(X)                                                     \
-  AF_REG_SRC_FILES(X) AF_REG_SRC_MANIFEST(X) AF_REG_DECODE(X) AF_REG_PREPROCESS(X) \
-  AF_REG_VIT(X) AF_REG_QFORMER(X) AF_REG_LLM(X) \
-  X(checksum) AF_REG_JSONL(X) AF_REG_CSV(X) AF_REG_NPY(X)
+#define AF_BUILTIN_STAGES(X)                                                                                 \
+  AF_REG_SRC_FILES(X)                                                                                        \
+  AF_REG_SRC_MANIFEST(X) AF_REG_DECODE(X) AF_REG_PREPROCESS(X) AF_REG_VIT(X) AF_REG_QFORMER(X) AF_REG_LLM(X) \
+      X(checksum) AF_REG_JSONL(X) AF_REG_CSV(X) AF_REG_NPY(X)
 
 #define AF_REG_DECL(sym) extern const af_stage_desc af_stage_##sym;
 AF_BUILTIN_STAGES(AF_REG_DECL)
@@ -84,9 +84,12 @@ static int n_all, cap_all;
 
 const char *af_stage_kind_name(af_stage_kind kind) {
   switch (kind) {
-  case AF_STAGE_SOURCE: return "source";
-  case AF_STAGE_TRANSFORM: return "transform";
-  case AF_STAGE_SINK: return "sink";
+    case AF_STAGE_SOURCE:
+      return "source";
+    case AF_STAGE_TRANSFORM:
+      return "transform";
+    case AF_STAGE_SINK:
+      return "sink";
   }
   return "?";
 }
@@ -141,11 +144,10 @@ static int check_ports(const af_stage_desc *d, const af_port *ports, int n, cons
   for (int i = 0; i < n; i++) {
     af_port_shape s;
     char why[256];
-    if (!valid_name(ports[i].name) && !(ports[i].name && *ports[i].name))
+    if (!ports[i].name || !*ports[i].name)
       return af_err(AF_ERR_INVALID, "stage '%s': %s port %d has no name", d->name, what, i);
     if (af_port_parse(ports[i].desc, d, NULL, &s, why, sizeof why))
-      return af_err(AF_ERR_INVALID, "stage '%s': %s port '%s': %s", d->name, what,
-                    ports[i].name, why);
+      return af_err(AF_ERR_INVALID, "stage '%s': %s port '%s': %s", d->name, what, ports[i].name, why);
   }
   return 0;
 }
@@ -164,37 +166,32 @@ int af_stage_desc_check(const af_stage_desc *d) {
   if (d->kind == AF_STAGE_SOURCE && !d->next)
     return af_err(AF_ERR_INVALID, "stage '%s': a source needs next()", d->name);
   if (d->kind != AF_STAGE_SOURCE && !d->process)
-    return af_err(AF_ERR_INVALID, "stage '%s': a %s needs process()", d->name,
-                  af_stage_kind_name(d->kind));
+    return af_err(AF_ERR_INVALID, "stage '%s': a %s needs process()", d->name, af_stage_kind_name(d->kind));
   if (d->batch_size < 0 || d->batch_size > 65536)
     return af_err(AF_ERR_INVALID, "stage '%s': batch size %d out of range", d->name, d->batch_size);
   if (d->n_params < 0 || (d->n_params > 0 && !d->params))
     return af_err(AF_ERR_INVALID, "stage '%s': bad parameter table", d->name);
   for (int i = 0; i < d->n_params; i++) {
     const af_param *p = &d->params[i];
-    if (!valid_name(p->name))
-      return af_err(AF_ERR_INVALID, "stage '%s': parameter %d: bad name", d->name, i);
+    if (!valid_name(p->name)) return af_err(AF_ERR_INVALID, "stage '%s': parameter %d: bad name", d->name, i);
     if (p->type < AF_PARAM_INT || p->type > AF_PARAM_STRLIST)
       return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s': bad type", d->name, p->name);
     if (!strcmp(p->name, "stage") || !strcmp(p->name, "name") || !strcmp(p->name, "batch") ||
         !strcmp(p->name, "type"))
-      return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' is a reserved key", d->name,
-                    p->name);
+      return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' is a reserved key", d->name, p->name);
     if (p->type == AF_PARAM_ENUM && (!p->choices || !*p->choices))
-      return af_err(AF_ERR_INVALID, "stage '%s': enum parameter '%s' has no choices", d->name,
-                    p->name);
-    size_t sz = p->type == AF_PARAM_STRLIST ? sizeof(af_strlist)
+      return af_err(AF_ERR_INVALID, "stage '%s': enum parameter '%s' has no choices", d->name, p->name);
+    size_t sz = p->type == AF_PARAM_STRLIST  ? sizeof(af_strlist)
                 : p->type == AF_PARAM_STRING ? sizeof(char *)
                 : p->type == AF_PARAM_INT    ? sizeof(int64_t)
                 : p->type == AF_PARAM_FLOAT  ? sizeof(double)
                                              : sizeof(int);
     if (p->offset + sz > d->config_size)
-      return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' lies outside the config struct",
-                    d->name, p->name);
+      return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' lies outside the config struct", d->name,
+                    p->name);
     for (int j = 0; j < i; j++)
       if (!strcmp(d->params[j].name, p->name))
-        return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' declared twice", d->name,
-                      p->name);
+        return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' declared twice", d->name, p->name);
   }
   int rc = check_ports(d, d->inputs, d->n_inputs, "input");
   if (!rc) rc = check_ports(d, d->outputs, d->n_outputs, "output");
@@ -209,8 +206,7 @@ int af_registry_add(const af_stage_desc *d) {
   const af_stage_desc *old = find_locked(d->kind, d->name);
   if (old == d) goto out; /* the same plugin loaded twice: nothing to do */
   if (old) {
-    rc = af_err(AF_ERR_CONFIG, "a %s stage named '%s' already exists", af_stage_kind_name(d->kind),
-                d->name);
+    rc = af_err(AF_ERR_CONFIG, "a %s stage named '%s' already exists", af_stage_kind_name(d->kind), d->name);
     goto out;
   }
   if (n_all == cap_all) {

@@ -1,0 +1,116 @@
+/* artflow inspect: a model file's contents, the list of stages, or one
+ * stage's parameter table and ports. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "pipeline/pipeline.h"
+
+#if __has_include("model/inspect.c")
+#include "model/inspect.h"
+#define AF_HAVE_MODEL_INSPECT 1
+#else
+#define AF_HAVE_MODEL_INSPECT 0
+#endif
+
+static const char usage[] =
+    "usage: artflow inspect MODEL.gguf\n"
+    "       artflow inspect stages\n"
+    "       artflow inspect stage NAME\n"
+    "\n"
+    "MODEL.gguf    header, metadata and tensor table of a model file\n"
+    "stages        every stage this build knows (sources, transforms, sinks)\n"
+    "stage NAME    a stage's parameters (type, default, range, doc) and ports;\n"
+    "              NAME may be prefixed with its kind: source:csv, sink:csv\n";
+
+static void list_stages(void) {
+  int n = 0;
+  const af_stage_desc *const *all = af_registry_list(&n);
+  const af_stage_kind kinds[] = {AF_STAGE_SOURCE, AF_STAGE_TRANSFORM, AF_STAGE_SINK};
+  const char *titles[] = {"sources", "transforms", "sinks"};
+  for (int k = 0; k < 3; k++) {
+    printf("%s:\n", titles[k]);
+    for (int i = 0; i < n; i++)
+      if (all[i]->kind == kinds[k]) printf("  %-14s %s\n", all[i]->name, all[i]->doc ? all[i]->doc : "");
+  }
+}
+
+static void print_ports(const char *title, const af_port *ports, int n) {
+  if (n <= 0) return;
+  printf("%s:\n", title);
+  for (int i = 0; i < n; i++)
+    printf("  %-12s %-22s %s%s\n", ports[i].name, ports[i].desc, ports[i].doc ? ports[i].doc : "",
+           ports[i].flags & AF_PORT_OPTIONAL ? " (optional)" : "");
+}
+
+static void print_stage(const af_stage_desc *d) {
+  printf("%s (%s): %s\n", d->name, af_stage_kind_name(d->kind), d->doc ? d->doc : "");
+  printf("batch size: %d%s%s\n", d->batch_size > 0 ? d->batch_size : 1,
+         d->flags & AF_STAGE_NEEDS_DEVICE ? ", uses the OpenCL device" : "",
+         d->flags & AF_STAGE_NEEDS_MODEL ? ", needs 'model:'" : "");
+  printf("parameters:\n");
+  printf("  %-14s %-8s %-18s %-20s %s\n", "name", "type", "default", "range/choices", "doc");
+  for (int i = 0; i < d->n_params; i++) {
+    const af_param *p = &d->params[i];
+    char range[128] = "";
+    if (p->type == AF_PARAM_ENUM && p->choices)
+      snprintf(range, sizeof range, "%s", p->choices);
+    else if (p->min < p->max)
+      snprintf(range, sizeof range, "%g..%g", p->min, p->max);
+    const char *def = p->flags & AF_PARAM_REQUIRED ? "(required)" : p->def ? p->def : "-";
+    printf("  %-14s %-8s %-18s %-20s %s\n", p->name, af_param_type_name(p->type), def, range,
+           p->doc ? p->doc : "");
+  }
+  printf("  %-14s %-8s %-18s %-20s %s\n", "name", "string", "(stage name)", "",
+         "instance name for --set and records");
+  printf("  %-14s %-8s %-18d %-20s %s\n", "batch", "int", d->batch_size > 0 ? d->batch_size : 1, "1..65536",
+         "items per process() call");
+  print_ports("inputs", d->inputs, d->n_inputs);
+  print_ports("outputs", d->outputs, d->n_outputs);
+}
+
+static int inspect_stage(const char *arg) {
+  const af_stage_kind kinds[] = {AF_STAGE_TRANSFORM, AF_STAGE_SOURCE, AF_STAGE_SINK};
+  const char *colon = strchr(arg, ':'), *name = colon ? colon + 1 : arg;
+  int found = 0;
+  for (int k = 0; k < 3; k++) {
+    if (colon && strncmp(arg, af_stage_kind_name(kinds[k]), (size_t)(colon - arg))) continue;
+    const af_stage_desc *d = af_registry_find(kinds[k], name);
+    if (!d) continue;
+    if (found) putchar('\n');
+    print_stage(d);
+    found++;
+  }
+  if (!found) {
+    fprintf(stderr, "artflow inspect: no stage named '%s' (see `artflow inspect stages`)\n", arg);
+    return AF_EXIT_USAGE;
+  }
+  return AF_EXIT_OK;
+}
+
+int af_cmd_inspect(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (af_cli_is_help(argv[i])) {
+      fputs(usage, stdout);
+      return AF_EXIT_OK;
+    }
+  if (argc < 2) return af_cli_usage_error("inspect", usage, "missing what to inspect");
+  if (argv[1][0] == '-') return af_cli_usage_error("inspect", usage, "unknown option '%s'", argv[1]);
+  if (!strcmp(argv[1], "stages")) {
+    if (argc > 2) return af_cli_usage_error("inspect", usage, "unexpected '%s'", argv[2]);
+    list_stages();
+    return AF_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "stage")) {
+    if (argc != 3) return af_cli_usage_error("inspect", usage, "expected: inspect stage NAME");
+    return inspect_stage(argv[2]);
+  }
+  if (argc > 2) return af_cli_usage_error("inspect", usage, "one file at a time");
+#if AF_HAVE_MODEL_INSPECT
+  int rc = af_model_inspect_print(argv[1], stdout);
+  return rc ? af_cli_fail(rc, "inspect") : AF_EXIT_OK;
+#else
+  fprintf(stderr, "artflow inspect: model inspection not available in this build\n");
+  return AF_EXIT_USAGE;
+#endif
+}

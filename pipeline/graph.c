@@ -1,0 +1,225 @@
+/* The graph check: every input port of a transform or sink is matched by
+ * name to the latest earlier stage that outputs it, and the two tensor
+ * descriptions must agree (dtype, rank, sizes; '*' matches anything, a symbol
+ * binds to one size per stage).  Also builds the JSON of the resolved
+ * configuration that sinks put into provenance records. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/internal.h"
+
+typedef struct binding {
+  char sym[32];
+  int64_t value;
+} binding;
+
+typedef struct produced {
+  const char *name;    /* port name (tensor name in the item) */
+  af_port_shape shape; /* resolved as far as known */
+  const char *desc;    /* the port's text, for messages */
+  int inst;
+} produced;
+
+static int64_t lookup(const binding *b, int nb, const char *sym) {
+  for (int i = 0; i < nb; i++)
+    if (!strcmp(b[i].sym, sym)) return b[i].value;
+  return -2;
+}
+
+/* Unifies producer `ps` with consumer `cs`; binds consumer symbols.
+ * 0 on success, else fills why. */
+static int unify(const af_port_shape *ps, af_port_shape *cs, binding *b, int *nb, char *why, size_t n) {
+  if (cs->kind == 1) return 0;
+  if (cs->kind == 2 || ps->kind == 2) {
+    if (cs->kind == ps->kind) return 0;
+    snprintf(why, n, "%s vs %s", ps->kind == 2 ? "text" : "tensor", cs->kind == 2 ? "text" : "tensor");
+    return -1;
+  }
+  if (ps->kind == 1) return 0; /* producer promises nothing: checked at run time */
+  if (ps->dtype != cs->dtype) {
+    snprintf(why, n, "dtype %s vs %s", af_dtype_name(ps->dtype), af_dtype_name(cs->dtype));
+    return -1;
+  }
+  if (ps->ndim < 0 || cs->ndim < 0) return 0;
+  if (ps->ndim != cs->ndim) {
+    snprintf(why, n, "rank %d vs %d", ps->ndim, cs->ndim);
+    return -1;
+  }
+  for (int i = 0; i < cs->ndim; i++) {
+    int64_t pd = ps->dim[i], cd = cs->dim[i];
+    if (cd == -2) {
+      int64_t v = lookup(b, *nb, cs->sym[i]);
+      if (v >= 0)
+        cd = v;
+      else if (pd >= 0 && *nb < 4 * AF_MAX_DIMS) {
+        snprintf(b[*nb].sym, sizeof b[*nb].sym, "%s", cs->sym[i]);
+        b[(*nb)++].value = pd;
+        continue;
+      }
+    }
+    if (pd < 0 || cd < 0) continue;
+    if (pd != cd) {
+      snprintf(why, n, "dimension %d: %lld vs %lld%s%s", i, (long long)pd, (long long)cd,
+               cs->dim[i] == -2 ? " bound to " : "", cs->dim[i] == -2 ? cs->sym[i] : "");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Substitutes bound symbols into a shape. */
+static void apply(af_port_shape *s, const binding *b, int nb) {
+  for (int i = 0; i < s->ndim; i++)
+    if (s->dim[i] == -2) {
+      int64_t v = lookup(b, nb, s->sym[i]);
+      if (v >= 0) s->dim[i] = v;
+    }
+}
+
+static void to_desc(const af_port_shape *prod, const af_port_shape *cons, af_tensor_desc *d) {
+  memset(d, 0, sizeof *d);
+  const af_port_shape *s = cons->kind == 0 ? cons : prod;
+  if (!s || s->kind != 0) {
+    d->ndim = -1;
+    return;
+  }
+  d->dtype = s->dtype;
+  d->ndim = s->ndim;
+  for (int i = 0; i < AF_MAX_DIMS; i++) {
+    int64_t v = i < s->ndim ? s->dim[i] : 1;
+    if (v < 0 && prod && prod->kind == 0 && prod->ndim == s->ndim && prod->dim[i] >= 0) v = prod->dim[i];
+    d->shape[i] = v < 0 ? -1 : v;
+  }
+}
+
+int af_graph_check(af_pipeline *p) {
+  int np = 0, cap = 0, rc = 0;
+  produced *tab = NULL;
+  char why[256], a[128], b2[128];
+  for (int i = 0; i < p->n_inst && !rc; i++) {
+    af_instance *in = &p->inst[i];
+    const af_stage_desc *d = in->desc;
+    binding bind[4 * AF_MAX_DIMS];
+    int nb = 0;
+    in->in_shape = calloc((size_t)d->n_inputs + 1, sizeof *in->in_shape);
+    in->in_desc = calloc((size_t)d->n_inputs + 1, sizeof *in->in_desc);
+    in->out_shape = calloc((size_t)d->n_outputs + 1, sizeof *in->out_shape);
+    if (!in->in_shape || !in->in_desc || !in->out_shape) {
+      rc = af_err(AF_ERR_NOMEM, "out of memory");
+      break;
+    }
+    for (int k = 0; k < d->n_inputs && !rc && d->kind != AF_STAGE_SOURCE; k++) {
+      const af_port *port = &d->inputs[k];
+      af_port_shape *cs = &in->in_shape[k];
+      if (af_port_parse(port->desc, d, in->config, cs, why, sizeof why)) {
+        rc = af_err(AF_ERR_CONFIG, "stage '%s': input '%s': %s", in->name, port->name, why);
+        break;
+      }
+      const produced *pr = NULL;
+      for (int j = np - 1; j >= 0 && !pr; j--)
+        if (!strcmp(tab[j].name, port->name)) pr = &tab[j];
+      if (!pr) {
+        to_desc(NULL, cs, &in->in_desc[k]);
+        if (port->flags & AF_PORT_OPTIONAL) continue;
+        af_port_format(cs, a, sizeof a);
+        rc = af_err(AF_ERR_CONFIG, "%s:%d:%d: stage '%s' input '%s' %s: no earlier stage outputs '%s'",
+                    p->path, in->line, in->col, in->name, port->name, a, port->name);
+        break;
+      }
+      if (unify(&pr->shape, cs, bind, &nb, why, sizeof why)) {
+        af_port_format(&pr->shape, a, sizeof a);
+        af_port_format(cs, b2, sizeof b2);
+        rc = af_err(AF_ERR_CONFIG,
+                    "%s:%d:%d: stage '%s' output '%s' %s (declared %s) does not fit stage '%s' "
+                    "input '%s' %s (declared %s): %s",
+                    p->path, in->line, in->col, p->inst[pr->inst].name, pr->name, a, pr->desc, in->name,
+                    port->name, b2, port->desc, why);
+        break;
+      }
+      apply(cs, bind, nb);
+      to_desc(&pr->shape, cs, &in->in_desc[k]);
+    }
+    for (int k = 0; k < d->n_outputs && !rc; k++) {
+      const af_port *port = &d->outputs[k];
+      af_port_shape *os = &in->out_shape[k];
+      if (af_port_parse(port->desc, d, in->config, os, why, sizeof why)) {
+        rc = af_err(AF_ERR_CONFIG, "stage '%s': output '%s': %s", in->name, port->name, why);
+        break;
+      }
+      apply(os, bind, nb);
+      if (np == cap) {
+        cap = cap ? cap * 2 : 16;
+        produced *t = realloc(tab, (size_t)cap * sizeof *t);
+        if (!t) {
+          rc = af_err(AF_ERR_NOMEM, "out of memory");
+          break;
+        }
+        tab = t;
+      }
+      tab[np++] = (produced){port->name, *os, port->desc, i};
+    }
+  }
+  free(tab);
+  return rc;
+}
+
+/* ------------------------------------------------------------- params json */
+
+static cJSON *instance_json(const af_instance *in) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return NULL;
+  cJSON_AddStringToObject(o, "stage", in->desc->name);
+  cJSON_AddStringToObject(o, "name", in->name);
+  cJSON_AddNumberToObject(o, "batch", in->batch);
+  for (int i = 0; i < in->desc->n_params; i++) {
+    const af_param *pr = &in->desc->params[i];
+    const void *f = (const char *)in->config + pr->offset;
+    char buf[1024];
+    switch (pr->type) {
+      case AF_PARAM_INT:
+        cJSON_AddNumberToObject(o, pr->name, (double)*(const int64_t *)f);
+        break;
+      case AF_PARAM_FLOAT:
+        cJSON_AddNumberToObject(o, pr->name, *(const double *)f);
+        break;
+      case AF_PARAM_BOOL:
+        cJSON_AddBoolToObject(o, pr->name, *(const int *)f);
+        break;
+      case AF_PARAM_STRING:
+        if (*(char *const *)f)
+          cJSON_AddStringToObject(o, pr->name, *(char *const *)f);
+        else
+          cJSON_AddNullToObject(o, pr->name);
+        break;
+      case AF_PARAM_ENUM:
+        af_param_format(pr, in->config, buf, sizeof buf);
+        cJSON_AddStringToObject(o, pr->name, buf);
+        break;
+      case AF_PARAM_STRLIST: {
+        const af_strlist *l = f;
+        cJSON *arr = cJSON_AddArrayToObject(o, pr->name);
+        for (int k = 0; arr && k < l->n; k++) cJSON_AddItemToArray(arr, cJSON_CreateString(l->v[k]));
+        break;
+      }
+    }
+  }
+  return o;
+}
+
+/* Builds p->params_json.  0 or AF_ERR_NOMEM. */
+int af_pipeline_build_json(af_pipeline *p) {
+  cJSON *root = cJSON_CreateObject();
+  if (!root) return af_err(AF_ERR_NOMEM, "out of memory");
+  cJSON_AddItemToObject(root, "source", instance_json(&p->inst[0]));
+  cJSON *st = cJSON_AddArrayToObject(root, "stages"), *sk = cJSON_AddArrayToObject(root, "sinks");
+  for (int i = 1; i < p->n_inst; i++)
+    cJSON_AddItemToArray(i <= p->n_transforms ? st : sk, instance_json(&p->inst[i]));
+  if (p->device) cJSON_AddStringToObject(root, "device", p->device);
+  if (p->profile) cJSON_AddStringToObject(root, "profile", p->profile);
+  if (p->model) cJSON_AddStringToObject(root, "model", p->model);
+  free(p->params_json);
+  p->params_json = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  return p->params_json ? 0 : af_err(AF_ERR_NOMEM, "out of memory");
+}

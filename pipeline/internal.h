@@ -1,0 +1,110 @@
+/* Private structures of the pipeline engine, shared by yaml.c, graph.c,
+ * queue.c, scheduler.c and progress.c.  Nothing outside pipeline/ includes
+ * this file. */
+#ifndef AF_PIPELINE_INTERNAL_H
+#define AF_PIPELINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "pipeline/pipeline.h"
+
+/* ---------------------------------------------------------------- queue */
+
+/* One slot: an item and the scheduler's private flags for it. */
+#define AF_SLOT_SINK_FAILED 1u /* a sink could not write it: do not journal it */
+typedef struct af_slot {
+  af_item *item;
+  unsigned flags;
+} af_slot;
+
+/* Bounded FIFO between two stage threads: push blocks while full, pop blocks
+ * while empty; after close() pop drains what is left, then reports the end. */
+typedef struct af_fifo {
+  pthread_mutex_t mu;
+  pthread_cond_t not_empty, not_full;
+  af_slot *ring;
+  int cap, head, count, closed;
+  int max_seen; /* highest count ever observed (backpressure test) */
+} af_fifo;
+
+int af_fifo_init(af_fifo *q, int cap);
+void af_fifo_destroy(af_fifo *q);
+void af_fifo_push(af_fifo *q, af_slot s);
+/* 1 with *s set, or 0 when closed and empty. */
+int af_fifo_pop(af_fifo *q, af_slot *s);
+/* Non-blocking: 1 with *s set, 0 when nothing is queued right now. */
+int af_fifo_trypop(af_fifo *q, af_slot *s);
+void af_fifo_close(af_fifo *q);
+
+/* ------------------------------------------------------------- instance */
+
+typedef struct af_instance {
+  const af_stage_desc *desc;
+  char *name;               /* instance name */
+  void *config;             /* desc->config_size bytes, filled by the loader */
+  int batch;                /* batch size in effect */
+  int line, col;            /* position of its YAML entry (1-based; 0 = none) */
+  af_port_shape *in_shape;  /* desc->n_inputs, resolved by the graph check */
+  af_tensor_desc *in_desc;  /* the same as given to prepare() */
+  af_port_shape *out_shape; /* desc->n_outputs */
+  af_stage_ctx ctx;
+  void *self; /* create()'s instance */
+  int created;
+  af_fifo in; /* input queue (not used by the source) */
+  pthread_t thread;
+  int started;
+  af_stage_stats stats;
+} af_instance;
+
+struct af_pipeline {
+  char *path; /* pipeline file (or the name of a string) */
+  char *dir;  /* folder for relative paths; NULL = as written */
+  char sha256[65];
+  char *device, *profile, *model, *journal;
+  int queue_depth;
+  af_run_options opt;
+  char **sets;       /* copies of opt.sets */
+  af_instance *inst; /* [0] = source, then transforms, then sinks */
+  int n_inst, n_transforms, n_sinks;
+  char *params_json;
+  af_stage_stats *stats; /* n_inst copies for af_pipeline_stats */
+  af_run_summary summary;
+  struct af_cl *cl;
+  af_journal *jr;
+  atomic_int stop; /* 0 run, 1 drain, 2 abort */
+  atomic_llong done, ok, failed, skipped, produced;
+  int64_t expected; /* source count(), -1 unknown */
+  int fatal;        /* first fatal status of a thread */
+  char fatal_msg[512];
+  pthread_mutex_t mu; /* guards fatal, fatal_msg, log output */
+  pthread_cond_t finished_cv;
+  int finished; /* the last thread reached the end */
+  int ran;
+};
+
+/* Records the first fatal error of the run (thread-safe). */
+void af_pipeline_fatal(af_pipeline *p, int code, const char *msg);
+
+/* graph.c: checks every link and resolves port shapes.  0 or AF_ERR_CONFIG
+ * naming both stages and both descriptions. */
+int af_graph_check(af_pipeline *p);
+/* graph.c: fills p->params_json.  0 or AF_ERR_NOMEM. */
+int af_pipeline_build_json(af_pipeline *p);
+
+/* scheduler.c: "journal:", else "<first sink's path>.journal", else
+ * "artflow.journal".  malloc'd, NULL when out of memory. */
+char *af_pipeline_default_journal(const af_pipeline *p);
+
+/* progress.c */
+typedef struct af_progress af_progress;
+af_progress *af_progress_new(af_pipeline *p);
+void af_progress_tick(af_progress *pr, int final);
+void af_progress_free(af_progress *pr);
+/* Logs one line for a stage (ctx->log). */
+void af_stage_log_cb(const af_stage_ctx *ctx, af_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+double af_now(void);
+
+#endif

@@ -1,0 +1,192 @@
+/* Internal API of the pipeline engine: stage registry, YAML loading and
+ * validation, graph check, scheduler and run statistics.  The public stage
+ * contract is include/artflow/stage.h.
+ *
+ * Life of a run (cli/cmd_run.c):
+ *   af_pipeline_load(path, &opt, &p)   parse YAML, apply --set, validate every
+ *                                      parameter, check the graph (AF_ERR_CONFIG
+ *                                      with "file:line:col: ..." on any problem)
+ *   af_pipeline_run(p)                 open device, create+prepare stages, run
+ *                                      the threads, flush, destroy stages
+ *   af_pipeline_print_stats(p, stderr)
+ *   af_pipeline_free(p)
+ */
+#ifndef AF_PIPELINE_H
+#define AF_PIPELINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "artflow/stage.h"
+#include "artflow/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ----------------------------------------------------------- registry */
+
+/* Looks a stage up by kind and name: built-ins first (pipeline/registry.c),
+ * then stages added with af_registry_add.  Borrowed, NULL when unknown. */
+const af_stage_desc *af_registry_find(af_stage_kind kind, const char *name);
+/* All known stages in a stable order; *n set.  Borrowed array of pointers
+ * valid until the next af_registry_add. */
+const af_stage_desc *const *af_registry_list(int *n);
+/* Adds a stage (plugins, tests).  The descriptor is borrowed and must outlive
+ * every pipeline using it.  Checks the ABI version and that the descriptor is
+ * well formed (name, kind, callbacks, parameter table, ports) and that no stage
+ * of the same kind has this name.  Thread-safe.  0 or AF_ERR_INVALID /
+ * AF_ERR_CONFIG (with the reason). */
+int af_registry_add(const af_stage_desc *desc);
+/* Checks a descriptor as af_registry_add does, without adding it. */
+int af_stage_desc_check(const af_stage_desc *desc);
+const char *af_stage_kind_name(af_stage_kind kind);
+
+/* Plugins (pipeline/plugin.c, written alongside the sources and sinks):
+ * loads a shared library by path, or by file name from ARTFLOW_PLUGIN_PATH,
+ * checks AF_PLUGIN_SYMBOL and its ABI version, and af_registry_add()s each of
+ * its stages.  The engine calls it only when pipeline/plugin.c exists
+ * (__has_include), so it links at every stage of development. */
+int af_plugin_load(const char *path);
+
+/* ------------------------------------------------------------- params */
+
+/* Stores a default into the config struct (all rows), then frees. */
+int af_params_defaults(const af_stage_desc *desc, void *config);
+/* Frees the strings and lists a config struct owns (not the struct). */
+void af_params_free(const af_stage_desc *desc, void *config);
+/* Parses `text` as the value of row `p` into config.  On failure returns
+ * AF_ERR_CONFIG and writes the cause ("expected an integer, got 'abc'",
+ * "4096 is above the maximum 2048") to why[0..n). */
+int af_param_set_text(const af_param *p, void *config, const char *text, char *why, size_t n);
+/* Finds a parameter row by name (NULL when absent). */
+const af_param *af_param_find(const af_stage_desc *desc, const char *name);
+/* Formats the current value of row p in config (YAML scalar syntax). */
+void af_param_format(const af_param *p, const void *config, char *buf, size_t n);
+const char *af_param_type_name(af_param_type t);
+/* STRLIST helpers for the YAML loader: append a copy / empty the list.
+ * 0 or AF_ERR_NOMEM. */
+int af_param_strlist_append(const af_param *p, void *config, const char *item);
+void af_param_strlist_clear(const af_param *p, void *config);
+
+/* ------------------------------------------------------------- ports */
+
+/* Parses a port description ("f32[3,S,S]", "any", "text") and resolves
+ * symbols that name INT parameters of `desc` from `config` (config may be
+ * NULL: symbols stay symbolic).  0 or AF_ERR_CONFIG with why filled. */
+typedef struct af_port_shape {
+  int kind; /* 0 tensor, 1 any, 2 text */
+  af_dtype dtype;
+  int ndim;                  /* -1 = any rank */
+  int64_t dim[AF_MAX_DIMS];  /* >= 0 fixed, -1 wildcard, -2 symbol */
+  char sym[AF_MAX_DIMS][32]; /* symbol names where dim == -2 */
+} af_port_shape;
+int af_port_parse(const char *text, const af_stage_desc *desc, const void *config, af_port_shape *out,
+                  char *why, size_t n);
+/* Writes a shape back as text ("f32[3,224,224]"). */
+void af_port_format(const af_port_shape *s, char *buf, size_t n);
+
+/* ------------------------------------------------------------- pipeline */
+
+typedef enum af_progress_mode {
+  AF_PROGRESS_AUTO = 0, /* bar on a TTY, log lines otherwise */
+  AF_PROGRESS_BAR,
+  AF_PROGRESS_LOG,
+  AF_PROGRESS_NONE,
+} af_progress_mode;
+
+typedef struct af_run_options {
+  const char *const *sets; /* "instance.param=value" overrides, applied last */
+  int n_sets;
+  int resume; /* skip items the journal marks complete */
+  int quiet;  /* no progress, no statistics, warnings only */
+  af_progress_mode progress;
+  const char *device;  /* overrides "device:" when not NULL */
+  int queue_depth;     /* items per inter-stage queue; 0 = "queue:" or 64 */
+  double log_interval; /* seconds between progress log lines; 0 = 10 */
+  int handle_signals;  /* install SIGINT/SIGTERM handlers during the run */
+} af_run_options;
+
+typedef struct af_pipeline af_pipeline;
+
+/* Loads and validates a pipeline file (see docs/pipeline-format.md).  Nothing
+ * is created or opened yet.  Returns 0, or AF_ERR_CONFIG / AF_ERR_IO with the
+ * message "file:line:column: stage 'x': key 'y': cause".  Caller frees *out
+ * with af_pipeline_free.  `opt` may be NULL; it is copied. */
+int af_pipeline_load(const char *path, const af_run_options *opt, af_pipeline **out);
+/* Same from a string; `name` is used in messages and as pipeline_path
+ * (relative paths resolve against the current folder). */
+int af_pipeline_load_string(const char *yaml, const char *name, const af_run_options *opt, af_pipeline **out);
+
+/* Per-instance statistics after (or during) a run. */
+typedef struct af_stage_stats {
+  const char *instance; /* borrowed from the pipeline */
+  const char *stage;    /* descriptor name */
+  af_stage_kind kind;
+  int64_t items;  /* items handed to the stage (ok items for transforms) */
+  int64_t errors; /* items this stage marked failed */
+  int64_t batches;
+  double busy_s; /* time inside callbacks */
+  int queue_max; /* highest fill of its input queue */
+} af_stage_stats;
+
+typedef struct af_run_summary {
+  int64_t total; /* items that reached the end of the pipeline */
+  int64_t ok, failed;
+  int64_t skipped; /* already completed (resume) */
+  double wall_s;
+  int interrupted;   /* 1 when a signal stopped the source early */
+  int source_failed; /* the source returned AF_FLOW_ERROR */
+  int started;       /* setup worked and the stage threads ran */
+} af_run_summary;
+
+/* Runs the pipeline to the end.  Returns 0 when the run itself worked (items
+ * may have failed; see af_pipeline_summary), AF_ERR_INTERRUPTED after a
+ * signal-initiated drain, or a negative status when setup failed (device,
+ * create/prepare, journal) or the source failed.  Call once. */
+int af_pipeline_run(af_pipeline *p);
+/* Asks a running pipeline to stop: the source stops producing, items already
+ * in flight drain through every stage and sinks flush.  A second request
+ * aborts: remaining items are dropped without reaching the sinks.
+ * Async-signal-safe (it only sets a flag). */
+void af_pipeline_stop(af_pipeline *p);
+
+const af_run_summary *af_pipeline_summary(const af_pipeline *p);
+/* Statistics of every instance in pipeline order; *n set.  Borrowed. */
+const af_stage_stats *af_pipeline_stats(const af_pipeline *p, int *n);
+/* Prints the per-stage table and the summary line. */
+void af_pipeline_print_stats(const af_pipeline *p, FILE *out);
+/* The resolved configuration as JSON (same as ctx->params_json).  Borrowed. */
+const char *af_pipeline_params_json(const af_pipeline *p);
+/* Journal path in effect (the "journal:" key, else next to the first sink's
+ * "path" parameter, else "artflow.journal").  Borrowed. */
+const char *af_pipeline_journal_path(const af_pipeline *p);
+void af_pipeline_free(af_pipeline *p);
+
+/* Test hook: the maximum fill observed on every queue (backpressure test). */
+int af_pipeline_queue_capacity(const af_pipeline *p);
+
+/* ------------------------------------------------------------- journal */
+
+/* The run journal (pipeline/journal.c, written with the sinks).  Used only
+ * when that file exists (__has_include); otherwise runs have no journal and
+ * --resume is refused.
+ *  - af_journal_open: resume = 0 starts a fresh journal (truncating); 1 loads
+ *    the ids completed earlier.  Caller frees with af_journal_close.
+ *  - af_journal_is_done: 1 if `id` completed in an earlier run (the pipeline
+ *    then drops the item before any stage sees it), else 0.  Called from the
+ *    source thread.
+ *  - af_journal_commit: called from the last thread, in input order, after
+ *    every sink's process() returned for this batch (sinks flush per batch);
+ *    records the items as completed (ok or error).  0 or a status (a failed
+ *    commit stops the run: losing track of completed work is not allowed). */
+typedef struct af_journal af_journal;
+int af_journal_open(const char *path, int resume, af_journal **out);
+int af_journal_is_done(af_journal *j, const char *id);
+int af_journal_commit(af_journal *j, af_item *const *items, int n);
+void af_journal_close(af_journal *j);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

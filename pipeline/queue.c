@@ -1,0 +1,69 @@
+/* Bounded FIFO queues between stage threads.  A full queue blocks its
+ * producer (backpressure), so memory stays bounded by the queue capacities
+ * and batch sizes whatever the collection size. */
+#include <stdlib.h>
+
+#include "pipeline/internal.h"
+
+int af_fifo_init(af_fifo *q, int cap) {
+  q->ring = calloc((size_t)cap, sizeof *q->ring);
+  if (!q->ring) return af_err(AF_ERR_NOMEM, "queue: out of memory");
+  q->cap = cap;
+  q->head = q->count = q->closed = q->max_seen = 0;
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->not_empty, NULL);
+  pthread_cond_init(&q->not_full, NULL);
+  return 0;
+}
+
+void af_fifo_destroy(af_fifo *q) {
+  if (!q->ring) return;
+  /* items still queued belong to nobody else: free them */
+  for (int i = 0; i < q->count; i++) af_item_free(q->ring[(q->head + i) % q->cap].item);
+  free(q->ring);
+  q->ring = NULL;
+  pthread_mutex_destroy(&q->mu);
+  pthread_cond_destroy(&q->not_empty);
+  pthread_cond_destroy(&q->not_full);
+}
+
+void af_fifo_push(af_fifo *q, af_slot s) {
+  pthread_mutex_lock(&q->mu);
+  while (q->count == q->cap) pthread_cond_wait(&q->not_full, &q->mu);
+  q->ring[(q->head + q->count) % q->cap] = s;
+  q->count++;
+  if (q->count > q->max_seen) q->max_seen = q->count;
+  pthread_cond_signal(&q->not_empty);
+  pthread_mutex_unlock(&q->mu);
+}
+
+static void take(af_fifo *q, af_slot *s) {
+  *s = q->ring[q->head];
+  q->head = (q->head + 1) % q->cap;
+  q->count--;
+  pthread_cond_signal(&q->not_full);
+}
+
+int af_fifo_pop(af_fifo *q, af_slot *s) {
+  pthread_mutex_lock(&q->mu);
+  while (q->count == 0 && !q->closed) pthread_cond_wait(&q->not_empty, &q->mu);
+  int got = q->count > 0;
+  if (got) take(q, s);
+  pthread_mutex_unlock(&q->mu);
+  return got;
+}
+
+int af_fifo_trypop(af_fifo *q, af_slot *s) {
+  pthread_mutex_lock(&q->mu);
+  int got = q->count > 0;
+  if (got) take(q, s);
+  pthread_mutex_unlock(&q->mu);
+  return got;
+}
+
+void af_fifo_close(af_fifo *q) {
+  pthread_mutex_lock(&q->mu);
+  q->closed = 1;
+  pthread_cond_broadcast(&q->not_empty);
+  pthread_mutex_unlock(&q->mu);
+}

@@ -1,0 +1,433 @@
+/* Running a loaded pipeline: one thread per stage instance, bounded queues
+ * between them, batches, error items bypassing transforms, the journal, and
+ * a clean drain on SIGINT/SIGTERM (a second signal drops what is in flight).
+ *
+ * Order: the chain is linear and every queue is a FIFO with one consumer, so
+ * items leave the last sink in source order without any reordering buffer. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cl/runtime.h"
+#include "pipeline/internal.h"
+
+#if __has_include("pipeline/journal.c")
+#define AF_HAVE_JOURNAL 1
+#else
+#define AF_HAVE_JOURNAL 0
+#endif
+
+#define DEFAULT_QUEUE 64
+
+double af_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void af_pipeline_fatal(af_pipeline *p, int code, const char *msg) {
+  pthread_mutex_lock(&p->mu);
+  if (!p->fatal) {
+    p->fatal = code ? code : AF_ERR_INVALID;
+    snprintf(p->fatal_msg, sizeof p->fatal_msg, "%s", msg);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+void af_pipeline_stop(af_pipeline *p) {
+  if (p) atomic_fetch_add(&p->stop, 1);
+}
+
+/* ------------------------------------------------------------- threads */
+
+/* Hands slots to the next instance, or ends them after the last sink:
+ * journal commit (in order), counters, free. */
+static void forward(af_pipeline *p, int i, af_slot *s, int n) {
+  if (i + 1 < p->n_inst) {
+    for (int k = 0; k < n; k++) af_fifo_push(&p->inst[i + 1].in, s[k]);
+    return;
+  }
+  af_item *done[n > 0 ? n : 1];
+  int nd = 0;
+  for (int k = 0; k < n; k++)
+    if (!(s[k].flags & AF_SLOT_SINK_FAILED)) done[nd++] = s[k].item;
+#if AF_HAVE_JOURNAL
+  if (p->jr && nd > 0) {
+    int rc = af_journal_commit(p->jr, done, nd);
+    if (rc) {
+      af_pipeline_fatal(p, rc, af_error_message());
+      af_error_clear();
+      if (atomic_load(&p->stop) == 0) af_pipeline_stop(p);
+    }
+  }
+#endif
+  for (int k = 0; k < n; k++) {
+    atomic_fetch_add(&p->done, 1);
+    atomic_fetch_add(s[k].item->status == AF_ITEM_OK ? &p->ok : &p->failed, 1);
+    af_item_free(s[k].item);
+  }
+}
+
+static void *source_main(void *arg) {
+  af_instance *in = arg;
+  af_pipeline *p = in->ctx.pipeline;
+  const af_stage_desc *d = in->desc;
+  uint64_t seq = 0;
+  for (;;) {
+    if (atomic_load(&p->stop)) {
+      p->summary.interrupted = 1;
+      break;
+    }
+    af_item *it = NULL;
+    double t0 = af_now();
+    af_flow r = d->next(in->self, &in->ctx, &it);
+    in->stats.busy_s += af_now() - t0;
+    if (r == AF_FLOW_EOS) break;
+    if (r != AF_FLOW_OK || !it) {
+      char msg[600];
+      snprintf(msg, sizeof msg, "source '%s': %s", in->name,
+               *af_error_message() ? af_error_message() : "next() failed without a message");
+      int code = af_error_code();
+      af_error_clear();
+      af_item_free(it);
+      p->summary.source_failed = 1;
+      af_pipeline_fatal(p, code ? code : AF_ERR_IO, msg);
+      break;
+    }
+    in->stats.items++;
+    in->stats.batches++;
+#if AF_HAVE_JOURNAL
+    if (p->jr && af_journal_is_done(p->jr, it->id)) {
+      atomic_fetch_add(&p->skipped, 1);
+      af_item_free(it);
+      continue;
+    }
+#endif
+    if (it->status != AF_ITEM_OK) in->stats.errors++;
+    it->seq = seq++;
+    atomic_fetch_add(&p->produced, 1);
+    af_fifo_push(&p->inst[1].in, (af_slot){it, 0});
+  }
+  if (d->flush) d->flush(in->self, &in->ctx);
+  af_fifo_close(&p->inst[1].in);
+  return NULL;
+}
+
+/* Runs one batch through a transform or sink. */
+static void run_batch(af_pipeline *p, af_instance *in, af_slot *s, int n) {
+  const af_stage_desc *d = in->desc;
+  af_item *arr[n];
+  int m = 0;
+  for (int k = 0; k < n; k++)
+    if (d->kind == AF_STAGE_SINK || s[k].item->status == AF_ITEM_OK) arr[m++] = s[k].item;
+  if (m == 0) return;
+  double t0 = af_now();
+  af_flow r = d->process(in->self, &in->ctx, arr, m);
+  double dt = af_now() - t0;
+  in->stats.busy_s += dt;
+  in->stats.batches++;
+  in->stats.items += m;
+  if (r == AF_FLOW_ERROR) {
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", *af_error_message() ? af_error_message() : "stage failed");
+    int code = af_error_code();
+    af_error_clear();
+    if (d->kind == AF_STAGE_SINK) {
+      /* a record that was not written must not be journalled as done */
+      for (int k = 0; k < n; k++) s[k].flags |= AF_SLOT_SINK_FAILED;
+      char f[700];
+      snprintf(f, sizeof f, "sink '%s': %s", in->name, msg);
+      af_pipeline_fatal(p, code ? code : AF_ERR_IO, f);
+      if (atomic_load(&p->stop) == 0) af_pipeline_stop(p);
+    }
+    for (int k = 0; k < m; k++) af_item_fail(arr[k], in->name, "%s", msg);
+  }
+  for (int k = 0; k < m; k++) {
+    if (d->kind == AF_STAGE_TRANSFORM) {
+      if (arr[k]->status != AF_ITEM_OK) in->stats.errors++;
+      af_item_add_timing(arr[k], in->name, dt / m);
+    } else if (r == AF_FLOW_ERROR) {
+      in->stats.errors++;
+    }
+  }
+}
+
+static void *stage_main(void *arg) {
+  af_instance *in = arg;
+  af_pipeline *p = in->ctx.pipeline;
+  int i = (int)(in - p->inst), bs = in->batch;
+  af_slot one, *s = malloc((size_t)bs * sizeof *s);
+  if (!s) { /* no batch buffer: go on one item at a time rather than lose items */
+    s = &one;
+    bs = 1;
+  }
+  int eos = 0;
+  while (!eos) {
+    int n = 0;
+    while (n < bs) {
+      if (!af_fifo_pop(&in->in, &s[n])) {
+        eos = 1;
+        break;
+      }
+      n++;
+    }
+    if (n == 0) continue;
+    if (atomic_load(&p->stop) >= 2) { /* abort: drop what is in flight */
+      for (int k = 0; k < n; k++) af_item_free(s[k].item);
+      continue;
+    }
+    run_batch(p, in, s, n);
+    forward(p, i, s, n);
+  }
+  if (s != &one) free(s);
+  if (in->desc->flush && in->desc->flush(in->self, &in->ctx) == AF_FLOW_ERROR) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "stage '%s': flush: %s", in->name, af_error_message());
+    af_pipeline_fatal(p, af_error_code() ? af_error_code() : AF_ERR_IO, msg);
+    af_error_clear();
+  }
+  if (i + 1 < p->n_inst) {
+    af_fifo_close(&p->inst[i + 1].in);
+  } else {
+    pthread_mutex_lock(&p->mu);
+    p->finished = 1;
+    pthread_cond_broadcast(&p->finished_cv);
+    pthread_mutex_unlock(&p->mu);
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------- signals */
+
+static af_pipeline *volatile sig_target;
+
+static void on_signal(int sig) {
+  af_pipeline *p = sig_target;
+  if (!p) return;
+  if (atomic_fetch_add(&p->stop, 1) >= 1) signal(sig, SIG_DFL); /* a third one kills */
+}
+
+/* ------------------------------------------------------------- run */
+
+const char *af_pipeline_journal_path(const af_pipeline *p) {
+  return p->journal;
+}
+
+/* Journal path: "journal:", else "<first sink's path>.journal", else
+ * "artflow.journal".  *out malloc'd. */
+char *af_pipeline_default_journal(const af_pipeline *p) {
+  if (p->journal) return strdup(p->journal);
+  for (int i = 1 + p->n_transforms; i < p->n_inst; i++) {
+    const af_param *pr = af_param_find(p->inst[i].desc, "path");
+    if (pr && pr->type == AF_PARAM_STRING) {
+      const char *v = *(char *const *)((const char *)p->inst[i].config + pr->offset);
+      if (v && strcmp(v, "-")) {
+        size_t n = strlen(v);
+        while (n > 1 && v[n - 1] == '/') n--;
+        char *j = malloc(n + 9);
+        if (j) snprintf(j, n + 9, "%.*s.journal", (int)n, v);
+        return j;
+      }
+    }
+  }
+  return strdup("artflow.journal");
+}
+
+/* Prefixes the recorded message with the instance, so a setup failure names
+ * the stage (and its YAML position) whatever the stage wrote. */
+static int wrap(int rc, const af_instance *in, const char *what) {
+  char msg[700];
+  snprintf(msg, sizeof msg, "%s", *af_error_message() ? af_error_message() : af_strerror(rc));
+  return af_err_replace(rc, "%s:%d:%d: stage '%s': %s%s", in->ctx.pipeline_path, in->line, in->col, in->name,
+                        what, msg);
+}
+
+static int setup(af_pipeline *p) {
+  int rc = 0, need_dev = 0;
+  for (int i = 0; i < p->n_inst; i++) need_dev |= !!(p->inst[i].desc->flags & AF_STAGE_NEEDS_DEVICE);
+  const char *dev = p->opt.device ? p->opt.device : getenv("ARTFLOW_DEVICE") ? NULL : p->device;
+  if (need_dev && (rc = af_cl_open(&p->cl, dev))) return rc;
+#if AF_HAVE_JOURNAL
+  if ((rc = af_journal_open(p->journal, p->opt.resume, &p->jr))) return rc;
+#else
+  if (p->opt.resume) return af_err(AF_ERR_CONFIG, "--resume: this build has no run journal");
+#endif
+  for (int i = 0; i < p->n_inst; i++) {
+    af_instance *in = &p->inst[i];
+    in->ctx = (af_stage_ctx){.instance = in->name,
+                             .cl = p->cl,
+                             .model_path = p->model,
+                             .device = p->cl ? p->cl->info.name : dev,
+                             .profile = p->profile,
+                             .pipeline_path = p->path,
+                             .pipeline_sha256 = p->sha256,
+                             .params_json = p->params_json,
+                             .journal_path = p->journal,
+                             .resume = p->opt.resume,
+                             .quiet = p->opt.quiet,
+                             .log = af_stage_log_cb,
+                             .pipeline = p};
+    in->stats.instance = in->name;
+    in->stats.stage = in->desc->name;
+    in->stats.kind = in->desc->kind;
+  }
+  for (int i = 0; i < p->n_inst && !rc; i++) {
+    af_instance *in = &p->inst[i];
+    if ((rc = in->desc->create(&in->ctx, in->config, &in->self))) {
+      rc = wrap(rc, in, "");
+      break;
+    }
+    in->created = 1;
+  }
+  if (!rc && p->inst[0].desc->count) p->expected = p->inst[0].desc->count(p->inst[0].self, &p->inst[0].ctx);
+  for (int i = 0; i < p->n_inst && !rc; i++) {
+    af_instance *in = &p->inst[i];
+    if (in->desc->prepare && (rc = in->desc->prepare(in->self, &in->ctx, in->in_desc)))
+      rc = wrap(rc, in, "prepare: ");
+  }
+  int depth = p->opt.queue_depth > 0 ? p->opt.queue_depth
+              : p->queue_depth > 0   ? p->queue_depth
+                                     : DEFAULT_QUEUE;
+  for (int i = 1; i < p->n_inst && !rc; i++) rc = af_fifo_init(&p->inst[i].in, depth);
+  return rc;
+}
+
+static void teardown(af_pipeline *p) {
+  for (int i = p->n_inst - 1; i >= 0; i--) {
+    af_instance *in = &p->inst[i];
+    if (in->created) in->desc->destroy(in->self);
+    in->created = 0;
+    in->self = NULL;
+    if (in->in.ring) {
+      in->stats.queue_max = in->in.max_seen;
+      af_fifo_destroy(&in->in);
+    }
+  }
+#if AF_HAVE_JOURNAL
+  if (p->jr) af_journal_close(p->jr);
+#endif
+  p->jr = NULL;
+  if (p->cl) af_cl_close(p->cl);
+  p->cl = NULL;
+}
+
+int af_pipeline_run(af_pipeline *p) {
+  if (p->ran) return af_err(AF_ERR_INVALID, "pipeline %s: already run", p->path);
+  p->ran = 1;
+  double t0 = af_now();
+  int rc = setup(p);
+  if (rc) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "%s", af_error_message());
+    teardown(p);
+    return af_err_replace(rc, "%s", msg);
+  }
+  struct sigaction sa = {0}, old_int, old_term;
+  if (p->opt.handle_signals) {
+    sig_target = p;
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  p->summary.started = 1;
+  af_progress *pr = af_progress_new(p);
+  int started = 0;
+  for (int i = p->n_inst - 1; i >= 0; i--) {
+    af_instance *in = &p->inst[i];
+    if (pthread_create(&in->thread, NULL, i ? stage_main : source_main, in)) {
+      af_pipeline_fatal(p, AF_ERR_NOMEM, "cannot start a stage thread");
+      /* threads already started wait on their queues: close them so they end */
+      for (int k = i + 1; k < p->n_inst; k++) af_fifo_close(&p->inst[k].in);
+      break;
+    }
+    in->started = 1;
+    started++;
+  }
+  pthread_mutex_lock(&p->mu);
+  while (!p->finished && started == p->n_inst) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&p->finished_cv, &p->mu, &ts);
+    pthread_mutex_unlock(&p->mu);
+    af_progress_tick(pr, 0);
+    pthread_mutex_lock(&p->mu);
+  }
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->n_inst; i++)
+    if (p->inst[i].started) pthread_join(p->inst[i].thread, NULL);
+  af_progress_tick(pr, 1);
+  af_progress_free(pr);
+  if (p->opt.handle_signals) {
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sig_target = NULL;
+  }
+  teardown(p);
+  p->summary.total = atomic_load(&p->done);
+  p->summary.ok = atomic_load(&p->ok);
+  p->summary.failed = atomic_load(&p->failed);
+  p->summary.skipped = atomic_load(&p->skipped);
+  p->summary.wall_s = af_now() - t0;
+  if (atomic_load(&p->stop) && !p->summary.source_failed) p->summary.interrupted = 1;
+  if (p->fatal) return af_err_replace(p->fatal, "%s", p->fatal_msg);
+  if (p->summary.interrupted)
+    return af_err_replace(AF_ERR_INTERRUPTED, "interrupted: %lld items done, the rest not started",
+                          (long long)p->summary.total);
+  return 0;
+}
+
+/* ------------------------------------------------------------- accessors */
+
+const af_run_summary *af_pipeline_summary(const af_pipeline *p) {
+  return &p->summary;
+}
+
+const af_stage_stats *af_pipeline_stats(const af_pipeline *p, int *n) {
+  af_pipeline *q = (af_pipeline *)p;
+  if (!q->stats) q->stats = calloc((size_t)p->n_inst, sizeof *q->stats);
+  if (!q->stats) return *n = 0, NULL;
+  for (int i = 0; i < p->n_inst; i++) q->stats[i] = p->inst[i].stats;
+  *n = p->n_inst;
+  return q->stats;
+}
+
+const char *af_pipeline_params_json(const af_pipeline *p) {
+  return p->params_json;
+}
+
+int af_pipeline_queue_capacity(const af_pipeline *p) {
+  return p->opt.queue_depth > 0 ? p->opt.queue_depth : p->queue_depth > 0 ? p->queue_depth : DEFAULT_QUEUE;
+}
+
+void af_pipeline_free(af_pipeline *p) {
+  if (!p) return;
+  teardown(p);
+  for (int i = 0; i < p->n_inst; i++) {
+    af_instance *in = &p->inst[i];
+    if (in->desc) af_params_free(in->desc, in->config);
+    free(in->config);
+    free(in->name);
+    free(in->in_shape);
+    free(in->in_desc);
+    free(in->out_shape);
+  }
+  free(p->inst);
+  for (int i = 0; p->sets && i < p->opt.n_sets; i++) free(p->sets[i]);
+  free(p->sets);
+  free(p->path);
+  free(p->dir);
+  free(p->device);
+  free(p->profile);
+  free(p->model);
+  free(p->journal);
+  free(p->params_json);
+  free(p->stats);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->finished_cv);
+  free(p);
+}

@@ -1,0 +1,176 @@
+/* Scheduler: output order equals input order under random per-item delays,
+ * queues stay within their bound (backpressure), failed items skip the
+ * remaining transforms but reach the sinks, a whole-batch failure becomes
+ * error records, and SIGINT drains and flushes cleanly. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "pipeline/pipeline.h"
+#include "pipeline_stages.h"
+
+static af_pipeline *load(const char *yaml, int queue, int signals) {
+  af_run_options opt = {.progress = AF_PROGRESS_NONE, .queue_depth = queue, .handle_signals = signals};
+  af_pipeline *p = NULL;
+  CHECK_OK(af_pipeline_load_string(yaml, "sched.yaml", &opt, &p));
+  return p;
+}
+
+static void test_order(void) {
+  tp_reset();
+  af_pipeline *p = load(
+      "source: {stage: tp_seq, count: 300}\n"
+      "journal: ${AF_TEST_JOURNAL}\n"
+      "stages:\n"
+      "  - {stage: tp_delay, name: a, max_us: 300, batch: 7}\n"
+      "  - {stage: tp_delay, name: b, max_us: 500, batch: 1}\n"
+      "  - {stage: tp_delay, name: c, max_us: 200, batch: 16}\n"
+      "sinks:\n  - {stage: tp_collect, batch: 5}\n",
+      4, 0);
+  if (!p) return;
+  CHECK_OK(af_pipeline_run(p));
+  const af_run_summary *s = af_pipeline_summary(p);
+  CHECK(s->total == 300 && s->ok == 300 && s->failed == 0);
+  CHECK(atomic_load(&tp.collected) == 300);
+  CHECK(atomic_load(&tp.out_of_order) == 0);
+  CHECK(atomic_load(&tp.flushed) == 1);
+  int n = 0;
+  const af_stage_stats *st = af_pipeline_stats(p, &n);
+  CHECK(n == 5);
+  for (int i = 1; i < n; i++) CHECK_MSG(st[i].queue_max <= 4, "queue %d max %d", i, st[i].queue_max);
+  CHECK(st[1].batches == (300 + 6) / 7);
+  CHECK(st[2].batches == 300);
+  CHECK(st[4].items == 300);
+  af_pipeline_print_stats(p, stderr);
+  af_pipeline_free(p);
+}
+
+/* A slow sink: the source may run ahead only by what the queues and batches
+ * hold. */
+static void test_backpressure(void) {
+  tp_reset();
+  af_pipeline *p = load(
+      "source: {stage: tp_seq, count: 400}\n"
+      "journal: ${AF_TEST_JOURNAL}\n"
+      "stages:\n  - {stage: tp_delay, batch: 4}\n"
+      "sinks:\n  - {stage: tp_collect, batch: 2, slow_us: 300}\n",
+      3, 0);
+  if (!p) return;
+  CHECK_OK(af_pipeline_run(p));
+  /* in flight at most: 2 queues of 3, one batch of 4 in the transform, one of
+   * 2 in the sink, 1 being produced */
+  long long bound = 3 + 3 + 4 + 2 + 1;
+  CHECK_MSG(atomic_load(&tp.max_live) <= bound, "max live %lld > %lld", atomic_load(&tp.max_live), bound);
+  CHECK(atomic_load(&tp.max_live) >= 6); /* the bound was actually approached */
+  CHECK(atomic_load(&tp.collected) == 400);
+  af_pipeline_free(p);
+}
+
+static void test_errors(void) {
+  tp_reset();
+  af_pipeline *p = load(
+      "source: {stage: tp_seq, count: 50}\n"
+      "journal: ${AF_TEST_JOURNAL}\n"
+      "stages:\n  - {stage: tp_delay, name: first, fail_every: 3}\n"
+      "  - {stage: tp_delay, name: second}\n"
+      "sinks:\n  - {stage: tp_collect}\n",
+      8, 0);
+  if (!p) return;
+  CHECK_OK(af_pipeline_run(p));
+  const af_run_summary *s = af_pipeline_summary(p);
+  /* ids 0,3,...,48 fail: 17 of 50 */
+  CHECK_MSG(s->failed == 17 && s->ok == 33, "failed %lld ok %lld", (long long)s->failed, (long long)s->ok);
+  CHECK(atomic_load(&tp.errors_seen) == 17);
+  CHECK(atomic_load(&tp.saw_failed_in_transform) == 0);
+  CHECK(atomic_load(&tp.out_of_order) == 0);
+  CHECK(!strcmp(tp.first_error_stage, "first"));
+  CHECK(strstr(tp.first_error, "item00000: injected failure") != NULL);
+  int n = 0;
+  const af_stage_stats *st = af_pipeline_stats(p, &n);
+  CHECK(st[1].errors == 17 && st[1].items == 50);
+  CHECK(st[2].items == 33 && st[2].errors == 0);
+  af_pipeline_free(p);
+
+  /* process() failing a whole batch: every item becomes an error record */
+  tp_reset();
+  p = load(
+      "source: {stage: tp_seq, count: 10}\njournal: ${AF_TEST_JOURNAL}\n"
+      "stages:\n  - {stage: tp_delay, mode: fail_batch}\n"
+      "sinks:\n  - {stage: tp_collect}\n",
+      8, 0);
+  if (!p) return;
+  CHECK_OK(af_pipeline_run(p));
+  CHECK(af_pipeline_summary(p)->failed == 10);
+  CHECK(strstr(tp.first_error, "whole batch failed on purpose") != NULL);
+  CHECK(!strcmp(tp.first_error_stage, "tp_delay"));
+  af_pipeline_free(p);
+}
+
+static void test_sigint(void) {
+  tp_reset();
+  tp.raise_after = 40;
+  af_pipeline *p = load(
+      "source: {stage: tp_seq, count: 100000}\njournal: ${AF_TEST_JOURNAL}\n"
+      "stages:\n  - {stage: tp_delay, max_us: 200}\n"
+      "sinks:\n  - {stage: tp_collect}\n",
+      8, 1);
+  if (!p) return;
+  int rc = af_pipeline_run(p);
+  CHECK_MSG(rc == AF_ERR_INTERRUPTED, "rc %d %s", rc, af_error_message());
+  af_error_clear();
+  const af_run_summary *s = af_pipeline_summary(p);
+  CHECK(s->interrupted);
+  CHECK(tp.sig_raised);
+  /* drained: everything produced reached the sink, in order, then flush */
+  CHECK_MSG(atomic_load(&tp.produced) == atomic_load(&tp.collected), "produced %lld collected %lld",
+            atomic_load(&tp.produced), atomic_load(&tp.collected));
+  CHECK(atomic_load(&tp.collected) >= 40 && atomic_load(&tp.collected) < 100000);
+  CHECK(atomic_load(&tp.out_of_order) == 0);
+  CHECK(atomic_load(&tp.flushed) == 1);
+  CHECK(s->total == atomic_load(&tp.collected));
+  af_pipeline_free(p);
+  /* the handler is gone after the run */
+  struct sigaction now;
+  sigaction(SIGINT, NULL, &now);
+  CHECK(now.sa_handler == SIG_DFL);
+}
+
+/* A second signal aborts: items in flight are dropped, sinks still flush. */
+static void test_abort(void) {
+  tp_reset();
+  tp.raise_after = 20;
+  tp.raise_twice = 1;
+  af_pipeline *p = load(
+      "source: {stage: tp_seq, count: 100000}\njournal: ${AF_TEST_JOURNAL}\n"
+      "stages:\n  - {stage: tp_delay, max_us: 300, batch: 1}\n"
+      "sinks:\n  - {stage: tp_collect, batch: 2}\n",
+      8, 1);
+  if (!p) return;
+  int rc = af_pipeline_run(p);
+  CHECK(rc == AF_ERR_INTERRUPTED);
+  af_error_clear();
+  CHECK(atomic_load(&tp.flushed) == 1);
+  CHECK_MSG(atomic_load(&tp.collected) < atomic_load(&tp.produced), "collected %lld produced %lld",
+            atomic_load(&tp.collected), atomic_load(&tp.produced));
+  CHECK(atomic_load(&tp.collected) < 100);
+  CHECK(atomic_load(&tp.out_of_order) == 0);
+  af_pipeline_free(p);
+  struct sigaction now;
+  sigaction(SIGINT, NULL, &now);
+  CHECK(now.sa_handler == SIG_DFL);
+}
+
+int main(void) {
+  char j[512];
+  snprintf(j, sizeof j, "%s/run.journal", af_test_tmpdir());
+  setenv("AF_TEST_JOURNAL", j, 1);
+  tp_register();
+  test_order();
+  test_backpressure();
+  test_errors();
+  test_sigint();
+  test_abort();
+  return af_test_done("test_pipeline_sched");
+}
