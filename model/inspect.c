@@ -33,7 +33,8 @@ static void put_scalar(FILE *out, const af_gguf_value *v) {
     case AF_GGUF_INT8: case AF_GGUF_INT16: case AF_GGUF_INT32: case AF_GGUF_INT64:
       fprintf(out, "%" PRId64, v->v.i);
       break;
-    case AF_GGUF_FLOAT32: case AF_GGUF_FLOAT64: fprintf(out, "%.9g", v->v.f); break;
+    case AF_GGUF_FLOAT32: fprintf(out, "%.7g", v->v.f); break;
+    case AF_GGUF_FLOAT64: fprintf(out, "%.15g", v->v.f); break;
     case AF_GGUF_BOOL: fputs(v->v.b ? "true" : "false", out); break;
     case AF_GGUF_STRING: put_str(out, &v->v.str, 160); break;
     default: break;
@@ -52,7 +53,7 @@ static void put_value(FILE *out, const af_gguf_value *v) {
     if (i) fputs(", ", out);
     if (v->v.arr.type == AF_GGUF_STRING) put_str(out, &v->v.arr.strs[i], 40);
     else if (v->v.arr.type == AF_GGUF_ARRAY) fprintf(out, "[%" PRIu64 " items]", v->v.arr.items[i].v.arr.n);
-    else fprintf(out, "%.9g", af_gguf_arr_num(v, i));
+    else fprintf(out, "%.7g", af_gguf_arr_num(v, i));
   }
   if (show < n) fputs(", ...", out);
 }

@@ -81,7 +81,28 @@ static void test_arch_errors(void) {
   free(ts);
 }
 
+/* Piece table of a tokenizer.model made by spm_train; expected values read
+ * with Debian's python3-sentencepiece 0.1.97 (get_piece_size, id_to_piece,
+ * get_score, is_byte / is_control, unk/bos/eos/pad ids). */
+static void test_spm_pieces(void) {
+  af_vocab v;
+  CHECK_OK(af_vocab_load_spm(af_test_data("artgpt4-tiny/vicuna/tokenizer.model"), &v));
+  CHECK(v.n == 420 && v.unk == 0 && v.bos == 1 && v.eos == 2 && v.pad == -1);
+  if (v.n == 420) {
+    CHECK(strcmp(v.pieces[0], "<unk>") == 0 && v.types[0] == 2);
+    CHECK(strcmp(v.pieces[1], "<s>") == 0 && v.types[1] == 3);
+    CHECK(strcmp(v.pieces[3], "<0x00>") == 0 && v.types[3] == 6);
+    CHECK(strcmp(v.pieces[100], "<0x61>") == 0 && v.types[100] == 6);
+    CHECK(strcmp(v.pieces[419], "x") == 0 && v.scores[419] == -160.0f && v.types[419] == 1);
+  }
+  CHECK(v.byte_fallback == 1 && v.add_dummy_prefix == 1);
+  af_vocab_free(&v);
+  CHECK(af_vocab_load_spm(af_test_data("gguf/sample_a32.gguf"), &v) == AF_ERR_FORMAT);
+  af_error_clear();
+}
+
 int main(void) {
+  test_spm_pieces();
   snprintf(g_tiny, sizeof g_tiny, "%s/config/models/tiny-test.yaml", getenv("AF_SOURCE_DIR"));
   test_arch_errors();
   af_arch a;

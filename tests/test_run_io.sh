@@ -51,16 +51,17 @@ check "bad inputs: exit 1 with --strict (got $rc)" test $rc -eq 1
 # ----------------------------------------------------------- 2. example pipeline
 cp -r "$SRC/examples" "$T/ex"
 rm -rf "$T/ex/out"
-"$ARTFLOW" run "$T/ex/describe.yaml" --progress=none > "$T/ex.out" 2>&1
+ARTFLOW_MODEL="$AF_BINARY_DIR/demo/artgpt4-demo-random.gguf" \
+  "$ARTFLOW" run "$T/ex/describe.yaml" --progress=none > "$T/ex.out" 2>&1
 rc=$?
 check "example pipeline: exit 0 (got $rc: $(tail -n 3 "$T/ex.out"))" test $rc -eq 0
 n_img=$(ls "$T/ex/images" | grep -Eci '\.(jpg|jpeg|png)$')
 check "example pipeline: one record per image" test "$(wc -l < "$T/ex/out/records.jsonl")" -eq "$n_img"
 check "example pipeline: all ok" test "$(grep -c '"status":"ok"' "$T/ex/out/records.jsonl")" -eq "$n_img"
-check "example pipeline: one pixels.npy per image" test "$(ls "$T/ex/out/npy" | grep -c '\.pixels\.npy$')" -eq "$n_img"
-# float32 [3,224,224] = 602112 bytes of data after the 128-byte header
-f=$(ls "$T/ex/out/npy"/*.pixels.npy | head -n 1)
-check "example pipeline: npy size" test "$(stat -c %s "$f")" -eq $((128 + 3 * 224 * 224 * 4))
+check "example pipeline: one proj.npy per image" test "$(ls "$T/ex/out/npy" | grep -c '\.proj\.npy$')" -eq "$n_img"
+# the demo model's image embeddings: float32 [8 queries, 64] after the 128-byte header
+f=$(ls "$T/ex/out/npy"/*.proj.npy | head -n 1)
+check "example pipeline: npy size" test "$(stat -c %s "$f")" -eq $((128 + 8 * 64 * 4))
 
 # JSON Lines on stdin -> csv with metadata columns (relative paths: the cwd)
 cat > "$T/stdin.yaml" <<EOF
