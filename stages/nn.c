@@ -8,10 +8,8 @@
 
 #include "model/gguf.h"
 
-#ifndef AF_NN_CHUNK
-#define AF_NN_CHUNK 64 /* must match cl/kernels/nn.cl */
-#endif
-#define ROW_WG 8
+#define ROW_WG 8   /* rows per work-group for row kernels */
+#define ELEM_WG 64 /* elements per work-group for element-wise kernels */
 
 int nn_alloc(af_cl *cl, size_t n, af_dbuf *out) {
   out->off = 0;
@@ -112,7 +110,7 @@ static int elementwise(af_queue *q, const char *name, af_dbuf y, const af_dbuf *
     AF_ARG(rc, k, i++, xo, fail);
   }
   AF_ARG(rc, k, i++, nl, fail);
-  size_t g = (n + AF_NN_CHUNK - 1) / AF_NN_CHUNK, l = ROW_WG;
+  size_t g = n, l = ELEM_WG;
   return af_queue_run(q, k, 1, &g, &l, name + 6);
 fail:
   return rc;
