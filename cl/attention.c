@@ -1,9 +1,58 @@
 /* Host side of the attention kernel (see attention.h). */
 #include "cl/attention.h"
 
+#include <clblast_c.h>
+
+#ifndef AF_ATT_GEMM_MIN
+#define AF_ATT_GEMM_MIN 128 /* queries and keys from which the GEMM path is used */
+#endif
 #ifndef AF_ATT_WG
 #define AF_ATT_WG 8 /* work-items per group along the query rows */
 #endif
+
+/* Long non-causal attention (the ViT's 257 x 257) as two strided-batched
+ * GEMMs per image (scores = scale * Q Kᵀ for all heads, then P V) with a row
+ * softmax in between: GEMM kernels use the device far better than one
+ * work-item per query row. */
+static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv, af_attn_view out, int n_q,
+                          int n_kv, int heads, int d, int n_batch, float scale) {
+  size_t per = (size_t)heads * n_q * n_kv;
+  cl_mem sc = NULL;
+  int rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, per * sizeof(float), NULL, &sc);
+  if (rc) return rc;
+  cl_kernel k;
+  if ((rc = af_queue_kernel(q, "attention.cl", "af_softmax_rows", NULL, &k))) goto out;
+  for (int b = 0; b < n_batch && !rc; b++) {
+    cl_event ev = NULL;
+    CLBlastStatusCode st = CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, (size_t)n_q, (size_t)n_kv, (size_t)d, scale,
+        qv.mem, qv.off + (size_t)b * qv.batch, (size_t)qv.row, (size_t)d, kk.mem, kk.off + (size_t)b * kk.batch,
+        (size_t)kk.row, (size_t)d, 0.0f, sc, 0, (size_t)n_kv, (size_t)n_q * n_kv, (size_t)heads, &q->q,
+        q->cl->profiling ? &ev : NULL);
+    if (st != CLBlastSuccess) {
+      rc = af_err((int)st, "attention scores: CLBlast: %s", af_strerror(st));
+      break;
+    }
+    if (ev) af_queue_profile_event(q, ev, "attention_qk");
+    cl_int rows = heads * n_q, n = n_kv;
+    AF_ARG(rc, k, 0, sc, out);
+    AF_ARG(rc, k, 1, rows, out);
+    AF_ARG(rc, k, 2, n, out);
+    size_t g = (size_t)rows, l = AF_ATT_WG;
+    if ((rc = af_queue_run(q, k, 1, &g, &l, "attention_softmax"))) break;
+    st = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n_q,
+                                    (size_t)d, (size_t)n_kv, 1.0f, sc, 0, (size_t)n_kv, (size_t)n_q * n_kv, vv.mem,
+                                    vv.off + (size_t)b * vv.batch, (size_t)vv.row, (size_t)d, 0.0f, out.mem,
+                                    out.off + (size_t)b * out.batch, (size_t)out.row, (size_t)d, (size_t)heads,
+                                    &q->q, q->cl->profiling ? &ev : NULL);
+    if (st != CLBlastSuccess) rc = af_err((int)st, "attention context: CLBlast: %s", af_strerror(st));
+    else if (ev) af_queue_profile_event(q, ev, "attention_pv");
+  }
+out:
+  clFinish(q->q); /* the scratch buffer is released below */
+  clReleaseMemObject(sc);
+  return rc;
+}
 
 int af_attention(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv, af_attn_view out, int n_q,
                  int n_kv, int heads, int d, int n_batch, float scale, int causal, int causal_offset) {
@@ -12,6 +61,8 @@ int af_attention(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv,
     return af_err(AF_ERR_INVALID, "attention: unsupported shape (d=%d, heads=%d, rows %d/%d)", d, heads,
                   kk.row, vv.row);
   if (n_q == 0) return 0;
+  if (!causal && n_q >= AF_ATT_GEMM_MIN && n_kv >= AF_ATT_GEMM_MIN)
+    return attention_gemm(q, qv, kk, vv, out, n_q, n_kv, heads, d, n_batch, scale);
   cl_kernel k;
   int rc = af_queue_kernel(q, "attention.cl", "af_attention", NULL, &k);
   if (rc) return rc;

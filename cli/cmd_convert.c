@@ -28,7 +28,11 @@ int af_cmd_convert(int argc, char **argv) {
       fputs(usage, stdout);
       return AF_EXIT_OK;
     }
-    if (i + 1 >= argc) return af_cli_usage_error("convert", usage, "%s needs a value or is unknown", a);
+    static const char *const valued[] = {"--arch", "--vit", "--qformer", "--llm", "--adapter", "-o", "--output", "--type"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(a, valued[k]) == 0;
+    if (!known) return af_cli_usage_error("convert", usage, "unknown option %s", a);
+    if (i + 1 >= argc) return af_cli_usage_error("convert", usage, "%s needs a value", a);
     const char *v = argv[++i];
     if (strcmp(a, "--arch") == 0) o.arch = v;
     else if (strcmp(a, "--vit") == 0) o.vit = v;

@@ -15,7 +15,7 @@ static const char usage[] =
     "\n"
     "Writes a model with random weights and the shapes of ARCH.yaml (its llm section\n"
     "must give hidden, layers, heads, ffn; vocab defaults to the tokenizer's size).\n"
-    "Matrices ~ N(0, 0.02), norm gains 1, biases 0.  Without --tokenizer a built-in\n"
+    "Matrices ~ N(0, 0.02) (approximately), norm gains 1, biases 0.  Without --tokenizer a built-in\n"
     "byte-level vocabulary (367 pieces) is stored.\n"
     "\n"
     "  --arch FILE        architecture YAML (config/models/*.yaml)\n"
@@ -39,7 +39,11 @@ int af_cmd_mkmodel(int argc, char **argv) {
       random = 1;
       continue;
     }
-    if (i + 1 >= argc) return af_cli_usage_error("mkmodel", usage, "%s needs a value or is unknown", a);
+    static const char *const valued[] = {"--arch", "-o", "--output", "--tokenizer", "--type", "--seed"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(a, valued[k]) == 0;
+    if (!known) return af_cli_usage_error("mkmodel", usage, "unknown option %s", a);
+    if (i + 1 >= argc) return af_cli_usage_error("mkmodel", usage, "%s needs a value", a);
     const char *v = argv[++i];
     if (strcmp(a, "--arch") == 0) arch_path = v;
     else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) out = v;

@@ -355,6 +355,24 @@ static int write_tensor(conv *c, af_gguf_writer *w, const af_tspec *t, const map
   const af_tsrc_tensor *s = m->src;
   int64_t rows = s->ndim ? s->shape[0] : 1;
   uint64_t row = rows ? s->numel / (uint64_t)rows : 0;
+  int store = af_model_store_type(t, c->o->type);
+  if (s->contiguous && s->numel && ((store == AF_GGML_F16 && s->dtype == AF_TSRC_F16) ||
+                                    (store == AF_GGML_F32 && s->dtype == AF_TSRC_F32))) {
+    /* same encoding: copy the mapped bytes as they are.  Reading one row
+     * first runs the storage's integrity (zip CRC) check, as every read does. */
+    float one[1];
+    int rc = row == 1 ? af_tsrc_read_rows_f32(s, 0, 1, one) : 0;
+    if (row != 1) {
+      float *tmp = malloc((size_t)row * sizeof *tmp);
+      rc = tmp ? af_tsrc_read_rows_f32(s, 0, 1, tmp) : af_err(AF_ERR_NOMEM, "out of memory");
+      free(tmp);
+    }
+    for (uint64_t off = 0; !rc && off < s->nbytes; off += 64u << 20) {
+      uint64_t k = s->nbytes - off < (64u << 20) ? s->nbytes - off : (64u << 20);
+      rc = af_gguf_writer_append(w, s->data + off, (size_t)k);
+    }
+    return rc;
+  }
   uint64_t per = row >= (16u << 20) ? 1 : (16u << 20) / row; /* <= 64 MiB of floats */
   if ((uint64_t)*cap < per * row && (uint64_t)rows * row > *cap) {
     uint64_t want = per * row < (uint64_t)rows * row ? per * row : (uint64_t)rows * row;
@@ -368,7 +386,6 @@ static int write_tensor(conv *c, af_gguf_writer *w, const af_tspec *t, const map
     if (!rc) rc = af_gguf_writer_append_f32(w, *buf, (uint64_t)k * row);
     if (rc) return rc;
   }
-  (void)c;
   return 0;
 }
 

@@ -163,8 +163,10 @@ int af_gguf_get_f32(const af_gguf *g, const char *key, float *out);
 int af_gguf_get_bool(const af_gguf *g, const char *key, bool *out);
 /* *out borrowed from g. */
 int af_gguf_get_str(const af_gguf *g, const char *key, const char **out);
-/* Array getters: *n = element count; copy variants convert numeric elements
- * into dst (which holds n elements: call once with dst NULL to get n). */
+/* Array getters.  af_gguf_get_arr_n: element type and count.  The copy
+ * variants take *n = capacity of dst on input (ignored when dst is NULL),
+ * convert up to that many numeric elements into dst, and set *n to the
+ * array's full length; call once with dst NULL to size the buffer. */
 int af_gguf_get_arr_n(const af_gguf *g, const char *key, af_gguf_vtype *elem, uint64_t *n);
 int af_gguf_get_arr_f32(const af_gguf *g, const char *key, float *dst, uint64_t *n);
 int af_gguf_get_arr_i32(const af_gguf *g, const char *key, int32_t *dst, uint64_t *n);

@@ -78,7 +78,8 @@ typedef struct af_mkmodel_opts {
 } af_mkmodel_opts;
 
 /* Writes a random-weight model for `a` to `path`: matrices N(0, 0.02) (kept
- * scaled so activations stay sane), gains 1, biases 0, queries/cls/pos
+ * scaled so activations stay sane; Irwin-Hall approximation of the normal),
+ * gains 1, biases 0, queries/cls/pos
  * N(0, 0.02).  Memory stays O(one row block).  llm.vocab absent: taken from
  * the tokenizer.  Returns 0 or the first error (AF_ERR_CONFIG, AF_ERR_IO...). */
 int af_mkmodel(const af_arch *a, const char *arch_path, const af_mkmodel_opts *o, const char *path);

@@ -74,7 +74,7 @@ void af_quantize_q8_0(const float *src, void *dst, size_t n) {
   uint8_t *out = dst;
   for (size_t b = 0; b < n / AF_QK8_0; b++, src += AF_QK8_0, out += AF_Q8_0_BLOCK_BYTES) {
     float amax = 0.0f;
-    for (int j = 0; j < AF_QK8_0; j++) amax = fmaxf(amax, fabsf(src[j]));
+    for (int j = 0; j < AF_QK8_0; j++) amax = fabsf(src[j]) > amax ? fabsf(src[j]) : amax;
     float d = amax / 127.0f;
     float id = d != 0.0f ? 1.0f / d : 0.0f;
     put_f16(out, d);
@@ -82,11 +82,12 @@ void af_quantize_q8_0(const float *src, void *dst, size_t n) {
       /* roundf (half away from zero) without the libm call: |v| <= 127 here,
        * so the int conversion truncates exactly and v - i is exact */
       float v = src[j] * id;
-      if (!(v == v)) v = 0.0f; /* NaN input: store 0 rather than UB */
-      v = fminf(127.0f, fmaxf(-127.0f, v));
+      v = v > 127.0f ? 127.0f : v;
+      v = v < -127.0f ? -127.0f : v; /* written so NaN ends as 0 below, not UB */
+      v = v == v ? v : 0.0f;
       int i = (int)v;
       float fr = v - (float)i;
-      i += fr >= 0.5f ? 1 : fr <= -0.5f ? -1 : 0;
+      i += (fr >= 0.5f) - (fr <= -0.5f); /* branch-free: random data defeats prediction */
       out[2 + j] = (uint8_t)(int8_t)i;
     }
   }
@@ -117,8 +118,11 @@ void af_quantize_q4_0(const float *src, void *dst, size_t n) {
     put_f16(out, d);
     for (int j = 0; j < AF_QK4_0 / 2; j++) {
       float a = src[j] * id + 8.5f, c = src[j + AF_QK4_0 / 2] * id + 8.5f;
-      int qa = (a == a) ? (int)fminf(15.0f, fmaxf(0.0f, a)) : 8;
-      int qc = (c == c) ? (int)fminf(15.0f, fmaxf(0.0f, c)) : 8;
+      a = a == a ? a : 8.0f; /* NaN -> the zero code */
+      c = c == c ? c : 8.0f;
+      a = a < 0.0f ? 0.0f : a > 15.0f ? 15.0f : a;
+      c = c < 0.0f ? 0.0f : c > 15.0f ? 15.0f : c;
+      int qa = (int)a, qc = (int)c;
       out[2 + j] = (uint8_t)(qa | (qc << 4));
     }
   }

@@ -179,5 +179,21 @@ int main(void) {
   CHECK_MSG(strstr(af_error_message(), "vision.mlp_width") && strstr(af_error_message(), "279"), "%s",
             af_error_message());
   af_error_clear();
+  /* a damaged input checkpoint: the error names that file, nothing is written */
+  {
+    char a[600], v[600], q[600], l[600];
+    snprintf(a, sizeof a, "%s", af_test_data("convert/artgpt4-tiny.yaml"));
+    snprintf(v, sizeof v, "%s", af_test_data("torch/truncated.pth"));
+    snprintf(q, sizeof q, "%s", af_test_data("artgpt4-tiny/blip2_pretrained_flant5xxl.pth"));
+    snprintf(l, sizeof l, "%s", af_test_data("artgpt4-tiny/vicuna"));
+    snprintf(g_out, sizeof g_out, "%s/damaged.gguf", g_dir);
+    af_convert_opts o = {.arch = a, .vit = v, .qformer = q, .llm = l, .out = g_out, .type = AF_GGML_F16};
+    CHECK(af_convert(&o) != 0);
+    CHECK_MSG(strstr(af_error_message(), "truncated.pth") != NULL, "%s", af_error_message());
+    af_error_clear();
+    f = fopen(g_out, "rb");
+    CHECK(f == NULL);
+    if (f) fclose(f);
+  }
   return af_test_done("test_gguf_convert");
 }

@@ -46,7 +46,10 @@ static char *cat(const char *a, const char *b) {
   static char buf[4][4300];
   static int k;
   k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s%s", a, b);
+  /* a or b may be an earlier result: copy through a temporary (no overlap) */
+  char tmp[4300];
+  snprintf(tmp, sizeof tmp, "%s%s", a, b);
+  memcpy(buf[k], tmp, sizeof tmp);
   return buf[k];
 }
 
