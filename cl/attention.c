@@ -3,6 +3,8 @@
 
 #include <clblast_c.h>
 
+#include "cl/ops.h"
+
 #ifndef AF_ATT_GEMM_MIN
 #define AF_ATT_GEMM_MIN 128 /* queries and keys from which the GEMM path is used */
 #endif
@@ -20,8 +22,6 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
   cl_mem sc = NULL;
   int rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, per * sizeof(float), NULL, &sc);
   if (rc) return rc;
-  cl_kernel k;
-  if ((rc = af_queue_kernel(q, "attention.cl", "af_softmax_rows", NULL, &k))) goto out;
   for (int b = 0; b < n_batch && !rc; b++) {
     cl_event ev = NULL;
     CLBlastStatusCode st = CLBlastSgemmStridedBatched(
@@ -34,12 +34,8 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
       break;
     }
     if (ev) af_queue_profile_event(q, ev, "attention_qk");
-    cl_int rows = heads * n_q, n = n_kv;
-    AF_ARG(rc, k, 0, sc, out);
-    AF_ARG(rc, k, 1, rows, out);
-    AF_ARG(rc, k, 2, n, out);
-    size_t g = (size_t)rows, l = AF_ATT_WG;
-    if ((rc = af_queue_run(q, k, 1, &g, &l, "attention_softmax"))) break;
+    af_dbuf scores = {sc, 0};
+    if ((rc = af_op_softmax(q, scores, (size_t)heads * n_q, (size_t)n_kv, 1.0f, 0, 0, 0))) break;
     st = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n_q,
                                     (size_t)d, (size_t)n_kv, 1.0f, sc, 0, (size_t)n_kv, (size_t)n_q * n_kv, vv.mem,
                                     vv.off + (size_t)b * vv.batch, (size_t)vv.row, (size_t)d, 0.0f, out.mem,
@@ -48,7 +44,6 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
     if (st != CLBlastSuccess) rc = af_err((int)st, "attention context: CLBlast: %s", af_strerror(st));
     else if (ev) af_queue_profile_event(q, ev, "attention_pv");
   }
-out:
   clFinish(q->q); /* the scratch buffer is released below */
   clReleaseMemObject(sc);
   return rc;

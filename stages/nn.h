@@ -7,19 +7,9 @@
 #include <stddef.h>
 
 #include "cl/attention.h"
+#include "cl/ops.h"
 #include "cl/runtime.h"
 #include "cl/weights.h"
-
-/* A float32 device buffer view: elements from `off`. */
-typedef struct af_dbuf {
-  cl_mem mem;
-  size_t off;
-} af_dbuf;
-
-static inline af_dbuf af_dbuf_at(af_dbuf b, size_t elements) {
-  b.off += elements;
-  return b;
-}
 
 /* y[r, 0..out) = x[r, 0..in) . W^T (+ bias), for r < rows; W is a GGUF
  * weight with ne = {in, out} (f32 or f16), bias ne = {out} (f32) or NULL.

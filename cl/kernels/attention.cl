@@ -49,20 +49,3 @@ __kernel void af_attention(__global const float *q, const long q_off, __global c
   for (int t = 0; t < d; t++) o[t] = acc[t] * inv;
 }
 
-/* In-place row softmax of rows x n scores (already scaled), one work-item per
- * row; used between the two GEMMs of the long-sequence path. */
-__kernel void af_softmax_rows(__global float *s, const int rows, const int n) {
-  int r = get_global_id(0);
-  if (r >= rows) return;
-  __global float *p = s + (long)r * n;
-  float m = -INFINITY;
-  for (int j = 0; j < n; j++) m = fmax(m, p[j]);
-  float sum = 0.0f;
-  for (int j = 0; j < n; j++) {
-    float e = exp(p[j] - m);
-    p[j] = e;
-    sum += e;
-  }
-  float inv = 1.0f / sum;
-  for (int j = 0; j < n; j++) p[j] *= inv;
-}

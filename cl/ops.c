@@ -1,0 +1,184 @@
+/* Host side of the op library (see ops.h): argument checks, kernel launch
+ * geometry and CLBlast calls. */
+#include "cl/ops.h"
+
+#include <clblast_c.h>
+
+#ifndef AF_ROW_WG
+#define AF_ROW_WG 8 /* rows per work-group for row kernels */
+#endif
+#ifndef AF_ELEM_WG
+#define AF_ELEM_WG 64 /* elements per work-group for element-wise kernels */
+#endif
+#ifndef AF_GEMV_WG
+#define AF_GEMV_WG 8
+#endif
+
+static int kernel(af_queue *q, const char *name, cl_kernel *k) { return af_queue_kernel(q, "ops.cl", name, NULL, k); }
+
+/* sets args from a list of (size, pointer) pairs */
+static int set_args(cl_kernel k, int n, const size_t *sizes, const void *const *vals) {
+  for (int i = 0; i < n; i++) {
+    cl_int e = clSetKernelArg(k, (cl_uint)i, sizes[i], vals[i]);
+    if (e != CL_SUCCESS) return af_err(e, "argument %d of an op kernel: %s", i, af_strerror(e));
+  }
+  return 0;
+}
+
+#define ARGS(...)                                                               \
+  const void *const vals_[] = {__VA_ARGS__};                                    \
+  enum { n_args_ = sizeof vals_ / sizeof vals_[0] };
+
+static int run1(af_queue *q, cl_kernel k, size_t g, size_t l, const char *label) {
+  return af_queue_run(q, k, 1, &g, &l, label);
+}
+
+int af_op_gemm(af_queue *q, int ta, int tb, size_t m, size_t n, size_t k, float alpha, af_dbuf a, size_t lda,
+               af_dbuf b, size_t ldb, float beta, af_dbuf c, size_t ldc) {
+  if (!m || !n || !k) return 0;
+  cl_event ev = NULL;
+  CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                      tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.off,
+                                      lda, b.mem, b.off, ldb, beta, c.mem, c.off, ldc, &q->q,
+                                      q->cl->profiling ? &ev : NULL);
+  if (st != CLBlastSuccess)
+    return af_err((int)st, "gemm %zux%zux%zu: CLBlast: %s", m, n, k, af_strerror((int)st));
+  if (ev) af_queue_profile_event(q, ev, "gemm");
+  return 0;
+}
+
+int af_op_gemv(af_queue *q, cl_mem w, int half_w, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y, cl_mem bias) {
+  if (nb < 1 || nb > 8) return af_err(AF_ERR_INVALID, "gemv: %d vectors (1..8 supported)", nb);
+  cl_kernel kk;
+  int rc = kernel(q, "af_op_gemv", &kk);
+  if (rc) return rc;
+  cl_int hw = half_w, r = (cl_int)rows, kc = (cl_int)k, b = nb, hb = bias != NULL;
+  cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
+  cl_mem bm = bias ? bias : w; /* any valid buffer when there is no bias */
+  size_t sz[] = {sizeof w, sizeof hw, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof b, sizeof y.mem,
+                 sizeof yo, sizeof bm, sizeof hb};
+  ARGS(&w, &hw, &r, &kc, &x.mem, &xo, &b, &y.mem, &yo, &bm, &hb);
+  if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
+  return run1(q, kk, rows, AF_GEMV_WG, half_w ? "gemv_f16" : "gemv_f32");
+}
+
+int af_op_layernorm(af_queue *q, af_dbuf x, size_t rows, size_t n, cl_mem w, cl_mem b, float eps, af_dbuf y) {
+  cl_kernel k;
+  int rc = kernel(q, "af_op_layernorm", &k);
+  if (rc) return rc;
+  cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
+  cl_int r = (cl_int)rows, nn = (cl_int)n;
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof y.mem, sizeof yo, sizeof w, sizeof b, sizeof r, sizeof nn,
+                 sizeof eps};
+  ARGS(&x.mem, &xo, &y.mem, &yo, &w, &b, &r, &nn, &eps);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, rows, AF_ROW_WG, "layernorm");
+}
+
+int af_op_rmsnorm(af_queue *q, af_dbuf x, size_t rows, size_t n, cl_mem w, float eps, af_dbuf y) {
+  cl_kernel k;
+  int rc = kernel(q, "af_op_rmsnorm", &k);
+  if (rc) return rc;
+  cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
+  cl_int r = (cl_int)rows, nn = (cl_int)n;
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof y.mem, sizeof yo, sizeof w, sizeof r, sizeof nn, sizeof eps};
+  ARGS(&x.mem, &xo, &y.mem, &yo, &w, &r, &nn, &eps);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, rows, AF_ROW_WG, "rmsnorm");
+}
+
+int af_op_softmax(af_queue *q, af_dbuf x, size_t rows, size_t n, float scale, int causal, int q_rows, int offset) {
+  if (causal && q_rows <= 0) return af_err(AF_ERR_INVALID, "softmax: causal needs q_rows > 0");
+  cl_kernel k;
+  int rc = kernel(q, "af_op_softmax", &k);
+  if (rc) return rc;
+  cl_long xo = (cl_long)x.off;
+  cl_int r = (cl_int)rows, nn = (cl_int)n, c = causal, qr = q_rows > 0 ? q_rows : 1, off = offset;
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof r, sizeof nn, sizeof scale, sizeof c, sizeof qr, sizeof off};
+  ARGS(&x.mem, &xo, &r, &nn, &scale, &c, &qr, &off);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, rows, AF_ROW_WG, "softmax");
+}
+
+static int unary(af_queue *q, const char *name, af_dbuf x, size_t n) {
+  cl_kernel k;
+  int rc = kernel(q, name, &k);
+  if (rc) return rc;
+  cl_long xo = (cl_long)x.off, nl = (cl_long)n;
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof nl};
+  ARGS(&x.mem, &xo, &nl);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, n, AF_ELEM_WG, name + 6);
+}
+
+int af_op_gelu(af_queue *q, af_dbuf x, size_t n) { return unary(q, "af_op_gelu", x, n); }
+int af_op_silu(af_queue *q, af_dbuf x, size_t n) { return unary(q, "af_op_silu", x, n); }
+
+static int binary(af_queue *q, af_dbuf y, af_dbuf x, size_t n, int op) {
+  cl_kernel k;
+  int rc = kernel(q, "af_op_binary", &k);
+  if (rc) return rc;
+  cl_long yo = (cl_long)y.off, xo = (cl_long)x.off, nl = (cl_long)n;
+  cl_int o = op;
+  size_t sz[] = {sizeof y.mem, sizeof yo, sizeof x.mem, sizeof xo, sizeof nl, sizeof o};
+  ARGS(&y.mem, &yo, &x.mem, &xo, &nl, &o);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, n, AF_ELEM_WG, op ? "mul" : "add");
+}
+
+int af_op_add(af_queue *q, af_dbuf y, af_dbuf x, size_t n) { return binary(q, y, x, n, 0); }
+int af_op_mul(af_queue *q, af_dbuf y, af_dbuf x, size_t n) { return binary(q, y, x, n, 1); }
+
+int af_op_add_bias(af_queue *q, af_dbuf y, size_t ld, size_t rows, size_t n, cl_mem bias) {
+  cl_kernel k;
+  int rc = kernel(q, "af_op_add_bias", &k);
+  if (rc) return rc;
+  cl_long yo = (cl_long)y.off;
+  cl_int l = (cl_int)ld, r = (cl_int)rows, nn = (cl_int)n;
+  size_t sz[] = {sizeof y.mem, sizeof yo, sizeof l, sizeof bias, sizeof r, sizeof nn};
+  ARGS(&y.mem, &yo, &l, &bias, &r, &nn);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, rows, AF_ROW_WG, "add_bias");
+}
+
+int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0, float base, int interleaved) {
+  if (d < 2 || d % 2) return af_err(AF_ERR_INVALID, "rope: head size %d must be even", d);
+  cl_kernel k;
+  int rc = kernel(q, "af_op_rope", &k);
+  if (rc) return rc;
+  cl_long xo = (cl_long)x.off;
+  cl_int t = (cl_int)tokens, h = heads, dd = d, p = pos0, il = interleaved;
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof p, sizeof base, sizeof il};
+  ARGS(&x.mem, &xo, &t, &h, &dd, &p, &base, &il);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  size_t g[3] = {(size_t)d / 2, (size_t)heads, tokens}, l[3] = {1, 1, 1};
+  return af_queue_run(q, k, 3, g, l, "rope");
+}
+
+int af_op_gather(af_queue *q, cl_mem table, int half_table, size_t n_rows, size_t cols, cl_mem ids, size_t n,
+                 af_dbuf out) {
+  cl_kernel k;
+  int rc = kernel(q, "af_op_gather", &k);
+  if (rc) return rc;
+  cl_int ht = half_table, nr = (cl_int)n_rows, c = (cl_int)cols, nn = (cl_int)n;
+  cl_long oo = (cl_long)out.off;
+  size_t sz[] = {sizeof table, sizeof ht, sizeof nr, sizeof c, sizeof ids, sizeof nn, sizeof out.mem, sizeof oo};
+  ARGS(&table, &ht, &nr, &c, &ids, &nn, &out.mem, &oo);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  size_t g[2] = {cols, n}, l[2] = {AF_ELEM_WG, 1};
+  return af_queue_run(q, k, 2, g, l, "gather");
+}
+
+static int convert(af_queue *q, const char *name, cl_mem src, cl_mem dst, size_t n) {
+  cl_kernel k;
+  int rc = kernel(q, name, &k);
+  if (rc) return rc;
+  cl_long nl = (cl_long)n;
+  size_t sz[] = {sizeof src, sizeof dst, sizeof nl};
+  ARGS(&src, &dst, &nl);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, n, AF_ELEM_WG, name + 6);
+}
+
+int af_op_f16_to_f32(af_queue *q, cl_mem src, cl_mem dst, size_t n) { return convert(q, "af_op_f16_to_f32", src, dst, n); }
+int af_op_f32_to_f16(af_queue *q, cl_mem src, cl_mem dst, size_t n) { return convert(q, "af_op_f32_to_f16", src, dst, n); }

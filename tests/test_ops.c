@@ -1,0 +1,216 @@
+/* Every op of cl/ops.h against its plain-C reference (tests/ref_ops.c) on
+ * random inputs, with the tolerance of its cl/opdesc.c entry (normalised L2
+ * error), over odd and model-sized shapes (1, 17, 257, 1408, 6144). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "cl/opdesc.h"
+#include "cl/ops.h"
+#include "model/quant.h"
+#include "ref_ops.h"
+
+static af_queue *Q;
+static af_rng R;
+
+static cl_mem up(const void *h, size_t bytes) {
+  cl_mem m = NULL;
+  CHECK_OK(af_cl_alloc(Q->cl, CL_MEM_READ_WRITE, bytes, NULL, &m));
+  if (m && h) CHECK_OK(af_queue_write(Q, m, 0, bytes, h));
+  return m;
+}
+
+static float *rnd(size_t n, float lo, float hi) {
+  float *p = malloc(n * sizeof(float) + 4);
+  af_rng_fill(&R, p, n, lo, hi);
+  return p;
+}
+
+static void expect(const char *op, const float *got, const float *want, size_t n, const char *shape) {
+  const af_opdesc *d = af_opdesc_find(op);
+  double tol = d ? d->tolerance : 0, e = af_nerr(got, want, n);
+  if (tol == 0) e = af_maxerr(got, want, n); /* exact ops: bitwise equal values */
+  CHECK_MSG(d && e <= tol, "%s %s: error %g > %g", op, shape, e, tol);
+}
+
+static float *down(cl_mem m, size_t off, size_t n) {
+  float *h = malloc(n * sizeof(float) + 4);
+  CHECK_OK(af_queue_read(Q, m, off * 4, n * 4, h));
+  return h;
+}
+
+static void t_gemm(int ta, int tb, size_t m, size_t n, size_t k) {
+  size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+  size_t na = (ta ? k : m) * lda, nb = (tb ? n : k) * ldb, nc = m * ldc;
+  float *a = rnd(na, -1, 1), *b = rnd(nb, -1, 1), *c = rnd(nc, -1, 1);
+  cl_mem da = up(a, na * 4), db = up(b, nb * 4), dc = up(c, nc * 4);
+  CHECK_OK(af_op_gemm(Q, ta, tb, m, n, k, 0.5f, (af_dbuf){da, 0}, lda, (af_dbuf){db, 0}, ldb, 0.25f,
+                      (af_dbuf){dc, 0}, ldc));
+  float *got = down(dc, 0, nc);
+  ref_gemm(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 0.25f, c, ldc);
+  char s[64];
+  snprintf(s, sizeof s, "%zux%zux%zu t%d%d", m, n, k, ta, tb);
+  expect("gemm", got, c, nc, s);
+  clReleaseMemObject(da), clReleaseMemObject(db), clReleaseMemObject(dc);
+  free(a), free(b), free(c), free(got);
+}
+
+static void t_gemv(size_t rows, size_t k, int nb, int half) {
+  float *w = rnd(rows * k, -1, 1), *x = rnd(k * nb, -1, 1), *bias = rnd(rows, -1, 1), *want = malloc(rows * nb * 4);
+  uint16_t *w16 = malloc(rows * k * 2);
+  if (half)
+    for (size_t i = 0; i < rows * k; i++) w[i] = af_f16_to_f32(w16[i] = af_f32_to_f16(w[i]));
+  cl_mem dw = half ? up(w16, rows * k * 2) : up(w, rows * k * 4), dx = up(x, k * nb * 4), db = up(bias, rows * 4);
+  cl_mem dy = up(NULL, rows * nb * 4);
+  CHECK_OK(af_op_gemv(Q, dw, half, rows, k, (af_dbuf){dx, 0}, nb, (af_dbuf){dy, 0}, db));
+  float *got = down(dy, 0, rows * nb);
+  ref_gemv(w, rows, k, x, nb, bias, want);
+  char s[64];
+  snprintf(s, sizeof s, "%zux%zu b%d", rows, k, nb);
+  expect(half ? "gemv_f16" : "gemv_f32", got, want, rows * nb, s);
+  clReleaseMemObject(dw), clReleaseMemObject(dx), clReleaseMemObject(db), clReleaseMemObject(dy);
+  free(w), free(x), free(bias), free(want), free(w16), free(got);
+}
+
+static void t_norms(size_t rows, size_t n) {
+  float *x = rnd(rows * n, -2, 3), *w = rnd(n, 0.5f, 1.5f), *b = rnd(n, -1, 1), *want = malloc(rows * n * 4);
+  cl_mem dx = up(x, rows * n * 4), dw = up(w, n * 4), db = up(b, n * 4), dy = up(NULL, rows * n * 4);
+  char s[64];
+  snprintf(s, sizeof s, "%zux%zu", rows, n);
+  CHECK_OK(af_op_rmsnorm(Q, (af_dbuf){dx, 0}, rows, n, dw, 1e-6f, (af_dbuf){dy, 0}));
+  float *got = down(dy, 0, rows * n);
+  ref_rmsnorm_rows(x, rows, n, w, 1e-6f, want);
+  expect("rmsnorm", got, want, rows * n, s);
+  free(got);
+  CHECK_OK(af_op_layernorm(Q, (af_dbuf){dx, 0}, rows, n, dw, db, 1e-12f, (af_dbuf){dy, 0}));
+  got = down(dy, 0, rows * n);
+  ref_layernorm_rows(x, rows, n, w, b, 1e-12f, want);
+  expect("layernorm", got, want, rows * n, s);
+  clReleaseMemObject(dx), clReleaseMemObject(dw), clReleaseMemObject(db), clReleaseMemObject(dy);
+  free(x), free(w), free(b), free(want), free(got);
+}
+
+static void t_softmax(size_t rows, size_t n, int causal, int q_rows, int offset) {
+  float *x = rnd(rows * n, -8, 8);
+  cl_mem dx = up(x, rows * n * 4);
+  CHECK_OK(af_op_softmax(Q, (af_dbuf){dx, 0}, rows, n, 0.125f, causal, q_rows, offset));
+  float *got = down(dx, 0, rows * n);
+  ref_softmax_rows(x, rows, n, 0.125f, causal, q_rows, offset);
+  char s[64];
+  snprintf(s, sizeof s, "%zux%zu causal %d/%d/%d", rows, n, causal, q_rows, offset);
+  expect("softmax", got, x, rows * n, s);
+  clReleaseMemObject(dx);
+  free(x), free(got);
+}
+
+static void t_elementwise(size_t n) {
+  float *x = rnd(n, -6, 6), *y = rnd(n, -2, 2), *want = malloc(n * 4);
+  char s[32];
+  snprintf(s, sizeof s, "%zu", n);
+  const char *ops[] = {"gelu", "silu", "add", "mul"};
+  for (int o = 0; o < 4; o++) {
+    cl_mem dx = up(x, n * 4), dy = up(y, n * 4);
+    int rc = o == 0 ? af_op_gelu(Q, (af_dbuf){dx, 0}, n) : o == 1 ? af_op_silu(Q, (af_dbuf){dx, 0}, n)
+           : o == 2 ? af_op_add(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n) : af_op_mul(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n);
+    CHECK_OK(rc);
+    float *got = down(o < 2 ? dx : dy, 0, n);
+    for (size_t i = 0; i < n; i++) {
+      double v = x[i];
+      want[i] = o == 0 ? (float)(0.5 * v * (1 + erf(v / sqrt(2.0)))) : o == 1 ? (float)(v / (1 + exp(-v)))
+              : o == 2 ? y[i] + x[i] : y[i] * x[i];
+    }
+    expect(ops[o], got, want, n, s);
+    clReleaseMemObject(dx), clReleaseMemObject(dy);
+    free(got);
+  }
+  free(x), free(y), free(want);
+}
+
+static void t_rope(size_t tokens, int heads, int d, int pos0, int interleaved) {
+  size_t n = tokens * heads * d;
+  float *x = rnd(n, -1, 1);
+  cl_mem dx = up(x, n * 4);
+  CHECK_OK(af_op_rope(Q, (af_dbuf){dx, 0}, tokens, heads, d, pos0, 10000.0f, interleaved));
+  float *got = down(dx, 0, n);
+  ref_rope(x, tokens, heads, d, pos0, 10000.0f, interleaved);
+  char s[64];
+  snprintf(s, sizeof s, "%zux%dx%d pos %d %s", tokens, heads, d, pos0, interleaved ? "interleaved" : "rotate-half");
+  expect("rope", got, x, n, s);
+  clReleaseMemObject(dx);
+  free(x), free(got);
+}
+
+static void t_gather_convert(size_t n_rows, size_t cols, size_t n) {
+  float *t = rnd(n_rows * cols, -3, 3), *want = malloc(n * cols * 4);
+  uint16_t *t16 = malloc(n_rows * cols * 2);
+  for (size_t i = 0; i < n_rows * cols; i++) t[i] = af_f16_to_f32(t16[i] = af_f32_to_f16(t[i]));
+  int32_t *ids = malloc(n * 4);
+  for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(af_rng_u32(&R) % n_rows);
+  for (size_t i = 0; i < n; i++) memcpy(want + i * cols, t + (size_t)ids[i] * cols, cols * 4);
+  cl_mem d32 = up(t, n_rows * cols * 4), d16 = up(t16, n_rows * cols * 2), di = up(ids, n * 4);
+  cl_mem out = up(NULL, n * cols * 4);
+  char s[64];
+  snprintf(s, sizeof s, "%zu of %zux%zu", n, n_rows, cols);
+  for (int half = 0; half < 2; half++) {
+    CHECK_OK(af_op_gather(Q, half ? d16 : d32, half, n_rows, cols, di, n, (af_dbuf){out, 0}));
+    float *got = down(out, 0, n * cols);
+    expect("gather", got, want, n * cols, s);
+    free(got);
+  }
+  /* fp16 -> fp32 exact; fp32 -> fp16 rounds like af_f32_to_f16 (nearest even) */
+  CHECK_OK(af_op_f16_to_f32(Q, d16, out, n_rows * cols < n * cols ? n_rows * cols : n * cols));
+  float *got = down(out, 0, n_rows * cols < n * cols ? n_rows * cols : n * cols);
+  expect("f16_to_f32", got, t, n_rows * cols < n * cols ? n_rows * cols : n * cols, s);
+  free(got);
+  float *raw = rnd(n_rows * cols, -70000, 70000);
+  cl_mem dr = up(raw, n_rows * cols * 4), dh = up(NULL, n_rows * cols * 2);
+  CHECK_OK(af_op_f32_to_f16(Q, dr, dh, n_rows * cols));
+  uint16_t *h = malloc(n_rows * cols * 2);
+  CHECK_OK(af_queue_read(Q, dh, 0, n_rows * cols * 2, h));
+  size_t bad = 0;
+  for (size_t i = 0; i < n_rows * cols; i++) bad += h[i] != af_f32_to_f16(raw[i]);
+  CHECK_MSG(bad == 0, "f32_to_f16: %zu of %zu values differ from round-to-nearest-even", bad, n_rows * cols);
+  clReleaseMemObject(d32), clReleaseMemObject(d16), clReleaseMemObject(di), clReleaseMemObject(out);
+  clReleaseMemObject(dr), clReleaseMemObject(dh);
+  free(t), free(want), free(t16), free(ids), free(raw), free(h);
+}
+
+int main(void) {
+  af_cl *cl = NULL;
+  af_rng_seed(&R, 2026);
+  CHECK_OK(af_cl_open(&cl, NULL));
+  if (!cl) return af_test_done("test_ops");
+  CHECK_OK(af_queue_new(cl, &Q));
+  t_gemm(0, 0, 1, 1, 1);
+  t_gemm(0, 1, 17, 257, 33);
+  t_gemm(1, 0, 19, 8, 64);
+  t_gemm(1, 1, 33, 17, 5);
+  t_gemm(0, 1, 257, 64, 1408);
+  t_gemv(1, 1, 1, 0);
+  t_gemv(17, 257, 3, 0);
+  t_gemv(257, 1408, 8, 0);
+  t_gemv(6144 / 8, 6144, 1, 1);
+  t_gemv(33, 1409, 8, 1);
+  t_norms(1, 1);
+  t_norms(17, 1408);
+  t_norms(3, 6144);
+  t_softmax(1, 1, 0, 0, 0);
+  t_softmax(257, 257, 0, 0, 0);
+  t_softmax(4 * 17, 17, 1, 17, 0);
+  t_softmax(2 * 5, 40, 1, 5, 35);
+  t_elementwise(1);
+  t_elementwise(6144 * 17 + 3);
+  t_rope(1, 1, 2, 0, 0);
+  t_rope(17, 4, 128, 0, 0);
+  t_rope(3, 40, 128, 2000, 0);
+  t_rope(5, 2, 16, 7, 1);
+  t_gather_convert(1, 1, 1);
+  t_gather_convert(257, 17, 40);
+  CHECK(af_op_gemv(Q, NULL, 0, 1, 1, (af_dbuf){0}, 9, (af_dbuf){0}, NULL) == AF_ERR_INVALID);
+  CHECK(af_op_rope(Q, (af_dbuf){0}, 1, 1, 3, 0, 1e4f, 0) == AF_ERR_INVALID);
+  af_error_clear();
+  af_queue_free(Q);
+  af_cl_close(cl);
+  return af_test_done("test_ops");
+}
