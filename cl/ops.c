@@ -151,7 +151,7 @@ int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0
   size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof p, sizeof base, sizeof il};
   ARGS(&x.mem, &xo, &t, &h, &dd, &p, &base, &il);
   if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
-  size_t g[3] = {(size_t)d / 2, (size_t)heads, tokens}, l[3] = {1, 1, 1};
+  size_t g[3] = {(size_t)d / 2, (size_t)heads, tokens}, l[3] = {d / 2 >= 8 ? 8 : 1, 1, 1};
   return af_queue_run(q, k, 3, g, l, "rope");
 }
 

@@ -1,16 +1,46 @@
-/* artflow bench: `bench ops` is not in this build yet; the whole-model
- * benchmark lives in cli/bench_model.c. */
+/* artflow bench: `bench ops` (cli/bench_ops.c) or the whole model
+ * (cli/bench_model.c). */
+#include <stdio.h>
 #include <string.h>
 
 #include "cli/bench.h"
 #include "cli/cli.h"
 
 static const char usage[] =
-    "usage: artflow bench --model MODEL.gguf [options]   (whole model; see --model --help)\n"
-    "       artflow bench ops                          (not in this build yet)\n";
+    "usage: artflow bench ops [--json] [--repeat N] [--device D]\n"
+    "       artflow bench --model MODEL.gguf [--batch B] [--repeat R] [--json] [--device D]\n"
+    "\n"
+    "bench ops    every op (GEMM, GEMV fp32/fp16, norms, softmax, GELU, SiLU, add, mul,\n"
+    "             RoPE, gather) on the model's real shapes: ms, GFLOPS, GB/s, and GB/s as a\n"
+    "             share of the device's measured copy bandwidth.\n"
+    "bench --model  the vision path of a model (ViT, Q-Former): seconds and GFLOPS per\n"
+    "             image at batch 1 and B.  The LLM's prefill/decode rates are not in this\n"
+    "             build yet.\n"
+    "\n"
+    "Timings are the best of N after a warm-up run; compare ratios measured in one run.\n";
 
 int af_cmd_bench(int argc, char **argv) {
-  if (argc > 1 && !strcmp(argv[1], "ops")) return af_cli_not_implemented("bench ops", usage, argc - 1, argv + 1);
-  if (argc > 1 && af_cli_is_help(argv[1])) return af_bench_model(argc, argv);
+  if (argc < 2) return af_cli_usage_error("bench", usage, "say 'ops' or give --model");
+  if (af_cli_is_help(argv[1])) {
+    fputs(usage, stdout);
+    return AF_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "ops")) {
+    const char *device = NULL;
+    char *rest[64];
+    int n = 0;
+    for (int i = 1; i < argc && n < 63; i++) {
+      if (af_cli_is_help(argv[i])) {
+        fputs(usage, stdout);
+        return AF_EXIT_OK;
+      }
+      if (!strcmp(argv[i], "--device") && i + 1 < argc)
+        device = argv[++i];
+      else
+        rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
+    return af_bench_ops(n, rest, device);
+  }
   return af_bench_model(argc, argv);
 }
