@@ -3,12 +3,16 @@
 #include "cl/ops.h"
 
 #include <clblast_c.h>
+#include <string.h>
 
 #ifndef AF_ROW_WG
 #define AF_ROW_WG 8 /* rows per work-group for row kernels */
 #endif
 #ifndef AF_ELEM_WG
 #define AF_ELEM_WG 64 /* elements per work-group for element-wise kernels */
+#endif
+#ifndef AF_GEMM_WG
+#define AF_GEMM_WG 4 /* 4x4 tiles per work-group along m */
 #endif
 #ifndef AF_GEMV_WG
 #define AF_GEMV_WG 8
@@ -33,9 +37,33 @@ static int run1(af_queue *q, cl_kernel k, size_t g, size_t l, const char *label)
   return af_queue_run(q, k, 1, &g, &l, label);
 }
 
+int af_op_gemm_xwt(af_queue *q, size_t m, size_t n, size_t k, af_dbuf x, size_t ldx, af_dbuf w, size_t ldw,
+                   af_dbuf y, size_t ldy, cl_mem bias) {
+  if (!m || !n) return 0;
+  cl_kernel kk;
+  int rc = kernel(q, "af_op_gemm_xwt", &kk);
+  if (rc) return rc;
+  cl_long xo = (cl_long)x.off, wo = (cl_long)w.off, yo = (cl_long)y.off;
+  cl_int lx = (cl_int)ldx, lw = (cl_int)ldw, ly = (cl_int)ldy, M = (cl_int)m, N = (cl_int)n, K = (cl_int)k;
+  cl_int hb = bias != NULL;
+  cl_mem bm = bias ? bias : x.mem;
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof lx, sizeof w.mem, sizeof wo, sizeof lw, sizeof y.mem, sizeof yo,
+                 sizeof ly, sizeof M, sizeof N, sizeof K, sizeof bm, sizeof hb};
+  ARGS(&x.mem, &xo, &lx, &w.mem, &wo, &lw, &y.mem, &yo, &ly, &M, &N, &K, &bm, &hb);
+  if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
+  size_t g[2] = {(m + 3) / 4, (n + 3) / 4}, l[2] = {AF_GEMM_WG, 1};
+  return af_queue_run(q, kk, 2, g, l, "gemm_xwt");
+}
+
+int af_op_gemm_tiled_enabled(const af_cl *cl) {
+  return cl->tuning_defines && strstr(cl->tuning_defines, "-DAF_GEMM_TILED=1") != NULL;
+}
+
 int af_op_gemm(af_queue *q, int ta, int tb, size_t m, size_t n, size_t k, float alpha, af_dbuf a, size_t lda,
                af_dbuf b, size_t ldb, float beta, af_dbuf c, size_t ldc) {
   if (!m || !n || !k) return 0;
+  if (!ta && tb && alpha == 1.0f && beta == 0.0f && af_op_gemm_tiled_enabled(q->cl))
+    return af_op_gemm_xwt(q, m, n, k, a, lda, b, ldb, c, ldc, NULL);
   cl_event ev = NULL;
   CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                                       tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.off,

@@ -27,6 +27,13 @@ static inline af_dbuf af_dbuf_at(af_dbuf b, size_t elements) {
 int af_op_gemm(af_queue *q, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, af_dbuf a,
                size_t lda, af_dbuf b, size_t ldb, float beta, af_dbuf c, size_t ldc);
 
+/* y[m, n] = x[m, :] . w[n, :] (+ bias[n]) with the own register-tiled kernel
+ * (both operands contiguous along k).  af_op_gemm uses it for (no-trans,
+ * trans, alpha 1, beta 0) when the device profile sets AF_GEMM_TILED=1. */
+int af_op_gemm_xwt(af_queue *q, size_t m, size_t n, size_t k, af_dbuf x, size_t ldx, af_dbuf w, size_t ldw,
+                   af_dbuf y, size_t ldy, cl_mem bias);
+int af_op_gemm_tiled_enabled(const af_cl *cl);
+
 /* y[b, r] = W[r, :] . x[b, :] (+ bias[r]) for b < nb (1..8), W rows x k stored
  * fp32 or fp16 (half_w = 1); the weights are read once for all nb vectors. */
 int af_op_gemv(af_queue *q, cl_mem w, int half_w, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y,

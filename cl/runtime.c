@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cl/devprofile.h"
 #include "cl/runtime_internal.h"
 
 /* PoCL fails silently (CL_DEVICE_NOT_FOUND) when it cannot create its kernel
@@ -209,6 +210,14 @@ int af_cl_open(af_cl **out, const char *selector) {
     return rc;
   }
   af_cl_cache_init(cl);
+  cl->profile = calloc(1, sizeof *cl->profile);
+  if (!cl->profile) rc = af_err(AF_ERR_NOMEM, "out of memory");
+  if (!rc) rc = af_devprofile_select(&cl->info, NULL, cl->profile);
+  if (!rc) rc = af_devprofile_apply(cl, cl->profile);
+  if (rc) {
+    af_cl_close(cl);
+    return rc;
+  }
   *out = cl;
   return 0;
 }
@@ -218,6 +227,7 @@ void af_cl_close(af_cl *cl) {
   if (cl->profiling && cl->nprof) af_cl_profile_print(cl, stderr);
   af_cl_programs_free(cl);
   free(cl->prof);
+  free(cl->profile);
   free(cl->tuning_defines);
   free(cl->cache_dir);
   if (cl->ctx) clReleaseContext(cl->ctx);

@@ -99,12 +99,14 @@ typedef struct af_cl {
   char *cache_dir;        /* disk cache folder, NULL = disabled */
   pthread_mutex_t lock;   /* guards progs and the profile table */
   af_prog_entry *progs;
+  struct af_devprofile *profile; /* tuned parameters in effect (cl/devprofile.h) */
   struct af_prof_entry *prof; /* per-kernel accumulated times */
   int nprof, capprof;
 } af_cl;
 
-/* Opens the selected device (see af_cl_select), creates the context.
- * Caller frees with af_cl_close. */
+/* Opens the selected device (see af_cl_select), creates the context, and
+ * selects and applies its device profile (cl/devprofile.h; a bad profile file
+ * is an AF_ERR_CONFIG).  Caller frees with af_cl_close. */
 int af_cl_open(af_cl **out, const char *selector);
 /* Prints the profile table (when profiling) and releases everything. NULL ok. */
 void af_cl_close(af_cl *cl);

@@ -56,6 +56,23 @@ static void t_gemm(int ta, int tb, size_t m, size_t n, size_t k) {
   free(a), free(b), free(c), free(got);
 }
 
+/* the own tiled x·Wᵀ kernel, with bias and row strides, ragged edges */
+static void t_gemm_xwt(size_t m, size_t n, size_t k) {
+  size_t ldx = k + 1, ldw = k + 3, ldy = n + 2;
+  float *x = rnd(m * ldx, -1, 1), *w = rnd(n * ldw, -1, 1), *b = rnd(n, -1, 1), *y = calloc(m * ldy, 4);
+  cl_mem dx = up(x, m * ldx * 4), dw = up(w, n * ldw * 4), db = up(b, n * 4), dy = up(y, m * ldy * 4);
+  CHECK_OK(af_op_gemm_xwt(Q, m, n, k, (af_dbuf){dx, 0}, ldx, (af_dbuf){dw, 0}, ldw, (af_dbuf){dy, 0}, ldy, db));
+  float *got = down(dy, 0, m * ldy);
+  ref_gemm(0, 1, m, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, ldy);
+  for (size_t i = 0; i < m; i++)
+    for (size_t j = 0; j < n; j++) y[i * ldy + j] += b[j];
+  char s[64];
+  snprintf(s, sizeof s, "xwt %zux%zux%zu", m, n, k);
+  expect("gemm", got, y, m * ldy, s);
+  clReleaseMemObject(dx), clReleaseMemObject(dw), clReleaseMemObject(db), clReleaseMemObject(dy);
+  free(x), free(w), free(b), free(y), free(got);
+}
+
 static void t_gemv(size_t rows, size_t k, int nb, int half) {
   float *w = rnd(rows * k, -1, 1), *x = rnd(k * nb, -1, 1), *bias = rnd(rows, -1, 1), *want = malloc(rows * nb * 4);
   uint16_t *w16 = malloc(rows * k * 2);
@@ -187,6 +204,10 @@ int main(void) {
   t_gemm(1, 0, 19, 8, 64);
   t_gemm(1, 1, 33, 17, 5);
   t_gemm(0, 1, 257, 64, 1408);
+  t_gemm_xwt(1, 1, 1);
+  t_gemm_xwt(17, 5, 9);
+  t_gemm_xwt(257, 33, 1408);
+  t_gemm_xwt(6, 257, 17);
   t_gemv(1, 1, 1, 0);
   t_gemv(17, 257, 3, 0);
   t_gemv(257, 1408, 8, 0);

@@ -206,3 +206,51 @@ __kernel void af_op_gemv(__global const void *w, const int half_w, const int row
     y[y_off + (long)b * rows + r] = s + (has_bias ? bias[r] : 0.0f);
   }
 }
+
+/* ----------------------------------------------------- GEMM, CPU tiling */
+
+/* y[m, n] = x[m, :] . w[n, :] (+ bias[n]): the model's "x times Wᵀ" with both
+ * operands row-major and contiguous along k.  Each work-item computes a 4 x 4
+ * tile with 16 float8 accumulators (register blocking; explicit vectors, since
+ * PoCL runs work-items of a group one after another on one core).  Work-groups
+ * walk m fastest, so a block of w rows stays in cache while all of x streams
+ * past it.  Edges: rows past M / N are clamped on load and skipped on store.
+ * global: (ceil(M/4), ceil(N/4)). */
+#define AF_GT_LOAD(p, k) vload8(0, (p) + (k))
+__kernel void af_op_gemm_xwt(__global const float *x, const long x_off, const int ldx, __global const float *w,
+                             const long w_off, const int ldw, __global float *y, const long y_off, const int ldy,
+                             const int M, const int N, const int K, __global const float *bias, const int has_bias) {
+  int m0 = get_global_id(0) * 4, n0 = get_global_id(1) * 4;
+  if (m0 >= M || n0 >= N) return;
+  __global const float *x0 = x + x_off + (long)min(m0 + 0, M - 1) * ldx, *x1 = x + x_off + (long)min(m0 + 1, M - 1) * ldx;
+  __global const float *x2 = x + x_off + (long)min(m0 + 2, M - 1) * ldx, *x3 = x + x_off + (long)min(m0 + 3, M - 1) * ldx;
+  __global const float *w0 = w + w_off + (long)min(n0 + 0, N - 1) * ldw, *w1 = w + w_off + (long)min(n0 + 1, N - 1) * ldw;
+  __global const float *w2 = w + w_off + (long)min(n0 + 2, N - 1) * ldw, *w3 = w + w_off + (long)min(n0 + 3, N - 1) * ldw;
+  float8 c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+  float8 c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+  int k8 = K & ~7;
+  for (int k = 0; k < k8; k += 8) {
+    float8 a0 = AF_GT_LOAD(x0, k), a1 = AF_GT_LOAD(x1, k), a2 = AF_GT_LOAD(x2, k), a3 = AF_GT_LOAD(x3, k);
+    float8 b = AF_GT_LOAD(w0, k);
+    c00 = mad(a0, b, c00), c10 = mad(a1, b, c10), c20 = mad(a2, b, c20), c30 = mad(a3, b, c30);
+    b = AF_GT_LOAD(w1, k);
+    c01 = mad(a0, b, c01), c11 = mad(a1, b, c11), c21 = mad(a2, b, c21), c31 = mad(a3, b, c31);
+    b = AF_GT_LOAD(w2, k);
+    c02 = mad(a0, b, c02), c12 = mad(a1, b, c12), c22 = mad(a2, b, c22), c32 = mad(a3, b, c32);
+    b = AF_GT_LOAD(w3, k);
+    c03 = mad(a0, b, c03), c13 = mad(a1, b, c13), c23 = mad(a2, b, c23), c33 = mad(a3, b, c33);
+  }
+  float8 acc[16] = {c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33};
+  __global const float *xs[4] = {x0, x1, x2, x3}, *ws[4] = {w0, w1, w2, w3};
+  for (int i = 0; i < 4; i++) {
+    if (m0 + i >= M) break;
+    for (int j = 0; j < 4; j++) {
+      if (n0 + j >= N) break;
+      float8 a = acc[i * 4 + j];
+      float s = ((a.s0 + a.s1) + (a.s2 + a.s3)) + ((a.s4 + a.s5) + (a.s6 + a.s7));
+      for (int k = k8; k < K; k++) s = mad(xs[i][k], ws[j][k], s);
+      if (has_bias) s += bias[n0 + j];
+      y[y_off + (long)(m0 + i) * ldy + n0 + j] = s;
+    }
+  }
+}
