@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "cli/cli.h"
 
@@ -63,6 +64,13 @@ int af_cmd_devices(int argc, char **argv) {
       cJSON_AddNumberToObject(o, "max_work_group", (double)d->max_wg);
       cJSON_AddBoolToObject(o, "fp16", d->fp16);
       cJSON_AddBoolToObject(o, "fp64", d->fp64);
+      af_devprofile prof;
+      if (af_devprofile_select(d, NULL, &prof) == 0) {
+        cJSON_AddStringToObject(o, "profile", prof.name);
+        cJSON_AddStringToObject(o, "profile_file", prof.file);
+        cJSON_AddStringToObject(o, "profile_why", prof.why);
+      }
+      af_error_clear();
       char *txt = cJSON_PrintUnformatted(o);
       if (txt) puts(txt);
       free(txt);
@@ -79,6 +87,14 @@ int af_cmd_devices(int argc, char **argv) {
            mib(d->global_mem), d->local_mem / 1024.0, mib(d->max_alloc));
     printf("      fp16: %s, fp64: %s\n", d->fp16 ? "yes (cl_khr_fp16)" : "storage only (no cl_khr_fp16)",
            d->fp64 ? "yes" : "no");
+    af_devprofile prof;
+    if (af_devprofile_select(d, NULL, &prof) == 0) {
+      printf("      ");
+      af_devprofile_describe(&prof, stdout);
+    } else {
+      printf("      profile: %s\n", af_error_message());
+      af_error_clear();
+    }
   }
   free(refs);
   return AF_EXIT_OK;
