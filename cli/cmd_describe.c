@@ -11,8 +11,8 @@
 #include "cl/runtime.h"
 #include "cl/weights.h"
 #include "cli/cli.h"
-#include "cli/describe.h"
 #include "pipeline/iofile.h"
+#include "stages/describer.h"
 #include "stages/image.h"
 #include "stages/vision.h"
 
@@ -154,7 +154,7 @@ int af_cmd_describe(int argc, char **argv) {
       if (!r) r = dump_tensor(dir, "qformer.npy", 2, qsh, qo);
       if (!r) r = dump_tensor(dir, "proj.npy", 2, psh, po);
     }
-    if (!r && llm) r = af_describer_run(llm, path, po, (int)Q, dir[0] ? dir : NULL, stdout);
+    if (!r && llm) r = af_describer_run(llm, path, po, (int)Q, dir[0] ? dir : NULL, stdout, NULL, NULL, NULL);
     if (!r && !llm) {
       if (json)
         printf("{\"image\":\"%s\",\"status\":\"ok\",\"text\":null}\n", path);

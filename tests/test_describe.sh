@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `artflow describe` end to end on the demo model (the tiny release files
+# converted at build time): from the raw PNG, greedy tokens and prompt ids must
+# equal the ORIGINAL PyTorch code's (tests/data/artgpt4-tiny/golden); --dump
+# writes every promised file; bad inputs give one-line errors.
+set -u
+A=${ARTFLOW:?}; M="$AF_BINARY_DIR/demo/artgpt4-demo-random.gguf"; G="$AF_TEST_DATA/artgpt4-tiny"
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+check() { local what=$1; shift; if "$@"; then pass=$((pass+1)); else echo "FAIL: $what" >&2; fail=$((fail+1)); fi; }
+
+"$A" describe "$G/image.png" --model "$M" --greedy --max-new-tokens 12 --dump "$T/d" > "$T/out.txt" 2> "$T/err.txt"
+check "describe exit 0 ($(head -2 "$T/err.txt"))" test $? -eq 0
+check "greedy ids equal the original's" cmp -s "$T/d/image/ids.txt" "$G/golden/ids.txt"
+check "prompt ids equal the original's" cmp -s "$T/d/image/prompt_ids.txt" "$G/golden/prompt_ids.txt"
+for f in pixels vit qformer proj logits0; do check "dump has $f.npy" test -s "$T/d/image/$f.npy"; done
+check "pixels.npy is f32 [3,56,56]" test "$(stat -c %s "$T/d/image/pixels.npy")" -eq $((128 + 3*56*56*4))
+check "plain output names the image" grep -q "image.png: " "$T/out.txt"
+
+"$A" describe "$G/image.png" --model "$M" --json --max-new-tokens 5 --seed 7 > "$T/j1" && \
+"$A" describe "$G/image.png" --model "$M" --json --max-new-tokens 5 --seed 7 > "$T/j2"
+check "--json with a seed is reproducible" cmp -s "$T/j1" "$T/j2"
+check "--json has text and ids" grep -q '"text":' "$T/j1"
+
+"$A" describe "$G/image.png" --model "$M" --max-new-tokens 0 > "$T/v.txt" 2>&1
+check "--max-new-tokens 0 runs the vision path only" grep -q "vision path done" "$T/v.txt"
+
+printf 'not an image' > "$T/bad.jpg"
+"$A" describe "$T/bad.jpg" "$G/image.png" --model "$M" --greedy --max-new-tokens 2 > "$T/b.txt" 2> "$T/b.err"
+check "a bad image fails the run (exit 1)" test $? -eq 1
+check "a bad image is named in one line" grep -q "bad.jpg: not a recognised image" "$T/b.err"
+check "the good image is still described" grep -q "image.png: " "$T/b.txt"
+
+"$A" describe "$G/image.png" --model "$T/none.gguf" > /dev/null 2> "$T/m.err"
+check "a missing model exits 1" test $? -eq 1
+check "a missing model is named" grep -q "none.gguf" "$T/m.err"
+"$A" describe "$G/image.png" --model "$M" --top-p 7 > /dev/null 2> "$T/u.err"
+check "a bad flag value exits 2" test $? -eq 2
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
