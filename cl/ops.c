@@ -3,20 +3,15 @@
 #include "cl/ops.h"
 
 #include <clblast_c.h>
+#include <stdio.h>
 #include <string.h>
 
-#ifndef AF_ROW_WG
-#define AF_ROW_WG 8 /* rows per work-group for row kernels */
-#endif
-#ifndef AF_ELEM_WG
-#define AF_ELEM_WG 64 /* elements per work-group for element-wise kernels */
-#endif
-#ifndef AF_GEMM_WG
-#define AF_GEMM_WG 4 /* 4x4 tiles per work-group along m */
-#endif
-#ifndef AF_GEMV_WG
-#define AF_GEMV_WG 8
-#endif
+/* Work-group sizes: defaults below, overridable per device by the profile's
+ * `kernels:` defines (read at run time from the device's tuning string). */
+#define AF_ROW_WG af_cl_tuning_int(q->cl, "AF_ROW_WG", 8)     /* rows per work-group */
+#define AF_ELEM_WG af_cl_tuning_int(q->cl, "AF_ELEM_WG", 64)  /* work-items per group, element-wise */
+#define AF_GEMM_WG af_cl_tuning_int(q->cl, "AF_GEMM_WG", 4)   /* 4x4 tiles per group along m */
+#define AF_GEMV_WG af_cl_tuning_int(q->cl, "AF_GEMV_WG", 8)   /* output rows per group */
 
 static int kernel(af_queue *q, const char *name, cl_kernel *k) { return af_queue_kernel(q, "ops.cl", name, NULL, k); }
 
@@ -77,15 +72,19 @@ int af_op_gemm(af_queue *q, int ta, int tb, size_t m, size_t n, size_t k, float 
 
 int af_op_gemv(af_queue *q, cl_mem w, int half_w, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y, cl_mem bias) {
   if (nb < 1 || nb > 8) return af_err(AF_ERR_INVALID, "gemv: %d vectors (1..8 supported)", nb);
+  if (!rows) return 0;
+  int nbk = nb == 1 ? 1 : nb == 2 ? 2 : nb <= 4 ? 4 : 8; /* kernels exist for 1, 2, 4, 8 vectors */
+  char name[32];
+  snprintf(name, sizeof name, "af_op_gemv_%s_%d", half_w ? "f16" : "f32", nbk);
   cl_kernel kk;
-  int rc = kernel(q, "af_op_gemv", &kk);
+  int rc = kernel(q, name, &kk);
   if (rc) return rc;
-  cl_int hw = half_w, r = (cl_int)rows, kc = (cl_int)k, b = nb, hb = bias != NULL;
+  cl_int r = (cl_int)rows, kc = (cl_int)k, b = nb, hb = bias != NULL;
   cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
   cl_mem bm = bias ? bias : w; /* any valid buffer when there is no bias */
-  size_t sz[] = {sizeof w, sizeof hw, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof b, sizeof y.mem,
+  size_t sz[] = {sizeof w, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof b, sizeof y.mem,
                  sizeof yo, sizeof bm, sizeof hb};
-  ARGS(&w, &hw, &r, &kc, &x.mem, &xo, &b, &y.mem, &yo, &bm, &hb);
+  ARGS(&w, &r, &kc, &x.mem, &xo, &b, &y.mem, &yo, &bm, &hb);
   if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
   return run1(q, kk, rows, AF_GEMV_WG, half_w ? "gemv_f16" : "gemv_f32");
 }
@@ -136,7 +135,7 @@ static int unary(af_queue *q, const char *name, af_dbuf x, size_t n) {
   size_t sz[] = {sizeof x.mem, sizeof xo, sizeof nl};
   ARGS(&x.mem, &xo, &nl);
   if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
-  return run1(q, k, n, AF_ELEM_WG, name + 6);
+  return run1(q, k, (n + 15) / 16, AF_ELEM_WG, name + 6); /* 16 elements per work-item */
 }
 
 int af_op_gelu(af_queue *q, af_dbuf x, size_t n) { return unary(q, "af_op_gelu", x, n); }
@@ -179,8 +178,7 @@ int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0
   size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof p, sizeof base, sizeof il};
   ARGS(&x.mem, &xo, &t, &h, &dd, &p, &base, &il);
   if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
-  size_t g[3] = {(size_t)d / 2, (size_t)heads, tokens}, l[3] = {d / 2 >= 8 ? 8 : 1, 1, 1};
-  return af_queue_run(q, k, 3, g, l, "rope");
+  return run1(q, k, tokens * (size_t)heads, AF_ROW_WG, "rope");
 }
 
 int af_op_gather(af_queue *q, cl_mem table, int half_table, size_t n_rows, size_t cols, cl_mem ids, size_t n,

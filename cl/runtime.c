@@ -245,6 +245,16 @@ int af_cl_set_tuning(af_cl *cl, const char *defines) {
   return 0;
 }
 
+int af_cl_tuning_int(const af_cl *cl, const char *name, int def) {
+  if (!cl->tuning_defines) return def;
+  char key[80];
+  snprintf(key, sizeof key, "-D%s=", name);
+  const char *p = strstr(cl->tuning_defines, key);
+  if (!p) return def;
+  long v = strtol(p + strlen(key), NULL, 10);
+  return v > 0 && v <= 4096 ? (int)v : def;
+}
+
 int af_cl_alloc(af_cl *cl, cl_mem_flags flags, size_t bytes, void *host, cl_mem *out) {
   *out = NULL;
   if (bytes == 0) bytes = 16; /* zero-size buffers are invalid in OpenCL */

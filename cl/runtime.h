@@ -115,6 +115,10 @@ void af_cl_close(af_cl *cl);
  * profile).  Copies the string.  Programs already built are unaffected. */
 int af_cl_set_tuning(af_cl *cl, const char *defines);
 
+/* Integer value of "-DNAME=V" in the tuning defines (a host-side tuning knob
+ * such as a work-group size), or def when absent or not a positive integer. */
+int af_cl_tuning_int(const af_cl *cl, const char *name, int def);
+
 /* Returns (building or loading if needed) the program for kernel source file
  * `file` (a name in cl/kernels/, e.g. "ops.cl") with extra `options`.  The
  * program is owned by af_cl (do not release).  On a compile failure returns

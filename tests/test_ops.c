@@ -213,6 +213,10 @@ int main(void) {
   t_gemv(257, 1408, 8, 0);
   t_gemv(6144 / 8, 6144, 1, 1);
   t_gemv(33, 1409, 8, 1);
+  t_gemv(5, 40, 2, 1); /* one kernel per vector count 1, 2, 4, 8; 3 and 5 run the next one up */
+  t_gemv(9, 33, 4, 0);
+  t_gemv(3, 17, 5, 1);
+  t_gemv(7, 16, 2, 0);
   t_norms(1, 1);
   t_norms(17, 1408);
   t_norms(3, 6144);

@@ -113,6 +113,15 @@ int main(void) {
   CHECK(af_queue_kernel(q, "selftest.cl", "no_such_kernel", NULL, &k) == CL_INVALID_KERNEL_NAME);
   af_error_clear();
 
+  /* host-side tuning knobs come from the tuning defines */
+  char *saved = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
+  CHECK_OK(af_cl_set_tuning(cl, "-DAF_X_WG=16 -DAF_Y=abc"));
+  CHECK(af_cl_tuning_int(cl, "AF_X_WG", 4) == 16);
+  CHECK(af_cl_tuning_int(cl, "AF_Y", 4) == 4); /* not a number: default */
+  CHECK(af_cl_tuning_int(cl, "AF_Z", 7) == 7);
+  CHECK_OK(af_cl_set_tuning(cl, saved));
+  free(saved);
+
   /* allocation over the device's max allocation is a clean error */
   cl_mem m;
   rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, (size_t)cl->info.max_alloc + 4096, NULL, &m);

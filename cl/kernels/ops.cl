@@ -1,13 +1,26 @@
 /* The op library's kernels (host side: cl/ops.c).  Written the way PoCL runs
  * well on CPUs and GPUs alike: a work-item owns a whole row (norms, softmax,
- * GEMV rows) or one element (element-wise ops), with no barriers and no
+ * GEMV rows, RoPE), 16 contiguous elements (GELU, SiLU) or one element
+ * (add, mul, gather, convert), with no barriers and no
  * local memory; work-group sizes and variants are -D tuning defines.
  * Accumulation is always fp32; fp16 is storage only (vload_half/vstore_half,
  * no cl_khr_fp16 needed). */
 
 /* ------------------------------------------------------------- row norms */
 
-/* y[r] = (x[r] - mean) / sqrt(var + eps) * w + b (biased variance) */
+/* Row kernels: one work-item per row, 8-wide vector loops along the row
+ * plus a scalar tail (PoCL runs a group's work-items one after another, so
+ * explicit vectors are what makes them use SIMD: 3-10x over scalar loops). */
+inline float af_hsum8(float8 a) {
+  float4 q = a.lo + a.hi;
+  return (q.s0 + q.s1) + (q.s2 + q.s3);
+}
+inline float af_hmax8(float8 a) {
+  float4 q = fmax(a.lo, a.hi);
+  return fmax(fmax(q.s0, q.s1), fmax(q.s2, q.s3));
+}
+
+/* y[r] = (x[r] - mean) / sqrt(var + eps) * w + b (biased variance, two passes) */
 __kernel void af_op_layernorm(__global const float *x, const long x_off, __global float *y, const long y_off,
                               __global const float *w, __global const float *b, const int rows, const int n,
                               const float eps) {
@@ -15,15 +28,26 @@ __kernel void af_op_layernorm(__global const float *x, const long x_off, __globa
   if (r >= rows) return;
   __global const float *xr = x + x_off + (long)r * n;
   __global float *yr = y + y_off + (long)r * n;
-  float s = 0.0f;
-  for (int i = 0; i < n; i++) s += xr[i];
-  float mean = s / n, v = 0.0f;
-  for (int i = 0; i < n; i++) {
+  int n8 = n & ~7, i;
+  float8 s8 = 0.0f;
+  for (i = 0; i < n8; i += 8) s8 += vload8(0, xr + i);
+  float s = af_hsum8(s8);
+  for (; i < n; i++) s += xr[i];
+  float mean = s / n;
+  float8 v8 = 0.0f;
+  for (i = 0; i < n8; i += 8) {
+    float8 d = vload8(0, xr + i) - mean;
+    v8 = mad(d, d, v8);
+  }
+  float v = af_hsum8(v8);
+  for (; i < n; i++) {
     float d = xr[i] - mean;
     v = mad(d, d, v);
   }
   float inv = rsqrt(v / n + eps);
-  for (int i = 0; i < n; i++) yr[i] = mad((xr[i] - mean) * inv, w[i], b[i]);
+  for (i = 0; i < n8; i += 8)
+    vstore8(mad((vload8(0, xr + i) - mean) * inv, vload8(0, w + i), vload8(0, b + i)), 0, yr + i);
+  for (; i < n; i++) yr[i] = mad((xr[i] - mean) * inv, w[i], b[i]);
 }
 
 /* y[r] = x[r] * rsqrt(mean(x[r]^2) + eps) * w, as HF LlamaRMSNorm */
@@ -33,10 +57,17 @@ __kernel void af_op_rmsnorm(__global const float *x, const long x_off, __global 
   if (r >= rows) return;
   __global const float *xr = x + x_off + (long)r * n;
   __global float *yr = y + y_off + (long)r * n;
-  float ms = 0.0f;
-  for (int i = 0; i < n; i++) ms = mad(xr[i], xr[i], ms);
+  int n8 = n & ~7, i;
+  float8 m8 = 0.0f;
+  for (i = 0; i < n8; i += 8) {
+    float8 a = vload8(0, xr + i);
+    m8 = mad(a, a, m8);
+  }
+  float ms = af_hsum8(m8);
+  for (; i < n; i++) ms = mad(xr[i], xr[i], ms);
   float inv = rsqrt(ms / n + eps);
-  for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
+  for (i = 0; i < n8; i += 8) vstore8(vload8(0, w + i) * (vload8(0, xr + i) * inv), 0, yr + i);
+  for (; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
 }
 
 /* In-place softmax of each row of n after scaling; with causal, row r (query
@@ -47,17 +78,27 @@ __kernel void af_op_softmax(__global float *x, const long off, const int rows, c
   if (r >= rows) return;
   __global float *p = x + off + (long)r * n;
   int lim = causal ? min(n, r % q_rows + offset + 1) : n;
-  float m = -INFINITY;
-  for (int j = 0; j < lim; j++) m = fmax(m, p[j] * scale);
-  float sum = 0.0f;
-  for (int j = 0; j < lim; j++) {
+  int l8 = lim & ~7, j;
+  float8 m8 = -INFINITY;
+  for (j = 0; j < l8; j += 8) m8 = fmax(m8, vload8(0, p + j) * scale);
+  float m = af_hmax8(m8);
+  for (; j < lim; j++) m = fmax(m, p[j] * scale);
+  float8 s8 = 0.0f;
+  for (j = 0; j < l8; j += 8) {
+    float8 e = exp(vload8(0, p + j) * scale - m);
+    vstore8(e, 0, p + j);
+    s8 += e;
+  }
+  float sum = af_hsum8(s8);
+  for (; j < lim; j++) {
     float e = exp(p[j] * scale - m);
     p[j] = e;
     sum += e;
   }
   float inv = 1.0f / sum;
-  for (int j = 0; j < lim; j++) p[j] *= inv;
-  for (int j = lim; j < n; j++) p[j] = 0.0f;
+  for (j = 0; j < l8; j += 8) vstore8(vload8(0, p + j) * inv, 0, p + j);
+  for (; j < lim; j++) p[j] *= inv;
+  for (j = max(lim, 0); j < n; j++) p[j] = 0.0f;
 }
 
 /* --------------------------------------------------------- element-wise */
@@ -65,44 +106,59 @@ __kernel void af_op_softmax(__global float *x, const long off, const int rows, c
 /* erf through erfc's Chebyshev fit (Numerical Recipes' erfcc, fractional
  * error < 1.2e-7): exp and mad only, so PoCL vectorises it, while its
  * built-in erf is a scalar call per element (7x slower on GELU-sized
- * buffers).  AF_FAST_ERF=0 selects the built-in. */
+ * buffers).  AF_FAST_ERF=0 selects the built-in erfc. */
 #ifndef AF_FAST_ERF
 #define AF_FAST_ERF 1
 #endif
-inline float af_erf(float x) {
+/* erfc(z) for z >= 0.  GELU is written through erfc, 0.5 v erfc(|v|/sqrt 2)
+ * for v < 0 and 0.5 v (2 - erfc) otherwise, so negative inputs keep full
+ * relative precision (1 + erf(x) cancels to a few ulp of 1 near x = -3). */
 #if AF_FAST_ERF
-  float z = fabs(x), t = 1.0f / mad(0.5f, z, 1.0f);
-  float p = mad(t, 0.17087277f, -0.82215223f);
-  p = mad(t, p, 1.48851587f);
-  p = mad(t, p, -1.13520398f);
-  p = mad(t, p, 0.27886807f);
-  p = mad(t, p, -0.18628806f);
-  p = mad(t, p, 0.09678418f);
-  p = mad(t, p, 0.37409196f);
-  p = mad(t, p, 1.00002368f);
-  p = mad(t, p, -1.26551223f);
-  float erfc = t * exp(mad(-z, z, p));
-  return x >= 0.0f ? 1.0f - erfc : erfc - 1.0f;
+#define AF_ERFC_DEF(NAME, T)                                  \
+  inline T NAME(T z) {                                        \
+    T t = 1.0f / mad(0.5f, z, 1.0f);                          \
+    T p = mad(t, 0.17087277f, -0.82215223f);                  \
+    p = mad(t, p, 1.48851587f);                               \
+    p = mad(t, p, -1.13520398f);                              \
+    p = mad(t, p, 0.27886807f);                               \
+    p = mad(t, p, -0.18628806f);                              \
+    p = mad(t, p, 0.09678418f);                               \
+    p = mad(t, p, 0.37409196f);                               \
+    p = mad(t, p, 1.00002368f);                               \
+    p = mad(t, p, -1.26551223f);                              \
+    return t * exp(mad(-z, z, p));                            \
+  }
 #else
-  return erf(x);
+#define AF_ERFC_DEF(NAME, T) \
+  inline T NAME(T z) { return erfc(z); }
 #endif
-}
+AF_ERFC_DEF(af_erfc, float)
+AF_ERFC_DEF(af_erfc16, float16)
 
-/* exact GELU 0.5 x (1 + erf(x / sqrt 2)), in place */
-__kernel void af_op_gelu(__global float *x, const long off, const long n) {
-  long i = get_global_id(0);
-  if (i >= n) return;
-  float v = x[off + i];
-  x[off + i] = 0.5f * v * (1.0f + af_erf(v * 0.70710678118654752f));
-}
-
-/* SiLU x / (1 + exp(-x)), in place */
-__kernel void af_op_silu(__global float *x, const long off, const long n) {
-  long i = get_global_id(0);
-  if (i >= n) return;
-  float v = x[off + i];
-  x[off + i] = v / (1.0f + exp(-v));
-}
+/* Element-wise activations: each work-item owns 16 contiguous elements as
+ * one float16 (scalar loop for the ragged end), so PoCL runs vector exp;
+ * one element per work-item ran 3-4x slower there. */
+#define AF_ACT_KERNEL(NAME, F)                                          \
+  __kernel void NAME(__global float *x, const long off, const long n) { \
+    long i = get_global_id(0) * 16;                                     \
+    if (i >= n) return;                                                 \
+    __global float *p = x + off + i;                                    \
+    if (i + 16 <= n) {                                                  \
+      float16 v = vload16(0, p);                                        \
+      vstore16(F(v, af_erfc16), 0, p);                                  \
+    } else {                                                            \
+      for (long j = 0; j < n - i; j++) {                                \
+        float v = p[j];                                                 \
+        p[j] = F(v, af_erfc);                                           \
+      }                                                                 \
+    }                                                                   \
+  }
+/* exact GELU 0.5 x (1 + erf(x / sqrt 2)); SiLU x / (1 + exp(-x)); in place */
+#define AF_GELU_E(v, e) (0.5f * (v) * select((e), 2.0f - (e), isgreaterequal((v), 0.0f)))
+#define AF_GELU(v, ERFC) AF_GELU_E(v, ERFC(fabs(v) * 0.70710678118654752f))
+#define AF_SILU(v, ERFC) ((v) / (1.0f + exp(-(v))))
+AF_ACT_KERNEL(af_op_gelu, AF_GELU)
+AF_ACT_KERNEL(af_op_silu, AF_SILU)
 
 /* y += x (op 0) or y *= x (op 1) */
 __kernel void af_op_binary(__global float *y, const long y_off, __global const float *x, const long x_off,
@@ -128,19 +184,41 @@ __kernel void af_op_add_bias(__global float *y, const long y_off, const int ld, 
 
 /* x: tokens x (heads * d), rotated in place at positions pos0 + t.
  * Pairs: (i, i + d/2) (HF rotate-half; interleaved = 0) or (2i, 2i + 1)
- * (llama.cpp-permuted weights; interleaved = 1).  global: (d/2, heads, tokens).
- * The angle is pos * (1 / base^(2i/d)) in fp32, as HF computes its cache. */
+ * (llama.cpp-permuted weights; interleaved = 1).  One work-item per (token,
+ * head) row, 8 pairs at a time with vector pow/sincos (PoCL maps them to
+ * vector math; a work-item per pair with scalar calls was 10x slower).
+ * The angle is pos * (1 / base^(2i/d)) in fp32, as HF computes its cache.
+ * global: tokens * heads. */
 __kernel void af_op_rope(__global float *x, const long off, const int tokens, const int heads, const int d,
                          const int pos0, const float base, const int interleaved) {
-  int i = get_global_id(0), h = get_global_id(1), t = get_global_id(2);
-  if (i >= d / 2 || h >= heads || t >= tokens) return;
-  float inv = 1.0f / pow(base, (float)(2 * i) / (float)d);
-  float ang = (float)(pos0 + t) * inv, c = cos(ang), s = sin(ang);
-  __global float *v = x + off + ((long)t * heads + h) * d;
-  int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + d / 2;
-  float x0 = v[a], x1 = v[b];
-  v[a] = x0 * c - x1 * s;
-  v[b] = x1 * c + x0 * s;
+  int row = get_global_id(0);
+  if (row >= tokens * heads) return;
+  int hd = d / 2, i = 0;
+  float pos = (float)(pos0 + row / heads);
+  __global float *v = x + off + (long)row * d;
+  for (; i + 8 <= hd; i += 8) {
+    float8 iv = (float8)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f) + (float)i;
+    float8 inv = 1.0f / pow((float8)(base), (2.0f * iv) / (float)d);
+    float8 c, s = sincos(pos * inv, &c);
+    if (interleaved) {
+      float16 p = vload16(0, v + 2 * i), o;
+      o.even = p.even * c - p.odd * s;
+      o.odd = p.odd * c + p.even * s;
+      vstore16(o, 0, v + 2 * i);
+    } else {
+      float8 x0 = vload8(0, v + i), x1 = vload8(0, v + i + hd);
+      vstore8(x0 * c - x1 * s, 0, v + i);
+      vstore8(x1 * c + x0 * s, 0, v + i + hd);
+    }
+  }
+  for (; i < hd; i++) {
+    float inv = 1.0f / pow(base, (float)(2 * i) / (float)d);
+    float ang = pos * inv, c = cos(ang), s = sin(ang);
+    int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + hd;
+    float x0 = v[a], x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x1 * c + x0 * s;
+  }
 }
 
 /* ------------------------------------------------------- gather, convert */
@@ -173,39 +251,58 @@ __kernel void af_op_f32_to_f16(__global const float *src, __global half *dst, co
 
 /* ------------------------------------------------------------------ GEMV */
 
-#ifndef AF_GEMV_MAX_B
-#define AF_GEMV_MAX_B 8 /* vectors per call: weights are read once for all */
-#endif
-
 /* y[b, r] = sum_k W[r, k] x[b, k] (+ bias[r]) for b < nb; W is rows x k,
- * fp32 or fp16 (half_w).  One work-item per output row (the CPU-friendly
- * variant: contiguous 8-wide loads along k; 44 GB/s on PoCL per the notes). */
-__kernel void af_op_gemv(__global const void *w, const int half_w, const int rows, const int k,
-                         __global const float *x, const long x_off, const int nb, __global float *y,
-                         const long y_off, __global const float *bias, const int has_bias) {
-  int r = get_global_id(0);
-  if (r >= rows) return;
-  float8 acc[AF_GEMV_MAX_B];
-  for (int b = 0; b < AF_GEMV_MAX_B; b++) acc[b] = (float8)(0.0f);
-  float tail[AF_GEMV_MAX_B];
-  for (int b = 0; b < AF_GEMV_MAX_B; b++) tail[b] = 0.0f;
-  int k8 = k / 8;
-  long row = (long)r * k;
-  for (int j = 0; j < k8; j++) {
-    float8 wv = half_w ? vload_half8(0, (__global const half *)w + row + 8 * j)
-                       : vload8(0, (__global const float *)w + row + 8 * j);
-    for (int b = 0; b < nb; b++) acc[b] = mad(wv, vload8(0, x + x_off + (long)b * k + 8 * j), acc[b]);
+ * fp32 or fp16 storage.  One work-item per output row (the CPU-friendly
+ * variant: contiguous 16-wide loads along k, 44 GB/s on PoCL per the notes).
+ * One kernel per weight type and vector count NB (1, 2, 4, 8: constant loop
+ * bounds keep the NB accumulators in registers; a runtime-indexed array was
+ * spilled and ran 5-8x slower).  nb < NB repeats the last vector (x reads are
+ * cheap next to W's) and stores only b < nb. */
+#define AF_GEMV_KERNEL(NAME, WT, NB, LOAD16, LOAD1)                                                          \
+  __kernel void NAME(__global const WT *w, const int rows, const int k, __global const float *x,              \
+                     const long x_off, const int nb, __global float *y, const long y_off,                     \
+                     __global const float *bias, const int has_bias) {                                        \
+    int r = get_global_id(0);                                                                                 \
+    if (r >= rows) return;                                                                                    \
+    __global const WT *wr = w + (long)r * k;                                                                  \
+    __global const float *xb[NB];                                                                             \
+    float16 acc[NB];                                                                                          \
+    float tail[NB];                                                                                           \
+    for (int b = 0; b < NB; b++) {                                                                            \
+      xb[b] = x + x_off + (long)min(b, nb - 1) * k;                                                           \
+      acc[b] = (float16)(0.0f);                                                                               \
+      tail[b] = 0.0f;                                                                                         \
+    }                                                                                                         \
+    int k16 = k / 16;                                                                                         \
+    for (int j = 0; j < k16; j++) {                                                                           \
+      float16 wv = LOAD16(j, wr);                                                                             \
+      for (int b = 0; b < NB; b++) acc[b] = mad(wv, vload16(j, xb[b]), acc[b]);                               \
+    }                                                                                                         \
+    for (int j = 16 * k16; j < k; j++) {                                                                      \
+      float wv = LOAD1(j, wr);                                                                                \
+      for (int b = 0; b < NB; b++) tail[b] = mad(wv, xb[b][j], tail[b]);                                      \
+    }                                                                                                         \
+    float bv = has_bias ? bias[r] : 0.0f;                                                                     \
+    for (int b = 0; b < NB; b++) {                                                                            \
+      if (b >= nb) break;                                                                                     \
+      float8 h = acc[b].lo + acc[b].hi;                                                                       \
+      float4 q = h.lo + h.hi;                                                                                 \
+      y[y_off + (long)b * rows + r] = ((q.s0 + q.s1) + (q.s2 + q.s3)) + tail[b] + bv;                         \
+    }                                                                                                         \
   }
-  for (int j = 8 * k8; j < k; j++) {
-    float wv = half_w ? vload_half(row + j, (__global const half *)w) : ((__global const float *)w)[row + j];
-    for (int b = 0; b < nb; b++) tail[b] = mad(wv, x[x_off + (long)b * k + j], tail[b]);
-  }
-  for (int b = 0; b < nb; b++) {
-    float8 a = acc[b];
-    float s = (a.s0 + a.s1) + (a.s2 + a.s3) + (a.s4 + a.s5) + (a.s6 + a.s7) + tail[b];
-    y[y_off + (long)b * rows + r] = s + (has_bias ? bias[r] : 0.0f);
-  }
-}
+
+#define AF_LOAD16_F32(j, p) vload16(j, p)
+#define AF_LOAD1_F32(j, p) (p)[j]
+#define AF_LOAD16_F16(j, p) vload_half16(j, p)
+#define AF_LOAD1_F16(j, p) vload_half(j, p)
+AF_GEMV_KERNEL(af_op_gemv_f32_1, float, 1, AF_LOAD16_F32, AF_LOAD1_F32)
+AF_GEMV_KERNEL(af_op_gemv_f32_2, float, 2, AF_LOAD16_F32, AF_LOAD1_F32)
+AF_GEMV_KERNEL(af_op_gemv_f32_4, float, 4, AF_LOAD16_F32, AF_LOAD1_F32)
+AF_GEMV_KERNEL(af_op_gemv_f32_8, float, 8, AF_LOAD16_F32, AF_LOAD1_F32)
+AF_GEMV_KERNEL(af_op_gemv_f16_1, half, 1, AF_LOAD16_F16, AF_LOAD1_F16)
+AF_GEMV_KERNEL(af_op_gemv_f16_2, half, 2, AF_LOAD16_F16, AF_LOAD1_F16)
+AF_GEMV_KERNEL(af_op_gemv_f16_4, half, 4, AF_LOAD16_F16, AF_LOAD1_F16)
+AF_GEMV_KERNEL(af_op_gemv_f16_8, half, 8, AF_LOAD16_F16, AF_LOAD1_F16)
 
 /* ----------------------------------------------------- GEMM, CPU tiling */
 
@@ -216,7 +313,13 @@ __kernel void af_op_gemv(__global const void *w, const int half_w, const int row
  * walk m fastest, so a block of w rows stays in cache while all of x streams
  * past it.  Edges: rows past M / N are clamped on load and skipped on store.
  * global: (ceil(M/4), ceil(N/4)). */
-#define AF_GT_LOAD(p, k) vload8(0, (p) + (k))
+#ifndef AF_GEMM_VW
+#define AF_GEMM_VW 8 /* vector width along k: 8 (AVX2-sized) or 16 (AVX-512-sized) */
+#endif
+#define AF_CAT_(a, b) a##b
+#define AF_CAT(a, b) AF_CAT_(a, b)
+#define floatV AF_CAT(float, AF_GEMM_VW)
+#define AF_GT_LOAD(p, k) AF_CAT(vload, AF_GEMM_VW)(0, (p) + (k))
 __kernel void af_op_gemm_xwt(__global const float *x, const long x_off, const int ldx, __global const float *w,
                              const long w_off, const int ldw, __global float *y, const long y_off, const int ldy,
                              const int M, const int N, const int K, __global const float *bias, const int has_bias) {
@@ -226,12 +329,12 @@ __kernel void af_op_gemm_xwt(__global const float *x, const long x_off, const in
   __global const float *x2 = x + x_off + (long)min(m0 + 2, M - 1) * ldx, *x3 = x + x_off + (long)min(m0 + 3, M - 1) * ldx;
   __global const float *w0 = w + w_off + (long)min(n0 + 0, N - 1) * ldw, *w1 = w + w_off + (long)min(n0 + 1, N - 1) * ldw;
   __global const float *w2 = w + w_off + (long)min(n0 + 2, N - 1) * ldw, *w3 = w + w_off + (long)min(n0 + 3, N - 1) * ldw;
-  float8 c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-  float8 c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-  int k8 = K & ~7;
-  for (int k = 0; k < k8; k += 8) {
-    float8 a0 = AF_GT_LOAD(x0, k), a1 = AF_GT_LOAD(x1, k), a2 = AF_GT_LOAD(x2, k), a3 = AF_GT_LOAD(x3, k);
-    float8 b = AF_GT_LOAD(w0, k);
+  floatV c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+  floatV c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+  int k8 = K - K % AF_GEMM_VW;
+  for (int k = 0; k < k8; k += AF_GEMM_VW) {
+    floatV a0 = AF_GT_LOAD(x0, k), a1 = AF_GT_LOAD(x1, k), a2 = AF_GT_LOAD(x2, k), a3 = AF_GT_LOAD(x3, k);
+    floatV b = AF_GT_LOAD(w0, k);
     c00 = mad(a0, b, c00), c10 = mad(a1, b, c10), c20 = mad(a2, b, c20), c30 = mad(a3, b, c30);
     b = AF_GT_LOAD(w1, k);
     c01 = mad(a0, b, c01), c11 = mad(a1, b, c11), c21 = mad(a2, b, c21), c31 = mad(a3, b, c31);
@@ -240,14 +343,19 @@ __kernel void af_op_gemm_xwt(__global const float *x, const long x_off, const in
     b = AF_GT_LOAD(w3, k);
     c03 = mad(a0, b, c03), c13 = mad(a1, b, c13), c23 = mad(a2, b, c23), c33 = mad(a3, b, c33);
   }
-  float8 acc[16] = {c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33};
+  floatV acc[16] = {c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33};
   __global const float *xs[4] = {x0, x1, x2, x3}, *ws[4] = {w0, w1, w2, w3};
   for (int i = 0; i < 4; i++) {
     if (m0 + i >= M) break;
     for (int j = 0; j < 4; j++) {
       if (n0 + j >= N) break;
-      float8 a = acc[i * 4 + j];
-      float s = ((a.s0 + a.s1) + (a.s2 + a.s3)) + ((a.s4 + a.s5) + (a.s6 + a.s7));
+      floatV a = acc[i * 4 + j];
+#if AF_GEMM_VW == 16
+      float8 h = a.lo + a.hi;
+#else
+      float8 h = a;
+#endif
+      float s = ((h.s0 + h.s1) + (h.s2 + h.s3)) + ((h.s4 + h.s5) + (h.s6 + h.s7));
       for (int k = k8; k < K; k++) s = mad(xs[i][k], ws[j][k], s);
       if (has_bias) s += bias[n0 + j];
       y[y_off + (long)(m0 + i) * ldy + n0 + j] = s;
