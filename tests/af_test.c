@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "artflow/status.h"
+#include "model/convert.h"
+#include "model/gguf.h"
 
 int af_test_failures = 0;
 
@@ -75,4 +77,33 @@ const char *af_test_tmpdir(void) {
   snprintf(buf, sizeof buf, "%s/aftest-XXXXXX", base ? base : "/tmp");
   if (!mkdtemp(buf)) return NULL;
   return buf;
+}
+
+char *af_test_slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = len >= 0 ? malloc((size_t)len + 1) : NULL;
+  if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
+    free(b);
+    b = NULL;
+  }
+  fclose(f);
+  if (b) b[len] = 0;
+  if (b && n) *n = (size_t)len;
+  return b;
+}
+
+int af_test_convert_tiny(const char *dir, int type, char *out, size_t cap) {
+  char a[1024], v[1024], q[1024], l[1024], ad[1024];
+  snprintf(out, cap, "%s/tiny-%s.gguf", dir, af_ggml_type_name(type));
+  snprintf(a, sizeof a, "%s", af_test_data("artgpt4-tiny/arch.yaml"));
+  snprintf(v, sizeof v, "%s", af_test_data("artgpt4-tiny/eva_vit_g.pth"));
+  snprintf(q, sizeof q, "%s", af_test_data("artgpt4-tiny/blip2_pretrained_flant5xxl.pth"));
+  snprintf(l, sizeof l, "%s", af_test_data("artgpt4-tiny/vicuna"));
+  snprintf(ad, sizeof ad, "%s", af_test_data("artgpt4-tiny/ArtGPT-4.pth"));
+  af_convert_opts o = {.arch = a, .vit = v, .qformer = q, .llm = l, .adapter = ad, .out = out, .type = type};
+  return af_convert(&o);
 }

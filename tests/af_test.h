@@ -58,6 +58,15 @@ double af_maxerr(const float *a, const float *b, size_t n);
 
 /* Path of a file in tests/data (static buffer, overwritten per call). */
 const char *af_test_data(const char *name);
+/* Whole file into a malloc'd, NUL-terminated buffer (caller frees); *n gets
+ * its size when n is not NULL.  NULL when the file cannot be read. */
+char *af_test_slurp(const char *path, size_t *n);
+
+/* Converts the tiny release-format checkpoints in tests/data/artgpt4-tiny with
+ * af_convert (type: af_ggml_type) into DIR/tiny-<type>.gguf; out receives the
+ * path (cap bytes).  Returns af_convert's status. */
+int af_test_convert_tiny(const char *dir, int type, char *out, size_t cap);
+
 /* A fresh empty temporary folder for this test (static buffer). */
 const char *af_test_tmpdir(void);
 

@@ -13,21 +13,9 @@ static const char *TEMPLATE =
     "Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it "
     "to you. Please answer my questions.###Human: <Img><ImageHere></Img> {question}###Assistant:";
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-  if (b) b[n] = 0;
-  fclose(f);
-  return b;
-}
 
 static void test_prompt(void) {
-  char *txt = slurp(af_test_data("prompt/chat_prompts.json"));
+  char *txt = af_test_slurp(af_test_data("prompt/chat_prompts.json"), NULL);
   CHECK(txt != NULL);
   cJSON *j = cJSON_Parse(txt ? txt : "{}");
   const char *t1 = cJSON_GetStringValue(cJSON_GetObjectItem(j, "turn1"));

@@ -10,19 +10,6 @@
 #include "af_test.h"
 #include "model/spm.h"
 
-static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long l = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)l + 1);
-  if (b && fread(b, 1, (size_t)l, f) != (size_t)l) l = 0;
-  if (b) b[l] = 0;
-  fclose(f);
-  if (n) *n = (size_t)l;
-  return b;
-}
 
 static size_t unhex(const char *h, char *out) {
   size_t n = strlen(h) / 2;
@@ -35,7 +22,7 @@ static size_t unhex(const char *h, char *out) {
 }
 
 int main(void) {
-  char *js = slurp(af_test_data("tokenizer/expected.json"), NULL);
+  char *js = af_test_slurp(af_test_data("tokenizer/expected.json"), NULL);
   CHECK(js != NULL);
   cJSON *root = cJSON_Parse(js ? js : "{}"), *models = cJSON_GetObjectItem(root, "models"), *m;
   int total = 0, exact = 0;
@@ -83,7 +70,7 @@ int main(void) {
 
   /* hostile model files */
   size_t n;
-  char *good = slurp(af_test_data("tokenizer/llama-like.model"), &n);
+  char *good = af_test_slurp(af_test_data("tokenizer/llama-like.model"), &n);
   af_spm *t = NULL;
   CHECK(good != NULL);
   if (good) {

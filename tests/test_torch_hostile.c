@@ -9,18 +9,6 @@
 #include "artflow/status.h"
 #include "model/tensorsrc.h"
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-  if (b) b[n] = 0;
-  fclose(f);
-  return b;
-}
 
 /* Opens and reads every tensor; returns the first error. */
 static int open_and_read(const char *path) {
@@ -37,7 +25,7 @@ static int open_and_read(const char *path) {
 }
 
 int main(void) {
-  char *text = slurp(af_test_data("torch/expected.json"));
+  char *text = af_test_slurp(af_test_data("torch/expected.json"), NULL);
   cJSON *j = cJSON_Parse(text);
   const cJSON *h = cJSON_GetObjectItem(j, "hostile"), *it;
   CHECK(cJSON_GetArraySize(h) >= 11);

@@ -13,18 +13,6 @@
 #include "model/tensorsrc.h"
 #include "model/torch.h"
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-  if (b) b[n] = 0;
-  fclose(f);
-  return b;
-}
 
 static void check_tensor(const af_tsrc_tensor *t, const cJSON *exp) {
   const char *dt = cJSON_GetObjectItem(exp, "dtype")->valuestring;
@@ -167,7 +155,7 @@ static void check_config(const char *dir, const cJSON *cfg) {
 }
 
 int main(void) {
-  char *text = slurp(af_test_data("torch/expected.json"));
+  char *text = af_test_slurp(af_test_data("torch/expected.json"), NULL);
   CHECK(text != NULL);
   cJSON *j = cJSON_Parse(text);
   CHECK(j != NULL);

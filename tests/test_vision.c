@@ -41,16 +41,8 @@ static void check(const char *what, const float *got, const char *gold, size_t n
 }
 
 static void run(af_cl *cl, const char *tmp, int type, double tol) {
-  char out[512];
-  snprintf(out, sizeof out, "%s/tiny-%s.gguf", tmp, af_ggml_type_name(type));
-  char arch[512], vit[512], qf[512], llm[512], ad[512];
-  snprintf(arch, sizeof arch, "%s", af_test_data(DIR "arch.yaml"));
-  snprintf(vit, sizeof vit, "%s", af_test_data(DIR "eva_vit_g.pth"));
-  snprintf(qf, sizeof qf, "%s", af_test_data(DIR "blip2_pretrained_flant5xxl.pth"));
-  snprintf(llm, sizeof llm, "%s", af_test_data(DIR "vicuna"));
-  snprintf(ad, sizeof ad, "%s", af_test_data(DIR "ArtGPT-4.pth"));
-  af_convert_opts o = {.arch = arch, .vit = vit, .qformer = qf, .llm = llm, .adapter = ad, .out = out, .type = type};
-  CHECK_OK(af_convert(&o));
+  char out[1024];
+  CHECK_OK(af_test_convert_tiny(tmp, type, out, sizeof out));
   printf("%s weights:\n", af_ggml_type_name(type));
   af_weights *w = NULL;
   af_vit *v = NULL;

@@ -28,15 +28,8 @@ static float *golden(const char *name, size_t *n) {
 
 int main(void) {
   const char *tmp = af_test_tmpdir();
-  char model[512], a[512], v[512], q[512], l[512], ad[512];
-  snprintf(model, sizeof model, "%s/tiny.gguf", tmp);
-  snprintf(a, sizeof a, "%s", af_test_data(DIR "arch.yaml"));
-  snprintf(v, sizeof v, "%s", af_test_data(DIR "eva_vit_g.pth"));
-  snprintf(q, sizeof q, "%s", af_test_data(DIR "blip2_pretrained_flant5xxl.pth"));
-  snprintf(l, sizeof l, "%s", af_test_data(DIR "vicuna"));
-  snprintf(ad, sizeof ad, "%s", af_test_data(DIR "ArtGPT-4.pth"));
-  af_convert_opts o = {.arch = a, .vit = v, .qformer = q, .llm = l, .adapter = ad, .out = model, .type = AF_GGML_F32};
-  CHECK_OK(af_convert(&o));
+  char model[1024];
+  CHECK_OK(af_test_convert_tiny(tmp, AF_GGML_F32, model, sizeof model));
   af_cl *cl = NULL;
   CHECK_OK(af_cl_open(&cl, NULL));
   if (!cl) return af_test_done("test_vision_stage");
