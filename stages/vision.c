@@ -27,6 +27,8 @@ struct af_vit {
   af_vit_shape s;
   int max_batch;
   const af_dtensor *patch_w, *patch_b, *cls, *pos, *lnv_w, *lnv_b;
+  cl_mem pos_mem;   /* (T, W) position embeddings in use: the file's, or resized (owned) */
+  int pos_owned;
   vit_block *blk;
   af_dbuf pix;     /* (B, 3*S*S) */
   af_dbuf cols;    /* (B*GG, 3*P*P) */
@@ -66,7 +68,68 @@ static int want(af_weights *w, const af_dtensor **out, uint64_t ne0, uint64_t ne
   return af_weights_expect(w, name, F32, ne1 ? 2 : 1, ne, out);
 }
 
+/* torch.nn.functional.interpolate(mode="bicubic", align_corners=False) of a
+ * g x g grid of W-vectors to n x n, as the original interpolate_pos_embed
+ * does: Keys cubic with A = -0.75, source index (o + 0.5) * g / n - 0.5 (not
+ * clamped), taps clamped to the grid; rows first, then columns, in fp32. */
+static void cubic_w(float t, float w[4]) {
+  const float A = -0.75f;
+  float x;
+  x = t + 1.0f, w[0] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
+  x = t, w[1] = ((A + 2.0f) * x - (A + 3.0f)) * x * x + 1.0f;
+  x = 1.0f - t, w[2] = ((A + 2.0f) * x - (A + 3.0f)) * x * x + 1.0f;
+  x = 2.0f - t, w[3] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
+}
+
+static void resize_grid(const float *in, int g, int n, int W, float *out) {
+  float scale = (float)g / (float)n;
+  for (int oy = 0; oy < n; oy++) {
+    float sy = ((float)oy + 0.5f) * scale - 0.5f, fy = floorf(sy), wy[4];
+    cubic_w(sy - fy, wy);
+    for (int ox = 0; ox < n; ox++) {
+      float sx = ((float)ox + 0.5f) * scale - 0.5f, fx = floorf(sx), wx[4];
+      cubic_w(sx - fx, wx);
+      for (int c = 0; c < W; c++) {
+        float acc = 0.0f;
+        for (int i = 0; i < 4; i++) {
+          int yy = (int)fy - 1 + i;
+          yy = yy < 0 ? 0 : yy >= g ? g - 1 : yy;
+          float row = 0.0f;
+          for (int j = 0; j < 4; j++) {
+            int xx = (int)fx - 1 + j;
+            xx = xx < 0 ? 0 : xx >= g ? g - 1 : xx;
+            row += in[((size_t)yy * g + xx) * W + c] * wx[j];
+          }
+          acc += row * wy[i];
+        }
+        out[((size_t)oy * n + ox) * W + c] = acc;
+      }
+    }
+  }
+}
+
+/* position embeddings for a grid of n x n from the file's g x g (CLS kept) */
+static int resized_pos(af_vit *v, af_weights *w, int g, int n, int W) {
+  const af_gguf_tensor *t = af_gguf_find_tensor(af_weights_gguf(w), "v.pos_embd");
+  if (!t || t->type != AF_GGML_F32)
+    return af_err(AF_ERR_FORMAT, "%s: v.pos_embd must be f32 to be resized", af_gguf_path(af_weights_gguf(w)));
+  const float *src = t->data;
+  float *dst = malloc(sizeof(float) * (size_t)(1 + n * n) * W);
+  if (!dst) return af_err(AF_ERR_NOMEM, "out of memory");
+  memcpy(dst, src, sizeof(float) * W);
+  resize_grid(src + W, g, n, W, dst + W);
+  int rc = af_cl_alloc(v->cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof(float) * (size_t)(1 + n * n) * W, dst,
+                       &v->pos_mem);
+  free(dst);
+  if (!rc) v->pos_owned = 1;
+  return rc;
+}
+
 int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out) {
+  return af_vit_new_sized(cl, w, max_batch, 0, out);
+}
+
+int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af_vit **out) {
   *out = NULL;
   const af_gguf *g = af_weights_gguf(w);
   af_vit *v = calloc(1, sizeof *v);
@@ -98,10 +161,25 @@ int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out) {
   int G = S / P;
   s->tokens = 1 + G * G;
   uint64_t pne[4] = {(uint64_t)P, (uint64_t)P, 3, (uint64_t)W}, pos_ne[2] = {(uint64_t)W, (uint64_t)s->tokens};
+  if (image_size > 0 && image_size != S) { /* another input size: resize the position grid */
+    if (image_size % P) {
+      rc = af_err(AF_ERR_CONFIG, "image size %d is not a multiple of the patch size %d", image_size, P);
+      goto out;
+    }
+    TRY(af_weights_expect(w, "v.pos_embd", F32, 2, pos_ne, &v->pos));
+    int n = image_size / P;
+    TRY(resized_pos(v, w, G, n, W));
+    S = s->image_size = image_size;
+    G = n;
+    s->tokens = 1 + G * G;
+  }
   TRY(af_weights_expect(w, "v.patch_embd.weight", F32, 4, pne, &v->patch_w));
   TRY(want(w, &v->patch_b, W, 0, "v.patch_embd.bias", 0, ""));
   TRY(want(w, &v->cls, W, 0, "v.cls", 0, ""));
-  TRY(af_weights_expect(w, "v.pos_embd", F32, 2, pos_ne, &v->pos));
+  if (!v->pos_owned) {
+    TRY(af_weights_expect(w, "v.pos_embd", F32, 2, pos_ne, &v->pos));
+    v->pos_mem = v->pos->mem;
+  }
   TRY(want(w, &v->lnv_w, W, 0, "v.ln_vision.weight", 0, ""));
   TRY(want(w, &v->lnv_b, W, 0, "v.ln_vision.bias", 0, ""));
   v->blk = calloc((size_t)s->layers, sizeof *v->blk);
@@ -146,6 +224,7 @@ void af_vit_free(af_vit *v) {
   if (!v) return;
   af_dbuf *bufs[] = {&v->pix, &v->cols, &v->patches, &v->x, &v->h, &v->qkv, &v->ctx, &v->mlp};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) nn_free(bufs[i]);
+  if (v->pos_owned && v->pos_mem) clReleaseMemObject(v->pos_mem);
   free(v->blk);
   free(v);
 }
@@ -176,7 +255,7 @@ static int vit_embed(af_vit *v, af_queue *q, int n) {
   AF_ARG(rc, k, 0, v->patches.mem, fail);
   AF_ARG(rc, k, 1, v->patch_b->mem, fail);
   AF_ARG(rc, k, 2, v->cls->mem, fail);
-  AF_ARG(rc, k, 3, v->pos->mem, fail);
+  AF_ARG(rc, k, 3, v->pos_mem, fail);
   AF_ARG(rc, k, 4, v->x.mem, fail);
   AF_ARG(rc, k, 5, W, fail);
   AF_ARG(rc, k, 6, GG, fail);

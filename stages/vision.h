@@ -24,6 +24,9 @@ typedef struct af_vit_shape {
 /* Reads the hyper-parameters and checks every tensor's shape (missing or
  * mis-shaped tensors name the file).  Caller frees with af_vit_free. */
 int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out);
+/* Same for input images of image_size x image_size (0 = the model's): the
+ * position grid is resized as the original interpolate_pos_embed does. */
+int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af_vit **out);
 void af_vit_free(af_vit *v);
 const af_vit_shape *af_vit_shape_of(const af_vit *v);
 

@@ -11,7 +11,7 @@
 #include "stages/vision.h"
 
 typedef struct vit_config {
-  int unused;
+  int64_t image_size; /* 0 = the model's */
 } vit_config;
 
 typedef struct vit_stage {
@@ -19,7 +19,7 @@ typedef struct vit_stage {
   af_weights *w;
   af_vit *vit;
   af_queue *q;
-  int cap;
+  int cap, image_size;
   float *in, *out;
 } vit_stage;
 
@@ -28,8 +28,9 @@ static int vit_create(const af_stage_ctx *ctx, const void *config, void **self) 
   if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
   *self = s;
   s->cl = (af_cl *)ctx->cl;
+  s->image_size = (int)((const vit_config *)config)->image_size;
   int rc = af_weights_open(s->cl, ctx->model_path, &s->w);
-  if (!rc) rc = af_vit_new(s->cl, s->w, 1, &s->vit); /* checks the model; re-sized per batch */
+  if (!rc) rc = af_vit_new_sized(s->cl, s->w, 1, s->image_size, &s->vit); /* checks the model */
   return rc;
 }
 
@@ -40,7 +41,7 @@ static af_flow vit_process(void *self, const af_stage_ctx *ctx, af_item **items,
   if (!s->q && af_queue_new(s->cl, &s->q)) return AF_FLOW_ERROR;
   if (n > s->cap) {
     af_vit *v = NULL;
-    if (af_vit_new(s->cl, s->w, n, &v)) return AF_FLOW_ERROR;
+    if (af_vit_new_sized(s->cl, s->w, n, s->image_size, &v)) return AF_FLOW_ERROR;
     af_vit_free(s->vit);
     s->vit = v;
     vs = af_vit_shape_of(v);
@@ -88,6 +89,10 @@ static void vit_destroy(void *self) {
   free(s);
 }
 
+static const af_param vit_params[] = {
+    {"image_size", AF_PARAM_INT, offsetof(vit_config, image_size), "0", 0, 4096, NULL,
+     "input side S (0 = the model's); another size resizes the position grid like the original", 0},
+};
 static const af_port vit_inputs[] = {
     {"pixels", "f32[3,S,S]", "normalised image from preprocess (S = the model's image size)", 0},
 };
@@ -101,6 +106,8 @@ const af_stage_desc af_stage_vit = {
     .doc = "EVA ViT-g image encoder + ln_vision on the OpenCL device -> f32[tokens, width]",
     .kind = AF_STAGE_TRANSFORM,
     .flags = AF_STAGE_NEEDS_DEVICE | AF_STAGE_NEEDS_MODEL,
+    .params = vit_params,
+    .n_params = AF_ARRAY_LEN(vit_params),
     .config_size = sizeof(vit_config),
     .inputs = vit_inputs,
     .n_inputs = AF_ARRAY_LEN(vit_inputs),

@@ -89,6 +89,38 @@ out:
   af_weights_free(w);
 }
 
+/* 84-px input: the 4x4 position grid resized to 6x6 (original interpolate_pos_embed) */
+static void run_resized(af_cl *cl, const char *tmp) {
+  char out[1024];
+  CHECK_OK(af_test_convert_tiny(tmp, AF_GGML_F32, out, sizeof out));
+  af_weights *w = NULL;
+  af_vit *v = NULL;
+  af_queue *q = NULL;
+  CHECK_OK(af_weights_open(cl, out, &w));
+  if (w) CHECK_OK(af_vit_new_sized(cl, w, 1, 84, &v));
+  CHECK_OK(af_queue_new(cl, &q));
+  size_t np = 0;
+  float *pix = golden("pixels84.npy", &np);
+  if (v && q && pix) {
+    const af_vit_shape *s = af_vit_shape_of(v);
+    CHECK(s->image_size == 84 && s->tokens == 37 && np == 3u * 84 * 84);
+    float *o = malloc(sizeof(float) * (size_t)s->tokens * s->width);
+    CHECK_OK(af_vit_encode(v, q, pix, 1, o));
+    printf("84 px (position grid 4x4 -> 6x6):\n");
+    check("vit", o, "vit84.npy", (size_t)s->tokens * s->width, 1e-5);
+    free(o);
+  }
+  if (w) {
+    af_vit *bad = NULL;
+    CHECK(af_vit_new_sized(cl, w, 1, 85, &bad) == AF_ERR_CONFIG); /* not a multiple of the patch */
+    af_error_clear();
+  }
+  free(pix);
+  af_queue_free(q);
+  af_vit_free(v);
+  af_weights_free(w);
+}
+
 int main(void) {
   const char *tmp = af_test_tmpdir();
   af_cl *cl = NULL;
@@ -96,6 +128,7 @@ int main(void) {
   if (!cl || !tmp) return af_test_done("test_vision");
   run(cl, tmp, AF_GGML_F32, 1e-5);
   run(cl, tmp, AF_GGML_F16, 5e-3);
+  run_resized(cl, tmp);
   af_cl_close(cl);
   return af_test_done("test_vision");
 }
