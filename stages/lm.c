@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl/devprofile.h"
 #include "model/gguf.h"
 #include "model/quant.h"
 #include "stages/nn.h"
@@ -30,6 +31,7 @@ struct af_lm {
   lm_layer *lay;
   const af_dtensor *out_norm, *lm_head;
   const af_gguf_tensor *embd; /* host copy in the mmap */
+  af_dbuf wscratch;           /* fp32 copy of one fp16 matrix, for prefill GEMMs */
   int cap;                    /* positions the work buffers hold */
   af_dbuf x, h, q, ctx, tmp, ad, g, u, logits; /* (cap, H) / (cap, A) / (cap, F) / (1, V) */
 };
@@ -43,14 +45,19 @@ static int u32(const af_gguf *g, const char *key, int *out, int def) {
   return rc;
 }
 
-static int wt(af_weights *w, const af_dtensor **out, int l, const char *name, uint64_t ne0, uint64_t ne1) {
+/* weight with expected dims; fp16 matrices stay fp16 on the device when
+ * keep_f16 (the profile's `weights: fp16_storage`) */
+static int wt_t(af_weights *w, int keep_f16, const af_dtensor **out, int l, const char *name, uint64_t ne0,
+                uint64_t ne1) {
   char full[96];
   if (l >= 0)
     snprintf(full, sizeof full, "blk.%d.%s", l, name);
   else
     snprintf(full, sizeof full, "%s", name);
   uint64_t ne[2] = {ne0, ne1};
-  return af_weights_expect(w, full, F32, ne1 ? 2 : 1, ne, out);
+  const af_gguf_tensor *t = af_gguf_find_tensor(af_weights_gguf(w), full);
+  int type = keep_f16 && ne1 && t && t->type == AF_GGML_F16 ? -1 : F32;
+  return af_weights_expect(w, full, type, ne1 ? 2 : 1, ne, out);
 }
 
 static void free_bufs(af_lm *m) {
@@ -84,6 +91,8 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
   m->w = w;
   af_lm_shape *s = &m->s;
   int rc = 0, ctx_len = 0;
+  int keep_f16 = cl->profile && cl->profile->fp16_storage;
+#define wt(w, out, l, name, ne0, ne1) wt_t(w, keep_f16, out, l, name, ne0, ne1)
   if ((rc = u32(g, "llama.embedding_length", &s->hidden, -1)) || (rc = u32(g, "llama.block_count", &s->layers, -1)) ||
       (rc = u32(g, "llama.attention.head_count", &s->heads, -1)) ||
       (rc = u32(g, "llama.feed_forward_length", &s->ffn, -1)) || (rc = u32(g, "artflow.adapter.width", &s->adapter, 0)) ||
@@ -134,6 +143,11 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
         (rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, (size_t)s->ctx * H * sizeof(float), NULL, &L->v_cache)))
       break;
   }
+  if (!rc && keep_f16) { /* room for the largest fp16 matrix as fp32 */
+    uint64_t big = H * (F > V ? F : V);
+    if (A && H * A > big) big = H * A;
+    rc = nn_alloc(cl, (size_t)big, &m->wscratch);
+  }
 out:
   if (rc) {
     af_lm_free(m);
@@ -143,6 +157,8 @@ out:
   return 0;
 }
 
+#undef wt
+
 void af_lm_free(af_lm *m) {
   if (!m) return;
   free_bufs(m);
@@ -150,6 +166,7 @@ void af_lm_free(af_lm *m) {
     if (m->lay[l].k_cache) clReleaseMemObject(m->lay[l].k_cache);
     if (m->lay[l].v_cache) clReleaseMemObject(m->lay[l].v_cache);
   }
+  nn_free(&m->wscratch);
   free(m->lay);
   free(m);
 }
@@ -167,14 +184,23 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out) {
   return 0;
 }
 
-/* y = x·Wᵀ (+b) for n rows: a GEMV for one row (decode), a GEMM otherwise */
-static int lin(af_queue *q, af_dbuf x, int n, const af_dtensor *w, const af_dtensor *b, af_dbuf y) {
-  if (n == 1) {
-    size_t in = w->ne[0], out = w->n_elements / in;
-    return af_op_gemv(q, w->mem, 0, out, in, x, 1, y, b ? b->mem : NULL);
+/* y = x·Wᵀ (+b) for n rows: a GEMV for one row (decode; fp16 weights read
+ * with vload_half), a GEMM otherwise (fp16 weights widened into a scratch
+ * fp32 matrix first) */
+static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, const af_dtensor *w, const af_dtensor *b, af_dbuf y) {
+  size_t in = w->ne[0], out = w->n_elements / in;
+  if (n == 1) return af_op_gemv(q, w->mem, w->type == AF_GGML_F16, out, in, x, 1, y, b ? b->mem : NULL);
+  if (w->type == AF_GGML_F16) {
+    int rc = af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
+    if (rc) return rc;
+    af_dtensor wf = *w;
+    wf.type = AF_GGML_F32;
+    wf.mem = m->wscratch.mem;
+    return nn_linear(q, x, 0, (size_t)n, &wf, b, y, 0);
   }
   return nn_linear(q, x, 0, (size_t)n, w, b, y, 0);
 }
+#define lin(q, x, n, w, b, y) lin_m(m, q, x, n, w, b, y)
 
 int af_lm_forward(af_lm *m, af_queue *q, const float *xin, int n, int pos0, float *logits) {
   const af_lm_shape *s = &m->s;

@@ -12,6 +12,7 @@
 #include "model/convert.h"
 #include "model/gguf.h"
 #include "ref/npy.h"
+#include "cl/devprofile.h"
 #include "stages/lm.h"
 
 #define DIR "artgpt4-tiny/"
@@ -72,10 +73,41 @@ int main(void) {
   CHECK(af_nerr(logits, full, (size_t)V) < 1e-5);
   CHECK(af_lm_forward(lm, Q, seq, 1, 256, logits) == AF_ERR_RANGE);
   af_error_clear();
-  free(seq), free(logits), free(full), free(proj), free(gl);
-  af_queue_free(Q);
   af_lm_free(lm);
   af_weights_free(w);
+  lm = NULL, w = NULL;
+
+  /* fp16 weights kept as fp16 on the device (vload_half GEMV for decode, widened
+   * for prefill GEMMs) equal the fp32 copies of the same fp16 values */
+  char m16[1024];
+  CHECK_OK(af_test_convert_tiny(tmp, AF_GGML_F16, m16, sizeof m16));
+  float *l32 = malloc(sizeof(float) * V), *l16 = malloc(sizeof(float) * V);
+  uint64_t bytes[2] = {0, 0};
+  for (int keep = 0; keep < 2; keep++) {
+    cl->profile->fp16_storage = keep;
+    af_weights *w2 = NULL;
+    af_lm *lm2 = NULL;
+    CHECK_OK(af_weights_open(cl, m16, &w2));
+    if (w2) CHECK_OK(af_lm_new(cl, w2, 256, &lm2));
+    if (lm2) {
+      float *dst = keep ? l16 : l32;
+      bytes[keep] = af_weights_device_bytes(w2);
+      CHECK_OK(af_lm_forward(lm2, Q, seq, n, 0, logits));         /* prefill: GEMM path */
+      CHECK_OK(af_lm_forward(lm2, Q, seq + (size_t)n * H, 1, n, dst)); /* one decode step: GEMV path */
+    }
+    af_lm_free(lm2);
+    af_weights_free(w2);
+  }
+  cl->profile->fp16_storage = 0;
+  double e16 = af_nerr(l16, l32, (size_t)V);
+  printf("fp16 storage vs fp32 copy of the same weights: normalised error %.3g\n", e16);
+  CHECK(e16 < 1e-5);
+  printf("device weight bytes: fp32 copies %llu, fp16 storage %llu\n", (unsigned long long)bytes[0],
+         (unsigned long long)bytes[1]);
+  CHECK(bytes[1] < bytes[0] * 0.6); /* the matrices really stayed fp16 */
+  free(l32), free(l16);
+  free(seq), free(logits), free(full), free(proj), free(gl);
+  af_queue_free(Q);
   af_cl_close(cl);
   return af_test_done("test_lm");
 }
