@@ -13,6 +13,7 @@
 #include "cl/weights.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "stages/lm.h"
 #include "stages/vision.h"
 
 static double now(void) {
@@ -46,12 +47,14 @@ static const char usage[] =
     "Q-Former (+ projection) seconds per image at batch 1 and batch B, achieved GFLOPS,\n"
     "and the device's measured copy bandwidth.  Use a full-size random model from\n"
     "'artflow mkmodel --arch config/models/bench-vision-full.yaml --random -o M.gguf'.\n"
-    "The LLM part (prefill/decode tokens/s) is not in this build yet.\n"
+    "--llm-only times the LLM instead: prefill of 100 positions and 16 decode steps\n"
+    "(tokens/s, and weight GB/s against the copy bandwidth of `bench ops`).\n"
     "\n"
     "  --model FILE   model to run (required)\n"
     "  --batch B      second batch size to time (default 4)\n"
     "  --repeat R     timed repetitions, best kept (default 2)\n"
     "  --json         one JSON object instead of the table\n"
+    "  --llm-only     benchmark the LLM (prefill, decode) instead of the vision path\n"
     "  --device D     OpenCL device index or name substring\n";
 
 static double copy_bandwidth(af_cl *cl, af_queue *q) {
@@ -77,15 +80,60 @@ out:
   return best;
 }
 
+/* LLM: prefill of n_prompt positions and n_decode single-token steps;
+ * tokens/s and the weight bytes streamed per decode step / time. */
+static int bench_llm(af_cl *cl, af_weights *w, int json, int n_prompt, int n_decode) {
+  af_lm *lm = NULL;
+  af_queue *q = NULL;
+  int rc = af_lm_new(cl, w, n_prompt + n_decode + 1, &lm);
+  if (!rc) rc = af_queue_new(cl, &q);
+  if (rc) goto out;
+  const af_lm_shape *s = af_lm_shape_of(lm);
+  size_t H = (size_t)s->hidden;
+  float *x = calloc((size_t)n_prompt * H, sizeof(float)), *logits = malloc(sizeof(float) * (size_t)s->vocab);
+  if (!x || !logits) {
+    free(x), free(logits);
+    rc = af_err(AF_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < (size_t)n_prompt * H; i++) x[i] = 0.01f * sinf((float)i);
+  rc = af_lm_forward(lm, q, x, n_prompt, 0, logits); /* warm-up: uploads weights, compiles */
+  double t0 = now();
+  if (!rc) rc = af_lm_forward(lm, q, x, n_prompt, 0, logits);
+  double prefill = now() - t0;
+  t0 = now();
+  for (int i = 0; i < n_decode && !rc; i++) rc = af_lm_forward(lm, q, x, 1, n_prompt + i, logits);
+  double decode = (now() - t0) / n_decode;
+  uint64_t wbytes = af_weights_device_bytes(w);
+  if (!rc) {
+    if (json)
+      printf("{\"llm_layers\":%d,\"hidden\":%d,\"prefill_tokens\":%d,\"prefill_tokens_s\":%.2f,"
+             "\"decode_ms_per_token\":%.2f,\"decode_tokens_s\":%.3f,\"weight_gb_s\":%.2f}\n",
+             s->layers, s->hidden, n_prompt, n_prompt / prefill, decode * 1e3, 1.0 / decode, wbytes / decode / 1e9);
+    else
+      printf("LLM (%d layers, hidden %d, %.2f GB of device weights): prefill %d positions %.2f tokens/s; "
+             "decode %.1f ms/token = %.2f tokens/s, %.1f GB/s of weights\n",
+             s->layers, s->hidden, wbytes / 1e9, n_prompt, n_prompt / prefill, decode * 1e3, 1.0 / decode,
+             wbytes / decode / 1e9);
+  }
+  free(x), free(logits);
+out:
+  af_queue_free(q);
+  af_lm_free(lm);
+  return rc;
+}
+
 int af_bench_model(int argc, char **argv) {
   const char *model = NULL, *device = NULL;
-  int batch = 4, repeat = 2, json = 0;
+  int batch = 4, repeat = 2, json = 0, llm_only = 0;
   for (int i = 1; i < argc; i++) {
     if (af_cli_is_help(argv[i])) {
       fputs(usage, stdout);
       return AF_EXIT_OK;
     } else if (!strcmp(argv[i], "--json")) {
       json = 1;
+    } else if (!strcmp(argv[i], "--llm-only")) {
+      llm_only = 1;
     } else if (i + 1 < argc && !strcmp(argv[i], "--model")) {
       model = argv[++i];
     } else if (i + 1 < argc && !strcmp(argv[i], "--device")) {
@@ -109,6 +157,11 @@ int af_bench_model(int argc, char **argv) {
   float *pix = NULL, *vout = NULL, *pout = NULL;
   int rc = af_cl_open(&cl, device);
   if (!rc) rc = af_weights_open(cl, model, &w);
+  if (!rc && llm_only) {
+    rc = bench_llm(cl, w, json, 100, 16);
+    if (rc) rc = af_cli_fail(rc, model);
+    goto out;
+  }
   if (!rc) rc = af_vit_new(cl, w, batch, &v);
   if (!rc) rc = af_qformer_new(cl, w, batch, af_vit_shape_of(v)->tokens, &f);
   if (!rc) rc = af_queue_new(cl, &q);

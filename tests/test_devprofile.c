@@ -76,6 +76,6 @@ int main(void) {
   snprintf(info.vendor, sizeof info.vendor, "GenuineIntel");
   info.is_gpu = 0, info.is_cpu = 1;
   CHECK_OK(af_devprofile_select(&info, NULL, &p));
-  CHECK(!strcmp(p.name, "pocl-cpu") && p.n_overrides == 1 && p.overrides[0].n == 16);
+  CHECK(!strcmp(p.name, "pocl-cpu") && p.n_overrides == 1 && p.overrides[0].n == 16 && p.fp16_storage);
   return af_test_done("test_devprofile");
 }
