@@ -8,14 +8,14 @@
 
 static const char usage[] =
     "usage: artflow bench ops [--json] [--repeat N] [--device D]\n"
-    "       artflow bench --model MODEL.gguf [--batch B] [--repeat R] [--json] [--device D]\n"
+    "       artflow bench --model MODEL.gguf [--batch B] [--repeat R] [--llm-only] [--json] [--device D]\n"
     "\n"
     "bench ops    every op (GEMM, GEMV fp32/fp16, norms, softmax, GELU, SiLU, add, mul,\n"
     "             RoPE, gather) on the model's real shapes: ms, GFLOPS, GB/s, and GB/s as a\n"
     "             share of the device's measured copy bandwidth.\n"
     "bench --model  the vision path of a model (ViT, Q-Former): seconds and GFLOPS per\n"
-    "             image at batch 1 and B.  The LLM's prefill/decode rates are not in this\n"
-    "             build yet.\n"
+    "             image at batch 1 and B; with --llm-only the LLM's prefill and decode\n"
+    "             tokens/s and the weight bandwidth decode reaches.\n"
     "\n"
     "Timings are the best of N after a warm-up run; compare ratios measured in one run.\n";
 
