@@ -13,6 +13,8 @@ F(gemm_bytes, 4 * (m * k + k * n + m * n))
 F(gemv_flops, 2 * n * k * b)
 F(gemv32_bytes, 4 * n * k + 4 * b * (k + n))
 F(gemv16_bytes, 2 * n * k + 4 * b * (k + n))
+F(gemvq8_bytes, 34.0 / 32 * n * k + 4 * (k + n))
+F(gemvq4_bytes, 18.0 / 32 * n * k + 4 * (k + n))
 F(row_flops, 5 * m * n)
 F(row_bytes, 8 * m * n)
 F(elem_flops, m)
@@ -30,6 +32,8 @@ const af_opdesc af_opdescs[] = {
     {"gemm", "m x k times k x n", 1e-5, gemm_flops, gemm_bytes},
     {"gemv_f32", "b vectors of k through n x k fp32 weights", 1e-5, gemv_flops, gemv32_bytes},
     {"gemv_f16", "b vectors of k through n x k fp16 weights", 1e-5, gemv_flops, gemv16_bytes},
+    {"gemv_q8_0", "1 vector of k through n x k Q8_0 weights", 1e-5, gemv_flops, gemvq8_bytes},
+    {"gemv_q4_0", "1 vector of k through n x k Q4_0 weights", 1e-5, gemv_flops, gemvq4_bytes},
     {"layernorm", "m rows of n", 1e-6, row_flops, row_bytes},
     {"rmsnorm", "m rows of n", 1e-6, row_flops, row_bytes},
     {"softmax", "m rows of n", 1e-6, row_flops, row_bytes},

@@ -208,3 +208,32 @@ static int convert(af_queue *q, const char *name, cl_mem src, cl_mem dst, size_t
 
 int af_op_f16_to_f32(af_queue *q, cl_mem src, cl_mem dst, size_t n) { return convert(q, "af_op_f16_to_f32", src, dst, n); }
 int af_op_f32_to_f16(af_queue *q, cl_mem src, cl_mem dst, size_t n) { return convert(q, "af_op_f32_to_f16", src, dst, n); }
+
+int af_op_gemv_q(af_queue *q, cl_mem w, int q4, size_t rows, size_t k, af_dbuf x, af_dbuf y, cl_mem bias) {
+  if (k % 32) return af_err(AF_ERR_INVALID, "gemv_q: k = %zu is not a multiple of the 32-weight block", k);
+  if (!rows) return 0;
+  cl_kernel kk;
+  int rc = kernel(q, "af_op_gemv_q", &kk);
+  if (rc) return rc;
+  cl_int q4i = q4, r = (cl_int)rows, kc = (cl_int)k, hb = bias != NULL;
+  cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
+  cl_mem bm = bias ? bias : w;
+  size_t sz[] = {sizeof w, sizeof q4i, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof y.mem, sizeof yo,
+                 sizeof bm, sizeof hb};
+  ARGS(&w, &q4i, &r, &kc, &x.mem, &xo, &y.mem, &yo, &bm, &hb);
+  if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
+  return run1(q, kk, rows, AF_GEMV_WG, q4 ? "gemv_q4_0" : "gemv_q8_0");
+}
+
+int af_op_dequant_q(af_queue *q, cl_mem src, int q4, cl_mem dst, size_t n) {
+  if (n % 32) return af_err(AF_ERR_INVALID, "dequant: %zu values are not whole 32-weight blocks", n);
+  cl_kernel kk;
+  int rc = kernel(q, "af_op_dequant_q", &kk);
+  if (rc) return rc;
+  cl_int q4i = q4;
+  cl_long nb = (cl_long)(n / 32);
+  size_t sz[] = {sizeof src, sizeof q4i, sizeof dst, sizeof nb};
+  ARGS(&src, &q4i, &dst, &nb);
+  if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
+  return run1(q, kk, n / 32, AF_ELEM_WG, q4 ? "dequant_q4_0" : "dequant_q8_0");
+}

@@ -39,6 +39,12 @@ int af_op_gemm_tiled_enabled(const af_cl *cl);
 int af_op_gemv(af_queue *q, cl_mem w, int half_w, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y,
                cl_mem bias);
 
+/* y[r] = W[r, :] . x (+ bias[r]) with W in ggml's Q8_0 (q4 = 0) or Q4_0
+ * (q4 = 1) block layout (rows x k, k a multiple of 32), dequantised in the
+ * kernel; and the widening of n such weights to fp32 (for prefill GEMMs). */
+int af_op_gemv_q(af_queue *q, cl_mem w, int q4, size_t rows, size_t k, af_dbuf x, af_dbuf y, cl_mem bias);
+int af_op_dequant_q(af_queue *q, cl_mem src, int q4, cl_mem dst, size_t n);
+
 /* Row norms over rows x n (y may equal x). */
 int af_op_layernorm(af_queue *q, af_dbuf x, size_t rows, size_t n, cl_mem w, cl_mem b, float eps, af_dbuf y);
 int af_op_rmsnorm(af_queue *q, af_dbuf x, size_t rows, size_t n, cl_mem w, float eps, af_dbuf y);

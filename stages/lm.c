@@ -56,7 +56,9 @@ static int wt_t(af_weights *w, int keep_f16, const af_dtensor **out, int l, cons
     snprintf(full, sizeof full, "%s", name);
   uint64_t ne[2] = {ne0, ne1};
   const af_gguf_tensor *t = af_gguf_find_tensor(af_weights_gguf(w), full);
-  int type = keep_f16 && ne1 && t && t->type == AF_GGML_F16 ? -1 : F32;
+  /* Q8_0/Q4_0 matrices stay quantised (dequantised in the GEMV kernel) */
+  int quant = ne1 && t && (t->type == AF_GGML_Q8_0 || t->type == AF_GGML_Q4_0);
+  int type = quant || (keep_f16 && ne1 && t && t->type == AF_GGML_F16) ? -1 : F32;
   return af_weights_expect(w, full, type, ne1 ? 2 : 1, ne, out);
 }
 
@@ -143,7 +145,12 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
         (rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, (size_t)s->ctx * H * sizeof(float), NULL, &L->v_cache)))
       break;
   }
-  if (!rc && keep_f16) { /* room for the largest fp16 matrix as fp32 */
+  int narrow = m->lm_head && m->lm_head->type != F32;
+  for (int l = 0; !rc && l < s->layers; l++) {
+    const lm_layer *L = &m->lay[l];
+    narrow |= L->wq->type != F32 || L->gate->type != F32 || L->down->type != F32 || (L->ad_dw && L->ad_dw->type != F32);
+  }
+  if (!rc && narrow) { /* room for the largest fp16/quantised matrix widened to fp32 */
     uint64_t big = H * (F > V ? F : V);
     if (A && H * A > big) big = H * A;
     rc = nn_alloc(cl, (size_t)big, &m->wscratch);
@@ -189,9 +196,13 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out) {
  * fp32 matrix first) */
 static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, const af_dtensor *w, const af_dtensor *b, af_dbuf y) {
   size_t in = w->ne[0], out = w->n_elements / in;
+  int quant = w->type == AF_GGML_Q8_0 || w->type == AF_GGML_Q4_0;
+  if (n == 1 && quant)
+    return af_op_gemv_q(q, w->mem, w->type == AF_GGML_Q4_0, out, in, x, y, b ? b->mem : NULL);
   if (n == 1) return af_op_gemv(q, w->mem, w->type == AF_GGML_F16, out, in, x, 1, y, b ? b->mem : NULL);
-  if (w->type == AF_GGML_F16) {
-    int rc = af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
+  if (w->type == AF_GGML_F16 || quant) {
+    int rc = quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
+                   : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
     if (rc) return rc;
     af_dtensor wf = *w;
     wf.type = AF_GGML_F32;

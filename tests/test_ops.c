@@ -90,6 +90,29 @@ static void t_gemv(size_t rows, size_t k, int nb, int half) {
   free(w), free(x), free(bias), free(want), free(w16), free(got);
 }
 
+/* Q8_0 / Q4_0 weights: GEMV against the plain GEMV of the host-dequantised
+ * weights (the same values, so the op tolerance applies), and the device
+ * widening bit-equal to model/quant.c's dequantisation */
+static void t_gemv_q(size_t rows, size_t k, int q4) {
+  size_t n = rows * k, bsz = q4 ? AF_Q4_0_BLOCK_BYTES : AF_Q8_0_BLOCK_BYTES, bytes = n / 32 * bsz;
+  float *w = rnd(n, -1, 1), *x = rnd(k, -1, 1), *b = rnd(rows, -1, 1), *deq = malloc(n * 4), *want = malloc(rows * 4);
+  uint8_t *qw = malloc(bytes);
+  if (q4) af_quantize_q4_0(w, qw, n), af_dequantize_q4_0(qw, deq, n);
+  else af_quantize_q8_0(w, qw, n), af_dequantize_q8_0(qw, deq, n);
+  cl_mem dw = up(qw, bytes), dx = up(x, k * 4), db = up(b, rows * 4), dy = up(NULL, rows * 4), dd = up(NULL, n * 4);
+  CHECK_OK(af_op_gemv_q(Q, dw, q4, rows, k, (af_dbuf){dx, 0}, (af_dbuf){dy, 0}, db));
+  float *got = down(dy, 0, rows);
+  ref_gemv(deq, rows, k, x, 1, b, want);
+  char s[64];
+  snprintf(s, sizeof s, "%zux%zu", rows, k);
+  expect(q4 ? "gemv_q4_0" : "gemv_q8_0", got, want, rows, s);
+  CHECK_OK(af_op_dequant_q(Q, dw, q4, dd, n));
+  float *wd = down(dd, 0, n);
+  CHECK_MSG(af_maxerr(wd, deq, n) == 0, "dequant %s %s: differs from model/quant.c", q4 ? "q4_0" : "q8_0", s);
+  clReleaseMemObject(dw), clReleaseMemObject(dx), clReleaseMemObject(db), clReleaseMemObject(dy), clReleaseMemObject(dd);
+  free(w), free(x), free(b), free(deq), free(want), free(qw), free(got), free(wd);
+}
+
 static void t_norms(size_t rows, size_t n) {
   float *x = rnd(rows * n, -2, 3), *w = rnd(n, 0.5f, 1.5f), *b = rnd(n, -1, 1), *want = malloc(rows * n * 4);
   cl_mem dx = up(x, rows * n * 4), dw = up(w, n * 4), db = up(b, n * 4), dy = up(NULL, rows * n * 4);
@@ -217,6 +240,12 @@ int main(void) {
   t_gemv(9, 33, 4, 0);
   t_gemv(3, 17, 5, 1);
   t_gemv(7, 16, 2, 0);
+  t_gemv_q(1, 32, 0);
+  t_gemv_q(17, 1408, 0);
+  t_gemv_q(257, 4096, 1);
+  t_gemv_q(3, 32, 1);
+  CHECK(af_op_gemv_q(Q, NULL, 0, 1, 33, (af_dbuf){0}, (af_dbuf){0}, NULL) == AF_ERR_INVALID);
+  af_error_clear();
   t_norms(1, 1);
   t_norms(17, 1408);
   t_norms(3, 6144);

@@ -362,3 +362,59 @@ __kernel void af_op_gemm_xwt(__global const float *x, const long x_off, const in
     }
   }
 }
+
+/* -------------------------------------------- ggml Q8_0 / Q4_0 weights */
+
+/* Blocks of 32 weights: Q8_0 = fp16 scale d + 32 int8 (w = d q), 34 bytes;
+ * Q4_0 = fp16 d + 16 bytes, byte j holding element j (low nibble) and j + 16
+ * (high nibble), w = d (q - 8), 18 bytes.  One work-item per output row. */
+inline float af_q8_dot(__global const uchar *blk, __global const float *x) {
+  float d = vload_half(0, (__global const half *)blk);
+  float16 q0 = convert_float16(as_char16(vload16(0, blk + 2)));
+  float16 q1 = convert_float16(as_char16(vload16(1, blk + 2)));
+  float16 p = q0 * vload16(0, x) + q1 * vload16(1, x);
+  float8 h = p.lo + p.hi;
+  float4 f = h.lo + h.hi;
+  return d * ((f.s0 + f.s1) + (f.s2 + f.s3));
+}
+
+inline float af_q4_dot(__global const uchar *blk, __global const float *x) {
+  float d = vload_half(0, (__global const half *)blk);
+  uchar16 b = vload16(0, blk + 2);
+  float16 lo = convert_float16(b & (uchar)15) - 8.0f, hi = convert_float16(b >> (uchar)4) - 8.0f;
+  float16 p = lo * vload16(0, x) + hi * vload16(1, x);
+  float8 h = p.lo + p.hi;
+  float4 f = h.lo + h.hi;
+  return d * ((f.s0 + f.s1) + (f.s2 + f.s3));
+}
+
+/* y[r] = W[r, :] . x (+ bias[r]); k a multiple of 32; q4 selects Q4_0 */
+__kernel void af_op_gemv_q(__global const uchar *w, const int q4, const int rows, const int k,
+                           __global const float *x, const long x_off, __global float *y, const long y_off,
+                           __global const float *bias, const int has_bias) {
+  int r = get_global_id(0);
+  if (r >= rows) return;
+  int nb = k / 32, bsz = q4 ? 18 : 34;
+  __global const uchar *row = w + (long)r * nb * bsz;
+  float s = 0.0f;
+  for (int b = 0; b < nb; b++)
+    s += q4 ? af_q4_dot(row + b * bsz, x + x_off + 32 * b) : af_q8_dot(row + b * bsz, x + x_off + 32 * b);
+  y[y_off + r] = s + (has_bias ? bias[r] : 0.0f);
+}
+
+/* dst[32 b .. 32 b + 31] = block b of src, widened to fp32 (for prefill GEMMs) */
+__kernel void af_op_dequant_q(__global const uchar *src, const int q4, __global float *dst, const long n_blocks) {
+  long b = get_global_id(0);
+  if (b >= n_blocks) return;
+  __global const uchar *blk = src + b * (q4 ? 18 : 34);
+  float d = vload_half(0, (__global const half *)blk);
+  __global float *o = dst + 32 * b;
+  if (q4) {
+    uchar16 v = vload16(0, blk + 2);
+    vstore16(d * (convert_float16(v & (uchar)15) - 8.0f), 0, o);
+    vstore16(d * (convert_float16(v >> (uchar)4) - 8.0f), 1, o);
+  } else {
+    vstore16(d * convert_float16(as_char16(vload16(0, blk + 2))), 0, o);
+    vstore16(d * convert_float16(as_char16(vload16(1, blk + 2))), 1, o);
+  }
+}
