@@ -2,6 +2,8 @@
  * geometry and CLBlast calls. */
 #include "cl/ops.h"
 
+#include "cl/gemm_tiled.h"
+
 #include <clblast_c.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,7 +58,10 @@ int af_op_gemm_tiled_enabled(const af_cl *cl) {
 
 int af_op_gemm(af_queue *q, int ta, int tb, size_t m, size_t n, size_t k, float alpha, af_dbuf a, size_t lda,
                af_dbuf b, size_t ldb, float beta, af_dbuf c, size_t ldc) {
-  if (!m || !n || !k) return 0;
+  if (!m || !n) return 0;
+  if (af_gemm_tiled_enabled(q->cl)) /* the device profile's own GEMM (cl/gemm_tiled.h) */
+    return af_gemm_tiled(q, ta, tb, m, n, k, alpha, a.mem, a.off, lda, b.mem, b.off, ldb, beta, c.mem, c.off, ldc);
+  if (!k) return 0; /* CLBlast rejects k = 0; callers never pass it on this path */
   if (!ta && tb && alpha == 1.0f && beta == 0.0f && af_op_gemm_tiled_enabled(q->cl))
     return af_op_gemm_xwt(q, m, n, k, a, lda, b, ldb, c, ldc, NULL);
   cl_event ev = NULL;
