@@ -88,3 +88,56 @@ int af_attention(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv,
   size_t g[3] = {(size_t)n_q, (size_t)heads, (size_t)n_batch}, l[3] = {AF_ATT_WG, 1, 1};
   return af_queue_run(q, k, 3, g, l, "attention");
 }
+
+int af_kv_store(af_queue *q, af_dbuf src, int rows, int n, cl_mem cache, int half, size_t slot_stride, cl_mem slot,
+                cl_mem pos) {
+  if (rows <= 0 || n <= 0) return 0;
+  cl_kernel k;
+  int rc = af_queue_kernel(q, "attention.cl", half ? "af_kv_store_f16" : "af_kv_store_f32", NULL, &k);
+  if (rc) return rc;
+  cl_long so = (cl_long)src.off, ss = (cl_long)slot_stride;
+  cl_int a = 0;
+  a |= clSetKernelArg(k, 0, sizeof(cl_mem), &src.mem);
+  a |= clSetKernelArg(k, 1, sizeof so, &so);
+  a |= clSetKernelArg(k, 2, sizeof n, &n);
+  a |= clSetKernelArg(k, 3, sizeof rows, &rows);
+  a |= clSetKernelArg(k, 4, sizeof(cl_mem), &cache);
+  a |= clSetKernelArg(k, 5, sizeof ss, &ss);
+  a |= clSetKernelArg(k, 6, sizeof(cl_mem), &slot);
+  a |= clSetKernelArg(k, 7, sizeof(cl_mem), &pos);
+  if (a) return af_err(AF_ERR_INVALID, "kv_store: cannot set kernel arguments");
+  size_t g[2] = {(size_t)n, (size_t)rows}, l[2] = {64, 1};
+  return af_queue_run(q, k, 2, g, l, "kv_store");
+}
+
+int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache, cl_mem v_cache,
+                        int half, size_t slot_stride, cl_mem slot, cl_mem pos, float scale, af_dbuf out) {
+  if (d <= 0 || d > 128 || heads <= 0 || rows < 0)
+    return af_err(AF_ERR_INVALID, "attention: unsupported shape (d=%d, heads=%d)", d, heads);
+  if (!rows) return 0;
+  cl_kernel k;
+  int rc = af_queue_kernel(q, "attention.cl", half ? "af_attention_cached_f16" : "af_attention_cached_f32", NULL,
+                           &k);
+  if (rc) return rc;
+  cl_long qo = (cl_long)qv.off, oo = (cl_long)out.off, ss = (cl_long)slot_stride;
+  cl_int row = heads * d;
+  cl_int a = 0;
+  a |= clSetKernelArg(k, 0, sizeof(cl_mem), &qv.mem);
+  a |= clSetKernelArg(k, 1, sizeof qo, &qo);
+  a |= clSetKernelArg(k, 2, sizeof row, &row);
+  a |= clSetKernelArg(k, 3, sizeof(cl_mem), &k_cache);
+  a |= clSetKernelArg(k, 4, sizeof(cl_mem), &v_cache);
+  a |= clSetKernelArg(k, 5, sizeof ss, &ss);
+  a |= clSetKernelArg(k, 6, sizeof row, &row);
+  a |= clSetKernelArg(k, 7, sizeof(cl_mem), &slot);
+  a |= clSetKernelArg(k, 8, sizeof(cl_mem), &pos);
+  a |= clSetKernelArg(k, 9, sizeof rows, &rows);
+  a |= clSetKernelArg(k, 10, sizeof(cl_mem), &out.mem);
+  a |= clSetKernelArg(k, 11, sizeof oo, &oo);
+  a |= clSetKernelArg(k, 12, sizeof row, &row);
+  a |= clSetKernelArg(k, 13, sizeof d, &d);
+  a |= clSetKernelArg(k, 14, sizeof scale, &scale);
+  if (a) return af_err(AF_ERR_INVALID, "attention: cannot set kernel arguments");
+  size_t g[2] = {(size_t)rows, (size_t)heads}; /* few rows in decode: let the runtime group them */
+  return af_queue_run(q, k, 2, g, NULL, "attention_cached");
+}

@@ -4,6 +4,7 @@
 #ifndef AF_CL_ATTENTION_H
 #define AF_CL_ATTENTION_H
 
+#include "cl/ops.h"
 #include "cl/runtime.h"
 
 typedef struct af_attn_view {
@@ -19,5 +20,20 @@ typedef struct af_attn_view {
  * d <= 128 (AF_ATT_MAX_D).  Returns 0 or a CL / artflow status. */
 int af_attention(af_queue *q, af_attn_view qv, af_attn_view kv_k, af_attn_view kv_v, af_attn_view out,
                  int n_q, int n_kv, int heads, int d, int n_batch, float scale, int causal, int causal_offset);
+
+/* The LLM's KV cache (cl/kernels/attention.cl): K and V buffers of (slots,
+ * positions, row) values, fp32 or fp16 storage (half = 1), slot_stride
+ * elements per slot.  Row r of a call belongs to sequence slot[r] at position
+ * pos[r] (slot, pos: device int buffers of at least `rows` entries).
+ *
+ * af_kv_store: cache[slot[r]][pos[r]][0..n) = src[r][0..n) (fp16: rounded to
+ * nearest even).
+ * af_attention_cached: out[r] = causal attention of query row r (heads * d
+ * values) over keys/values 0..pos[r] of slot[r]; rows of q and out are
+ * heads * d apart, cached positions too.  d <= 128. */
+int af_kv_store(af_queue *q, af_dbuf src, int rows, int n, cl_mem cache, int half, size_t slot_stride, cl_mem slot,
+                cl_mem pos);
+int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache, cl_mem v_cache,
+                        int half, size_t slot_stride, cl_mem slot, cl_mem pos, float scale, af_dbuf out);
 
 #endif

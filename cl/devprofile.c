@@ -320,11 +320,16 @@ static int load_file(const char *path, af_devprofile *p, match_rule *m) {
         rc = bad(&r, vn, "weights must be fp16_storage or fp32_copy");
       else
         p->fp16_storage = !strcmp(val, "fp16_storage");
+    } else if (!strcmp(key, "kv_cache")) {
+      if (!val || (strcmp(val, "auto") && strcmp(val, "f16") && strcmp(val, "f32")))
+        rc = bad(&r, vn, "kv_cache must be f16, f32 or auto");
+      else
+        p->kv_cache = !strcmp(val, "f16") ? AF_KV_F16 : !strcmp(val, "f32") ? AF_KV_F32 : AF_KV_AUTO;
     } else if (!strcmp(key, "memory_budget_mb")) {
       if (parse_long(val, &p->memory_budget_mb) || p->memory_budget_mb < 0)
         rc = bad(&r, vn, "memory_budget_mb must be a non-negative integer");
     } else
-      rc = bad(&r, kn, "unknown key '%s' (name, match, clblast, kernels, batch, weights, memory_budget_mb)",
+      rc = bad(&r, kn, "unknown key '%s' (name, match, clblast, kernels, batch, weights, kv_cache, memory_budget_mb)",
                key);
   }
   yaml_document_delete(&doc);
@@ -544,6 +549,10 @@ int af_devprofile_fp16_storage(const af_devprofile *p) {
   return p->fp16_storage;
 }
 
+int af_devprofile_kv_cache(const af_devprofile *p) {
+  return p->kv_cache;
+}
+
 long af_devprofile_memory_budget_mb(const af_devprofile *p) {
   return p->memory_budget_mb;
 }
@@ -561,8 +570,9 @@ void af_devprofile_describe(const af_devprofile *p, FILE *f) {
     fputc('\n', f);
   }
   if (p->n_defines) fprintf(f, "        kernel defines: %s\n", af_devprofile_defines(p));
-  fprintf(f, "        batch: vit %d, qformer %d, llm %d; weights: %s; memory budget: %s", p->batch_vit,
-          p->batch_qformer, p->batch_llm, p->fp16_storage ? "fp16 storage" : "fp32 copy",
+  fprintf(f, "        batch: vit %d, qformer %d, llm %d; weights: %s; KV cache: %s; memory budget: %s",
+          p->batch_vit, p->batch_qformer, p->batch_llm, p->fp16_storage ? "fp16 storage" : "fp32 copy",
+          p->kv_cache == AF_KV_F16 ? "f16" : p->kv_cache == AF_KV_F32 ? "f32" : "auto",
           p->memory_budget_mb ? "" : "device limits\n");
   if (p->memory_budget_mb) fprintf(f, "%ld MiB\n", p->memory_budget_mb);
 }

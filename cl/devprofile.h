@@ -10,6 +10,7 @@
  *   kernels: {AF_GEMM_IMPL: tiled, AF_GEMV_WG: 8}   # -D defines for every artflow kernel build
  *   batch: {vit: 4, qformer: 8, llm: 8}
  *   weights: fp32_copy            # or fp16_storage
+ *   kv_cache: auto                # f16 | f32 | auto (f16 unless the LLM file is fp32)
  *   memory_budget_mb: 0           # 0 = the device's own limits
  *
  * Selection, three levels, each overriding the previous key by key:
@@ -54,6 +55,7 @@ typedef struct af_devprofile {
   char defines[AF_PROFILE_MAX_DEFINES][2][48];
   int batch_vit, batch_qformer, batch_llm;
   int fp16_storage; /* 1: keep fp16 weights as fp16 on the device */
+  int kv_cache;     /* LLM KV-cache storage: AF_KV_AUTO, AF_KV_F16 or AF_KV_F32 */
   long memory_budget_mb;
 } af_devprofile;
 
@@ -80,6 +82,8 @@ const char *af_devprofile_defines(const af_devprofile *p);
  * another name).  define: the value of a `kernels:` define, or NULL. */
 int af_devprofile_batch(const af_devprofile *p, const char *stage);
 int af_devprofile_fp16_storage(const af_devprofile *p);
+enum { AF_KV_AUTO = 0, AF_KV_F16 = 1, AF_KV_F32 = 2 };
+int af_devprofile_kv_cache(const af_devprofile *p);
 long af_devprofile_memory_budget_mb(const af_devprofile *p);
 const char *af_devprofile_define(const af_devprofile *p, const char *name);
 

@@ -14,6 +14,8 @@
 #define AF_ELEM_WG af_cl_tuning_int(q->cl, "AF_ELEM_WG", 64)  /* work-items per group, element-wise */
 #define AF_GEMM_WG af_cl_tuning_int(q->cl, "AF_GEMM_WG", 4)   /* 4x4 tiles per group along m */
 #define AF_GEMV_WG af_cl_tuning_int(q->cl, "AF_GEMV_WG", 8)   /* output rows per group */
+#define AF_GEMV_RB af_cl_tuning_int(q->cl, "AF_GEMV_RB", 16)  /* CPU GEMV: rows per work-item */
+#define AF_GEMV_CPU_WG af_cl_tuning_int(q->cl, "AF_GEMV_CPU_WG", 1) /* CPU GEMV: work-items per group */
 
 static int kernel(af_queue *q, const char *name, cl_kernel *k) { return af_queue_kernel(q, "ops.cl", name, NULL, k); }
 
@@ -75,9 +77,38 @@ int af_op_gemm(af_queue *q, int ta, int tb, size_t m, size_t n, size_t k, float 
   return 0;
 }
 
+int af_op_gemv_cpu_enabled(const af_cl *cl) {
+  const char *d = cl && cl->tuning_defines ? strstr(cl->tuning_defines, "-DAF_GEMV_IMPL=cpu") : NULL;
+  return d && (d == cl->tuning_defines || d[-1] == ' ') && (d[18] == 0 || d[18] == ' ');
+}
+
+/* the CPU kernels of cl/kernels/gemv_cpu.cl: a work-item per AF_GEMV_RB
+ * consecutive rows, AF_GEMV_CPU_WG items per group (1: PoCL then runs each
+ * item's code as written, without interleaving items) */
+static int gemv_cpu(af_queue *q, const char *type, cl_mem w, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y,
+                    cl_mem bias, const char *label) {
+  int nbk = nb == 1 ? 1 : nb == 2 ? 2 : nb <= 4 ? 4 : 8;
+  char name[32];
+  snprintf(name, sizeof name, "af_gemv_cpu_%s_%d", type, nbk);
+  cl_kernel kk;
+  int rc = af_queue_kernel(q, "gemv_cpu.cl", name, NULL, &kk);
+  if (rc) return rc;
+  cl_int r = (cl_int)rows, kc = (cl_int)k, b = nb, hb = bias != NULL, rb = AF_GEMV_RB;
+  cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
+  cl_mem bm = bias ? bias : w;
+  size_t sz[] = {sizeof w, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof b, sizeof y.mem,
+                 sizeof yo, sizeof bm, sizeof hb, sizeof rb};
+  ARGS(&w, &r, &kc, &x.mem, &xo, &b, &y.mem, &yo, &bm, &hb, &rb);
+  if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
+  size_t l = (size_t)AF_GEMV_CPU_WG, items = (rows + (size_t)rb - 1) / (size_t)rb, g = (items + l - 1) / l * l;
+  return af_queue_run(q, kk, 1, &g, &l, label);
+}
+
 int af_op_gemv(af_queue *q, cl_mem w, int half_w, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y, cl_mem bias) {
   if (nb < 1 || nb > 8) return af_err(AF_ERR_INVALID, "gemv: %d vectors (1..8 supported)", nb);
   if (!rows) return 0;
+  if (af_op_gemv_cpu_enabled(q->cl))
+    return gemv_cpu(q, half_w ? "f16" : "f32", w, rows, k, x, nb, y, bias, half_w ? "gemv_f16" : "gemv_f32");
   int nbk = nb == 1 ? 1 : nb == 2 ? 2 : nb <= 4 ? 4 : 8; /* kernels exist for 1, 2, 4, 8 vectors */
   char name[32];
   snprintf(name, sizeof name, "af_op_gemv_%s_%d", half_w ? "f16" : "f32", nbk);
@@ -186,6 +217,21 @@ int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0
   return run1(q, k, tokens * (size_t)heads, AF_ROW_WG, "rope");
 }
 
+int af_op_rope_pos(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, cl_mem pos, float base,
+                   int interleaved) {
+  if (d < 2 || d % 2) return af_err(AF_ERR_INVALID, "rope: head size %d must be even", d);
+  if (!tokens) return 0;
+  cl_kernel k;
+  int rc = kernel(q, "af_op_rope_pos", &k);
+  if (rc) return rc;
+  cl_long xo = (cl_long)x.off;
+  cl_int t = (cl_int)tokens, h = heads, dd = d, il = interleaved;
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof pos, sizeof base, sizeof il};
+  ARGS(&x.mem, &xo, &t, &h, &dd, &pos, &base, &il);
+  if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
+  return run1(q, k, tokens * (size_t)heads, AF_ROW_WG, "rope");
+}
+
 int af_op_gather(af_queue *q, cl_mem table, int half_table, size_t n_rows, size_t cols, cl_mem ids, size_t n,
                  af_dbuf out) {
   cl_kernel k;
@@ -215,19 +261,30 @@ int af_op_f16_to_f32(af_queue *q, cl_mem src, cl_mem dst, size_t n) { return con
 int af_op_f32_to_f16(af_queue *q, cl_mem src, cl_mem dst, size_t n) { return convert(q, "af_op_f32_to_f16", src, dst, n); }
 
 int af_op_gemv_q(af_queue *q, cl_mem w, int q4, size_t rows, size_t k, af_dbuf x, af_dbuf y, cl_mem bias) {
+  return af_op_gemv_qn(q, w, q4, rows, k, x, 1, y, bias);
+}
+
+int af_op_gemv_qn(af_queue *q, cl_mem w, int q4, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y,
+                  cl_mem bias) {
   if (k % 32) return af_err(AF_ERR_INVALID, "gemv_q: k = %zu is not a multiple of the 32-weight block", k);
+  if (nb < 1 || nb > 8) return af_err(AF_ERR_INVALID, "gemv_q: %d vectors (1..8 supported)", nb);
   if (!rows) return 0;
+  const char *label = q4 ? "gemv_q4_0" : "gemv_q8_0";
+  if (af_op_gemv_cpu_enabled(q->cl)) return gemv_cpu(q, q4 ? "q4" : "q8", w, rows, k, x, nb, y, bias, label);
   cl_kernel kk;
   int rc = kernel(q, "af_op_gemv_q", &kk);
   if (rc) return rc;
-  cl_int q4i = q4, r = (cl_int)rows, kc = (cl_int)k, hb = bias != NULL;
-  cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
-  cl_mem bm = bias ? bias : w;
-  size_t sz[] = {sizeof w, sizeof q4i, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof y.mem, sizeof yo,
-                 sizeof bm, sizeof hb};
-  ARGS(&w, &q4i, &r, &kc, &x.mem, &xo, &y.mem, &yo, &bm, &hb);
-  if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
-  return run1(q, kk, rows, AF_GEMV_WG, q4 ? "gemv_q4_0" : "gemv_q8_0");
+  for (int v = 0; v < nb && !rc; v++) { /* the portable kernel takes one vector: one launch each */
+    cl_int q4i = q4, r = (cl_int)rows, kc = (cl_int)k, hb = bias != NULL;
+    cl_long xo = (cl_long)(x.off + (size_t)v * k), yo = (cl_long)(y.off + (size_t)v * rows);
+    cl_mem bm = bias ? bias : w;
+    size_t sz[] = {sizeof w, sizeof q4i, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof y.mem, sizeof yo,
+                   sizeof bm, sizeof hb};
+    ARGS(&w, &q4i, &r, &kc, &x.mem, &xo, &y.mem, &yo, &bm, &hb);
+    if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
+    rc = run1(q, kk, rows, AF_GEMV_WG, label);
+  }
+  return rc;
 }
 
 int af_op_dequant_q(af_queue *q, cl_mem src, int q4, cl_mem dst, size_t n) {

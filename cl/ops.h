@@ -35,14 +35,24 @@ int af_op_gemm_xwt(af_queue *q, size_t m, size_t n, size_t k, af_dbuf x, size_t 
 int af_op_gemm_tiled_enabled(const af_cl *cl);
 
 /* y[b, r] = W[r, :] . x[b, :] (+ bias[r]) for b < nb (1..8), W rows x k stored
- * fp32 or fp16 (half_w = 1); the weights are read once for all nb vectors. */
+ * fp32 or fp16 (half_w = 1); the weights are read once for all nb vectors.
+ * x holds nb rows of k floats, y nb rows of `rows` floats. */
 int af_op_gemv(af_queue *q, cl_mem w, int half_w, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y,
                cl_mem bias);
+
+/* 1 when the device profile selects the CPU GEMV kernels
+ * (cl/kernels/gemv_cpu.cl, `kernels: {AF_GEMV_IMPL: cpu}`) for af_op_gemv and
+ * af_op_gemv_qn; else they use the portable ones in ops.c. */
+int af_op_gemv_cpu_enabled(const af_cl *cl);
 
 /* y[r] = W[r, :] . x (+ bias[r]) with W in ggml's Q8_0 (q4 = 0) or Q4_0
  * (q4 = 1) block layout (rows x k, k a multiple of 32), dequantised in the
  * kernel; and the widening of n such weights to fp32 (for prefill GEMMs). */
 int af_op_gemv_q(af_queue *q, cl_mem w, int q4, size_t rows, size_t k, af_dbuf x, af_dbuf y, cl_mem bias);
+/* The same for nb (1..8) vectors, laid out as in af_op_gemv (batched decode):
+ * with the CPU kernels the weights are read once for all of them. */
+int af_op_gemv_qn(af_queue *q, cl_mem w, int q4, size_t rows, size_t k, af_dbuf x, int nb, af_dbuf y,
+                  cl_mem bias);
 int af_op_dequant_q(af_queue *q, cl_mem src, int q4, cl_mem dst, size_t n);
 
 /* Row norms over rows x n (y may equal x). */
@@ -64,6 +74,10 @@ int af_op_add_bias(af_queue *q, af_dbuf y, size_t ld, size_t rows, size_t n, cl_
 /* RoPE in place on tokens x (heads * d) at positions pos0 + t; interleaved = 0
  * pairs (i, i + d/2) as HF LLaMA, 1 pairs (2i, 2i + 1) as llama.cpp files. */
 int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0, float base, int interleaved);
+/* The same with token t at position pos[t] (pos: tokens ints on the device),
+ * for batched decode where every sequence is at its own position. */
+int af_op_rope_pos(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, cl_mem pos, float base,
+                   int interleaved);
 
 /* out[r, :] = table[ids[r], :] for r < n; table n_rows x cols, fp32 or fp16. */
 int af_op_gather(af_queue *q, cl_mem table, int half_table, size_t n_rows, size_t cols, cl_mem ids, size_t n,

@@ -35,8 +35,28 @@ typedef struct af_weights af_weights;
 int af_weights_open(af_cl *cl, const char *path, af_weights **out);
 void af_weights_free(af_weights *w);
 
-/* The underlying file (borrowed). */
+/* Two-file models: tensors and metadata are looked up in `primary` (our
+ * vision/adapter file) first, then in `fallback` (e.g. a llama.cpp Vicuna
+ * GGUF), so that ArtGPT-4's re-trained RMSNorm gains and adapters override the
+ * base model's.  fallback NULL = af_weights_open(primary).  The pair is
+ * checked first (LLaMA shape keys present in both agree, the projection's
+ * output width equals the LLM's hidden size, the tokenizer's token count equals
+ * the embedding rows, both tokenizers hold the same pieces, q and k come from
+ * files with the same RoPE layout); a disagreement is AF_ERR_MISMATCH with one
+ * line naming both files. */
+int af_weights_open_pair(af_cl *cl, const char *primary, const char *fallback, af_weights **out);
+
+/* The underlying file (borrowed); the primary one of a pair. */
 const af_gguf *af_weights_gguf(const af_weights *w);
+/* The second file of a pair, or NULL. */
+const af_gguf *af_weights_fallback(const af_weights *w);
+/* The file whose metadata holds `key` (primary first); the primary file when
+ * neither does, so that a getter's NOT_FOUND names it.  Borrowed. */
+const af_gguf *af_weights_meta(const af_weights *w, const char *key);
+/* Host view of tensor `name` from the first file that has it, or NULL. */
+const af_gguf_tensor *af_weights_find(const af_weights *w, const char *name);
+/* The file that provides tensor `name` (primary first), or NULL. */
+const af_gguf *af_weights_tensor_file(const af_weights *w, const char *name);
 
 /* Returns the device copy of tensor `name`, uploading it on first use.
  * want_type: -1 keeps the stored type, AF_GGML_F32 converts to fp32.
@@ -50,6 +70,10 @@ int af_weights_expect(af_weights *w, const char *name, int want_type, uint32_t n
 
 /* Bytes uploaded so far. */
 uint64_t af_weights_device_bytes(const af_weights *w);
+/* Of those, the bytes used in place from the mapped file (zero-copy: profile
+ * define AF_WEIGHTS_ZERO_COPY=1 on a device sharing host memory, tensor data
+ * aligned to the device's base-address alignment; see weights.c). */
+uint64_t af_weights_in_place_bytes(const af_weights *w);
 
 #ifdef __cplusplus
 }

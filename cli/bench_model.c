@@ -1,18 +1,25 @@
-/* `artflow bench --model M.gguf`: whole-model benchmark of the vision path
- * (ViT + ln_vision, Q-Former + projection) on the selected device: seconds and
- * images/s per batch size, achieved GFLOPS from the model's shapes, and the
- * device's measured copy bandwidth and FMA rate next to them.  Timings are
+/* `artflow bench --model M.gguf`: whole-model benchmark on the selected
+ * device: ViT (+ ln_vision) and Q-Former (+ projection) seconds and images/s
+ * per batch size, LLM prefill and decode tokens/s, an end-to-end estimate per
+ * described image; achieved GFLOPS and GB/s next to the device's peak
+ * (measured copy bandwidth; FMA rate from a micro-benchmark on CPU devices,
+ * from a table of spec-sheet numbers for known GPUs); the profile used.
+ * `--compare P.yaml` runs a second profile in the same process (a fresh
+ * context, weights and kernels each) and prints the ratios.  Timings are
  * best-of-N after a warm-up call (first calls compile kernels). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "cl/weights.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "model/gguf.h"
 #include "stages/lm.h"
 #include "stages/vision.h"
 
@@ -39,23 +46,41 @@ static double qformer_flops(const af_qformer_shape *s) {
   return f + 2 * Q * D * s->proj_out;
 }
 
+/* LLM linear layers per position (attention scores left out: small at these lengths) */
+static double llm_flops_per_pos(const af_lm_shape *s) {
+  double H = s->hidden, F = s->ffn;
+  return 2.0 * s->layers * (4 * H * H + 3 * H * F + 2 * H * s->adapter);
+}
+
 static const char usage[] =
-    "usage: artflow bench --model MODEL.gguf [--images N] [--batch B] [--repeat R] [--json] [--device D]\n"
+    "usage: artflow bench --model MODEL.gguf [--images N] [--batch B] [--repeat R] [--json]\n"
+    "                     [--profile P.yaml] [--compare P2.yaml] [--vision-only | --llm-only] [--device D]\n"
     "       artflow bench ops [...]\n"
     "\n"
-    "Whole-model benchmark of the vision path on the device: ViT (+ ln_vision) and\n"
-    "Q-Former (+ projection) seconds per image at batch 1 and batch B, achieved GFLOPS,\n"
-    "and the device's measured copy bandwidth.  Use a full-size random model from\n"
+    "Whole-model benchmark on the device: ViT (+ ln_vision) and Q-Former (+ projection)\n"
+    "seconds per image and images/s at batch 1 and batch B, LLM prefill and decode\n"
+    "tokens/s, and an end-to-end estimate per described image (ViT + Q-Former at batch 1,\n"
+    "prefill of the image queries + 40 prompt positions, 32 decode steps).  Next to the\n"
+    "achieved GFLOPS and GB/s: the device's measured copy bandwidth and its FMA peak\n"
+    "(a micro-benchmark on CPU devices, spec-sheet numbers for known GPUs), and the\n"
+    "device profile used.  For the vision path of the full model use a random model from\n"
     "'artflow mkmodel --arch config/models/bench-vision-full.yaml --random -o M.gguf'.\n"
-    "--llm-only times the LLM instead: prefill of 100 positions and 16 decode steps\n"
-    "(tokens/s, and weight GB/s against the copy bandwidth of `bench ops`).\n"
     "\n"
-    "  --model FILE   model to run (required)\n"
-    "  --batch B      second batch size to time (default 4)\n"
-    "  --repeat R     timed repetitions, best kept (default 2)\n"
-    "  --json         one JSON object instead of the table\n"
-    "  --llm-only     benchmark the LLM (prefill, decode) instead of the vision path\n"
-    "  --device D     OpenCL device index or name substring\n";
+    "  --model FILE     model to run (required)\n"
+    "  --images N       images per timed pass at batch B (default B)\n"
+    "  --batch B        second batch size to time (default 4); also the number of sequences\n"
+    "                   of the LLM's batched decode timing (default: the profile's batch.llm)\n"
+    "  --repeat R       timed repetitions, best kept (default 2)\n"
+    "  --profile FILE   device profile to use instead of the one selected for the device\n"
+    "  --compare FILE   also run with this profile, in the same process, and print the\n"
+    "                   ratios (first profile's time / second's: > 1 = the second is faster)\n"
+    "  --vision-only    only the ViT and Q-Former\n"
+    "  --llm-only       only the LLM: prefill of 100 positions and 16 decode steps, at batch 1\n"
+    "                   and batched (B sequences per step: aggregated and per-sequence tokens/s)\n"
+    "  --json           one JSON object instead of the table\n"
+    "  --device D       OpenCL device index or name substring\n";
+
+/* ---------------------------------------------------------------- peaks */
 
 static double copy_bandwidth(af_cl *cl, af_queue *q) {
   size_t bytes = (size_t)256 << 20;
@@ -80,12 +105,144 @@ out:
   return best;
 }
 
+/* FMA rate: 8 independent float16 fma chains per work-item; work-item 0 is
+ * checked against the same recurrence in C (fmaf rounds once, as fma does). */
+static const char fma_src[] =
+    "__kernel void af_bench_fma(__global float *out, const int iters, const float a, const float b) {\n"
+    "  float s0 = (float)get_global_id(0) * 1e-6f;\n"
+    "  float16 x0 = s0 + (float16)(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f) * 0.01f;\n"
+    "  float16 x1 = x0 + 0.1f, x2 = x0 + 0.2f, x3 = x0 + 0.3f, x4 = x0 + 0.4f, x5 = x0 + 0.5f, x6 = x0 + 0.6f, x7 = x0 + 0.7f;\n"
+    "  for (int i = 0; i < iters; i++) {\n"
+    "    x0 = fma(x0, a, b); x1 = fma(x1, a, b); x2 = fma(x2, a, b); x3 = fma(x3, a, b);\n"
+    "    x4 = fma(x4, a, b); x5 = fma(x5, a, b); x6 = fma(x6, a, b); x7 = fma(x7, a, b);\n"
+    "  }\n"
+    "  float16 s = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7));\n"
+    "  float8 h = s.lo + s.hi; float4 q = h.lo + h.hi;\n"
+    "  out[get_global_id(0)] = (q.s0 + q.s1) + (q.s2 + q.s3);\n"
+    "}\n";
+
+static double fma_reference(int iters, float a, float b) {
+  float x[8][16];
+  for (int c = 0; c < 8; c++)
+    for (int l = 0; l < 16; l++) x[c][l] = 0.0f + (float)l * 0.01f + (c ? 0.1f * (float)c : 0.0f);
+  for (int i = 0; i < iters; i++)
+    for (int c = 0; c < 8; c++)
+      for (int l = 0; l < 16; l++) x[c][l] = fmaf(x[c][l], a, b);
+  double s = 0;
+  for (int c = 0; c < 8; c++)
+    for (int l = 0; l < 16; l++) s += x[c][l];
+  return s;
+}
+
+static double fma_peak_measured(af_cl *cl, af_queue *q, int *checked) {
+  cl_int e;
+  const char *src = fma_src;
+  double best = 0;
+  *checked = 0;
+  cl_program p = clCreateProgramWithSource(cl->ctx, 1, &src, NULL, &e);
+  if (e != CL_SUCCESS) return 0;
+  cl_kernel k = NULL;
+  cl_mem out = NULL;
+  size_t items = (size_t)(cl->info.compute_units ? cl->info.compute_units : 1) * 16;
+  if (clBuildProgram(p, 1, &cl->device, "", NULL, NULL) != CL_SUCCESS) goto done;
+  if (!(k = clCreateKernel(p, "af_bench_fma", &e)) || e != CL_SUCCESS) goto done;
+  if (af_cl_alloc(cl, CL_MEM_WRITE_ONLY, items * sizeof(float), NULL, &out)) goto done;
+  int iters = 1 << 16;
+  float a = 0.999999f, b = 1e-6f;
+  for (int r = 0; r < 6; r++) {
+    clSetKernelArg(k, 0, sizeof out, &out);
+    clSetKernelArg(k, 1, sizeof iters, &iters);
+    clSetKernelArg(k, 2, sizeof a, &a);
+    clSetKernelArg(k, 3, sizeof b, &b);
+    size_t l = 1;
+    double t0 = now();
+    if (clEnqueueNDRangeKernel(q->q, k, 1, NULL, &items, &l, 0, NULL, NULL) != CL_SUCCESS || clFinish(q->q) != CL_SUCCESS)
+      goto done;
+    double t = now() - t0;
+    if (r == 0) { /* check, and size the run to about 50 ms */
+      float v0;
+      if (clEnqueueReadBuffer(q->q, out, CL_TRUE, 0, sizeof v0, &v0, 0, NULL, NULL) != CL_SUCCESS) goto done;
+      double ref = fma_reference(iters, a, b);
+      if (!(fabs(v0 - ref) <= 1e-4 * fabs(ref))) goto done;
+      *checked = 1;
+      while (t < 0.05 && iters < (1 << 26)) iters *= 2, t *= 2;
+      continue;
+    }
+    double gf = (double)items * iters * 8 * 16 * 2 / t / 1e9;
+    if (gf > best) best = gf;
+  }
+done:
+  if (out) clReleaseMemObject(out);
+  if (k) clReleaseKernel(k);
+  clReleaseProgram(p);
+  af_error_clear();
+  return *checked ? best : 0;
+}
+
+/* fp32 FMA peak from vendors' spec sheets (boost clocks), by device name */
+static const struct {
+  const char *name;
+  double gflops;
+} GPU_PEAK[] = {
+    {"H200", 66900},   {"H100 PCIe", 51200}, {"H100", 66900},   {"A100", 19500},      {"A10", 31200},
+    {"L40S", 91600},   {"L4", 30300},        {"V100", 15700},   {"T4", 8100},         {"RTX 4090", 82600},
+    {"RTX 3090", 35600}, {"MI300X", 163400}, {"MI250X", 47900}, {"MI210", 22600},     {"MI100", 23100},
+    {"gfx942", 163400}, {"gfx90a", 47900},   {"gfx908", 23100}, {"Arc(TM) A770", 19700},
+};
+
+static double fma_peak(af_cl *cl, af_queue *q, const char **source) {
+  if (!cl->info.is_cpu)
+    for (size_t i = 0; i < sizeof GPU_PEAK / sizeof GPU_PEAK[0]; i++)
+      if (strstr(cl->info.name, GPU_PEAK[i].name)) {
+        *source = "spec sheet";
+        return GPU_PEAK[i].gflops;
+      }
+  int checked;
+  double g = fma_peak_measured(cl, q, &checked);
+  *source = checked ? "measured" : "unknown";
+  return g;
+}
+
+/* ---------------------------------------------------------------- runs */
+
+typedef struct vis_res {
+  int ok, nsizes, sizes[2], images;
+  double vit_s[2], qf_s[2]; /* seconds per image */
+  double warm, vf, qff;
+  int layers, tokens, width, qlayers, queries;
+} vis_res;
+
+typedef struct llm_res {
+  int ok, layers, hidden, n_prompt;
+  double prefill_s, decode_s, flops_per_pos;
+  unsigned long long wbytes;
+  int dbatch;            /* sequences of the batched decode timing (0 = not run) */
+  double dbatch_s;       /* seconds per batched step (dbatch tokens) */
+  unsigned long long kv_bytes;
+  int kv_half;
+} llm_res;
+
+typedef struct run_res {
+  char profile[64], why[768];
+  double copy_gbs, fma_gflops;
+  const char *fma_source;
+  vis_res v;
+  llm_res l;
+  double e2e_s;
+} run_res;
+
+typedef struct bench_opts {
+  const char *model, *device;
+  int batch, images, repeat, json, llm_only, vision_only;
+  int batch_given; /* --batch given: also the LLM's decode batch (else the profile's batch.llm) */
+} bench_opts;
+
 /* LLM: prefill of n_prompt positions and n_decode single-token steps;
  * tokens/s and the weight bytes streamed per decode step / time. */
-static int bench_llm(af_cl *cl, af_weights *w, int json, int n_prompt, int n_decode) {
+static int bench_llm(af_cl *cl, af_weights *w, int n_prompt, int n_decode, int dbatch, llm_res *res) {
   af_lm *lm = NULL;
   af_queue *q = NULL;
-  int rc = af_lm_new(cl, w, n_prompt + n_decode + 1, &lm);
+  int rc = af_lm_new(cl, w, n_prompt + n_decode + 2, &lm);
   if (!rc) rc = af_queue_new(cl, &q);
   if (rc) goto out;
   const af_lm_shape *s = af_lm_shape_of(lm);
@@ -101,20 +258,38 @@ static int bench_llm(af_cl *cl, af_weights *w, int json, int n_prompt, int n_dec
   double t0 = now();
   if (!rc) rc = af_lm_forward(lm, q, x, n_prompt, 0, logits);
   double prefill = now() - t0;
+  if (!rc) rc = af_lm_forward(lm, q, x, 1, n_prompt, logits); /* warm-up of the decode kernels */
   t0 = now();
   for (int i = 0; i < n_decode && !rc; i++) rc = af_lm_forward(lm, q, x, 1, n_prompt + i, logits);
   double decode = (now() - t0) / n_decode;
-  uint64_t wbytes = af_weights_device_bytes(w);
+  /* batched decode: dbatch sequences (each prefilled into its own KV-cache
+   * slot, untimed), then n_decode steps of one token for all of them */
+  double dstep = 0;
+  if (!rc && dbatch > 1) {
+    float *xb = malloc(sizeof(float) * (size_t)dbatch * H), *lb = malloc(sizeof(float) * (size_t)dbatch * s->vocab);
+    int *slots = malloc(sizeof(int) * (size_t)dbatch), *pos = malloc(sizeof(int) * (size_t)dbatch);
+    if (!xb || !lb || !slots || !pos) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    if (!rc) rc = af_lm_reserve(lm, q, dbatch, n_prompt + n_decode + 1);
+    for (int b = 1; b < dbatch && !rc; b++) rc = af_lm_prefill(lm, q, b, x, n_prompt, 0, logits);
+    for (int b = 0; b < dbatch && xb; b++) memcpy(xb + (size_t)b * H, x, sizeof(float) * H);
+    for (int b = 0; b < dbatch && slots; b++) slots[b] = b, pos[b] = n_prompt;
+    if (!rc) rc = af_lm_decode_batch(lm, q, dbatch, slots, pos, xb, lb); /* warm-up */
+    t0 = now();
+    for (int i = 0; i < n_decode && !rc; i++) {
+      for (int b = 0; b < dbatch; b++) pos[b] = n_prompt + i;
+      rc = af_lm_decode_batch(lm, q, dbatch, slots, pos, xb, lb);
+    }
+    dstep = (now() - t0) / n_decode;
+    free(xb), free(lb), free(slots), free(pos);
+  }
   if (!rc) {
-    if (json)
-      printf("{\"llm_layers\":%d,\"hidden\":%d,\"prefill_tokens\":%d,\"prefill_tokens_s\":%.2f,"
-             "\"decode_ms_per_token\":%.2f,\"decode_tokens_s\":%.3f,\"weight_gb_s\":%.2f}\n",
-             s->layers, s->hidden, n_prompt, n_prompt / prefill, decode * 1e3, 1.0 / decode, wbytes / decode / 1e9);
-    else
-      printf("LLM (%d layers, hidden %d, %.2f GB of device weights): prefill %d positions %.2f tokens/s; "
-             "decode %.1f ms/token = %.2f tokens/s, %.1f GB/s of weights\n",
-             s->layers, s->hidden, wbytes / 1e9, n_prompt, n_prompt / prefill, decode * 1e3, 1.0 / decode,
-             wbytes / decode / 1e9);
+    res->dbatch = dbatch > 1 ? dbatch : 0, res->dbatch_s = dstep;
+    res->kv_bytes = af_lm_kv_bytes(lm), res->kv_half = af_lm_kv_half(lm);
+    res->ok = 1;
+    res->layers = s->layers, res->hidden = s->hidden, res->n_prompt = n_prompt;
+    res->prefill_s = prefill, res->decode_s = decode;
+    res->wbytes = af_weights_device_bytes(w);
+    res->flops_per_pos = llm_flops_per_pos(s);
   }
   free(x), free(logits);
 out:
@@ -123,52 +298,15 @@ out:
   return rc;
 }
 
-int af_bench_model(int argc, char **argv) {
-  const char *model = NULL, *device = NULL;
-  int batch = 4, repeat = 2, json = 0, llm_only = 0;
-  for (int i = 1; i < argc; i++) {
-    if (af_cli_is_help(argv[i])) {
-      fputs(usage, stdout);
-      return AF_EXIT_OK;
-    } else if (!strcmp(argv[i], "--json")) {
-      json = 1;
-    } else if (!strcmp(argv[i], "--llm-only")) {
-      llm_only = 1;
-    } else if (i + 1 < argc && !strcmp(argv[i], "--model")) {
-      model = argv[++i];
-    } else if (i + 1 < argc && !strcmp(argv[i], "--device")) {
-      device = argv[++i];
-    } else if (i + 1 < argc && !strcmp(argv[i], "--batch")) {
-      batch = atoi(argv[++i]);
-      if (batch < 1 || batch > 64) return af_cli_usage_error("bench", usage, "--batch must be 1..64");
-    } else if (i + 1 < argc && !strcmp(argv[i], "--repeat")) {
-      repeat = atoi(argv[++i]);
-      if (repeat < 1 || repeat > 100) return af_cli_usage_error("bench", usage, "--repeat must be 1..100");
-    } else {
-      return af_cli_usage_error("bench", usage, "unknown option or missing value '%s'", argv[i]);
-    }
-  }
-  if (!model) return af_cli_usage_error("bench", usage, "--model is required for the whole-model benchmark");
-  af_cl *cl = NULL;
-  af_weights *w = NULL;
+static int bench_vision(af_cl *cl, af_weights *w, const bench_opts *o, vis_res *res) {
   af_vit *v = NULL;
   af_qformer *f = NULL;
   af_queue *q = NULL;
   float *pix = NULL, *vout = NULL, *pout = NULL;
-  int rc = af_cl_open(&cl, device);
-  if (!rc) rc = af_weights_open(cl, model, &w);
-  if (!rc && llm_only) {
-    rc = bench_llm(cl, w, json, 100, 16);
-    if (rc) rc = af_cli_fail(rc, model);
-    goto out;
-  }
-  if (!rc) rc = af_vit_new(cl, w, batch, &v);
+  int batch = o->batch, rc = af_vit_new(cl, w, batch, &v);
   if (!rc) rc = af_qformer_new(cl, w, batch, af_vit_shape_of(v)->tokens, &f);
   if (!rc) rc = af_queue_new(cl, &q);
-  if (rc) {
-    rc = af_cli_fail(rc, model);
-    goto out;
-  }
+  if (rc) goto out;
   const af_vit_shape *vs = af_vit_shape_of(v);
   const af_qformer_shape *fs = af_qformer_shape_of(f);
   size_t npix = 3 * (size_t)vs->image_size * vs->image_size, nv = (size_t)vs->tokens * vs->width;
@@ -176,63 +314,327 @@ int af_bench_model(int argc, char **argv) {
   vout = malloc(nv * batch * sizeof(float));
   pout = malloc((size_t)fs->queries * fs->proj_out * batch * sizeof(float));
   if (!pix || !vout || !pout) {
-    rc = af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), NULL);
+    rc = af_err(AF_ERR_NOMEM, "out of memory");
     goto out;
   }
   for (size_t i = 0; i < npix * batch; i++) pix[i] = sinf((float)i * 0.001f);
-  double bw = copy_bandwidth(cl, q);
-  int sizes[2] = {1, batch}, nsizes = batch > 1 ? 2 : 1;
-  double vit_s[2] = {0}, qf_s[2] = {0};
   double t0 = now();
-  if ((rc = af_vit_encode(v, q, pix, 1, vout)) || (rc = af_qformer_forward(f, q, vout, 1, NULL, pout))) {
-    rc = af_cli_fail(rc, model); /* warm-up: uploads weights, compiles kernels */
-    goto out;
-  }
-  double warm = now() - t0;
-  for (int s = 0; s < nsizes; s++) {
-    vit_s[s] = qf_s[s] = INFINITY;
-    for (int r = 0; r < repeat; r++) {
-      t0 = now();
-      if ((rc = af_vit_encode(v, q, pix, sizes[s], vout))) break;
-      double t1 = now();
-      if ((rc = af_qformer_forward(f, q, vout, sizes[s], NULL, pout))) break;
-      vit_s[s] = fmin(vit_s[s], t1 - t0);
-      qf_s[s] = fmin(qf_s[s], now() - t1);
+  if ((rc = af_vit_encode(v, q, pix, 1, vout)) || (rc = af_qformer_forward(f, q, vout, 1, NULL, pout)))
+    goto out; /* warm-up: uploads weights, compiles kernels */
+  res->warm = now() - t0;
+  int images = o->images > 0 ? o->images : batch;
+  res->sizes[0] = 1, res->sizes[1] = batch, res->nsizes = batch > 1 || images > 1 ? 2 : 1, res->images = images;
+  for (int s = 0; s < res->nsizes && !rc; s++) {
+    int n_img = s ? images : 1;
+    double bv = INFINITY, bq = INFINITY;
+    for (int r = 0; r < o->repeat && !rc; r++) {
+      double tv = 0, tq = 0;
+      for (int done = 0; done < n_img && !rc; done += res->sizes[s]) {
+        int nb = n_img - done < res->sizes[s] ? n_img - done : res->sizes[s];
+        t0 = now();
+        if ((rc = af_vit_encode(v, q, pix, nb, vout))) break;
+        double t1 = now();
+        if ((rc = af_qformer_forward(f, q, vout, nb, NULL, pout))) break;
+        tv += t1 - t0, tq += now() - t1;
+      }
+      bv = fmin(bv, tv), bq = fmin(bq, tq);
     }
-    if (rc) {
-      rc = af_cli_fail(rc, model);
-      goto out;
-    }
+    res->vit_s[s] = bv / n_img, res->qf_s[s] = bq / n_img;
   }
-  double vf = vit_flops(vs), qff = qformer_flops(fs);
-  if (json) {
-    printf("{\"device\":\"%s\",\"model\":\"%s\",\"copy_gb_s\":%.2f,\"first_call_s\":%.3f,\"vit_gflop_per_image\":%.2f,"
-           "\"qformer_gflop_per_image\":%.3f,\"runs\":[",
-           cl->info.name, model, bw, warm, vf / 1e9, qff / 1e9);
-    for (int s = 0; s < nsizes; s++)
-      printf("%s{\"batch\":%d,\"vit_s_per_image\":%.4f,\"vit_gflops\":%.2f,\"qformer_s_per_image\":%.4f,"
-             "\"qformer_gflops\":%.2f}",
-             s ? "," : "", sizes[s], vit_s[s] / sizes[s], vf * sizes[s] / vit_s[s] / 1e9, qf_s[s] / sizes[s],
-             qff * sizes[s] / qf_s[s] / 1e9);
-    printf("]}\n");
-  } else {
-    printf("device: %s\nmodel: %s (ViT %d blocks, %d tokens x %d; Q-Former %d layers)\n", cl->info.name, model,
-           vs->layers, vs->tokens, vs->width, fs->layers);
-    printf("device copy bandwidth: %.1f GB/s; first call (upload + compile): %.1f s\n", bw, warm);
-    printf("%-6s %14s %12s %12s %16s %14s\n", "batch", "vit s/image", "vit img/s", "vit GFLOPS", "qformer s/image",
-           "qformer GFLOPS");
-    for (int s = 0; s < nsizes; s++)
-      printf("%-6d %14.3f %12.3f %12.1f %16.4f %14.1f\n", sizes[s], vit_s[s] / sizes[s], sizes[s] / vit_s[s],
-             vf * sizes[s] / vit_s[s] / 1e9, qf_s[s] / sizes[s], qff * sizes[s] / qf_s[s] / 1e9);
-    printf("(ViT %.1f GFLOP/image, Q-Former %.2f GFLOP/image; best of %d)\n", vf / 1e9, qff / 1e9, repeat);
-  }
-  rc = AF_EXIT_OK;
+  if (rc) goto out;
+  res->vf = vit_flops(vs), res->qff = qformer_flops(fs);
+  res->layers = vs->layers, res->tokens = vs->tokens, res->width = vs->width, res->qlayers = fs->layers;
+  res->queries = fs->queries;
+  res->ok = 1;
 out:
   free(pix), free(vout), free(pout);
   af_queue_free(q);
   af_qformer_free(f);
   af_vit_free(v);
+  return rc;
+}
+
+/* one whole run with one profile (NULL = the device's own selection): its own
+ * context, weights and kernels */
+static int run_profile(const bench_opts *o, const char *profile, run_res *r) {
+  memset(r, 0, sizeof *r);
+  char *saved = getenv("ARTFLOW_PROFILE_FILE") ? strdup(getenv("ARTFLOW_PROFILE_FILE")) : NULL;
+  if (profile) setenv("ARTFLOW_PROFILE_FILE", profile, 1); /* af_cl_open selects and applies it */
+  af_cl *cl = NULL;
+  af_weights *w = NULL;
+  af_queue *q = NULL;
+  int rc = af_cl_open(&cl, o->device);
+  if (profile) {
+    if (saved)
+      setenv("ARTFLOW_PROFILE_FILE", saved, 1);
+    else
+      unsetenv("ARTFLOW_PROFILE_FILE");
+  }
+  free(saved);
+  if (rc) return rc;
+  snprintf(r->profile, sizeof r->profile, "%s", cl->profile->name);
+  snprintf(r->why, sizeof r->why, "%s", cl->profile->why);
+  rc = af_queue_new(cl, &q);
+  if (!rc) {
+    r->copy_gbs = copy_bandwidth(cl, q);
+    r->fma_gflops = fma_peak(cl, q, &r->fma_source);
+  }
+  if (!rc) rc = af_weights_open(cl, o->model, &w);
+  int has_llm = 0;
+  if (!rc) {
+    uint32_t layers;
+    has_llm = !af_gguf_get_u32(af_weights_gguf(w), "llama.block_count", &layers) && layers > 0;
+  }
+  if (!rc && !o->llm_only) rc = bench_vision(cl, w, o, &r->v);
+  int dbatch = o->batch_given ? o->batch : af_devprofile_batch(cl->profile, "llm");
+  if (!rc && !o->vision_only && has_llm) rc = bench_llm(cl, w, o->llm_only ? 100 : 100, 16, dbatch, &r->l);
+  if (!rc && r->v.ok && r->l.ok) {
+    double pf = (r->v.queries + 40) * (r->l.prefill_s / r->l.n_prompt);
+    r->e2e_s = r->v.vit_s[0] + r->v.qf_s[0] + pf + 32 * r->l.decode_s;
+  }
+  af_queue_free(q);
   af_weights_free(w);
   af_cl_close(cl);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void print_text(const bench_opts *o, const run_res *r) {
+  printf("profile: %s (%s)\n", r->profile, r->why);
+  printf("device peak: copy %.1f GB/s (measured), FMA %.0f GFLOPS (%s)\n", r->copy_gbs, r->fma_gflops,
+         r->fma_source);
+  const vis_res *v = &r->v;
+  if (v->ok) {
+    printf("vision: ViT %d blocks, %d tokens x %d; Q-Former %d layers; first call (upload + compile) %.1f s\n",
+           v->layers, v->tokens, v->width, v->qlayers, v->warm);
+    printf("%-6s %7s %13s %10s %15s %16s %11s %15s\n", "batch", "images", "vit s/image", "vit img/s",
+           "vit GFLOPS", "qformer s/image", "qformer img/s", "qformer GFLOPS");
+    for (int s = 0; s < v->nsizes; s++) {
+      double g = v->vf / v->vit_s[s] / 1e9, gq = v->qff / v->qf_s[s] / 1e9;
+      printf("%-6d %7d %13.4f %10.3f %8.1f (%3.0f%%) %16.4f %11.2f %8.1f (%3.0f%%)\n", v->sizes[s],
+             s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s], g, r->fma_gflops > 0 ? 100 * g / r->fma_gflops : 0,
+             v->qf_s[s], 1 / v->qf_s[s], gq, r->fma_gflops > 0 ? 100 * gq / r->fma_gflops : 0);
+    }
+    printf("(ViT %.1f GFLOP/image, Q-Former %.2f GFLOP/image; %% of the FMA peak; best of %d)\n", v->vf / 1e9,
+           v->qff / 1e9, o->repeat);
+  }
+  const llm_res *l = &r->l;
+  if (l->ok) {
+    double pg = l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, gbs = l->wbytes / l->decode_s / 1e9;
+    printf("LLM (%d layers, hidden %d, %.2f GB of device weights):\n", l->layers, l->hidden, l->wbytes / 1e9);
+    printf("  batch 1 prefill %d positions: %.2f tokens/s, %.1f GFLOPS (%.0f%% of FMA peak)\n", l->n_prompt,
+           l->n_prompt / l->prefill_s, pg, r->fma_gflops > 0 ? 100 * pg / r->fma_gflops : 0);
+    printf("  batch 1 decode: %.1f ms/token = %.2f tokens/s, %.1f GB/s of weights (%.0f%% of copy bandwidth)\n",
+           l->decode_s * 1e3, 1 / l->decode_s, gbs, r->copy_gbs > 0 ? 100 * gbs / r->copy_gbs : 0);
+    if (l->dbatch)
+      printf("  batch %d decode: %.1f ms/step = %.2f tokens/s aggregated, %.2f tokens/s per sequence (%.2fx the "
+             "batch-1 throughput)\n",
+             l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
+             l->dbatch * l->decode_s / l->dbatch_s);
+    int nseq = l->dbatch ? l->dbatch : 1;
+    printf("  KV cache: %.1f MB (%s, %d sequence%s of %llu positions)\n", l->kv_bytes / 1e6,
+           l->kv_half ? "fp16" : "fp32", nseq, nseq > 1 ? "s" : "",
+           l->kv_bytes / (2ull * l->layers * l->hidden * (l->kv_half ? 2 : 4) * nseq));
+  }
+  if (r->e2e_s > 0)
+    printf("end-to-end per described image (estimate: ViT + Q-Former at batch 1, prefill of %d positions, 32 "
+           "decode steps): %.3f s\n",
+           v->queries + 40, r->e2e_s);
+}
+
+/* a JSON string (quotes, backslashes and control characters escaped) */
+static void json_str(const char *s) {
+  putchar('"');
+  for (; s && *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
+  }
+  putchar('"');
+}
+
+static void print_json_run(const run_res *r) {
+  printf("\"profile\":");
+  json_str(r->profile);
+  printf(",\"profile_why\":");
+  json_str(r->why);
+  printf(",\"copy_gb_s\":%.2f,\"fma_gflops\":%.1f,\"fma_source\":\"%s\"", r->copy_gbs,
+         r->fma_gflops, r->fma_source ? r->fma_source : "unknown");
+  const vis_res *v = &r->v;
+  if (v->ok) {
+    printf(",\"first_call_s\":%.3f,\"vit_gflop_per_image\":%.2f,\"qformer_gflop_per_image\":%.3f,\"runs\":[",
+           v->warm, v->vf / 1e9, v->qff / 1e9);
+    for (int s = 0; s < v->nsizes; s++)
+      printf("%s{\"batch\":%d,\"images\":%d,\"vit_s_per_image\":%.4f,\"vit_images_s\":%.4f,\"vit_gflops\":%.2f,"
+             "\"qformer_s_per_image\":%.4f,\"qformer_images_s\":%.3f,\"qformer_gflops\":%.2f}",
+             s ? "," : "", v->sizes[s], s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s], v->vf / v->vit_s[s] / 1e9,
+             v->qf_s[s], 1 / v->qf_s[s], v->qff / v->qf_s[s] / 1e9);
+    printf("]");
+  }
+  const llm_res *l = &r->l;
+  if (l->ok)
+    printf(",\"llm_layers\":%d,\"hidden\":%d,\"prefill_tokens\":%d,\"prefill_tokens_s\":%.2f,\"prefill_gflops\":%.2f,"
+           "\"decode_ms_per_token\":%.2f,\"decode_tokens_s\":%.3f,\"weight_gb_s\":%.2f",
+           l->layers, l->hidden, l->n_prompt, l->n_prompt / l->prefill_s,
+           l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, l->decode_s * 1e3, 1 / l->decode_s,
+           l->wbytes / l->decode_s / 1e9);
+  if (l->ok && l->dbatch)
+    printf(",\"decode_batch\":%d,\"decode_batch_ms_per_step\":%.2f,\"decode_batch_tokens_s\":%.3f,"
+           "\"decode_batch_tokens_s_per_seq\":%.3f",
+           l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s);
+  if (l->ok) printf(",\"kv_cache_bytes\":%llu,\"kv_cache\":\"%s\"", l->kv_bytes, l->kv_half ? "f16" : "f32");
+  if (r->e2e_s > 0) printf(",\"e2e_s_per_image\":%.4f", r->e2e_s);
+}
+
+/* first / second for each time measured by both (> 1: the second is faster) */
+static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b) {
+  typedef struct {
+    const char *name;
+    double x, y;
+  } metric;
+  metric m[8];
+  int n = 0;
+  for (int s = 0; a->v.ok && b->v.ok && s < a->v.nsizes && s < b->v.nsizes; s++) {
+    m[n++] = (metric){s ? "vit_batch" : "vit_batch1", a->v.vit_s[s], b->v.vit_s[s]};
+    m[n++] = (metric){s ? "qformer_batch" : "qformer_batch1", a->v.qf_s[s], b->v.qf_s[s]};
+  }
+  if (a->l.ok && b->l.ok) {
+    m[n++] = (metric){"prefill", a->l.prefill_s, b->l.prefill_s};
+    m[n++] = (metric){"decode", a->l.decode_s, b->l.decode_s};
+    if (a->l.dbatch && a->l.dbatch == b->l.dbatch) m[n++] = (metric){"decode_batch", a->l.dbatch_s, b->l.dbatch_s};
+  }
+  if (a->e2e_s > 0 && b->e2e_s > 0) m[n++] = (metric){"e2e", a->e2e_s, b->e2e_s};
+  if (o->json) {
+    printf(",\"ratio\":{");
+    for (int i = 0; i < n; i++) printf("%s\"%s\":%.3f", i ? "," : "", m[i].name, m[i].x / m[i].y);
+    printf("}");
+    return;
+  }
+  printf("\nratio %s / %s (time with the first profile / time with the second; > 1: the second is faster)\n",
+         a->profile, b->profile);
+  for (int i = 0; i < n; i++)
+    printf("  %-15s %8.2fx   (%.4f s vs %.4f s)\n", m[i].name, m[i].x / m[i].y, m[i].x, m[i].y);
+}
+
+/* CLBlast overrides stay in force for the device once applied (CLBlast has
+ * no way back to its database values), so the run whose profile overrides
+ * fewer CLBlast kernels goes first */
+static int count_overrides(const char *file, const af_cl *probe, int *n, char *names, size_t cap) {
+  af_devprofile *p = malloc(sizeof *p);
+  if (!p) return af_err(AF_ERR_NOMEM, "out of memory");
+  int rc = af_devprofile_select(&probe->info, file, p);
+  *n = rc ? 0 : p->n_overrides;
+  names[0] = 0;
+  for (int i = 0, l = 0; !rc && i < p->n_overrides && (size_t)l < cap; i++)
+    l += snprintf(names + l, cap - (size_t)l, "%s%s/%d", i ? " " : "", p->overrides[i].kernel, p->overrides[i].precision);
+  free(p);
+  return rc;
+}
+
+int af_bench_model(int argc, char **argv) {
+  bench_opts o = {.batch = 4, .repeat = 2};
+  const char *profile = NULL, *compare = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (af_cli_is_help(argv[i])) {
+      fputs(usage, stdout);
+      return AF_EXIT_OK;
+    } else if (!strcmp(argv[i], "--json")) {
+      o.json = 1;
+    } else if (!strcmp(argv[i], "--llm-only")) {
+      o.llm_only = 1;
+    } else if (!strcmp(argv[i], "--vision-only")) {
+      o.vision_only = 1;
+    } else if (i + 1 < argc && !strcmp(argv[i], "--model")) {
+      o.model = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--device")) {
+      o.device = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--profile")) {
+      profile = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--compare")) {
+      compare = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--batch")) {
+      o.batch = atoi(argv[++i]);
+      o.batch_given = 1;
+      if (o.batch < 1 || o.batch > 64) return af_cli_usage_error("bench", usage, "--batch must be 1..64");
+    } else if (i + 1 < argc && !strcmp(argv[i], "--images")) {
+      o.images = atoi(argv[++i]);
+      if (o.images < 1 || o.images > 4096) return af_cli_usage_error("bench", usage, "--images must be 1..4096");
+    } else if (i + 1 < argc && !strcmp(argv[i], "--repeat")) {
+      o.repeat = atoi(argv[++i]);
+      if (o.repeat < 1 || o.repeat > 100) return af_cli_usage_error("bench", usage, "--repeat must be 1..100");
+    } else {
+      return af_cli_usage_error("bench", usage, "unknown option or missing value '%s'", argv[i]);
+    }
+  }
+  if (!o.model) return af_cli_usage_error("bench", usage, "--model is required for the whole-model benchmark");
+  if (o.llm_only && o.vision_only) return af_cli_usage_error("bench", usage, "--llm-only and --vision-only exclude each other");
+  run_res *res = calloc(2, sizeof *res);
+  if (!res) return af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), NULL);
+  const char *files[2] = {profile, compare};
+  int order[2] = {0, 1}, nruns = compare ? 2 : 1, rc = 0;
+  char device_name[256] = "";
+  {
+    af_cl *probe = NULL; /* the device, for the profiles' CLBlast overrides */
+    if ((rc = af_cl_open(&probe, o.device))) {
+      free(res);
+      return af_cli_fail(rc, NULL);
+    }
+    snprintf(device_name, sizeof device_name, "%s", probe->info.name);
+    if (compare) {
+      int n[2];
+      char names[2][512];
+      for (int k = 0; k < 2 && !rc; k++) rc = count_overrides(files[k], probe, &n[k], names[k], sizeof names[k]);
+      if (!rc && n[1] < n[0]) order[0] = 1, order[1] = 0;
+      if (!rc && n[0] && n[1] && strcmp(names[0], names[1]))
+        fprintf(stderr,
+                "bench: both profiles override CLBlast kernels (%s | %s); an override the second run lacks "
+                "stays in force from the first\n",
+                names[0], names[1]);
+    }
+    af_cl_close(probe);
+    if (rc) {
+      free(res);
+      return af_cli_fail(rc, NULL);
+    }
+  }
+  for (int k = 0; k < nruns && !rc; k++) {
+    int i = order[k];
+    if (!o.json) fprintf(stderr, "bench: run %d of %d with profile %s\n", k + 1, nruns, files[i] ? files[i] : "(device's own)");
+    if ((rc = run_profile(&o, files[i], &res[i]))) rc = af_cli_fail(rc, o.model);
+  }
+  if (!rc) {
+    if (o.json) {
+      printf("{\"device\":");
+      json_str(device_name);
+      printf(",\"model\":");
+      json_str(o.model);
+      printf(",");
+      if (compare) {
+        printf("\"profiles\":[{");
+        print_json_run(&res[0]);
+        printf("},{");
+        print_json_run(&res[1]);
+        printf("}]");
+        print_ratios(&o, &res[0], &res[1]);
+      } else {
+        print_json_run(&res[0]);
+      }
+      printf("}\n");
+    } else {
+      printf("device: %s\nmodel: %s\n", device_name, o.model);
+      for (int i = 0; i < nruns; i++) {
+        if (compare) printf("\n== %s profile: %s\n", i ? "second" : "first", files[i] ? files[i] : "(device's own)");
+        print_text(&o, &res[i]);
+      }
+      if (compare) print_ratios(&o, &res[0], &res[1]);
+    }
+    rc = AF_EXIT_OK;
+  }
+  free(res);
   return rc;
 }

@@ -77,6 +77,134 @@ static double copy_gbs(af_queue *q, cl_mem a, cl_mem b, size_t bytes) {
   return best;
 }
 
+/* ---- decode GEMVs with the weights streamed from DRAM: each case cycles
+ * through enough copies of its weight matrix (>= 640 MiB) that none is still in
+ * the last-level cache, as in a real model's decode step, and times the
+ * portable kernels (ops.cl) and the CPU kernels (gemv_cpu.cl) in the same
+ * run, next to a plain streaming read of the same buffers. */
+typedef struct {
+  const char *type; /* f32 f16 q8_0 q4_0 */
+  size_t rows, k;
+  int nb;
+} gcase;
+
+static const gcase gcases[] = {
+    {"f32", 4096, 4096, 1},  {"f16", 4096, 4096, 1},  {"f16", 11008, 4096, 1}, {"q8_0", 4096, 4096, 1},
+    {"q8_0", 11008, 4096, 1}, {"q4_0", 4096, 4096, 1}, {"q4_0", 11008, 4096, 1}, {"f16", 11008, 4096, 8},
+    {"q8_0", 11008, 4096, 8}, {"q4_0", 11008, 4096, 8},
+};
+
+static size_t gcase_bytes(const gcase *c) {
+  size_t n = c->rows * c->k;
+  return !strcmp(c->type, "f32") ? 4 * n : !strcmp(c->type, "f16") ? 2 * n : n / 32 * (c->type[1] == '8' ? 34 : 18);
+}
+
+static int gemv_run(af_queue *q, const gcase *c, cl_mem w, cl_mem x, cl_mem y) {
+  af_dbuf xv = {x, 0}, yv = {y, 0};
+  if (c->type[0] == 'q') return af_op_gemv_qn(q, w, c->type[1] == '4', c->rows, c->k, xv, c->nb, yv, NULL);
+  return af_op_gemv(q, w, c->type[1] == '1', c->rows, c->k, xv, c->nb, yv, NULL);
+}
+
+/* best seconds per pass over the n copies / n (after a warm-up pass);
+ * stream = 1 times the read probe instead of the GEMV */
+static int time_copies(af_queue *q, const gcase *c, cl_mem *w, int n, cl_mem x, cl_mem y, int repeat, int stream,
+                       double *out) {
+  cl_kernel sk = NULL;
+  int rc = stream ? af_queue_kernel(q, "gemv_cpu.cl", "af_gemv_cpu_stream", NULL, &sk) : 0;
+  size_t bytes = gcase_bytes(c);
+  cl_long chunk = 1024; /* float16 vectors per work-item: 64 KiB */
+  size_t items = bytes / (64 * (size_t)chunk) / 8 * 8, l = 8;
+  *out = INFINITY;
+  for (int r = 0; r <= repeat && !rc; r++) {
+    double t0 = now();
+    for (int i = 0; i < n && !rc; i++) {
+      if (!stream) {
+        rc = gemv_run(q, c, w[i], x, y);
+        continue;
+      }
+      cl_int e = clSetKernelArg(sk, 0, sizeof w[i], &w[i]);
+      if (!e) e = clSetKernelArg(sk, 1, sizeof chunk, &chunk);
+      if (!e) e = clSetKernelArg(sk, 2, sizeof y, &y);
+      rc = e ? af_err(e, "bench: stream probe arguments: %s", af_strerror(e))
+             : af_queue_run(q, sk, 1, &items, &l, "stream");
+    }
+    if (!rc) rc = af_queue_finish(q);
+    double t = (now() - t0) / n;
+    if (stream) t *= (double)bytes / (double)(items * 64 * (size_t)chunk); /* per matrix */
+    if (r && t < *out) *out = t;
+  }
+  return rc;
+}
+
+/* tuning defines without AF_GEMV_IMPL=cpu (portable) or with it */
+static char *impl_defines(const char *base, int cpu) {
+  const char *key = "-DAF_GEMV_IMPL=cpu";
+  size_t n = (base ? strlen(base) : 0) + strlen(key) + 2;
+  char *s = malloc(n);
+  if (!s) return NULL;
+  snprintf(s, n, "%s", base ? base : "");
+  char *p;
+  while ((p = strstr(s, key)) != NULL) memmove(p, p + strlen(key), strlen(p + strlen(key)) + 1);
+  if (cpu) strcat(s, " "), strcat(s, key);
+  return s;
+}
+
+static int bench_gemv_dram(af_cl *cl, af_queue *q, int json, int repeat) {
+  char *base = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
+  char *defs[2] = {impl_defines(base, 0), impl_defines(base, 1)};
+  cl_mem x = NULL, y = NULL, w[64] = {0};
+  int rc = defs[0] && defs[1] ? 0 : af_err(AF_ERR_NOMEM, "out of memory");
+  if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, 8 * 11008 * sizeof(float), NULL, &x);
+  if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, 8 * 11008 * sizeof(float), NULL, &y);
+  float v = 0.001f;
+  if (!rc) clEnqueueFillBuffer(q->q, x, &v, sizeof v, 0, 8 * 11008 * sizeof(float), 0, NULL, NULL);
+  if (json)
+    printf(",\"gemv_dram\":[");
+  else
+    printf("\ndecode GEMV, weights streamed from DRAM (>= 640 MiB of copies; portable = ops.cl, cpu = gemv_cpu.cl):\n"
+           "%-10s %-22s %10s %10s %10s %10s %9s\n",
+           "weights", "vectors x k x rows", "read GB/s", "portable", "cpu ms", "cpu GB/s", "of read");
+  for (size_t ci = 0; ci < sizeof gcases / sizeof *gcases && !rc; ci++) {
+    const gcase *c = &gcases[ci];
+    size_t bytes = gcase_bytes(c);
+    int n = (int)(((size_t)640 << 20) / bytes + 1); /* past a 300 MiB L3 */
+    if (n > 64) n = 64;
+    for (int i = 0; i < n && !rc; i++) {
+      rc = af_cl_alloc(cl, CL_MEM_READ_ONLY, bytes, NULL, &w[i]);
+      unsigned char zero = 0; /* zero weights: valid in every format, no subnormal slow paths */
+      if (!rc) clEnqueueFillBuffer(q->q, w[i], &zero, 1, 0, bytes, 0, NULL, NULL);
+    }
+    double t[3] = {0, 0, 0}; /* stream, portable, cpu */
+    if (!rc) rc = time_copies(q, c, w, n, x, y, repeat, 1, &t[0]);
+    for (int impl = 0; impl < 2 && !rc; impl++) {
+      rc = af_cl_set_tuning(cl, defs[impl]);
+      if (!rc) rc = time_copies(q, c, w, n, x, y, repeat, 0, &t[1 + impl]);
+    }
+    for (int i = 0; i < n; i++)
+      if (w[i]) clReleaseMemObject(w[i]), w[i] = NULL;
+    if (rc) break;
+    double gs = bytes / t[0] / 1e9, gp = bytes / t[1] / 1e9, gc = bytes / t[2] / 1e9;
+    if (json)
+      printf("%s{\"type\":\"%s\",\"nb\":%d,\"k\":%zu,\"rows\":%zu,\"read_gb_s\":%.2f,\"portable_ms\":%.4f,"
+             "\"portable_gb_s\":%.2f,\"cpu_ms\":%.4f,\"cpu_gb_s\":%.2f,\"cpu_of_read\":%.3f}",
+             ci ? "," : "", c->type, c->nb, c->k, c->rows, gs, t[1] * 1e3, gp, t[2] * 1e3, gc, gc / gs);
+    else {
+      char shape[48], pv[24];
+      snprintf(shape, sizeof shape, "%dx%zux%zu", c->nb, c->k, c->rows);
+      snprintf(pv, sizeof pv, "%.1f GB/s", gp);
+      printf("%-10s %-22s %10.1f %10s %10.3f %10.1f %8.0f%%\n", c->type, shape, gs, pv, t[2] * 1e3, gc,
+             100 * gc / gs);
+    }
+  }
+  if (json) printf("]");
+  int rc2 = af_cl_set_tuning(cl, base);
+  if (!rc) rc = rc2;
+  if (x) clReleaseMemObject(x);
+  if (y) clReleaseMemObject(y);
+  free(defs[0]), free(defs[1]), free(base);
+  return rc;
+}
+
 int af_bench_ops(int argc, char **argv, const char *device) {
   int json = 0, repeat = 5;
   for (int i = 1; i < argc; i++) {
@@ -136,7 +264,13 @@ int af_bench_ops(int argc, char **argv, const char *device) {
     else
       printf("%-10s %-30s %10.3f %10.1f %10.1f %8.0f%%\n", c->op, c->label, best * 1e3, fl, gb, 100 * gb / bw);
   }
-  if (json) printf("]}\n");
+  if (json) printf("]");
+  if ((rc = bench_gemv_dram(cl, q, json, repeat < 2 ? repeat : 2))) {
+    if (json) printf("}\n");
+    rc = af_cli_fail(rc, "bench ops: GEMV from DRAM");
+    goto out;
+  }
+  if (json) printf("}\n");
   rc = AF_EXIT_OK;
 out:
   for (int i = 0; i < 3; i++)

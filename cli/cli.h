@@ -14,7 +14,7 @@
 #define AF_CLI_COMMANDS(X)                                                           \
   X(run, "run a pipeline described by a YAML file")                                 \
   X(describe, "describe images with the model (vision path and text generation)")   \
-  X(chat, "chat about an image, interactively")                                     \
+  X(chat, "chat about images, turn after turn (interactive on a terminal)")        \
   X(convert, "convert the original checkpoints into one GGUF model file")           \
   X(inspect, "show a model file, the stage list or one stage's parameters")        \
   X(tokenize, "print the token ids of a text")                                      \

@@ -8,14 +8,17 @@
 
 static const char usage[] =
     "usage: artflow bench ops [--json] [--repeat N] [--device D]\n"
-    "       artflow bench --model MODEL.gguf [--batch B] [--repeat R] [--llm-only] [--json] [--device D]\n"
+    "       artflow bench --model MODEL.gguf [--images N] [--batch B] [--repeat R] [--json]\n"
+    "                     [--profile P.yaml] [--compare P2.yaml] [--vision-only | --llm-only] [--device D]\n"
     "\n"
     "bench ops    every op (GEMM, GEMV fp32/fp16, norms, softmax, GELU, SiLU, add, mul,\n"
     "             RoPE, gather) on the model's real shapes: ms, GFLOPS, GB/s, and GB/s as a\n"
     "             share of the device's measured copy bandwidth.\n"
-    "bench --model  the vision path of a model (ViT, Q-Former): seconds and GFLOPS per\n"
-    "             image at batch 1 and B; with --llm-only the LLM's prefill and decode\n"
-    "             tokens/s and the weight bandwidth decode reaches.\n"
+    "bench --model  the whole model: ViT and Q-Former s/image and images/s at batch 1\n"
+    "             and B, LLM prefill and decode tokens/s, an end-to-end estimate per\n"
+    "             described image, GFLOPS and GB/s next to the device's peak, the profile\n"
+    "             used; --compare P2.yaml runs a second profile in the same process and\n"
+    "             prints the ratios ('artflow bench --model M --help' for all options).\n"
     "\n"
     "Timings are the best of N after a warm-up run; compare ratios measured in one run.\n";
 

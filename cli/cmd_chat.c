@@ -1,9 +1,224 @@
-/* artflow chat: placeholder until its issue lands (says so, exits 2). */
+/* artflow chat: a multi-turn conversation about one or more images, as the
+ * original demo's Chat does it (stages/describer.h, af_chat_*): every image is
+ * run through the vision path once, then each question re-embeds the whole
+ * history.  Interactive on a terminal; otherwise one question per stdin line
+ * (plain answers followed by a blank line, or JSON Lines with --json). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl/runtime.h"
+#include "cl/weights.h"
 #include "cli/cli.h"
+#include "stages/describer.h"
+#include "stages/image.h"
+#include "stages/vision.h"
 
 static const char usage[] =
-    "usage: artflow chat [options]\n"
+    "usage: artflow chat IMAGE... --model MODEL.gguf [options]\n"
     "\n"
-    "Not implemented yet in this build.\n";
+    "Talks about the images with the model, turn after turn, as the original demo's\n"
+    "Chat does: each image becomes one '<Img><ImageHere></Img>' message (several images:\n"
+    "several messages, the question joins the last), and every turn re-embeds the whole\n"
+    "conversation.  On a terminal: type a question after the '>>> ' marker; the answer is\n"
+    "streamed; /reset starts again with the same images, /quit or Ctrl-D ends.  Otherwise\n"
+    "each line of stdin is one question and each answer is printed followed by a blank\n"
+    "line (or one JSON object per line with --json).\n"
+    "\n"
+    "options:\n"
+    "  --model FILE          model file made by 'artflow convert' or 'artflow mkmodel' (required)\n"
+    "  --llm FILE            a GGUF with the base LLM (e.g. a llama.cpp Vicuna file); tensors and\n"
+    "                        metadata are taken from --model first, then from FILE\n"
+    "  --question TEXT       ask TEXT first (then go on with stdin)\n"
+    "  --greedy              pick the most likely token each step (deterministic)\n"
+    "  --temperature T       sampling temperature (default 1.0)\n"
+    "  --top-k K             keep the K most likely tokens (default 50; 0 = off)\n"
+    "  --top-p P             nucleus sampling mass (default 0.9)\n"
+    "  --seed S              random seed for sampling (default 0)\n"
+    "  --max-new-tokens N    longest answer in tokens (default 300)\n"
+    "  --max-length N        conversation + answer positions kept (default 2000, the original's);\n"
+    "                        older positions are left out with a warning\n"
+    "  --json                one JSON object per turn: {\"turn\",\"question\",\"answer\",\"ids\",\"positions\"}\n"
+    "  --dump DIR            write DIR/turn<N>/{prompt_ids,ids,answer,info}.txt per turn\n"
+    "  --device D            OpenCL device index or name substring\n";
 
-int af_cmd_chat(int argc, char **argv) { return af_cli_not_implemented("chat", usage, argc, argv); }
+/* Vision path for one image: decode, resize, normalise, ViT, Q-Former, projection. */
+static int embed_image(af_vit *vit, af_qformer *qf, af_queue *q, const char *path, float *proj) {
+  const af_vit_shape *vs = af_vit_shape_of(vit);
+  const af_qformer_shape *fs = af_qformer_shape_of(qf);
+  int S = vs->image_size, rc;
+  float lut[3 * 256];
+  af_image_norm_lut(vs->mean, vs->std, lut);
+  float *pix = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
+  float *vt = malloc(sizeof(float) * (size_t)vs->tokens * (size_t)vs->width);
+  float *qo = malloc(sizeof(float) * (size_t)fs->queries * (size_t)fs->width);
+  uint8_t *small = malloc((size_t)S * (size_t)S * 3);
+  af_image_u8 im = {0};
+  if (!pix || !vt || !qo || !small) {
+    rc = af_err(AF_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  rc = af_image_decode(path, NULL, &im);
+  if (!rc) rc = af_image_resize_bicubic(im.data, im.w, im.h, small, S, S);
+  if (!rc) {
+    af_image_normalize_ref(small, (size_t)S * S, lut, pix);
+    rc = af_vit_encode(vit, q, pix, 1, vt);
+  }
+  if (!rc) rc = af_qformer_forward(qf, q, vt, 1, qo, proj);
+out:
+  af_image_free(&im);
+  free(pix), free(vt), free(qo), free(small);
+  return rc;
+}
+
+/* Reads one line (without its newline) into *buf; 0 at end of input. */
+static int read_line(FILE *in, char **buf, size_t *cap) {
+  ssize_t n = getline(buf, cap, in);
+  if (n < 0) return 0;
+  while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r')) (*buf)[--n] = 0;
+  return 1;
+}
+
+int af_cmd_chat(int argc, char **argv) {
+  af_describe_opts o;
+  af_describe_opts_default(&o);
+  const char *model = NULL, *device = NULL, *dump = NULL, *first = NULL;
+  int json = 0;
+  enum { O_MODEL = 256, O_LLM, O_QUESTION, O_GREEDY, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_MAXNEW, O_MAXLEN, O_DUMP,
+         O_JSON, O_DEVICE };
+  static const struct option opts[] = {
+      {"model", required_argument, 0, O_MODEL},   {"llm", required_argument, 0, O_LLM},
+      {"question", required_argument, 0, O_QUESTION}, {"greedy", no_argument, 0, O_GREEDY},
+      {"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
+      {"top-p", required_argument, 0, O_TOPP},    {"seed", required_argument, 0, O_SEED},
+      {"max-new-tokens", required_argument, 0, O_MAXNEW}, {"max-length", required_argument, 0, O_MAXLEN},
+      {"dump", required_argument, 0, O_DUMP},     {"json", no_argument, 0, O_JSON},
+      {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  optind = 1;
+  opterr = 0;
+  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+    char *end = NULL;
+    switch (c) {
+      case 'h': fputs(usage, stdout); return AF_EXIT_OK;
+      case O_MODEL: model = optarg; break;
+      case O_LLM: o.llm_model = optarg; break;
+      case O_QUESTION: first = optarg; break;
+      case O_GREEDY: o.sampling.greedy = 1; break;
+      case O_TEMP: o.sampling.temperature = strtof(optarg, &end); if (*end || !(o.sampling.temperature > 0)) goto bad; break;
+      case O_TOPK: o.sampling.top_k = (int)strtol(optarg, &end, 10); if (*end || o.sampling.top_k < 0) goto bad; break;
+      case O_TOPP: o.sampling.top_p = strtof(optarg, &end); if (*end || !(o.sampling.top_p > 0 && o.sampling.top_p <= 1)) goto bad; break;
+      case O_SEED: o.sampling.seed = strtoull(optarg, &end, 10); if (*end) goto bad; break;
+      case O_MAXNEW: o.max_new_tokens = (int)strtol(optarg, &end, 10); if (*end || o.max_new_tokens < 1) goto bad; break;
+      case O_MAXLEN: o.max_length = (int)strtol(optarg, &end, 10); if (*end || o.max_length < 2) goto bad; break;
+      case O_DUMP: dump = optarg; break;
+      case O_JSON: json = 1; break;
+      case O_DEVICE: device = optarg; break;
+      case '?':
+        if (optopt) return af_cli_usage_error("chat", usage, "option '%s' needs a value", argv[optind - 1]);
+        return af_cli_usage_error("chat", usage, "unknown option '%s'", argv[optind - 1]);
+      default:
+      bad:
+        return af_cli_usage_error("chat", usage, "bad value '%s' for %s", optarg, argv[optind - 1]);
+    }
+  }
+  if (!model) return af_cli_usage_error("chat", usage, "--model is required");
+  if (optind >= argc) return af_cli_usage_error("chat", usage, "no image given");
+  int n_images = argc - optind, tty = isatty(0) && !json;
+
+  af_cl *cl = NULL;
+  af_weights *w = NULL;
+  af_vit *vit = NULL;
+  af_qformer *qf = NULL;
+  af_queue *q = NULL;
+  af_describer *llm = NULL;
+  af_chat *chat = NULL;
+  float **proj = calloc((size_t)n_images, sizeof *proj);
+  char *line = NULL;
+  size_t cap = 0;
+  int rc = proj ? af_cl_open(&cl, device) : af_err(AF_ERR_NOMEM, "out of memory"), turn = 0, failures = 0;
+  if (!rc) rc = af_weights_open(cl, model, &w);
+  if (!rc) rc = af_vit_new(cl, w, 1, &vit);
+  if (!rc) rc = af_qformer_new(cl, w, 1, af_vit_shape_of(vit)->tokens, &qf);
+  if (!rc) rc = af_queue_new(cl, &q);
+  if (!rc) rc = af_describer_new(cl, model, &o, &llm);
+  int Q = rc ? 0 : af_qformer_shape_of(qf)->queries, L = rc ? 0 : af_qformer_shape_of(qf)->proj_out;
+  for (int i = 0; !rc && i < n_images; i++) {
+    if (!(proj[i] = malloc(sizeof(float) * (size_t)Q * (size_t)L))) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    if (!rc) rc = embed_image(vit, qf, q, argv[optind + i], proj[i]);
+  }
+  if (!rc) rc = af_chat_new(llm, (const float *const *)proj, n_images, Q, &chat);
+  if (rc) {
+    rc = af_cli_fail(rc, NULL);
+    goto out;
+  }
+  if (tty)
+    fprintf(stderr, "artflow chat: %d image%s; ask a question (/reset starts again, /quit or Ctrl-D ends)\n", n_images,
+            n_images == 1 ? "" : "s");
+  for (;;) {
+    const char *question = NULL;
+    if (first) {
+      question = first, first = NULL;
+    } else {
+      if (tty) fputs(">>> ", stdout), fflush(stdout);
+      if (!read_line(stdin, &line, &cap)) {
+        if (tty) fputc('\n', stdout); /* Ctrl-D: the shell prompt starts on its own line */
+        break;
+      }
+      question = line;
+    }
+    if (!strcmp(question, "/quit")) break;
+    if (!strcmp(question, "/reset")) {
+      if ((rc = af_chat_reset(chat))) break;
+      if (tty) fputs("(the conversation starts again)\n", stdout);
+      continue;
+    }
+    if (!*question) continue; /* the demo refuses empty input */
+    char dir[4096] = "", *answer = NULL;
+    int32_t *ids = NULL;
+    int n_ids = 0, positions = 0;
+    turn++;
+    if (dump) snprintf(dir, sizeof dir, "%s/turn%d", dump, turn);
+    int r = af_chat_turn(chat, question, json ? NULL : stdout, dump ? dir : NULL, &answer, &ids, &n_ids, &positions);
+    if (!r && json) {
+      cJSON *j = cJSON_CreateObject();
+      cJSON_AddNumberToObject(j, "turn", turn);
+      cJSON_AddStringToObject(j, "question", question);
+      cJSON_AddStringToObject(j, "answer", answer);
+      cJSON *arr = cJSON_AddArrayToObject(j, "ids");
+      for (int i = 0; i < n_ids; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+      cJSON_AddNumberToObject(j, "positions", positions);
+      char *s = cJSON_PrintUnformatted(j);
+      if (s) printf("%s\n", s);
+      free(s);
+      cJSON_Delete(j);
+    } else if (!r) {
+      fputs(tty ? "\n" : "\n\n", stdout);
+    } else {
+      failures++;
+      if (!json) fputc('\n', stdout);
+      fprintf(stderr, "artflow chat: turn %d: %s\n", turn, af_error_message()[0] ? af_error_message() : af_strerror(r));
+      af_error_clear();
+    }
+    fflush(stdout);
+    free(answer);
+    free(ids);
+  }
+  rc = rc ? af_cli_fail(rc, NULL) : failures ? AF_EXIT_FAIL : AF_EXIT_OK;
+out:
+  free(line);
+  for (int i = 0; proj && i < n_images; i++) free(proj[i]);
+  free(proj);
+  af_chat_free(chat);
+  af_describer_free(llm);
+  af_queue_free(q);
+  af_qformer_free(qf);
+  af_vit_free(vit);
+  af_weights_free(w);
+  af_cl_close(cl);
+  return rc;
+}

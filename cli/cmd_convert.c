@@ -10,6 +10,7 @@ static const char usage[] =
     "usage: artflow convert --arch ARCH.yaml --vit eva_vit_g.pth\n"
     "                       --qformer blip2_pretrained_flant5xxl.pth --llm VICUNA_DIR\n"
     "                       [--adapter ArtGPT-4.pth] -o MODEL.gguf [--type f32|f16|q8_0|q4_0]\n"
+    "                       [--no-llm-base]\n"
     "\n"
     "Reads the original checkpoints (PyTorch zip .pth/.bin, safetensors, sharded HF\n"
     "folders; no Python needed) and writes one GGUF file.  Prints a key-coverage\n"
@@ -17,7 +18,10 @@ static const char usage[] =
     "or a shape that disagrees with ARCH.yaml.  --adapter gives llama_proj and, for\n"
     "ArtGPT-4, the ImageAdapters and the re-trained RMSNorm gains.  --type applies to\n"
     "the large 2-D matrices (default f16); norms, biases and embeddings-like small\n"
-    "tensors stay f32.\n";
+    "tensors stay f32.  --no-llm-base leaves out what comes unchanged from the Vicuna\n"
+    "folder (its matrices, embeddings and the norms ArtGPT-4 did not re-train): the\n"
+    "file then runs with a base LLM GGUF, e.g. one made by llama.cpp\n"
+    "(artflow describe --model MODEL.gguf --llm VICUNA.gguf).\n";
 
 int af_cmd_convert(int argc, char **argv) {
   af_convert_opts o = {0};
@@ -27,6 +31,10 @@ int af_cmd_convert(int argc, char **argv) {
     if (af_cli_is_help(a)) {
       fputs(usage, stdout);
       return AF_EXIT_OK;
+    }
+    if (strcmp(a, "--no-llm-base") == 0) {
+      o.no_llm_base = 1;
+      continue;
     }
     static const char *const valued[] = {"--arch", "--vit", "--qformer", "--llm", "--adapter", "-o", "--output", "--type"};
     int known = 0;

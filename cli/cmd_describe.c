@@ -24,6 +24,8 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --model FILE          model file made by 'artflow convert' or 'artflow mkmodel' (required)\n"
+    "  --llm FILE            a GGUF with the base LLM (e.g. a llama.cpp Vicuna f16/q8_0/q4_0 file);\n"
+    "                        tensors and metadata are taken from --model first, then from FILE\n"
     "  --question TEXT       question about the image (default: the model's, e.g.\n"
     "                        'Describe this image in detail.')\n"
     "  --greedy              pick the most likely token each step (deterministic)\n"
@@ -32,6 +34,9 @@ static const char usage[] =
     "  --top-p P             nucleus sampling mass (default 0.9)\n"
     "  --seed S              random seed for sampling (default 0)\n"
     "  --max-new-tokens N    longest answer in tokens (default 300); 0 runs the vision path only\n"
+    "  --max-length N        prompt + answer positions (default 2000, at most the model's context);\n"
+    "                        a longer prompt keeps its last N - max-new-tokens positions, as the\n"
+    "                        original Chat.answer does (with a warning)\n"
     "  --dump DIR            write DIR/<image stem>/{pixels,vit,qformer,proj}.npy (and with N > 0\n"
     "                        logits0.npy, prompt_ids.txt, ids.txt)\n"
     "  --json                one JSON object per image on stdout instead of plain text\n"
@@ -59,7 +64,7 @@ int af_cmd_describe(int argc, char **argv) {
   af_describe_opts_default(&o);
   const char *model = NULL, *device = NULL, *dump = NULL;
   int json = 0;
-  enum { O_MODEL = 256, O_QUESTION, O_GREEDY, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_MAXNEW, O_DUMP, O_JSON, O_DEVICE };
+  enum { O_MODEL = 256, O_QUESTION, O_GREEDY, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_MAXNEW, O_DUMP, O_JSON, O_DEVICE, O_LLM, O_MAXLEN };
   static const struct option opts[] = {
       {"model", required_argument, 0, O_MODEL},   {"question", required_argument, 0, O_QUESTION},
       {"greedy", no_argument, 0, O_GREEDY},       {"temperature", required_argument, 0, O_TEMP},
@@ -67,6 +72,7 @@ int af_cmd_describe(int argc, char **argv) {
       {"seed", required_argument, 0, O_SEED},     {"max-new-tokens", required_argument, 0, O_MAXNEW},
       {"dump", required_argument, 0, O_DUMP},     {"json", no_argument, 0, O_JSON},
       {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, 'h'},
+      {"llm", required_argument, 0, O_LLM},       {"max-length", required_argument, 0, O_MAXLEN},
       {0, 0, 0, 0}};
   optind = 1;
   opterr = 0;
@@ -85,6 +91,8 @@ int af_cmd_describe(int argc, char **argv) {
       case O_DUMP: dump = optarg; break;
       case O_JSON: json = 1; break;
       case O_DEVICE: device = optarg; break;
+      case O_LLM: o.llm_model = optarg; break;
+      case O_MAXLEN: o.max_length = (int)strtol(optarg, &end, 10); if (*end || o.max_length < 1) goto bad; break;
       case '?':
         if (optopt) return af_cli_usage_error("describe", usage, "option '%s' needs a value", argv[optind - 1]);
         return af_cli_usage_error("describe", usage, "unknown option '%s'", argv[optind - 1]);

@@ -456,19 +456,27 @@ int af_convert(const af_convert_opts *o) {
   if ((rc = af_gguf_writer_new(&w)) || (rc = af_model_write_meta(w, &c.a, o->type)) ||
       (rc = af_vocab_write(w, &voc)))
     goto out;
-  for (size_t i = 0; i < nt; i++)
+  /* --no-llm-base: the base LLM's tensors come from another file at run time */
+  if (o->no_llm_base && (rc = af_gguf_writer_set_str(w, "artflow.llm_base", "separate"))) goto out;
+  size_t n_written = 0;
+  for (size_t i = 0; i < nt; i++) {
+    if (o->no_llm_base && maps[i].file == SRC_LLM) continue;
+    n_written++;
     if ((rc = af_gguf_writer_add_tensor(w, ts[i].name, af_model_store_type(&ts[i], o->type), ts[i].n_dims,
                                         ts[i].ne)))
       goto out;
+  }
   if ((rc = af_gguf_writer_begin(w, o->out))) goto out;
   for (size_t i = 0; i < nt; i++) {
+    if (o->no_llm_base && maps[i].file == SRC_LLM) continue;
     if ((rc = write_tensor(&c, w, &ts[i], &maps[i], &buf, &cap))) goto out;
     if (o->report && (i + 1) % 100 == 0) fprintf(o->report, "convert: %zu/%zu tensors\n", i + 1, nt);
   }
   rc = af_gguf_writer_finish(w);
   if (!rc && o->report)
-    fprintf(o->report, "convert: wrote %s (%s, %zu tensors, vocab %d)\n", o->out,
-            c.a.llm.adapter_width > 0 ? "artgpt4" : "minigpt4", nt, c.a.llm.vocab);
+    fprintf(o->report, "convert: wrote %s (%s, %zu tensors, vocab %d%s)\n", o->out,
+            c.a.llm.adapter_width > 0 ? "artgpt4" : "minigpt4", n_written, c.a.llm.vocab,
+            o->no_llm_base ? ", without the base LLM" : "");
 out:
   af_gguf_writer_free(w); /* removes a partial output */
   free(buf);

@@ -30,6 +30,9 @@ typedef struct af_convert_opts {
   const char *out;     /* output GGUF */
   int type;            /* af_ggml_type for large matrices: F32, F16, Q8_0, Q4_0 */
   FILE *report;        /* coverage report and progress, or NULL */
+  int no_llm_base;     /* 1: leave out the tensors taken from the Vicuna folder (the base LLM's
+                          matrices and the norms ArtGPT-4 did not re-train); the file is then
+                          used with a base LLM GGUF (--llm B.gguf / model: {vision:, llm:}) */
 } af_convert_opts;
 
 /* Converts; returns 0 or the first error (AF_ERR_IO, AF_ERR_FORMAT,

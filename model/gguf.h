@@ -29,6 +29,9 @@ extern "C" {
 
 #define AF_GGUF_VERSION 3
 #define AF_GGUF_DEFAULT_ALIGNMENT 32
+/* what artflow's model writers (convert, mkmodel) set: the base-address
+ * alignment CPU OpenCL devices want for buffers used in place (PoCL: 128) */
+#define AF_GGUF_MODEL_ALIGNMENT 128
 #define AF_GGUF_MAX_DIMS 4
 
 /* Metadata value types (values fixed by the GGUF format). */

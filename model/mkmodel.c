@@ -137,6 +137,10 @@ int af_model_write_meta(af_gguf_writer *w, const af_arch *a, int type) {
   S("general.architecture", a->llm.adapter_width > 0 ? "artgpt4" : "minigpt4");
   S("general.name", a->name);
   U("general.file_type", (uint32_t)type);
+  /* 128-byte aligned tensor data: CPU OpenCL devices (PoCL:
+   * CL_DEVICE_MEM_BASE_ADDR_ALIGN = 1024 bits) can then use the mmap'd
+   * tensors in place as weight buffers (cl/weights.c), instead of a copy */
+  U("general.alignment", AF_GGUF_MODEL_ALIGNMENT);
   S("artflow.format", "1");
   /* our LLM q/k rows are in Hugging Face order: RoPE pairs dims (i, i + d/2) */
   S("artflow.rope_layout", "neox");

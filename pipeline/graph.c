@@ -218,6 +218,7 @@ int af_pipeline_build_json(af_pipeline *p) {
   if (p->device) cJSON_AddStringToObject(root, "device", p->device);
   if (p->profile) cJSON_AddStringToObject(root, "profile", p->profile);
   if (p->model) cJSON_AddStringToObject(root, "model", p->model);
+  if (p->llm_model) cJSON_AddStringToObject(root, "llm_model", p->llm_model);
   free(p->params_json);
   p->params_json = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);

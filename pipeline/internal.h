@@ -44,6 +44,8 @@ typedef struct af_instance {
   char *name;               /* instance name */
   void *config;             /* desc->config_size bytes, filled by the loader */
   int batch;                /* batch size in effect */
+  int batch_set;            /* 1: set by the pipeline or --set (else the device
+                             * profile's batch for the stage may replace it) */
   int line, col;            /* position of its YAML entry (1-based; 0 = none) */
   af_port_shape *in_shape;  /* desc->n_inputs, resolved by the graph check */
   af_tensor_desc *in_desc;  /* the same as given to prepare() */
@@ -62,6 +64,7 @@ struct af_pipeline {
   char *dir;  /* folder for relative paths; NULL = as written */
   char sha256[65];
   char *device, *profile, *model, *journal;
+  char *llm_model; /* model: {vision: A, llm: B} -> model = A, llm_model = B; else NULL */
   int queue_depth;
   af_run_options opt;
   char **sets;       /* copies of opt.sets */

@@ -1,10 +1,9 @@
 /* The stage registry: one X-macro list of built-in stage descriptors, plus
  * stages added at run time (plugins, tests), and the descriptor sanity check.
  *
- * Each built-in stage file exports `const af_stage_desc af_stage_<sym>`.  A
- * stage file is listed only when it exists in the tree (__has_include), so
- * the engine links while stages are still being written; the references are
- * strong, which is what pulls the stage's object out of the static library. */
+ * Each built-in stage file exports `const af_stage_desc af_stage_<sym>`,
+ * listed in AF_BUILTIN_STAGES; the references are strong, which is what pulls
+ * the stage's object out of the static library. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,63 +11,10 @@
 #include "artflow/status.h"
 #include "pipeline/pipeline.h"
 
-#if __has_include("stages/decode.c")
-#define AF_REG_DECODE(X) X(decode)
-#else
-#define AF_REG_DECODE(X)
-#endif
-#if __has_include("stages/preprocess.c")
-#define AF_REG_PREPROCESS(X) X(preprocess)
-#else
-#define AF_REG_PREPROCESS(X)
-#endif
-#if __has_include("stages/source_files.c")
-#define AF_REG_SRC_FILES(X) X(src_dir) X(src_glob) X(src_list)
-#else
-#define AF_REG_SRC_FILES(X)
-#endif
-#if __has_include("stages/source_manifest.c")
-#define AF_REG_SRC_MANIFEST(X) X(src_csv) X(src_jsonl)
-#else
-#define AF_REG_SRC_MANIFEST(X)
-#endif
-#if __has_include("stages/sink_jsonl.c")
-#define AF_REG_JSONL(X) X(jsonl)
-#else
-#define AF_REG_JSONL(X)
-#endif
-#if __has_include("stages/sink_csv.c")
-#define AF_REG_CSV(X) X(csv)
-#else
-#define AF_REG_CSV(X)
-#endif
-#if __has_include("stages/sink_npy.c")
-#define AF_REG_NPY(X) X(npy)
-#else
-#define AF_REG_NPY(X)
-#endif
-
-#if __has_include("stages/vit.c")
-#define AF_REG_VIT(X) X(vit)
-#else
-#define AF_REG_VIT(X)
-#endif
-#if __has_include("stages/qformer.c")
-#define AF_REG_QFORMER(X) X(qformer)
-#else
-#define AF_REG_QFORMER(X)
-#endif
-#if __has_include("stages/llm.c")
-#define AF_REG_LLM(X) X(llm)
-#else
-#define AF_REG_LLM(X)
-#endif
-
 /* Every built-in stage, in the order `artflow inspect stages` lists them. */
-#define AF_BUILTIN_STAGES(X)                                                                                 \
-  AF_REG_SRC_FILES(X)                                                                                        \
-  AF_REG_SRC_MANIFEST(X) AF_REG_DECODE(X) AF_REG_PREPROCESS(X) AF_REG_VIT(X) AF_REG_QFORMER(X) AF_REG_LLM(X) \
-      X(checksum) AF_REG_JSONL(X) AF_REG_CSV(X) AF_REG_NPY(X)
+#define AF_BUILTIN_STAGES(X)                                                                              \
+  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) X(decode) X(preprocess) X(vit) X(qformer) X(llm) \
+      X(checksum) X(jsonl) X(csv) X(npy)
 
 #define AF_REG_DECL(sym) extern const af_stage_desc af_stage_##sym;
 AF_BUILTIN_STAGES(AF_REG_DECL)

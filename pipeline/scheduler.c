@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "pipeline/internal.h"
 
@@ -247,7 +248,22 @@ static int setup(af_pipeline *p) {
   int rc = 0, need_dev = 0;
   for (int i = 0; i < p->n_inst; i++) need_dev |= !!(p->inst[i].desc->flags & AF_STAGE_NEEDS_DEVICE);
   const char *dev = p->opt.device ? p->opt.device : getenv("ARTFLOW_DEVICE") ? NULL : p->device;
-  if (need_dev && (rc = af_cl_open(&p->cl, dev))) return rc;
+  /* the pipeline's `profile:` file, unless ARTFLOW_PROFILE_FILE names one
+   * (the environment wins, as ARTFLOW_DEVICE does over `device:`); passed
+   * through the variable af_cl_open reads, set only while it runs (setup
+   * runs before any stage thread) */
+  int set_prof = need_dev && p->profile && !getenv("ARTFLOW_PROFILE_FILE");
+  if (set_prof) setenv("ARTFLOW_PROFILE_FILE", p->profile, 1);
+  if (need_dev) rc = af_cl_open(&p->cl, dev);
+  if (set_prof) unsetenv("ARTFLOW_PROFILE_FILE");
+  if (rc) return rc;
+  /* stages whose batch the pipeline leaves open take the profile's (vit,
+   * qformer, llm: `batch:` in the device profile) */
+  for (int i = 0; p->cl && p->cl->profile && i < p->n_inst; i++) {
+    af_instance *in = &p->inst[i];
+    int b = in->batch_set ? 0 : af_devprofile_batch(p->cl->profile, in->desc->name);
+    if (b > 0) in->batch = b;
+  }
 #if AF_HAVE_JOURNAL
   if ((rc = af_journal_open(p->journal, p->opt.resume, &p->jr))) return rc;
 #else
@@ -258,6 +274,7 @@ static int setup(af_pipeline *p) {
     in->ctx = (af_stage_ctx){.instance = in->name,
                              .cl = p->cl,
                              .model_path = p->model,
+                             .llm_model_path = p->llm_model,
                              .device = p->cl ? p->cl->info.name : dev,
                              .profile = p->profile,
                              .pipeline_path = p->path,
@@ -424,6 +441,7 @@ void af_pipeline_free(af_pipeline *p) {
   free(p->device);
   free(p->profile);
   free(p->model);
+  free(p->llm_model);
   free(p->journal);
   free(p->params_json);
   free(p->stats);

@@ -183,7 +183,7 @@ static int parse_batch(loader *L, af_instance *in, yaml_node_t *v) {
   if (!*s || *end || b < 1 || b > 65536)
     rc = cfg_err(L, v, in->name, "batch", "expected an integer 1..65536, got '%s'", s);
   else
-    in->batch = (int)b;
+    in->batch = (int)b, in->batch_set = 1;
   free(s);
   return rc;
 }
@@ -289,6 +289,7 @@ static int apply_set(af_pipeline *p, const char *arg) {
       return af_err(AF_ERR_CONFIG, "--set %s: stage '%s': key 'batch': expected an integer 1..65536", arg,
                     in->name);
     in->batch = (int)b;
+    in->batch_set = 1;
     return 0;
   }
   const af_param *pr = af_param_find(in->desc, key);
@@ -347,6 +348,26 @@ static int top_scalar(loader *L, yaml_node_t *k, yaml_node_t *v, char **dst, int
   *dst = path ? resolve_path(L->p, s) : s;
   if (path) free(s);
   return *dst ? 0 : af_err(AF_ERR_NOMEM, "out of memory");
+}
+
+/* model: FILE.gguf, or {vision: A.gguf, llm: B.gguf} for a two-file model
+ * (our vision/adapter file and a base LLM GGUF, e.g. llama.cpp's) */
+static int model_key(loader *L, yaml_node_t *k, yaml_node_t *v) {
+  if (v->type != YAML_MAPPING_NODE) return top_scalar(L, k, v, &L->p->model, 1);
+  int rc = check_keys(L, v, NULL);
+  for (yaml_node_pair_t *a = v->data.mapping.pairs.start; !rc && a < v->data.mapping.pairs.top; a++) {
+    yaml_node_t *mk = node(L, a->key), *mv = node(L, a->value);
+    const char *name = (const char *)mk->data.scalar.value;
+    if (!strcmp(name, "vision"))
+      rc = top_scalar(L, mk, mv, &L->p->model, 1);
+    else if (!strcmp(name, "llm"))
+      rc = top_scalar(L, mk, mv, &L->p->llm_model, 1);
+    else
+      rc = cfg_err(L, mk, NULL, name, "unknown key in 'model' (valid: vision, llm)");
+  }
+  if (!rc && !L->p->model)
+    rc = cfg_err(L, v, NULL, "model", "a mapping needs 'vision: FILE.gguf' (and 'llm: FILE.gguf')");
+  return rc;
 }
 
 static int load_plugins(loader *L, yaml_node_t *v) {
@@ -414,7 +435,7 @@ static int load_doc(loader *L) {
     return rc;
   if ((v = get(L, root, "profile", &kn)) && !is_null(v) && (rc = top_scalar(L, kn, v, &p->profile, 1)))
     return rc;
-  if ((v = get(L, root, "model", &kn)) && !is_null(v) && (rc = top_scalar(L, kn, v, &p->model, 1))) return rc;
+  if ((v = get(L, root, "model", &kn)) && !is_null(v) && (rc = model_key(L, kn, v))) return rc;
   if ((v = get(L, root, "journal", &kn)) && !is_null(v) && (rc = top_scalar(L, kn, v, &p->journal, 1)))
     return rc;
   if ((v = get(L, root, "queue", &kn))) {

@@ -33,8 +33,10 @@ void af_describe_opts_default(af_describe_opts *o) {
   o->question = NULL;
   af_sampling_default(&o->sampling);
   o->max_new_tokens = 300;
+  o->max_length = 2000;
   o->dump_dir = NULL;
   o->json = 0;
+  o->llm_model = NULL;
 }
 
 void af_describer_free(af_describer *d) {
@@ -52,9 +54,12 @@ int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af
   af_describer *d = calloc(1, sizeof *d);
   if (!d) return af_err(AF_ERR_NOMEM, "out of memory");
   d->o = *o;
-  int rc = af_weights_open(cl, model, &d->w);
+  int rc = af_weights_open_pair(cl, model, o->llm_model, &d->w);
+  const char *base = NULL; /* made by convert --no-llm-base: the LLM is in another file */
+  if (!rc && !o->llm_model && af_gguf_get_str(af_weights_gguf(d->w), "artflow.llm_base", &base) == 0)
+    rc = af_err(AF_ERR_NOT_FOUND, "%s: holds no base LLM (converted with --no-llm-base); give --llm VICUNA.gguf", model);
   if (!rc) rc = af_lm_new(cl, d->w, 0, &d->lm);
-  if (!rc) rc = af_spm_from_gguf(af_weights_gguf(d->w), &d->tok);
+  if (!rc) rc = af_spm_from_gguf(af_weights_meta(d->w, "tokenizer.ggml.tokens"), &d->tok);
   if (!rc) rc = af_queue_new(cl, &d->q);
   const af_gguf *g = d->w ? af_weights_gguf(d->w) : NULL;
   if (!rc && af_gguf_get_str(g, "artflow.prompt.template", &d->tmpl))
@@ -94,69 +99,549 @@ static int write_ids(const char *path, const int32_t *a, size_t na, const int32_
   return fclose(f) ? af_err(AF_ERR_IO, "%s: write failed", path) : 0;
 }
 
+/* One sequence of af_describer_run_batch: its KV-cache slot is its index. */
+typedef struct {
+  af_describe_item *it;
+  int n, max_new, produced, active, finished;
+  int32_t *ids;
+  float *logits; /* vocab floats: the next token's */
+  af_sampler sm;
+  size_t printed;
+  char *held; /* output held back until the items before are done */
+  size_t nheld, capheld;
+} dseq;
+
+/* the text on `out` in item order: item `next` writes through, later ones hold */
+typedef struct {
+  FILE *out;
+  dseq *s;
+  int n, next;
+  int last_rc;    /* the latest failure, for items failing from the same cause */
+  char *last_msg;
+} dout;
+
+static int emit(dout *o, int i, const char *p, size_t len) {
+  if (!o->out || !len) return 0;
+  if (i == o->next) {
+    fwrite(p, 1, len, o->out);
+    fflush(o->out);
+    return 0;
+  }
+  dseq *q = &o->s[i];
+  if (q->nheld + len > q->capheld) {
+    size_t cap = (q->nheld + len) * 2;
+    char *np = realloc(q->held, cap);
+    if (!np) return af_err(AF_ERR_NOMEM, "out of memory");
+    q->held = np, q->capheld = cap;
+  }
+  memcpy(q->held + q->nheld, p, len);
+  q->nheld += len;
+  return 0;
+}
+
+static void emit_done(dout *o, int i) {
+  o->s[i].finished = 1;
+  while (o->next < o->n && o->s[o->next].finished) {
+    if (++o->next == o->n) break;
+    dseq *q = &o->s[o->next]; /* now at the front: what it held goes out */
+    if (q->nheld && o->out) {
+      fwrite(q->held, 1, q->nheld, o->out);
+      fflush(o->out);
+    }
+    free(q->held);
+    q->held = NULL, q->nheld = q->capheld = 0;
+  }
+}
+
+static void seq_fail(dout *o, int i, int rc) {
+  dseq *q = &o->s[i];
+  if (q->it->rc) return;
+  q->it->rc = rc;
+  /* af_err keeps the first message until cleared: take it, clear it for the
+   * next item's own, and keep it for other items failing from the same cause */
+  const char *m = af_error_message()[0] ? af_error_message() : o->last_rc == rc && o->last_msg ? o->last_msg
+                                                                                                : af_strerror(rc);
+  q->it->error = strdup(m);
+  af_error_clear();
+  free(o->last_msg);
+  o->last_msg = q->it->error ? strdup(q->it->error) : NULL;
+  o->last_rc = rc;
+  q->active = 0;
+  emit_done(o, i);
+}
+
+/* the finished answer of sequence i: post-processing, JSON or newline, ids.txt */
+static int seq_complete(af_describer *d, dout *o, int i) {
+  dseq *q = &o->s[i];
+  af_describe_item *it = q->it;
+  char *text = NULL;
+  int rc = af_spm_decode(d->tok, q->ids, (size_t)q->produced, &text);
+  if (rc) return rc;
+  char *answer = af_answer_postprocess(text, d->sep);
+  free(text);
+  if (!answer) return af_err(AF_ERR_NOMEM, "out of memory");
+  if (o->out && d->o.json) {
+    cJSON *js = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(js, "ids");
+    cJSON_AddStringToObject(js, "image", it->image);
+    cJSON_AddStringToObject(js, "status", "ok");
+    cJSON_AddStringToObject(js, "text", answer);
+    for (int k = 0; k < q->produced; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(q->ids[k]));
+    cJSON_AddNumberToObject(js, "prompt_positions", q->n);
+    char *s = cJSON_PrintUnformatted(js);
+    if (s) {
+      rc = emit(o, i, s, strlen(s));
+      if (!rc) rc = emit(o, i, "\n", 1);
+    }
+    free(s);
+    cJSON_Delete(js);
+  } else if (o->out) {
+    rc = emit(o, i, "\n", 1);
+  }
+  if (!rc && it->dump_dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/ids.txt", it->dump_dir);
+    rc = write_ids(p, q->ids, (size_t)q->produced, NULL, 0, 0);
+  }
+  if (rc) {
+    free(answer);
+    return rc;
+  }
+  it->answer = answer;
+  it->ids = q->ids, q->ids = NULL;
+  it->n_ids = q->produced;
+  q->active = 0;
+  emit_done(o, i);
+  return 0;
+}
+
+/* sequence i took token id: stop checks, streaming; 1 when it is done */
+static int seq_step(af_describer *d, dout *o, int i, int32_t id, int *done) {
+  dseq *q = &o->s[i];
+  q->ids[q->produced++] = id;
+  int stop = id == af_spm_options(d->tok)->eos_id ||
+             af_stop_match(q->ids, q->produced, (const int32_t *const *)d->stops, d->stop_lens, d->n_stops);
+  int rc = 0, last = stop || q->produced == q->max_new;
+  if (o->out && !d->o.json) { /* stream what is certain: the text before the first separator */
+    char *text = NULL;
+    if ((rc = af_spm_decode(d->tok, q->ids, (size_t)q->produced, &text))) return rc;
+    char *cut = strstr(text, d->sep);
+    size_t len = cut ? (size_t)(cut - text) : strlen(text);
+    size_t hold = strlen(d->sep) - 1; /* a separator may be forming at the end */
+    size_t upto = last || cut ? len : (len > hold ? len - hold : 0); /* all of it on the last token */
+    if (upto > q->printed) {
+      rc = emit(o, i, text + q->printed, upto - q->printed);
+      q->printed = upto;
+    }
+    free(text);
+  }
+  *done = last;
+  return rc;
+}
+
+int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE *out) {
+  for (int i = 0; i < B; i++) {
+    items[i].rc = 0;
+    items[i].error = items[i].answer = NULL;
+    items[i].ids = NULL;
+    items[i].n_ids = 0;
+  }
+  if (B < 1) return 0;
+  af_error_clear(); /* each item's failure records its own message */
+  const af_lm_shape *s = af_lm_shape_of(d->lm);
+  size_t H = (size_t)s->hidden, V = (size_t)s->vocab;
+  char *prompt = NULL, **segs = NULL;
+  int nseg = 0, rc = 0;
+  int32_t *pre = NULL, *post = NULL;
+  size_t npre = 0, npost = 0;
+  dseq *sq = calloc((size_t)B, sizeof *sq);
+  float *x = malloc(sizeof(float) * H * (size_t)B), *lg = malloc(sizeof(float) * V * (size_t)B), *seq = NULL;
+  int *slots = malloc(sizeof(int) * (size_t)B), *pos = malloc(sizeof(int) * (size_t)B);
+  dout o = {out, sq, B, 0, 0, NULL};
+  if (!sq || !x || !lg || !slots || !pos) {
+    free(sq), free(x), free(lg), free(slots), free(pos);
+    return af_err(AF_ERR_NOMEM, "out of memory");
+  }
+  for (int i = 0; i < B; i++) sq[i].it = &items[i];
+  /* the prompt: the same text for every image, tokenised once */
+  if (!(rc = af_prompt_fill(d->tmpl, d->question, &prompt)) && !(rc = af_prompt_split(prompt, &segs, &nseg)) &&
+      nseg != 2)
+    rc = af_err(AF_ERR_FORMAT, "the prompt template has %d image places; describe gives one image", nseg - 1);
+  if (!rc && !(rc = af_spm_encode(d->tok, segs[0], strlen(segs[0]), 1, -1, &pre, &npre)))
+    rc = af_spm_encode(d->tok, segs[1], strlen(segs[1]), 0, -1, &post, &npost);
+  /* positions: as the original Chat.answer(max_length = 2000), a prompt whose
+   * positions plus max_new_tokens exceed max_length keeps only its last
+   * max_length - max_new_tokens positions; max_length is at most the context */
+  int max_new = d->o.max_new_tokens, need = 1;
+  int max_len = d->o.max_length > 0 && d->o.max_length < s->ctx ? d->o.max_length : s->ctx;
+  for (int i = 0; i < B; i++) {
+    af_describe_item *it = &items[i];
+    if (rc) {
+      seq_fail(&o, i, rc);
+      continue;
+    }
+    if (it->n_img < 0 || (it->n_img > 0 && !it->proj)) {
+      seq_fail(&o, i, af_err(AF_ERR_INVALID, "%s: no image embeddings (%d rows)", it->image, it->n_img));
+      continue;
+    }
+    int n_full = (int)(npre + (size_t)it->n_img + npost), begin = n_full + max_new - max_len;
+    if (max_new < 1 || begin >= n_full) {
+      seq_fail(&o, i, af_err(AF_ERR_RANGE, "%s: max_new_tokens %d leaves no room for the prompt in the %d positions "
+                                           "(max_length, at most the model's context)", it->image, max_new, max_len));
+      continue;
+    }
+    if (begin > 0)
+      fprintf(stderr,
+              "warning: %s: the prompt (%d positions) and max_new_tokens %d exceed max_length %d; the model will "
+              "not see the first %d positions (as the original Chat.answer)\n",
+              it->image, n_full, max_new, max_len, begin);
+    sq[i].n = n_full - (begin > 0 ? begin : 0);
+    sq[i].max_new = max_new;
+    if (sq[i].n + max_new > need) need = sq[i].n + max_new;
+  }
+  /* one KV-cache slot per image, sized for its prompt and answer */
+  int grc = rc ? 0 : af_lm_reserve(d->lm, d->q, B, need);
+  for (int i = 0; i < B && grc; i++) seq_fail(&o, i, grc);
+  /* prefill each prompt into its slot; its first token's logits */
+  for (int i = 0; i < B; i++) {
+    dseq *q = &sq[i];
+    af_describe_item *it = q->it;
+    if (it->rc) continue;
+    int n_full = (int)(npre + (size_t)it->n_img + npost), begin = n_full - q->n;
+    free(seq);
+    seq = malloc(sizeof(float) * H * (size_t)n_full);
+    q->logits = malloc(sizeof(float) * V);
+    q->ids = malloc(sizeof(int32_t) * (size_t)max_new);
+    if (!seq || !q->logits || !q->ids) {
+      seq_fail(&o, i, af_err(AF_ERR_NOMEM, "out of memory"));
+      continue;
+    }
+    int r;
+    if ((r = af_lm_embed(d->lm, pre, (int)npre, seq))) goto bad;
+    memcpy(seq + npre * H, it->proj, sizeof(float) * H * (size_t)it->n_img);
+    if ((r = af_lm_embed(d->lm, post, (int)npost, seq + (npre + (size_t)it->n_img) * H))) goto bad;
+    if ((r = af_lm_prefill(d->lm, d->q, i, seq + (size_t)begin * H, q->n, 0, q->logits))) goto bad;
+    if (it->dump_dir) {
+      char p[4200];
+      int64_t shape[1] = {s->vocab};
+      snprintf(p, sizeof p, "%s/logits0.npy", it->dump_dir);
+      if ((r = af_npy_write(p, AF_DTYPE_F32, 1, shape, q->logits, 0))) goto bad;
+      snprintf(p, sizeof p, "%s/prompt_ids.txt", it->dump_dir);
+      if ((r = write_ids(p, pre, npre, post, npost, 1))) goto bad;
+    }
+    if ((r = af_sampler_init(&q->sm, &d->o.sampling, s->vocab))) goto bad;
+    if (out && !d->o.json) {
+      char head[4200];
+      snprintf(head, sizeof head, "%s: ", it->image);
+      if ((r = emit(&o, i, head, strlen(head)))) goto bad;
+    }
+    q->active = 1;
+    continue;
+  bad:
+    seq_fail(&o, i, r);
+  }
+  /* decode: each step samples every unfinished sequence's next token, then
+   * one batched pass gives all of their next logits */
+  for (;;) {
+    int nb = 0;
+    for (int i = 0; i < B; i++) {
+      dseq *q = &sq[i];
+      if (!q->active) continue;
+      int32_t id = af_sampler_next(&q->sm, q->logits, q->ids, q->produced);
+      int done = 0, r = seq_step(d, &o, i, id, &done);
+      if (!r && done) r = seq_complete(d, &o, i);
+      if (!r && !done) r = af_lm_embed(d->lm, &id, 1, x + (size_t)nb * H);
+      if (r) {
+        seq_fail(&o, i, r);
+        continue;
+      }
+      if (done) continue;
+      slots[nb] = i, pos[nb++] = q->n + q->produced - 1;
+    }
+    if (!nb) break;
+    int r = af_lm_decode_batch(d->lm, d->q, nb, slots, pos, x, lg);
+    for (int k = 0; k < nb; k++)
+      if (r)
+        seq_fail(&o, slots[k], r);
+      else
+        memcpy(sq[slots[k]].logits, lg + (size_t)k * V, sizeof(float) * V);
+  }
+  rc = 0;
+  for (int i = 0; i < B && !rc; i++)
+    if (items[i].rc)
+      rc = af_err_replace(items[i].rc, "%s", items[i].error ? items[i].error : af_strerror(items[i].rc));
+  for (int i = 0; i < B; i++) {
+    af_sampler_free(&sq[i].sm);
+    free(sq[i].ids), free(sq[i].logits), free(sq[i].held);
+  }
+  free(o.last_msg);
+  free(sq), free(x), free(lg), free(slots), free(pos), free(seq), free(pre), free(post), free(prompt);
+  af_prompt_free_segments(segs, nseg);
+  return rc;
+}
+
 int af_describer_run(af_describer *d, const char *image, const float *proj, int n_img, const char *dump_dir,
                      FILE *out, char **answer_out, int32_t **ids_out, int *n_ids) {
+  af_describe_item it = {.image = image, .proj = proj, .n_img = n_img, .dump_dir = dump_dir};
+  int rc = af_describer_run_batch(d, &it, 1, out);
+  if (answer_out) *answer_out = it.answer, it.answer = NULL;
+  if (ids_out) *ids_out = it.ids, it.ids = NULL;
+  if (n_ids) *n_ids = it.n_ids;
+  free(it.answer), free(it.ids), free(it.error);
+  return rc;
+}
+
+/* ---- chat (describer.h): the original Conversation / Chat, re-embedding the
+ * whole history every turn (no KV reuse across turns, as the original) ---- */
+
+typedef struct chat_msg {
+  int role;   /* 0: the user (Human), 1: the model (Assistant) */
+  char *text; /* NULL: not answered yet (rendered as "ROLE:") */
+} chat_msg;
+
+struct af_chat {
+  af_describer *d;
+  char *system, *roles[2], *img_msg; /* from the prompt template */
+  float *proj;                       /* (n_images * n_img, hidden) */
+  int n_images, n_img;
+  chat_msg *msg;
+  int n_msg, cap_msg;
+  af_sampler sm;
+};
+
+static char *chat_strndup(const char *s, size_t n) {
+  char *r = malloc(n + 1);
+  if (r) memcpy(r, s, n), r[n] = 0;
+  return r;
+}
+
+/* The template is what get_prompt() gives for one image and one question:
+ *   SYSTEM sep ROLE0 ": " IMAGE_MESSAGE " {question}" sep ROLE1 ":" */
+static int chat_parse_template(af_chat *c) {
+  const char *t = c->d->tmpl, *sep = c->d->sep, *qk = " {question}";
+  size_t ls = strlen(sep);
+  const char *a = ls ? strstr(t, sep) : NULL;
+  const char *colon = a ? strstr(a + ls, ": ") : NULL;
+  const char *q = colon ? strstr(colon, qk) : NULL;
+  const char *b = q ? q + strlen(qk) : NULL;
+  size_t lb = b ? strlen(b) : 0;
+  if (!b || strncmp(b, sep, ls) != 0 || lb < ls + 2 || b[lb - 1] != ':' || strstr(b + ls, sep) ||
+      memchr(a + ls, sep[0], (size_t)(colon - a - (ptrdiff_t)ls)) || !strstr(colon, AF_IMAGE_PLACEHOLDER) ||
+      strstr(colon, AF_IMAGE_PLACEHOLDER) > q)
+    return af_err(AF_ERR_UNSUPPORTED,
+                  "%s: the prompt template is not 'SYSTEM%sROLE: <image message> {question}%sROLE:', which chat needs",
+                  af_gguf_path(af_weights_gguf(c->d->w)), sep, sep);
+  c->system = chat_strndup(t, (size_t)(a - t));
+  c->roles[0] = chat_strndup(a + ls, (size_t)(colon - a) - ls);
+  c->img_msg = chat_strndup(colon + 2, (size_t)(q - colon) - 2);
+  c->roles[1] = chat_strndup(b + ls, lb - ls - 1);
+  if (!c->system || !c->roles[0] || !c->img_msg || !c->roles[1]) return af_err(AF_ERR_NOMEM, "out of memory");
+  return 0;
+}
+
+static int chat_append(af_chat *c, int role, char *text /* takes ownership */) {
+  if (c->n_msg == c->cap_msg) {
+    int cap = c->cap_msg ? 2 * c->cap_msg : 16;
+    chat_msg *m = realloc(c->msg, (size_t)cap * sizeof *m);
+    if (!m) {
+      free(text);
+      return af_err(AF_ERR_NOMEM, "out of memory");
+    }
+    c->msg = m, c->cap_msg = cap;
+  }
+  c->msg[c->n_msg++] = (chat_msg){role, text};
+  return 0;
+}
+
+static void chat_clear(af_chat *c) {
+  for (int i = 0; i < c->n_msg; i++) free(c->msg[i].text);
+  c->n_msg = 0;
+}
+
+/* Chat.upload_img for every image */
+int af_chat_reset(af_chat *c) {
+  chat_clear(c);
+  int rc = 0;
+  for (int i = 0; i < c->n_images && !rc; i++) {
+    char *m = strdup(c->img_msg);
+    rc = m ? chat_append(c, 0, m) : af_err(AF_ERR_NOMEM, "out of memory");
+  }
+  return rc;
+}
+
+void af_chat_free(af_chat *c) {
+  if (!c) return;
+  chat_clear(c);
+  af_sampler_free(&c->sm);
+  free(c->msg), free(c->proj), free(c->system), free(c->roles[0]), free(c->roles[1]), free(c->img_msg);
+  free(c);
+}
+
+int af_chat_new(af_describer *d, const float *const *proj, int n_images, int n_img, af_chat **out) {
+  *out = NULL;
+  size_t H = (size_t)af_lm_shape_of(d->lm)->hidden, per = (size_t)n_img * H;
+  af_chat *c = calloc(1, sizeof *c);
+  if (!c) return af_err(AF_ERR_NOMEM, "out of memory");
+  c->d = d;
+  c->n_images = n_images;
+  c->n_img = n_img;
+  int rc = chat_parse_template(c);
+  if (!rc && !(c->proj = malloc(sizeof(float) * per * (size_t)(n_images > 0 ? n_images : 1))))
+    rc = af_err(AF_ERR_NOMEM, "out of memory");
+  for (int i = 0; !rc && i < n_images; i++) memcpy(c->proj + (size_t)i * per, proj[i], sizeof(float) * per);
+  if (!rc) rc = af_sampler_init(&c->sm, &d->o.sampling, af_lm_shape_of(d->lm)->vocab);
+  if (!rc) rc = af_chat_reset(c);
+  if (rc) {
+    af_chat_free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+/* Conversation.get_prompt() (SeparatorStyle.SINGLE) */
+static char *chat_prompt(const af_chat *c) {
+  const char *sep = c->d->sep;
+  size_t n = strlen(c->system) + strlen(sep) + 1;
+  for (int i = 0; i < c->n_msg; i++)
+    n += strlen(c->roles[c->msg[i].role]) + 2 + (c->msg[i].text ? strlen(c->msg[i].text) : 0) + strlen(sep);
+  char *p = malloc(n), *e = p;
+  if (!p) return NULL;
+  e += sprintf(e, "%s%s", c->system, sep);
+  for (int i = 0; i < c->n_msg; i++) {
+    const chat_msg *m = &c->msg[i];
+    if (m->text && *m->text)
+      e += sprintf(e, "%s: %s%s", c->roles[m->role], m->text, sep);
+    else
+      e += sprintf(e, "%s:", c->roles[m->role]);
+  }
+  return p;
+}
+
+/* Chat.ask: the question joins a last user message that ends with an image */
+static int chat_ask(af_chat *c, const char *question, char **undo) {
+  *undo = NULL;
+  chat_msg *last = c->n_msg ? &c->msg[c->n_msg - 1] : NULL;
+  size_t lt = last && last->text ? strlen(last->text) : 0;
+  if (last && last->role == 0 && lt >= 6 && !strcmp(last->text + lt - 6, "</Img>")) {
+    char *j = malloc(lt + strlen(question) + 2);
+    if (!j) return af_err(AF_ERR_NOMEM, "out of memory");
+    sprintf(j, "%s %s", last->text, question);
+    *undo = last->text;
+    last->text = j;
+    return 0;
+  }
+  char *q = strdup(question);
+  return q ? chat_append(c, 0, q) : af_err(AF_ERR_NOMEM, "out of memory");
+}
+
+static int chat_dump(const char *dir, const char *name, const char *text) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "w");
+  if (!f) return af_err(AF_ERR_IO, "%s: cannot write", p);
+  fputs(text, f);
+  return fclose(f) ? af_err(AF_ERR_IO, "%s: write failed", p) : 0;
+}
+
+static int chat_dump_ids(const char *dir, const char *name, int32_t *const *ids, const size_t *n, int lines) {
+  size_t total = 1;
+  for (int l = 0; l < lines; l++) total += n[l] * 12 + 1;
+  char *s = malloc(total), *e = s;
+  if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
+  for (int l = 0; l < lines; l++) {
+    for (size_t i = 0; i < n[l]; i++) e += sprintf(e, "%s%d", i ? " " : "", ids[l][i]);
+    *e++ = '\n';
+  }
+  *e = 0;
+  int rc = chat_dump(dir, name, s);
+  free(s);
+  return rc;
+}
+
+int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_dir, char **answer_out,
+                 int32_t **ids_out, int *n_ids_out, int *positions) {
   if (answer_out) *answer_out = NULL;
   if (ids_out) *ids_out = NULL;
-  if (n_ids) *n_ids = 0;
+  if (n_ids_out) *n_ids_out = 0;
+  if (positions) *positions = 0;
+  af_describer *d = c->d;
   const af_lm_shape *s = af_lm_shape_of(d->lm);
   size_t H = (size_t)s->hidden;
-  char *prompt = NULL, **segs = NULL, *text = NULL, *answer = NULL;
-  int nseg = 0, rc, n = 0, produced = 0;
-  int32_t *pre = NULL, *post = NULL, *ids = NULL;
-  size_t npre = 0, npost = 0, printed = 0;
-  float *seq = NULL, *logits = malloc(sizeof(float) * (size_t)s->vocab);
-  af_sampler sm;
-  memset(&sm, 0, sizeof sm);
-  if (!logits) return af_err(AF_ERR_NOMEM, "out of memory");
-  if ((rc = af_prompt_fill(d->tmpl, d->question, &prompt)) || (rc = af_prompt_split(prompt, &segs, &nseg))) goto out;
-  if (nseg != 2) {
-    rc = af_err(AF_ERR_FORMAT, "the prompt template has %d image places; describe gives one image", nseg - 1);
-    goto out;
-  }
-  if ((rc = af_spm_encode(d->tok, segs[0], strlen(segs[0]), 1, -1, &pre, &npre)) ||
-      (rc = af_spm_encode(d->tok, segs[1], strlen(segs[1]), 0, -1, &post, &npost)))
-    goto out;
-  n = (int)(npre + (size_t)n_img + npost);
-  int max_new = d->o.max_new_tokens;
-  if (n + max_new > s->ctx) max_new = s->ctx - n; /* the context holds prompt + answer */
-  if (max_new < 1) {
-    rc = af_err(AF_ERR_RANGE, "%s: the prompt (%d positions) fills the model's context of %d", image, n, s->ctx);
-    goto out;
-  }
-  seq = malloc(sizeof(float) * H * (size_t)(n + 1));
-  ids = malloc(sizeof(int32_t) * (size_t)max_new);
-  if (!seq || !ids) {
+  int n_msg0 = c->n_msg, nseg = 0, n = 0, produced = 0, rc;
+  char *undo = NULL, *prompt = NULL, **segs = NULL, *text = NULL, *answer = NULL;
+  int32_t **tok = NULL, *ids = NULL;
+  size_t *ntok = NULL, printed = 0;
+  float *seq = NULL, *logits = NULL;
+  if ((rc = chat_ask(c, question, &undo)) || (rc = chat_append(c, 1, NULL))) goto out;
+  if (!(prompt = chat_prompt(c))) {
     rc = af_err(AF_ERR_NOMEM, "out of memory");
     goto out;
   }
-  if ((rc = af_lm_embed(d->lm, pre, (int)npre, seq))) goto out;
-  memcpy(seq + npre * H, proj, sizeof(float) * H * (size_t)n_img);
-  if ((rc = af_lm_embed(d->lm, post, (int)npost, seq + (npre + (size_t)n_img) * H))) goto out;
-  if ((rc = af_lm_forward(d->lm, d->q, seq, n, 0, logits))) goto out;
-  if (dump_dir) {
-    char p[4200];
-    int64_t shape[1] = {s->vocab};
-    snprintf(p, sizeof p, "%s/logits0.npy", dump_dir);
-    if ((rc = af_npy_write(p, AF_DTYPE_F32, 1, shape, logits, 0))) goto out;
-    snprintf(p, sizeof p, "%s/prompt_ids.txt", dump_dir);
-    if ((rc = write_ids(p, pre, npre, post, npost, 1))) goto out;
+  if ((rc = af_prompt_split(prompt, &segs, &nseg))) goto out;
+  if (nseg != c->n_images + 1) {
+    rc = af_err(AF_ERR_INVALID, "the conversation has %d image places for %d images (is there an %s in the question?)",
+                nseg - 1, c->n_images, AF_IMAGE_PLACEHOLDER);
+    goto out;
   }
-  if ((rc = af_sampler_init(&sm, &d->o.sampling, s->vocab))) goto out;
-  if (out && !d->o.json) fprintf(out, "%s: ", image);
-  for (int pos = n; produced < max_new; pos++) {
-    int32_t id = af_sampler_next(&sm, logits, ids, produced);
+  /* get_context_emb: segments tokenised separately, BOS on the first only */
+  tok = calloc((size_t)nseg, sizeof *tok);
+  ntok = calloc((size_t)nseg, sizeof *ntok);
+  if (!tok || !ntok) {
+    rc = af_err(AF_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  for (int i = 0; i < nseg; i++) {
+    if ((rc = af_spm_encode(d->tok, segs[i], strlen(segs[i]), i == 0, -1, &tok[i], &ntok[i]))) goto out;
+    n += (int)ntok[i] + (i + 1 < nseg ? c->n_img : 0);
+  }
+  if (positions) *positions = n;
+  int max_new = d->o.max_new_tokens, max_len = d->o.max_length > 0 ? d->o.max_length : 2000;
+  int begin = n + max_new - max_len > 0 ? n + max_new - max_len : 0, keep = n - begin;
+  if (begin > 0)
+    fprintf(stderr, "artflow chat: warning: the conversation (%d positions and %d new tokens) exceeds the max length "
+                    "of %d; the oldest %d positions are left out\n", n, max_new, max_len, begin);
+  if (keep + max_new > s->ctx) max_new = s->ctx - keep; /* the model's context holds prompt + answer */
+  if (keep < 1 || max_new < 1) {
+    rc = af_err(AF_ERR_RANGE, "chat: %d prompt positions and %d new tokens do not fit max length %d / context %d", n,
+                d->o.max_new_tokens, max_len, s->ctx);
+    goto out;
+  }
+  seq = malloc(sizeof(float) * H * (size_t)(n + 1));
+  logits = malloc(sizeof(float) * (size_t)s->vocab);
+  ids = malloc(sizeof(int32_t) * (size_t)max_new);
+  if (!seq || !logits || !ids) {
+    rc = af_err(AF_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  size_t at = 0;
+  for (int i = 0; i < nseg; i++) {
+    if ((rc = af_lm_embed(d->lm, tok[i], (int)ntok[i], seq + at * H))) goto out;
+    at += ntok[i];
+    if (i + 1 < nseg) {
+      memcpy(seq + at * H, c->proj + (size_t)i * (size_t)c->n_img * H, sizeof(float) * H * (size_t)c->n_img);
+      at += (size_t)c->n_img;
+    }
+  }
+  if (dump_dir) {
+    char info[96];
+    snprintf(info, sizeof info, "positions %d begin %d\n", n, begin);
+    if ((rc = af_mkdirs(dump_dir)) || (rc = chat_dump_ids(dump_dir, "prompt_ids.txt", tok, ntok, nseg)) ||
+        (rc = chat_dump(dump_dir, "info.txt", info)))
+      goto out;
+  }
+  if ((rc = af_lm_forward(d->lm, d->q, seq + (size_t)begin * H, keep, 0, logits))) goto out;
+  for (int pos = keep; produced < max_new; pos++) {
+    int32_t id = af_sampler_next(&c->sm, logits, ids, produced);
     ids[produced++] = id;
     int stop = id == af_spm_options(d->tok)->eos_id ||
                af_stop_match(ids, produced, (const int32_t *const *)d->stops, d->stop_lens, d->n_stops);
-    if (out && !d->o.json) { /* stream what is certain: the text before the first separator */
+    if (out) { /* stream the text before the first separator, holding back a forming one */
       free(text);
       text = NULL;
       if ((rc = af_spm_decode(d->tok, ids, (size_t)produced, &text))) goto out;
       char *cut = strstr(text, d->sep);
-      size_t len = cut ? (size_t)(cut - text) : strlen(text);
-      size_t hold = strlen(d->sep) - 1; /* a separator may be forming at the end */
-      size_t upto = stop || cut ? len : (len > hold ? len - hold : 0);
+      size_t len = cut ? (size_t)(cut - text) : strlen(text), hold = strlen(d->sep) - 1;
+      size_t upto = stop || cut || produced == max_new ? len : (len > hold ? len - hold : 0);
       if (upto > printed) {
         fwrite(text + printed, 1, upto - printed, out);
         fflush(out);
@@ -168,38 +653,35 @@ int af_describer_run(af_describer *d, const char *image, const float *proj, int 
   }
   free(text);
   text = NULL;
-  /* the original's post-processing of the whole answer */
   if ((rc = af_spm_decode(d->tok, ids, (size_t)produced, &text))) goto out;
-  answer = af_answer_postprocess(text, d->sep);
-  if (!answer) {
+  if (!(answer = af_answer_postprocess(text, d->sep)) || !(c->msg[c->n_msg - 1].text = strdup(answer))) {
     rc = af_err(AF_ERR_NOMEM, "out of memory");
     goto out;
   }
-  if (out && d->o.json) {
-    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "ids");
-    cJSON_AddStringToObject(o, "image", image);
-    cJSON_AddStringToObject(o, "status", "ok");
-    cJSON_AddStringToObject(o, "text", answer);
-    for (int i = 0; i < produced; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
-    cJSON_AddNumberToObject(o, "prompt_positions", n);
-    char *js = cJSON_PrintUnformatted(o);
-    if (js) fprintf(out, "%s\n", js);
-    free(js);
-    cJSON_Delete(o);
-  } else if (out) {
-    fputc('\n', out);
-  }
   if (dump_dir) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/ids.txt", dump_dir);
-    rc = write_ids(p, ids, (size_t)produced, NULL, 0, 0);
+    size_t np = (size_t)produced;
+    char *line = malloc(strlen(answer) + 2);
+    if (!line) {
+      rc = af_err(AF_ERR_NOMEM, "out of memory");
+      goto out;
+    }
+    sprintf(line, "%s\n", answer);
+    rc = chat_dump_ids(dump_dir, "ids.txt", &ids, &np, 1);
+    if (!rc) rc = chat_dump(dump_dir, "answer.txt", line);
+    free(line);
+    if (rc) goto out;
   }
-  if (!rc && answer_out) *answer_out = answer, answer = NULL;
-  if (!rc && ids_out) *ids_out = ids, ids = NULL;
-  if (!rc && n_ids) *n_ids = produced;
+  if (answer_out) *answer_out = answer, answer = NULL;
+  if (ids_out) *ids_out = ids, ids = NULL;
+  if (n_ids_out) *n_ids_out = produced;
 out:
-  af_sampler_free(&sm);
-  free(answer), free(text), free(ids), free(seq), free(logits), free(pre), free(post), free(prompt);
+  if (rc) { /* the conversation stays as it was before this turn */
+    while (c->n_msg > n_msg0) free(c->msg[--c->n_msg].text);
+    if (undo) free(c->msg[c->n_msg - 1].text), c->msg[c->n_msg - 1].text = undo, undo = NULL;
+  }
+  free(undo);
+  for (int i = 0; tok && i < nseg; i++) free(tok[i]);
+  free(tok), free(ntok), free(answer), free(text), free(ids), free(seq), free(logits), free(prompt);
   af_prompt_free_segments(segs, nseg);
   return rc;
 }

@@ -14,8 +14,12 @@ typedef struct af_describe_opts {
   const char *question;   /* NULL = the model's default question */
   af_sampling sampling;
   int max_new_tokens;
+  int max_length;         /* prompt + answer positions (the original Chat.answer's
+                             max_length, 2000): longer prompts keep their last
+                             max_length - max_new_tokens positions (with a warning) */
   const char *dump_dir;   /* root of --dump, or NULL */
   int json;
+  const char *llm_model;  /* a second GGUF with the base LLM (two-file model), or NULL */
 } af_describe_opts;
 
 void af_describe_opts_default(af_describe_opts *o);
@@ -32,6 +36,56 @@ int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af
  * (malloc'd; caller frees). */
 int af_describer_run(af_describer *d, const char *image, const float *proj, int n_img_tokens,
                      const char *dump_dir, FILE *out, char **answer, int32_t **ids, int *n_ids);
+
+/* Several images described together: each prompt is prefilled into its own
+ * KV-cache slot, then one batched decode step (stages/lm.h) per token for
+ * all unfinished sequences, each with its own sampler (same seed as a lone
+ * run), stop handling and dump folder.  The answers, ids and the text on
+ * `out` are what af_describer_run gives image by image, in item order (an
+ * item's streamed text is held back until the items before it are done).
+ * Returns 0 when every item succeeded, else the first failed item's status;
+ * each item's own status and message are in the item. */
+typedef struct af_describe_item {
+  const char *image;    /* name printed and put in the JSON */
+  const float *proj;    /* n_img x hidden floats (host) */
+  int n_img;
+  const char *dump_dir; /* this image's dump folder or NULL */
+  /* results (free answer, ids, error) */
+  int rc;
+  char *error;          /* malloc'd message when rc != 0 */
+  char *answer;         /* malloc'd post-processed answer */
+  int32_t *ids;
+  int n_ids;
+} af_describe_item;
+
+int af_describer_run_batch(af_describer *d, af_describe_item *items, int n, FILE *out);
 void af_describer_free(af_describer *d);
+
+/* ---- multi-turn chat about one or more images, as the original Chat class
+ * (minigpt4/conversation/conversation.py) does it: the conversation is a list
+ * of (role, message); upload_img appends a "<Img><ImageHere></Img>" message
+ * per image, ask() joins the question to that message or appends a new one,
+ * answer() appends an empty Assistant message, renders the whole history with
+ * get_prompt(), splits it at <ImageHere>, tokenises each segment separately
+ * (BOS on the first only), embeds it with the images' embeddings in between,
+ * keeps the last max_length - max_new_tokens positions when it is longer (the
+ * original's max_length truncation, with a warning on stderr), generates, and
+ * stores the post-processed answer as the Assistant message.  The roles, the
+ * system text and the image message come from the model's prompt template. */
+typedef struct af_chat af_chat;
+
+/* A new conversation about n_images images; proj[i] = n_img_tokens x hidden
+ * floats (copied).  d is borrowed and must outlive the chat. */
+int af_chat_new(af_describer *d, const float *const *proj, int n_images, int n_img_tokens, af_chat **out);
+/* Forgets the messages and starts again with the same images. */
+int af_chat_reset(af_chat *c);
+/* One turn: asks `question` and answers it.  out: the answer is streamed
+ * there as plain text (no newline added), or NULL.  dump_dir (or NULL) gets
+ * prompt_ids.txt (one line per segment), ids.txt, answer.txt and info.txt
+ * ("positions P begin B": prompt positions and the truncation start).
+ * answer / ids (malloc'd, caller frees) and positions may be NULL. */
+int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_dir, char **answer, int32_t **ids,
+                 int *n_ids, int *positions);
+void af_chat_free(af_chat *c);
 
 #endif

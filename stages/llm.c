@@ -1,8 +1,11 @@
 /* `llm` stage: tensor "proj" (f32 [Q, H], the projected image embeddings
  * from qformer) -> text "text" (the answer) and tensor "ids" (i32, the
  * generated token ids), through the LLM with ImageAdapters
- * (stages/describer.c, stages/lm.c).  Items are generated one after another;
- * batched decoding of several sequences is not in this version. */
+ * (stages/describer.c, stages/lm.c).  The items of a batch are generated
+ * together (one KV-cache slot each, one batched decode step per token for all
+ * unfinished answers); the results equal describing them one by one.  The
+ * batch is the stage's (YAML `batch:`, default 4); each item of it takes one
+ * KV-cache slot of prompt + max_new_tokens positions. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +16,7 @@
 
 typedef struct llm_config {
   char *question;
-  int64_t max_new_tokens, top_k, seed;
+  int64_t max_new_tokens, max_length, top_k, seed;
   double temperature, top_p, repetition_penalty;
   int greedy;
 } llm_config;
@@ -24,12 +27,14 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   af_describe_opts_default(&o);
   o.question = c->question && *c->question ? c->question : NULL;
   o.max_new_tokens = (int)c->max_new_tokens;
+  o.max_length = (int)c->max_length;
   o.sampling.greedy = c->greedy;
   o.sampling.temperature = (float)c->temperature;
   o.sampling.top_k = (int)c->top_k;
   o.sampling.top_p = (float)c->top_p;
   o.sampling.repetition_penalty = (float)c->repetition_penalty;
   o.sampling.seed = (uint64_t)c->seed;
+  o.llm_model = ctx->llm_model_path; /* two-file model: the base LLM file */
   af_describer *d = NULL;
   int rc = af_describer_new((af_cl *)ctx->cl, ctx->model_path, &o, &d);
   *self = d;
@@ -38,6 +43,14 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
 
 static af_flow llm_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   af_describer *d = self;
+  af_describe_item *di = calloc((size_t)n, sizeof *di);
+  af_item **who = calloc((size_t)n, sizeof *who);
+  if (!di || !who) {
+    free(di), free(who);
+    af_err(AF_ERR_NOMEM, "out of memory");
+    return AF_FLOW_ERROR;
+  }
+  int m = 0;
   for (int i = 0; i < n; i++) {
     af_item *it = items[i];
     const af_tensor *t = af_item_tensor(it, "proj");
@@ -45,23 +58,30 @@ static af_flow llm_process(void *self, const af_stage_ctx *ctx, af_item **items,
       af_item_fail(it, ctx->instance, "%s: no f32[Q,H] 'proj' tensor (is qformer before llm?)", it->path ? it->path : it->id);
       continue;
     }
-    char *answer = NULL;
-    int32_t *ids = NULL;
-    int n_ids = 0;
-    af_error_clear();
-    int rc = af_describer_run(d, it->path ? it->path : it->id, t->data, (int)t->shape[0], NULL, NULL, &answer, &ids,
-                              &n_ids);
-    if (!rc) rc = af_item_set_text(it, "text", answer);
-    int64_t shape[1] = {n_ids};
-    if (!rc && n_ids > 0) {
-      rc = af_item_put_tensor(it, "ids", AF_DTYPE_I32, 1, shape, ids);
-      ids = NULL;
-    }
-    if (rc) af_item_fail(it, ctx->instance, "%s: %s", it->path ? it->path : it->id, af_error_message());
-    af_error_clear();
-    free(answer);
-    free(ids);
+    di[m] = (af_describe_item){.image = it->path ? it->path : it->id, .proj = t->data, .n_img = (int)t->shape[0]};
+    who[m++] = it;
   }
+  af_error_clear();
+  if (m) af_describer_run_batch(d, di, m, NULL);
+  for (int k = 0; k < m; k++) {
+    af_item *it = who[k];
+    int rc = di[k].rc;
+    if (rc) {
+      af_item_fail(it, ctx->instance, "%s: %s", di[k].image, di[k].error ? di[k].error : af_strerror(rc));
+    } else {
+      af_error_clear();
+      rc = af_item_set_text(it, "text", di[k].answer);
+      int64_t shape[1] = {di[k].n_ids};
+      if (!rc && di[k].n_ids > 0) {
+        rc = af_item_put_tensor(it, "ids", AF_DTYPE_I32, 1, shape, di[k].ids);
+        di[k].ids = NULL;
+      }
+      if (rc) af_item_fail(it, ctx->instance, "%s: %s", di[k].image, af_error_message());
+    }
+    free(di[k].answer), free(di[k].ids), free(di[k].error);
+  }
+  af_error_clear();
+  free(di), free(who);
   return AF_FLOW_OK;
 }
 
@@ -72,6 +92,9 @@ static const af_param llm_params[] = {
      "question about each image (default: the model's, e.g. 'Describe this image in detail.')", 0},
     {"max_new_tokens", AF_PARAM_INT, offsetof(llm_config, max_new_tokens), "300", 1, 2048, NULL,
      "longest answer in tokens", 0},
+    {"max_length", AF_PARAM_INT, offsetof(llm_config, max_length), "2000", 2, 1000000, NULL,
+     "prompt + answer positions as the original's Chat.answer: a longer prompt keeps its last "
+     "max_length - max_new_tokens positions (a warning; at most the model's context)", 0},
     {"greedy", AF_PARAM_BOOL, offsetof(llm_config, greedy), "false", 0, 0, NULL,
      "pick the most likely token each step (deterministic) instead of sampling", 0},
     {"temperature", AF_PARAM_FLOAT, offsetof(llm_config, temperature), "1.0", 0.01, 100, NULL,
@@ -103,7 +126,7 @@ const af_stage_desc af_stage_llm = {
     .n_inputs = AF_ARRAY_LEN(llm_inputs),
     .outputs = llm_outputs,
     .n_outputs = AF_ARRAY_LEN(llm_outputs),
-    .batch_size = 1,
+    .batch_size = 4,
     .create = llm_create,
     .process = llm_process,
     .destroy = llm_destroy,

@@ -49,11 +49,11 @@ static int get_u32(const af_gguf *g, const char *key, int *out) {
 }
 
 /* "<base>.weight" [out, in] and "<base>.bias" [out] (bias optional when no_bias) */
-static int get_lin(af_weights *w, lin *l, const char *base, uint64_t in, uint64_t out, int is_norm) {
+static int get_lin(const af_cl *cl, af_weights *w, lin *l, const char *base, uint64_t in, uint64_t out, int is_norm) {
   char name[160];
   uint64_t ne[2] = {is_norm ? out : in, out};
   snprintf(name, sizeof name, "%s.weight", base);
-  int rc = af_weights_expect(w, name, F32, is_norm ? 1 : 2, ne, &l->w);
+  int rc = af_weights_expect(w, name, is_norm ? F32 : nn_matrix_type(cl, w, name), is_norm ? 1 : 2, ne, &l->w);
   if (rc) return rc;
   snprintf(name, sizeof name, "%s.bias", base);
   ne[0] = out;
@@ -90,10 +90,10 @@ int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af
   uint64_t qne[2] = {D, (uint64_t)s->queries};
   if ((rc = af_weights_expect(w, "q.query_tokens", F32, 2, qne, &f->query))) goto out;
   lin emb;
-  if ((rc = get_lin(w, &emb, "q.ln_emb", D, D, 1))) goto out;
+  if ((rc = get_lin(cl, w, &emb, "q.ln_emb", D, D, 1))) goto out;
   f->emb_w = emb.w;
   f->emb_b = emb.b;
-  if ((rc = get_lin(w, &f->proj, "proj", D, (uint64_t)s->proj_out, 0))) goto out;
+  if ((rc = get_lin(cl, w, &f->proj, "proj", D, (uint64_t)s->proj_out, 0))) goto out;
   f->lay = calloc((size_t)s->layers, sizeof *f->lay);
   if (!f->lay) {
     rc = af_err(AF_ERR_NOMEM, "out of memory");
@@ -103,7 +103,7 @@ int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af
     qf_layer *L = &f->lay[l];
 #define G(field, name, in, o, norm)                          \
   snprintf(b, sizeof b, "q.blk.%d." name, l);                \
-  if ((rc = get_lin(w, &L->field, b, in, o, norm))) goto out;
+  if ((rc = get_lin(cl, w, &L->field, b, in, o, norm))) goto out;
     G(sa_q, "sa_q", D, D, 0) G(sa_k, "sa_k", D, D, 0) G(sa_v, "sa_v", D, D, 0) G(sa_out, "sa_out", D, D, 0)
     G(sa_ln, "sa_ln", D, D, 1)
     L->cross = l % s->cross_every == 0;

@@ -2,7 +2,9 @@
  *   {"id", "path", "status": "ok"|"error", "error", "error_stage", "meta",
  *    "outputs" (texts), "tensors" (dtype + shape, values for `values:` ones),
  *    "timings" (seconds per stage), "provenance" {artflow, model,
- *    model_sha256, pipeline, pipeline_sha256, device, params, time}}
+ *    model_sha256, llm_model + llm_model_sha256 (two-file models),
+ *    pipeline, pipeline_sha256, device, device_selector,
+ *    profile {name, file, why} (the device profile in effect), params, time}}
  * A batch is written with one write(2) on an O_APPEND fd (iofile.h), so each
  * line is whole or absent.  Under --resume the file is kept, a torn last line
  * cut, and items whose id is already in the file are not written again. */
@@ -16,6 +18,7 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
+#include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "pipeline/iofile.h"
 
@@ -78,6 +81,14 @@ static int build_provenance(jsonl_sink *s, const af_stage_ctx *ctx) {
   } else {
     cJSON_AddNullToObject(o, "model");
   }
+  if (ctx->llm_model_path) { /* model: {vision:, llm:}: the base LLM file too */
+    cJSON_AddStringToObject(o, "llm_model", base_name(ctx->llm_model_path));
+    char hex[65];
+    if (s->cfg->hash_model) {
+      if ((rc = af_sha256_file(ctx->llm_model_path, hex))) goto out;
+      cJSON_AddStringToObject(o, "llm_model_sha256", hex);
+    }
+  }
   if (ctx->pipeline_path) cJSON_AddStringToObject(o, "pipeline", base_name(ctx->pipeline_path));
   if (ctx->pipeline_sha256) cJSON_AddStringToObject(o, "pipeline_sha256", ctx->pipeline_sha256);
   if (ctx->cl) {
@@ -92,6 +103,20 @@ static int build_provenance(jsonl_sink *s, const af_stage_ctx *ctx) {
     cJSON_AddNullToObject(o, "device");
   }
   if (ctx->device) cJSON_AddStringToObject(o, "device_selector", ctx->device);
+  if (ctx->cl && ctx->cl->profile) {
+    /* the device profile in effect: its name, the most specific file, and
+     * which files applied and which match rules fitted */
+    const af_devprofile *pr = ctx->cl->profile;
+    cJSON *po = cJSON_AddObjectToObject(o, "profile");
+    if (po) {
+      cJSON_AddStringToObject(po, "name", pr->name);
+      if (pr->file[0])
+        cJSON_AddStringToObject(po, "file", pr->file);
+      else
+        cJSON_AddNullToObject(po, "file");
+      cJSON_AddStringToObject(po, "why", pr->why);
+    }
+  }
   cJSON *params = ctx->params_json ? cJSON_Parse(ctx->params_json) : NULL;
   if (params) cJSON_AddItemToObject(o, "params", params);
   char *text = cJSON_PrintUnformatted(o);

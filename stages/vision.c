@@ -58,14 +58,15 @@ static int meta_f32(const af_gguf *g, const char *key, float *out) {
   return rc;
 }
 
-/* weight with expected dims (ne order), converted to f32 on the device */
-static int want(af_weights *w, const af_dtensor **out, uint64_t ne0, uint64_t ne1, const char *fmt, int i,
+/* weight with expected dims (ne order): vectors as f32, matrices as f32 or
+ * kept fp16 when the profile says so (nn_matrix_type) */
+static int want(const af_cl *cl, af_weights *w, const af_dtensor **out, uint64_t ne0, uint64_t ne1, const char *fmt, int i,
                 const char *suffix) {
   char name[160];
   snprintf(name, sizeof name, fmt, i);
   strncat(name, suffix, sizeof name - strlen(name) - 1);
   uint64_t ne[2] = {ne0, ne1};
-  return af_weights_expect(w, name, F32, ne1 ? 2 : 1, ne, out);
+  return af_weights_expect(w, name, ne1 ? nn_matrix_type(cl, w, name) : F32, ne1 ? 2 : 1, ne, out);
 }
 
 /* torch.nn.functional.interpolate(mode="bicubic", align_corners=False) of a
@@ -173,15 +174,15 @@ int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af
     G = n;
     s->tokens = 1 + G * G;
   }
-  TRY(af_weights_expect(w, "v.patch_embd.weight", F32, 4, pne, &v->patch_w));
-  TRY(want(w, &v->patch_b, W, 0, "v.patch_embd.bias", 0, ""));
-  TRY(want(w, &v->cls, W, 0, "v.cls", 0, ""));
+  TRY(af_weights_expect(w, "v.patch_embd.weight", nn_matrix_type(cl, w, "v.patch_embd.weight"), 4, pne, &v->patch_w));
+  TRY(want(cl, w, &v->patch_b, W, 0, "v.patch_embd.bias", 0, ""));
+  TRY(want(cl, w, &v->cls, W, 0, "v.cls", 0, ""));
   if (!v->pos_owned) {
     TRY(af_weights_expect(w, "v.pos_embd", F32, 2, pos_ne, &v->pos));
     v->pos_mem = v->pos->mem;
   }
-  TRY(want(w, &v->lnv_w, W, 0, "v.ln_vision.weight", 0, ""));
-  TRY(want(w, &v->lnv_b, W, 0, "v.ln_vision.bias", 0, ""));
+  TRY(want(cl, w, &v->lnv_w, W, 0, "v.ln_vision.weight", 0, ""));
+  TRY(want(cl, w, &v->lnv_b, W, 0, "v.ln_vision.bias", 0, ""));
   v->blk = calloc((size_t)s->layers, sizeof *v->blk);
   if (!v->blk) {
     rc = af_err(AF_ERR_NOMEM, "out of memory");
@@ -189,18 +190,18 @@ int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af
   }
   for (int l = 0; l < s->layers; l++) {
     vit_block *b = &v->blk[l];
-    TRY(want(w, &b->ln1_w, W, 0, "v.blk.%d.ln1", l, ".weight"));
-    TRY(want(w, &b->ln1_b, W, 0, "v.blk.%d.ln1", l, ".bias"));
-    TRY(want(w, &b->qkv_w, W, 3 * (uint64_t)W, "v.blk.%d.attn_qkv", l, ".weight"));
-    TRY(want(w, &b->qkv_b, 3 * (uint64_t)W, 0, "v.blk.%d.attn_qkv", l, ".bias"));
-    TRY(want(w, &b->out_w, W, W, "v.blk.%d.attn_out", l, ".weight"));
-    TRY(want(w, &b->out_b, W, 0, "v.blk.%d.attn_out", l, ".bias"));
-    TRY(want(w, &b->ln2_w, W, 0, "v.blk.%d.ln2", l, ".weight"));
-    TRY(want(w, &b->ln2_b, W, 0, "v.blk.%d.ln2", l, ".bias"));
-    TRY(want(w, &b->up_w, W, M, "v.blk.%d.ffn_up", l, ".weight"));
-    TRY(want(w, &b->up_b, M, 0, "v.blk.%d.ffn_up", l, ".bias"));
-    TRY(want(w, &b->down_w, M, W, "v.blk.%d.ffn_down", l, ".weight"));
-    TRY(want(w, &b->down_b, W, 0, "v.blk.%d.ffn_down", l, ".bias"));
+    TRY(want(cl, w, &b->ln1_w, W, 0, "v.blk.%d.ln1", l, ".weight"));
+    TRY(want(cl, w, &b->ln1_b, W, 0, "v.blk.%d.ln1", l, ".bias"));
+    TRY(want(cl, w, &b->qkv_w, W, 3 * (uint64_t)W, "v.blk.%d.attn_qkv", l, ".weight"));
+    TRY(want(cl, w, &b->qkv_b, 3 * (uint64_t)W, 0, "v.blk.%d.attn_qkv", l, ".bias"));
+    TRY(want(cl, w, &b->out_w, W, W, "v.blk.%d.attn_out", l, ".weight"));
+    TRY(want(cl, w, &b->out_b, W, 0, "v.blk.%d.attn_out", l, ".bias"));
+    TRY(want(cl, w, &b->ln2_w, W, 0, "v.blk.%d.ln2", l, ".weight"));
+    TRY(want(cl, w, &b->ln2_b, W, 0, "v.blk.%d.ln2", l, ".bias"));
+    TRY(want(cl, w, &b->up_w, W, M, "v.blk.%d.ffn_up", l, ".weight"));
+    TRY(want(cl, w, &b->up_b, M, 0, "v.blk.%d.ffn_up", l, ".bias"));
+    TRY(want(cl, w, &b->down_w, M, W, "v.blk.%d.ffn_down", l, ".weight"));
+    TRY(want(cl, w, &b->down_b, W, 0, "v.blk.%d.ffn_down", l, ".bias"));
   }
   size_t B = (size_t)v->max_batch, T = (size_t)s->tokens, GG = (size_t)G * G;
   TRY(nn_alloc(cl, B * 3 * S * S, &v->pix));

@@ -10,12 +10,14 @@ pass=0; fail=0
 check() { local what=$1; shift; if "$@"; then pass=$((pass+1)); else echo "FAIL: $what" >&2; fail=$((fail+1)); fi; }
 
 "$A" describe "$G/image.png" --model "$M" --greedy --max-new-tokens 12 --dump "$T/d" > "$T/out.txt" 2> "$T/err.txt"
-check "describe exit 0 ($(head -2 "$T/err.txt"))" test $? -eq 0
+rc=$?; check "describe exit 0 ($(head -2 "$T/err.txt"))" test $rc -eq 0
 check "greedy ids equal the original's" cmp -s "$T/d/image/ids.txt" "$G/golden/ids.txt"
 check "prompt ids equal the original's" cmp -s "$T/d/image/prompt_ids.txt" "$G/golden/prompt_ids.txt"
 for f in pixels vit qformer proj logits0; do check "dump has $f.npy" test -s "$T/d/image/$f.npy"; done
 check "pixels.npy is f32 [3,56,56]" test "$(stat -c %s "$T/d/image/pixels.npy")" -eq $((128 + 3*56*56*4))
 check "plain output names the image" grep -q "image.png: " "$T/out.txt"
+# the streamed answer is complete when max_new_tokens ends it (no held-back tail)
+check "streamed text equals the original's answer" test "$(sed -n 's/^.*image.png: //p' "$T/out.txt")" = "$(cat "$G/golden/text.txt")"
 
 "$A" describe "$G/image.png" --model "$M" --json --max-new-tokens 5 --seed 7 > "$T/j1" && \
 "$A" describe "$G/image.png" --model "$M" --json --max-new-tokens 5 --seed 7 > "$T/j2"

@@ -49,3 +49,68 @@ __kernel void af_attention(__global const float *q, const long q_off, __global c
   for (int t = 0; t < d; t++) o[t] = acc[t] * inv;
 }
 
+
+/* ------------------------------------------------- attention over a KV cache
+ *
+ * The LLM's KV cache: per layer one K and one V buffer of (slots, positions,
+ * row) values, fp32 or fp16 storage (vload_half / vstore_half, no
+ * cl_khr_fp16 needed).  Query row r belongs to sequence slot[r] and sits at
+ * position pos[r]: it sees that slot's keys 0..pos[r] (causal).  The same
+ * kernels serve prefill (rows = consecutive positions of one slot) and
+ * batched decode (rows = one new position of each of B sequences).
+ * Kernel variants per storage type come from one template. */
+#define AF_LOAD_F32(p, i) ((p)[i])
+#define AF_LOAD_F16(p, i) vload_half((i), (p))
+#define AF_STORE_F32(v, p, i) ((p)[i] = (v))
+#define AF_STORE_F16(v, p, i) vstore_half_rte((v), (i), (p))
+
+/* cache[slot[r]][pos[r]][c] = src[r][c] for r < rows, c < n.  global: (n, rows) */
+#define AF_KV_STORE(NAME, T, STORE)                                                                     \
+  __kernel void NAME(__global const float *src, const long src_off, const int n, const int rows,       \
+                     __global T *cache, const long slot_stride, __global const int *slot,              \
+                     __global const int *pos) {                                                        \
+    int c = get_global_id(0), r = get_global_id(1);                                                     \
+    if (c >= n || r >= rows) return;                                                                    \
+    long dst = (long)slot[r] * slot_stride + (long)pos[r] * n + c;                                      \
+    STORE(src[src_off + (long)r * n + c], cache, dst);                                                  \
+  }
+AF_KV_STORE(af_kv_store_f32, float, AF_STORE_F32)
+AF_KV_STORE(af_kv_store_f16, half, AF_STORE_F16)
+
+/* out[r][h*d + t] = sum_{j <= pos[r]} softmax_j(scale * q_r . k_j) v_j[t] over
+ * slot[r]'s cache, one work-item per (row, head), online softmax as above.
+ * kv_row: values per cached position (heads * d).  global: (n_q, heads) */
+#define AF_ATT_CACHED(NAME, T, LOAD)                                                                    \
+  __kernel void NAME(__global const float *q, const long q_off, const int q_row, __global const T *kc,  \
+                     __global const T *vc, const long slot_stride, const int kv_row,                    \
+                     __global const int *slot, __global const int *pos, const int n_q,                  \
+                     __global float *out, const long out_off, const int out_row, const int d,           \
+                     const float scale) {                                                               \
+    int i = get_global_id(0), h = get_global_id(1);                                                     \
+    if (i >= n_q) return;                                                                               \
+    __global const float *qi = q + q_off + (long)i * q_row + h * d;                                     \
+    long base = (long)slot[i] * slot_stride + h * d;                                                    \
+    float qv[AF_ATT_MAX_D], acc[AF_ATT_MAX_D];                                                          \
+    for (int t = 0; t < d; t++) {                                                                       \
+      qv[t] = qi[t] * scale;                                                                            \
+      acc[t] = 0.0f;                                                                                    \
+    }                                                                                                   \
+    int lim = pos[i] + 1;                                                                               \
+    float m = -INFINITY, l = 0.0f;                                                                      \
+    for (int j = 0; j < lim; j++) {                                                                     \
+      long kj = base + (long)j * kv_row;                                                                \
+      float s = 0.0f;                                                                                   \
+      for (int t = 0; t < d; t++) s = mad(qv[t], LOAD(kc, kj + t), s);                                  \
+      float mn = fmax(m, s);                                                                            \
+      float corr = exp(m - mn);                                                                         \
+      float p = exp(s - mn);                                                                            \
+      l = l * corr + p;                                                                                 \
+      for (int t = 0; t < d; t++) acc[t] = mad(p, LOAD(vc, kj + t), acc[t] * corr);                     \
+      m = mn;                                                                                           \
+    }                                                                                                   \
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;                                                             \
+    __global float *o = out + out_off + (long)i * out_row + h * d;                                      \
+    for (int t = 0; t < d; t++) o[t] = acc[t] * inv;                                                    \
+  }
+AF_ATT_CACHED(af_attention_cached_f32, float, AF_LOAD_F32)
+AF_ATT_CACHED(af_attention_cached_f16, half, AF_LOAD_F16)

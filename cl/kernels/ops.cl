@@ -189,13 +189,9 @@ __kernel void af_op_add_bias(__global float *y, const long y_off, const int ld, 
  * vector math; a work-item per pair with scalar calls was 10x slower).
  * The angle is pos * (1 / base^(2i/d)) in fp32, as HF computes its cache.
  * global: tokens * heads. */
-__kernel void af_op_rope(__global float *x, const long off, const int tokens, const int heads, const int d,
-                         const int pos0, const float base, const int interleaved) {
-  int row = get_global_id(0);
-  if (row >= tokens * heads) return;
+/* rotates one row of d values (one head of one token) at position pos */
+void af_rope_row(__global float *v, const float pos, const int d, const float base, const int interleaved) {
   int hd = d / 2, i = 0;
-  float pos = (float)(pos0 + row / heads);
-  __global float *v = x + off + (long)row * d;
   for (; i + 8 <= hd; i += 8) {
     float8 iv = (float8)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f) + (float)i;
     float8 inv = 1.0f / pow((float8)(base), (2.0f * iv) / (float)d);
@@ -219,6 +215,21 @@ __kernel void af_op_rope(__global float *x, const long off, const int tokens, co
     v[a] = x0 * c - x1 * s;
     v[b] = x1 * c + x0 * s;
   }
+}
+
+__kernel void af_op_rope(__global float *x, const long off, const int tokens, const int heads, const int d,
+                         const int pos0, const float base, const int interleaved) {
+  int row = get_global_id(0);
+  if (row >= tokens * heads) return;
+  af_rope_row(x + off + (long)row * d, (float)(pos0 + row / heads), d, base, interleaved);
+}
+
+/* the same with each token at its own position pos[t] (batched decode) */
+__kernel void af_op_rope_pos(__global float *x, const long off, const int tokens, const int heads, const int d,
+                             __global const int *pos, const float base, const int interleaved) {
+  int row = get_global_id(0);
+  if (row >= tokens * heads) return;
+  af_rope_row(x + off + (long)row * d, (float)pos[row / heads], d, base, interleaved);
 }
 
 /* ------------------------------------------------------- gather, convert */

@@ -1,0 +1,164 @@
+/* GEMV kernels for CPU devices (PoCL): decode's y[b, r] = W[r, :] . x[b, :]
+ * (+ bias[r]) for b < nb, with W stored fp32, fp16, or ggml Q8_0 / Q4_0
+ * blocks.  Host side: af_op_gemv / af_op_gemv_qn in cl/ops.c, used when the
+ * device profile sets `AF_GEMV_IMPL: cpu` (the portable kernels in ops.cl
+ * stay the default, e.g. for GPUs).
+ *
+ * Why this shape (PoCL 3.1 on a 2-core AVX-512 machine, docs/profiles.md):
+ * - each work-item owns `rb` consecutive rows (one contiguous stretch of W)
+ *   and walks them R rows at a time: R independent read streams per core
+ *   keep more cache misses in flight than one row at a time (0.8 vs 0.6 of
+ *   a plain streaming-sum kernel for fp16);
+ * - explicit float16 vectors along k (vload_half16 -> vcvtph2ps; Q8_0/Q4_0
+ *   bytes widened with convert_float16) inside one work-item; work-groups of
+ *   one item, so PoCL's work-group vectoriser does not interleave rows;
+ * - no local memory, no barriers; the x vectors (at most 8 x k floats) stay
+ *   in L1/L2 and are loaded once per 16 columns for all R rows.
+ * Accumulation is fp32 (fma); each output's sum is reduced once at the end.
+ * nb < NB repeats the last vector and stores only b < nb (as in ops.cl). */
+
+inline float af_gc_hsum(float16 a) {
+  float8 h = a.lo + a.hi;
+  float4 q = h.lo + h.hi;
+  return (q.s0 + q.s1) + (q.s2 + q.s3);
+}
+
+#define AF_GC_ARGS(WT)                                                                                         \
+  __global const WT *w, const int rows, const int k, __global const float *x, const long x_off, const int nb, \
+      __global float *y, const long y_off, __global const float *bias, const int has_bias, const int rb
+
+/* stores the R x NB sums of rows r.. (those below r1); tail(i, b) adds the
+ * columns past the vectorised part */
+#define AF_GC_STORE(NB, R, TAIL)                                                                               \
+  _Pragma("unroll") for (int i = 0; i < R; i++) {                                                              \
+    if (r + i < r1) {                                                                                          \
+      float bv = has_bias ? bias[r + i] : 0.0f;                                                                \
+      _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                         \
+        if (b < nb) {                                                                                          \
+          float s = af_gc_hsum(acc[i][b]);                                                                     \
+          TAIL;                                                                                                \
+          y[y_off + (long)b * rows + r + i] = s + bv;                                                          \
+        }                                                                                                      \
+      }                                                                                                        \
+    }                                                                                                          \
+  }
+
+/* fp32 / fp16 weights: any k (scalar tail past the last 16 columns) */
+#define AF_GC_DENSE(NAME, WT, NB, R, LOAD16, LOAD1)                                                               \
+  __kernel void NAME(AF_GC_ARGS(WT)) {                                                                         \
+    int r0 = get_global_id(0) * rb;                                                                            \
+    if (r0 >= rows) return;                                                                                    \
+    int r1 = min(r0 + rb, rows), k16 = k / 16;                                                                 \
+    __global const float *xb[NB];                                                                              \
+    _Pragma("unroll") for (int b = 0; b < NB; b++) xb[b] = x + x_off + (long)min(b, nb - 1) * k;              \
+    for (int r = r0; r < r1; r += R) {                                                                         \
+      __global const WT *wr[R];                                                                                \
+      float16 acc[R][NB];                                                                                      \
+      _Pragma("unroll") for (int i = 0; i < R; i++) {                                                          \
+        wr[i] = w + (long)min(r + i, rows - 1) * k;                                                            \
+        _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                           \
+      }                                                                                                        \
+      for (int j = 0; j < k16; j++) {                                                                          \
+        float16 wv[R];                                                                                         \
+        _Pragma("unroll") for (int i = 0; i < R; i++) wv[i] = LOAD16(j, wr[i]);                                \
+        _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                       \
+          float16 xv = vload16(j, xb[b]);                                                                      \
+          _Pragma("unroll") for (int i = 0; i < R; i++) acc[i][b] = fma(wv[i], xv, acc[i][b]);                 \
+        }                                                                                                      \
+      }                                                                                                        \
+      AF_GC_STORE(NB, R, for (int j = 16 * k16; j < k; j++) s = fma(LOAD1(j, wr[i]), xb[b][j], s))           \
+    }                                                                                                          \
+  }
+
+#define AF_GC_LOAD16_F32(j, p) vload16(j, p)
+#define AF_GC_LOAD1_F32(j, p) (p)[j]
+#define AF_GC_LOAD16_F16(j, p) vload_half16(j, p)
+#define AF_GC_LOAD1_F16(j, p) vload_half(j, p)
+/* R rows at once: 4, or 2 with 8 vectors (R x NB float16 accumulators must
+ * fit the 32 vector registers) */
+AF_GC_DENSE(af_gemv_cpu_f32_1, float, 1, 4, AF_GC_LOAD16_F32, AF_GC_LOAD1_F32)
+AF_GC_DENSE(af_gemv_cpu_f32_2, float, 2, 4, AF_GC_LOAD16_F32, AF_GC_LOAD1_F32)
+AF_GC_DENSE(af_gemv_cpu_f32_4, float, 4, 4, AF_GC_LOAD16_F32, AF_GC_LOAD1_F32)
+AF_GC_DENSE(af_gemv_cpu_f32_8, float, 8, 2, AF_GC_LOAD16_F32, AF_GC_LOAD1_F32)
+AF_GC_DENSE(af_gemv_cpu_f16_1, half, 1, 4, AF_GC_LOAD16_F16, AF_GC_LOAD1_F16)
+AF_GC_DENSE(af_gemv_cpu_f16_2, half, 2, 4, AF_GC_LOAD16_F16, AF_GC_LOAD1_F16)
+AF_GC_DENSE(af_gemv_cpu_f16_4, half, 4, 4, AF_GC_LOAD16_F16, AF_GC_LOAD1_F16)
+AF_GC_DENSE(af_gemv_cpu_f16_8, half, 8, 2, AF_GC_LOAD16_F16, AF_GC_LOAD1_F16)
+
+/* ggml blocks of 32 weights, k a multiple of 32: Q8_0 = fp16 scale d + 32
+ * int8 (w = d q, 34 bytes), Q4_0 = fp16 d + 16 bytes, byte j holding element
+ * j (low nibble) and j + 16 (high nibble), w = d (q - 8) (18 bytes).
+ * The scale: PoCL compiles a scalar vload_half to a ~17-instruction software
+ * conversion (vload_half16 alone becomes vcvtph2ps); the fp16 bits placed in
+ * an fp32's sign / exponent / mantissa fields and multiplied by 2^112 give
+ * the same value for every finite half, subnormals included, in 9.
+ * DEQ(blk, q0, q1) widens a block's 32 integers (elements 0-15, 16-31);
+ * Q4_0's -8 is applied on the bytes, before widening (cheap 128-bit ops; the
+ * 512-bit ones share two ports and are what limits these kernels).
+ * One vector: acc += d (q0 x0 + q1 x1), the scale applied once per block;
+ * several: the weights d q are formed once and used for every x. */
+inline float af_gc_scale(__global const uchar *blk) {
+  uint u = *(__global const ushort *)blk;
+  return as_float(((u << 16) & 0x80000000u) | ((u << 13) & 0x0fffe000u)) * 0x1p112f;
+}
+#define AF_GC_DEQ_Q8(blk, q0, q1)                                                                              \
+  float16 q0 = convert_float16(as_char16(vload16(0, (blk) + 2)));                                              \
+  float16 q1 = convert_float16(as_char16(vload16(0, (blk) + 18)))
+#define AF_GC_DEQ_Q4(blk, q0, q1)                                                                              \
+  uchar16 qb_ = vload16(0, (blk) + 2);                                                                         \
+  float16 q0 = convert_float16(as_char16(qb_ & (uchar)15) - (char)8);                                          \
+  float16 q1 = convert_float16(as_char16(qb_ >> (uchar)4) - (char)8)
+
+#define AF_GC_QUANT(NAME, BSZ, DEQ, NB, R)                                                                 \
+  __kernel void NAME(AF_GC_ARGS(uchar)) {                                                                      \
+    int r0 = get_global_id(0) * rb;                                                                            \
+    if (r0 >= rows) return;                                                                                    \
+    int r1 = min(r0 + rb, rows), nblk = k / 32;                                                                \
+    long rbytes = (long)nblk * BSZ;                                                                            \
+    __global const float *xb[NB];                                                                              \
+    _Pragma("unroll") for (int b = 0; b < NB; b++) xb[b] = x + x_off + (long)min(b, nb - 1) * k;              \
+    for (int r = r0; r < r1; r += R) {                                                                         \
+      __global const uchar *wr[R];                                                                             \
+      float16 acc[R][NB];                                                                                      \
+      _Pragma("unroll") for (int i = 0; i < R; i++) {                                                          \
+        wr[i] = w + (long)min(r + i, rows - 1) * rbytes;                                                       \
+        _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                           \
+      }                                                                                                        \
+      for (int j = 0; j < nblk; j++) {                                                                         \
+        float16 x0 = vload16(2 * j, xb[0]), x1 = vload16(2 * j + 1, xb[0]);                                    \
+        _Pragma("unroll") for (int i = 0; i < R; i++) {                                                        \
+          __global const uchar *blk = wr[i] + (long)j * BSZ;                                                   \
+          float d = af_gc_scale(blk);                                                                          \
+          DEQ(blk, q0, q1);                                                                                    \
+          if (NB == 1) {                                                                                       \
+            acc[i][0] = fma((float16)(d), fma(q1, x1, q0 * x0), acc[i][0]);                                    \
+          } else {                                                                                             \
+            float16 w0 = d * q0, w1 = d * q1;                                                                  \
+            _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] =                                        \
+                fma(w1, vload16(2 * j + 1, xb[b]), fma(w0, vload16(2 * j, xb[b]), acc[i][b]));                \
+          }                                                                                                    \
+        }                                                                                                      \
+      }                                                                                                        \
+      AF_GC_STORE(NB, R, (void)0)                                                                              \
+    }                                                                                                          \
+  }
+
+AF_GC_QUANT(af_gemv_cpu_q8_1, 34, AF_GC_DEQ_Q8, 1, 4)
+AF_GC_QUANT(af_gemv_cpu_q8_2, 34, AF_GC_DEQ_Q8, 2, 4)
+AF_GC_QUANT(af_gemv_cpu_q8_4, 34, AF_GC_DEQ_Q8, 4, 4)
+AF_GC_QUANT(af_gemv_cpu_q8_8, 34, AF_GC_DEQ_Q8, 8, 2)
+AF_GC_QUANT(af_gemv_cpu_q4_1, 18, AF_GC_DEQ_Q4, 1, 4)
+AF_GC_QUANT(af_gemv_cpu_q4_2, 18, AF_GC_DEQ_Q4, 2, 4)
+AF_GC_QUANT(af_gemv_cpu_q4_4, 18, AF_GC_DEQ_Q4, 4, 4)
+AF_GC_QUANT(af_gemv_cpu_q4_8, 18, AF_GC_DEQ_Q4, 8, 2)
+
+/* Read-bandwidth probe for `artflow bench ops` (not an op): work-item i sums
+ * the n float16 vectors from i * n, CPU-style (contiguous chunk, 4
+ * accumulators), the access pattern a GEMV should approach. */
+__kernel void af_gemv_cpu_stream(__global const float16 *p, const long n, __global float *out) {
+  long i = get_global_id(0);
+  __global const float16 *q = p + i * n;
+  float16 a = 0, b = 0, c = 0, d = 0;
+  for (long j = 0; j + 3 < n; j += 4) a += q[j], b += q[j + 1], c += q[j + 2], d += q[j + 3];
+  out[i] = af_gc_hsum((a + b) + (c + d));
+}

@@ -1,0 +1,276 @@
+/* af_describer_run_batch on the tiny ArtGPT-4 (f32 and q8_0): four images
+ * with different embeddings and different prompt lengths (image rows 8, 7,
+ * 5, 8) described together give the same answers, ids, streamed text (plain
+ * and JSON, greedy and seeded sampling) and dump files as four
+ * af_describer_run calls; items that fail (a prompt that cannot fit) fail
+ * alone.
+ * Context truncation as the original Chat.answer(max_length): when prompt
+ * positions + max_new_tokens exceed max_length (at most the model's context,
+ * 256 here), only the last max_length - max_new_tokens positions are kept,
+ * with a warning on stderr; the ids must equal a greedy decode of exactly
+ * those positions through stages/lm.h, and prompt_positions in the JSON says
+ * how many were kept.  max_new_tokens >= max_length is an error. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "af_test.h"
+#include "cl/weights.h"
+#include "model/gguf.h"
+#include "ref/npy.h"
+#include "stages/describer.h"
+#include "stages/lm.h"
+
+#define DIR "artgpt4-tiny/"
+#define NIMG 4
+
+static char *slurp_file(FILE *f) {
+  fflush(f);
+  long n = ftell(f);
+  char *s = malloc((size_t)(n > 0 ? n : 0) + 1);
+  rewind(f);
+  size_t got = fread(s, 1, (size_t)(n > 0 ? n : 0), f);
+  s[got] = 0;
+  return s;
+}
+
+static int same_file(const char *a, const char *b) {
+  size_t na = 0, nb = 0;
+  char *x = af_test_slurp(a, &na), *y = af_test_slurp(b, &nb);
+  int eq = x && y && na == nb && !memcmp(x, y, na);
+  free(x), free(y);
+  return eq;
+}
+
+static float *proj_img[NIMG];
+static int nimg[NIMG];
+
+static void batch_vs_single(af_cl *cl, const char *model, int json, int greedy, const char *label) {
+  const char *tmp = af_test_tmpdir();
+  af_describe_opts o;
+  af_describe_opts_default(&o);
+  o.max_new_tokens = 16;
+  o.json = json;
+  o.sampling.greedy = greedy;
+  o.sampling.seed = 11;
+  af_describer *d = NULL;
+  CHECK_OK(af_describer_new(cl, model, &o, &d));
+  if (!d) return;
+  char names[NIMG][32], dsingle[NIMG][1200], dbatch[NIMG][1200];
+  FILE *f1 = tmpfile(), *f2 = tmpfile();
+  char *ans[NIMG];
+  int32_t *ids[NIMG];
+  int nid[NIMG];
+  for (int i = 0; i < NIMG; i++) {
+    snprintf(names[i], sizeof names[i], "img%d.png", i);
+    snprintf(dsingle[i], sizeof dsingle[i], "%s/%s-s%d", tmp, label, i);
+    snprintf(dbatch[i], sizeof dbatch[i], "%s/%s-b%d", tmp, label, i);
+    CHECK(mkdir(dsingle[i], 0755) == 0 && mkdir(dbatch[i], 0755) == 0);
+    CHECK_OK(af_describer_run(d, names[i], proj_img[i], nimg[i], dsingle[i], f1, &ans[i], &ids[i], &nid[i]));
+  }
+  af_describe_item it[NIMG];
+  memset(it, 0, sizeof it);
+  for (int i = 0; i < NIMG; i++)
+    it[i] =
+        (af_describe_item){.image = names[i], .proj = proj_img[i], .n_img = nimg[i], .dump_dir = dbatch[i]};
+  CHECK_OK(af_describer_run_batch(d, it, NIMG, f2));
+  char *t1 = slurp_file(f1), *t2 = slurp_file(f2);
+  CHECK_MSG(!strcmp(t1, t2), "%s: batch output differs:\n--- one by one\n%s--- batch\n%s", label, t1, t2);
+  int same = 0, distinct = 0;
+  for (int i = 0; i < NIMG; i++) {
+    int eq = it[i].rc == 0 && ans[i] && it[i].answer && !strcmp(ans[i], it[i].answer) &&
+             nid[i] == it[i].n_ids && !memcmp(ids[i], it[i].ids, sizeof(int32_t) * (size_t)nid[i]);
+    same += eq;
+    distinct += i && (nid[i] != nid[0] ||
+                      memcmp(ids[i], ids[0], sizeof(int32_t) * (size_t)(nid[0] < nid[i] ? nid[0] : nid[i])));
+    const char *files[] = {"logits0.npy", "prompt_ids.txt", "ids.txt"};
+    for (int k = 0; k < 3; k++) {
+      char a[1300], b[1300];
+      snprintf(a, sizeof a, "%s/%s", dsingle[i], files[k]);
+      snprintf(b, sizeof b, "%s/%s", dbatch[i], files[k]);
+      CHECK_MSG(same_file(a, b), "%s: %s of image %d differs", label, files[k], i);
+    }
+  }
+  for (int i = 0; i < NIMG; i++)
+    free(ans[i]), free(ids[i]), free(it[i].answer), free(it[i].ids), free(it[i].error);
+  printf(
+      "%s: %d of %d answers equal one by one vs batched (%d differ from the first image's); output %zu "
+      "bytes\n",
+      label, same, NIMG, distinct, strlen(t1));
+  CHECK(same == NIMG);
+  CHECK(distinct > 0); /* the images really were different sequences */
+  free(t1), free(t2);
+  fclose(f1), fclose(f2);
+  af_describer_free(d);
+}
+
+/* runs with max_length / max_new_tokens; returns the JSON line, stderr text */
+static int describe_json(af_cl *cl, const char *model, int max_length, int max_new, char **json, char **err,
+                         int32_t **ids, int *nid) {
+  af_describe_opts o;
+  af_describe_opts_default(&o);
+  o.max_new_tokens = max_new;
+  o.max_length = max_length;
+  o.json = 1;
+  o.sampling.greedy = 1;
+  af_describer *d = NULL;
+  CHECK_OK(af_describer_new(cl, model, &o, &d));
+  if (!d) return -1;
+  FILE *out = tmpfile(), *ef = tmpfile();
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(fileno(ef), 2);
+  int rc = af_describer_run(d, "trunc.png", proj_img[0], nimg[0], NULL, out, NULL, ids, nid);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  fseek(ef, 0, SEEK_END);
+  *json = slurp_file(out);
+  *err = slurp_file(ef);
+  fclose(out), fclose(ef);
+  af_describer_free(d);
+  return rc;
+}
+
+/* greedy ids of the last `keep` positions of the full prompt, through lm.h */
+static void greedy_ref(af_cl *cl, const char *model, int keep, int steps, int32_t *want) {
+  int32_t pre[512], post[512];
+  const char *tmp = af_test_tmpdir();
+  char dd[1200], p[1300];
+  snprintf(dd, sizeof dd, "%s/prompt-dump", tmp);
+  mkdir(dd, 0755);
+  { /* the prompt ids as the describer tokenises them (its dump) */
+    af_describe_opts o;
+    af_describe_opts_default(&o);
+    o.max_new_tokens = 1;
+    o.sampling.greedy = 1;
+    af_describer *d = NULL;
+    CHECK_OK(af_describer_new(cl, model, &o, &d));
+    if (d) CHECK_OK(af_describer_run(d, "x", proj_img[0], nimg[0], dd, NULL, NULL, NULL, NULL));
+    af_describer_free(d);
+  }
+  snprintf(p, sizeof p, "%s/prompt_ids.txt", dd);
+  int npre = read_ids_line(p, 0, pre, 512), npost = read_ids_line(p, 1, post, 512);
+  CHECK(npre > 0 && npost > 0);
+  af_weights *w = NULL;
+  af_lm *lm = NULL;
+  af_queue *Q = NULL;
+  CHECK_OK(af_weights_open(cl, model, &w));
+  if (w) CHECK_OK(af_lm_new(cl, w, 0, &lm));
+  CHECK_OK(af_queue_new(cl, &Q));
+  if (!lm || !Q || npre <= 0 || npost <= 0) return;
+  int H = af_lm_shape_of(lm)->hidden, V = af_lm_shape_of(lm)->vocab, n = npre + nimg[0] + npost;
+  float *seq = malloc(sizeof(float) * (size_t)(n + 1) * H), *lg = malloc(sizeof(float) * V);
+  CHECK_OK(af_lm_embed(lm, pre, npre, seq));
+  memcpy(seq + (size_t)npre * H, proj_img[0], sizeof(float) * (size_t)nimg[0] * H);
+  CHECK_OK(af_lm_embed(lm, post, npost, seq + (size_t)(npre + nimg[0]) * H));
+  CHECK(keep <= n);
+  CHECK_OK(af_lm_forward(lm, Q, seq + (size_t)(n - keep) * H, keep, 0, lg));
+  for (int s = 0; s < steps; s++) {
+    int b = 0;
+    for (int i = 1; i < V; i++)
+      if (lg[i] > lg[b]) b = i;
+    want[s] = b;
+    CHECK_OK(af_lm_embed(lm, &b, 1, seq));
+    CHECK_OK(af_lm_forward(lm, Q, seq, 1, keep + s, lg));
+  }
+  free(seq), free(lg);
+  af_queue_free(Q);
+  af_lm_free(lm);
+  af_weights_free(w);
+}
+
+static int prompt_positions(const char *json) {
+  const char *p = strstr(json, "\"prompt_positions\":");
+  return p ? atoi(p + strlen("\"prompt_positions\":")) : -1;
+}
+
+static void truncation(af_cl *cl, const char *model) {
+  /* the full prompt length: no truncation with a small answer */
+  char *js = NULL, *err = NULL;
+  int32_t *ids = NULL;
+  int nid = 0;
+  CHECK_OK(describe_json(cl, model, 2000, 4, &js, &err, &ids, &nid));
+  int n_full = prompt_positions(js);
+  printf("full prompt: %d positions, stderr '%s'\n", n_full, err);
+  CHECK(n_full > 20 && !strstr(err, "warning"));
+  free(js), free(err), free(ids);
+  /* max_length 40 with 6 new tokens: the last 34 positions; then the model's
+   * context (256) bounds max_length 2000: 230 new tokens keep 26 */
+  const int cases[2][2] = {{40, 6}, {2000, 230}};
+  for (int c = 0; c < 2; c++) {
+    int max_len = cases[c][0] < 256 ? cases[c][0] : 256, max_new = cases[c][1], keep = max_len - max_new;
+    CHECK_OK(describe_json(cl, model, cases[c][0], max_new, &js, &err, &ids, &nid));
+    int pp = prompt_positions(js);
+    char want_msg[64];
+    snprintf(want_msg, sizeof want_msg, "not see the first %d positions", n_full - keep);
+    printf("max_length %d, max_new_tokens %d: prompt_positions %d (want %d), %d ids; stderr: %s", cases[c][0],
+           max_new, pp, keep, nid, err);
+    CHECK(pp == keep);
+    CHECK(strstr(err, "warning") && strstr(err, "trunc.png") && strstr(err, want_msg));
+    int32_t *want = malloc(sizeof(int32_t) * (size_t)max_new);
+    greedy_ref(cl, model, keep, max_new, want);
+    CHECK(nid >= 1 && nid <= max_new && ids && !memcmp(ids, want, sizeof(int32_t) * (size_t)nid));
+    free(want), free(js), free(err), free(ids);
+  }
+  /* no room for the prompt at all */
+  CHECK(describe_json(cl, model, 30, 30, &js, &err, &ids, &nid) == AF_ERR_RANGE);
+  af_error_clear();
+  free(js), free(err);
+}
+
+int main(void) {
+  const char *tmp = af_test_tmpdir();
+  char m32[1024], mq8[1024];
+  CHECK_OK(af_test_convert_tiny(tmp, AF_GGML_F32, m32, sizeof m32));
+  CHECK_OK(af_test_convert_tiny(tmp, AF_GGML_Q8_0, mq8, sizeof mq8));
+  af_cl *cl = NULL;
+  CHECK_OK(af_cl_open(&cl, NULL));
+  int nd;
+  int64_t shape[4];
+  size_t np = 0;
+  float *proj = npy_read_f32(af_test_data(DIR "golden/proj.npy"), &nd, shape, &np);
+  CHECK(proj && nd == 2);
+  if (!cl || !proj || nd != 2) return af_test_done("test_describe_batch");
+  int Qn = (int)shape[0], H = (int)shape[1];
+  const int rows[NIMG] = {Qn, Qn - 1, Qn - 3, Qn};
+  af_rng rng;
+  af_rng_seed(&rng, 3);
+  for (int i = 0; i < NIMG; i++) { /* the golden image, then noisy variants with fewer rows */
+    nimg[i] = rows[i];
+    proj_img[i] = malloc(sizeof(float) * (size_t)Qn * H);
+    for (int k = 0; k < Qn * H; k++)
+      proj_img[i][k] = proj[k] * (1.0f + 0.5f * (float)i) + (i ? af_rng_normal(&rng) : 0.0f);
+  }
+  batch_vs_single(cl, m32, 0, 1, "f32-greedy-text");
+  batch_vs_single(cl, m32, 1, 0, "f32-sampled-json");
+  batch_vs_single(cl, mq8, 0, 0, "q8_0-sampled-text");
+  /* a failing item fails alone; a prompt longer than the context (300 image
+   * rows) is truncated, not failed */
+  {
+    af_describe_opts o;
+    af_describe_opts_default(&o);
+    o.max_new_tokens = 8;
+    o.sampling.greedy = 1;
+    af_describer *d = NULL;
+    CHECK_OK(af_describer_new(cl, m32, &o, &d));
+    float *big = calloc((size_t)300 * H, sizeof(float));
+    af_describe_item it[3] = {{.image = "big", .proj = big, .n_img = 300},
+                              {.image = "bad", .proj = NULL, .n_img = -1},
+                              {.image = "ok", .proj = proj, .n_img = Qn}};
+    if (d) CHECK(af_describer_run_batch(d, it, 3, NULL) == AF_ERR_INVALID);
+    af_error_clear();
+    CHECK(it[1].rc == AF_ERR_INVALID && it[1].error && strstr(it[1].error, "bad"));
+    CHECK(it[0].rc == 0 && it[0].n_ids >= 1 && it[0].answer);
+    CHECK(it[2].rc == 0 && it[2].n_ids >= 1 && it[2].answer);
+    for (int i = 0; i < 3; i++) free(it[i].answer), free(it[i].ids), free(it[i].error);
+    free(big);
+    af_describer_free(d);
+  }
+  truncation(cl, m32);
+  for (int i = 0; i < NIMG; i++) free(proj_img[i]);
+  free(proj);
+  af_cl_close(cl);
+  return af_test_done("test_describe_batch");
+}

@@ -1,0 +1,163 @@
+/* The GEMVs of decode (af_op_gemv, af_op_gemv_qn) with both kernel families:
+ * the portable kernels of ops.cl and the CPU kernels of gemv_cpu.cl
+ * (AF_GEMV_IMPL=cpu), against a plain-C double-precision reference on random
+ * inputs.  Weights fp32, fp16, Q8_0, Q4_0 (the reference uses model/quant.c's
+ * dequantised values, so only summation order differs); odd row counts, k not
+ * a multiple of the 16-wide vectors (fp32/fp16), nb = 1..8 vectors, bias on
+ * and off, several rows-per-work-item and group sizes.  Tolerance: every
+ * output within 1e-5 of the sum of its terms' magnitudes (fp32 summation
+ * error), and for 16+ rows the normalised L2 error <= 1e-5 per vector (the
+ * gemv entries of cl/opdesc.c); outputs of vectors past nb and rows past
+ * `rows` must stay untouched. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "cl/ops.h"
+#include "model/quant.h"
+#include "ref_ops.h"
+
+static af_queue *Q;
+static af_rng R;
+static const double TOL = 1e-5;
+static const float SENTINEL = 12345.0f;
+
+static cl_mem up(const void *h, size_t bytes) {
+  cl_mem m = NULL;
+  CHECK_OK(af_cl_alloc(Q->cl, CL_MEM_READ_WRITE, bytes, NULL, &m));
+  if (m && h) CHECK_OK(af_queue_write(Q, m, 0, bytes, h));
+  return m;
+}
+
+/* type: 0 f32, 1 f16, 2 q8_0, 3 q4_0.  tiny: weights of magnitude ~1e-4, so
+ * that quantised blocks get subnormal fp16 scales. */
+static void t_case(const char *impl, int type, size_t rows, size_t k, int nb, int with_bias, int tiny) {
+  static const char *const names[] = {"f32", "f16", "q8_0", "q4_0"};
+  size_t n = rows * k, x_off = 3, y_off = 5, ylen = y_off + 8 * rows + 7;
+  float *w = malloc(n * 4 + 4), *x = malloc((x_off + k * nb) * 4), *bias = malloc(rows * 4 + 4);
+  float *want = malloc(rows * nb * 4 + 4), *y0 = malloc(ylen * 4), *got = malloc(ylen * 4);
+  af_rng_fill(&R, w, n, tiny ? -2e-4f : -1.0f, tiny ? 2e-4f : 1.0f);
+  af_rng_fill(&R, x, x_off + k * nb, -1.0f, 1.0f);
+  af_rng_fill(&R, bias, rows, -1.0f, 1.0f);
+  for (size_t i = 0; i < ylen; i++) y0[i] = SENTINEL;
+  size_t bytes = type == 0 ? n * 4 : type == 1 ? n * 2 : n / 32 * (type == 2 ? AF_Q8_0_BLOCK_BYTES : AF_Q4_0_BLOCK_BYTES);
+  void *wq = malloc(bytes + 4);
+  if (type == 0)
+    memcpy(wq, w, bytes);
+  else if (type == 1)
+    for (size_t i = 0; i < n; i++) w[i] = af_f16_to_f32(((uint16_t *)wq)[i] = af_f32_to_f16(w[i]));
+  else if (type == 2)
+    af_quantize_q8_0(w, wq, n), af_dequantize_q8_0(wq, w, n);
+  else
+    af_quantize_q4_0(w, wq, n), af_dequantize_q4_0(wq, w, n);
+  cl_mem dw = up(wq, bytes), dx = up(x, (x_off + k * nb) * 4), db = up(bias, rows * 4), dy = up(y0, ylen * 4);
+  af_dbuf xv = {dx, x_off}, yv = {dy, y_off};
+  cl_mem bm = with_bias ? db : NULL;
+  if (type < 2)
+    CHECK_OK(af_op_gemv(Q, dw, type, rows, k, xv, nb, yv, bm));
+  else
+    CHECK_OK(af_op_gemv_qn(Q, dw, type == 3, rows, k, xv, nb, yv, bm));
+  CHECK_OK(af_queue_read(Q, dy, 0, ylen * 4, got));
+  ref_gemv(w, rows, k, x + x_off, nb, with_bias ? bias : NULL, want);
+  for (int b = 0; b < nb; b++) {
+    /* per output, relative to the sum of |terms| (what fp32 rounding scales
+     * with; a plain relative error is unbounded when the terms cancel) */
+    double worst = 0;
+    for (size_t r = 0; r < rows; r++) {
+      double mag = with_bias ? fabs(bias[r]) : 0;
+      for (size_t p = 0; p < k; p++) mag += fabs((double)w[r * k + p] * x[x_off + b * k + p]);
+      double e = fabs((double)got[y_off + b * rows + r] - want[b * rows + r]) / (mag > 0 ? mag : 1e-30);
+      worst = e > worst ? e : worst;
+    }
+    CHECK_MSG(worst <= TOL, "%s %s %zux%zu nb %d bias %d tiny %d: vector %d error %g > %g", impl, names[type], rows,
+              k, nb, with_bias, tiny, b, worst, TOL);
+    if (rows >= 16) { /* and the op's own tolerance (normalised L2, cl/opdesc.c) */
+      double e = af_nerr(got + y_off + b * rows, want + b * rows, rows);
+      CHECK_MSG(e <= TOL, "%s %s %zux%zu nb %d: vector %d normalised error %g > %g", impl, names[type], rows, k, nb, b,
+                e, TOL);
+    }
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < ylen; i++)
+    if (i < y_off || i >= y_off + nb * rows) bad += got[i] != SENTINEL;
+  CHECK_MSG(bad == 0, "%s %s %zux%zu nb %d: %zu values written outside the output", impl, names[type], rows, k, nb,
+            bad);
+  clReleaseMemObject(dw), clReleaseMemObject(dx), clReleaseMemObject(db), clReleaseMemObject(dy);
+  free(w), free(x), free(bias), free(want), free(y0), free(got), free(wq);
+}
+
+static void run_all(const char *impl) {
+  static const size_t dense_rows[] = {1, 3, 17, 33, 257};
+  static const size_t dense_k[] = {1, 15, 16, 17, 40, 1409};
+  static const size_t q_rows[] = {1, 5, 17, 66};
+  static const size_t q_k[] = {32, 96, 1408};
+  int c = 0;
+  for (int type = 0; type < 2; type++)
+    for (size_t i = 0; i < sizeof dense_rows / sizeof *dense_rows; i++)
+      for (size_t j = 0; j < sizeof dense_k / sizeof *dense_k; j++, c++)
+        t_case(impl, type, dense_rows[i], dense_k[j], 1 + c % 8, c % 3 != 0, 0);
+  for (int type = 2; type < 4; type++)
+    for (size_t i = 0; i < sizeof q_rows / sizeof *q_rows; i++)
+      for (size_t j = 0; j < sizeof q_k / sizeof *q_k; j++, c++)
+        t_case(impl, type, q_rows[i], q_k[j], 1 + c % 8, c % 3 != 0, c % 5 == 0);
+  for (int nb = 1; nb <= 8; nb++) /* every vector count on every type */
+    for (int type = 0; type < 4; type++) t_case(impl, type, 37, type < 2 ? 75 : 160, nb, nb % 2, type >= 2 && nb == 3);
+  t_case(impl, 2, 11, 4096, 1, 1, 1); /* a model-sized row, subnormal scales */
+  t_case(impl, 3, 11, 4096, 1, 1, 1);
+}
+
+/* the tuning defines with AF_GEMV_IMPL / AF_GEMV_RB / AF_GEMV_CPU_WG replaced */
+static void set_impl(const char *base, const char *extra) {
+  char buf[2048] = "";
+  const char *p = base ? base : "";
+  while (*p) {
+    while (*p == ' ') p++;
+    const char *e = strchr(p, ' ');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len && strncmp(p, "-DAF_GEMV_IMPL=", 15) && strncmp(p, "-DAF_GEMV_RB=", 13) &&
+        strncmp(p, "-DAF_GEMV_CPU_WG=", 17) && strlen(buf) + len + 2 < sizeof buf) {
+      strncat(buf, p, len);
+      strcat(buf, " ");
+    }
+    p += len;
+  }
+  if (extra) strncat(buf, extra, sizeof buf - strlen(buf) - 1);
+  CHECK_OK(af_cl_set_tuning(Q->cl, buf));
+}
+
+int main(void) {
+  af_cl *cl = NULL;
+  af_rng_seed(&R, 6);
+  CHECK_OK(af_cl_open(&cl, NULL));
+  if (!cl) return af_test_done("test_gemv_cpu");
+  CHECK_OK(af_queue_new(cl, &Q));
+  char *base = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
+
+  set_impl(base, NULL);
+  CHECK(!af_op_gemv_cpu_enabled(cl));
+  run_all("portable");
+  set_impl(base, "-DAF_GEMV_IMPL=cpu");
+  CHECK(af_op_gemv_cpu_enabled(cl));
+  run_all("cpu");
+  /* other rows-per-item / group sizes (a few kernels only: each new define
+   * set recompiles the kernels it uses) */
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=7 -DAF_GEMV_CPU_WG=2");
+  for (size_t rows = 1; rows <= 67; rows += 11) {
+    t_case("cpu rb7 wg2", 1, rows, 33, 1 + (int)rows % 2, 1, 0);
+    t_case("cpu rb7 wg2", 2, rows, 64, 8, (int)rows % 2, 0);
+  }
+  set_impl(base, "-DAF_GEMV_IMPL=cpuX");
+  CHECK(!af_op_gemv_cpu_enabled(cl)); /* only the exact value selects it */
+
+  set_impl(base, "-DAF_GEMV_IMPL=cpu");
+  CHECK(af_op_gemv_qn(Q, NULL, 0, 1, 33, (af_dbuf){0}, 1, (af_dbuf){0}, NULL) == AF_ERR_INVALID);
+  CHECK(af_op_gemv_qn(Q, NULL, 0, 1, 32, (af_dbuf){0}, 9, (af_dbuf){0}, NULL) == AF_ERR_INVALID);
+  CHECK(af_op_gemv(Q, NULL, 0, 1, 1, (af_dbuf){0}, 0, (af_dbuf){0}, NULL) == AF_ERR_INVALID);
+  af_error_clear();
+  CHECK_OK(af_cl_set_tuning(Q->cl, base));
+  free(base);
+  af_queue_free(Q);
+  af_cl_close(cl);
+  return af_test_done("test_gemv_cpu");
+}

@@ -1,0 +1,134 @@
+/* Zero-copy weights (cl/weights.c): with AF_WEIGHTS_ZERO_COPY=1 on a device
+ * that shares host memory, tensors of a 128-aligned GGUF are used in place
+ * from the file mapping; tensors of a 32-aligned file whose data is not
+ * 128-aligned, and tensors converted to f32, are copied.  Either way the
+ * device sees the file's bytes, and a GEMV over an in-place Q8_0 tensor gives
+ * the same result as over a copied one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "cl/ops.h"
+#include "cl/runtime.h"
+#include "cl/weights.h"
+#include "model/gguf.h"
+#include "model/quant.h"
+
+#define ROWS 5
+#define K 64
+
+/* tensors: "a" f32 3 x 7 (odd size, so "b" lands on a 32- but not 128-byte
+ * boundary in a 32-aligned file), "b" f16 4 x 32, "q" Q8_0 ROWS x K */
+static int write_file(const char *path, uint32_t alignment, const float *a, const uint16_t *b, const void *q) {
+  af_gguf_writer *w = NULL;
+  int rc = af_gguf_writer_new(&w);
+  uint64_t na[2] = {7, 3}, nb[2] = {32, 4}, nq[2] = {K, ROWS};
+  if (!rc && alignment != 32) rc = af_gguf_writer_set_u32(w, "general.alignment", alignment);
+  if (!rc) rc = af_gguf_writer_add_tensor(w, "a", AF_GGML_F32, 2, na);
+  if (!rc) rc = af_gguf_writer_add_tensor(w, "b", AF_GGML_F16, 2, nb);
+  if (!rc) rc = af_gguf_writer_add_tensor(w, "q", AF_GGML_Q8_0, 2, nq);
+  if (!rc) rc = af_gguf_writer_begin(w, path);
+  if (!rc) rc = af_gguf_writer_append(w, a, 21 * 4);
+  if (!rc) rc = af_gguf_writer_append(w, b, 128 * 2);
+  if (!rc) rc = af_gguf_writer_append(w, q, ROWS * K / 32 * AF_Q8_0_BLOCK_BYTES);
+  if (!rc) rc = af_gguf_writer_finish(w);
+  af_gguf_writer_free(w);
+  return rc;
+}
+
+/* the device copy of `name` equals the file's bytes */
+static void same_bytes(af_queue *q, af_weights *w, const char *name, int want) {
+  const af_dtensor *t = NULL;
+  CHECK_OK(af_weights_get(w, name, want, &t));
+  const af_gguf_tensor *gt = af_gguf_find_tensor(af_weights_gguf(w), name);
+  if (!t || !gt) return;
+  unsigned char *h = malloc(t->nbytes);
+  CHECK_OK(af_queue_read(q, t->mem, 0, t->nbytes, h));
+  if (want < 0) CHECK_MSG(memcmp(h, gt->data, t->nbytes) == 0, "tensor %s: device bytes differ from the file", name);
+  free(h);
+}
+
+static void gemv(af_queue *q, af_weights *w, cl_mem x, cl_mem y, float *out) {
+  const af_dtensor *t = NULL;
+  CHECK_OK(af_weights_get(w, "q", -1, &t));
+  if (!t) return;
+  CHECK_OK(af_op_gemv_qn(q, t->mem, 0, ROWS, K, (af_dbuf){x, 0}, 1, (af_dbuf){y, 0}, NULL));
+  CHECK_OK(af_queue_read(q, y, 0, ROWS * 4, out));
+}
+
+int main(void) {
+  af_cl *cl = NULL;
+  af_rng R;
+  af_rng_seed(&R, 128);
+  CHECK_OK(af_cl_open(&cl, NULL));
+  if (!cl) return af_test_done("test_weights_zero_copy");
+  af_queue *q = NULL;
+  CHECK_OK(af_queue_new(cl, &q));
+  float a[21], wq[ROWS * K], x[K];
+  uint16_t b[128];
+  unsigned char qb[ROWS * K / 32 * AF_Q8_0_BLOCK_BYTES];
+  af_rng_fill(&R, a, 21, -1, 1);
+  af_rng_fill(&R, wq, ROWS * K, -1, 1);
+  af_rng_fill(&R, x, K, -1, 1);
+  for (int i = 0; i < 128; i++) b[i] = af_f32_to_f16(af_rng_uniform(&R, -1, 1));
+  af_quantize_q8_0(wq, qb, ROWS * K);
+  char p128[4200], p32[4200];
+  snprintf(p128, sizeof p128, "%s/a128.gguf", af_test_tmpdir());
+  snprintf(p32, sizeof p32, "%s/a32.gguf", af_test_tmpdir());
+  CHECK_OK(write_file(p128, 128, a, b, qb));
+  CHECK_OK(write_file(p32, 32, a, b, qb));
+
+  cl_bool unified = CL_FALSE;
+  clGetDeviceInfo(cl->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+  char *base = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
+  cl_mem dx = NULL, dy = NULL;
+  CHECK_OK(af_cl_alloc(cl, CL_MEM_READ_WRITE, K * 4, NULL, &dx));
+  CHECK_OK(af_cl_alloc(cl, CL_MEM_READ_WRITE, ROWS * 4, NULL, &dy));
+  CHECK_OK(af_queue_write(q, dx, 0, K * 4, x));
+  float y[2][ROWS];
+  for (int zc = 0; zc < 2; zc++) {
+    char defs[2048] = "", *p; /* the profile's defines without its own AF_WEIGHTS_ZERO_COPY */
+    snprintf(defs, sizeof defs - 32, "%s", base ? base : "");
+    while ((p = strstr(defs, "-DAF_WEIGHTS_ZERO_COPY=")) != NULL) memset(p, ' ', 24);
+    snprintf(defs + strlen(defs), 32, " -DAF_WEIGHTS_ZERO_COPY=%d", zc);
+    CHECK_OK(af_cl_set_tuning(cl, defs));
+    af_weights *w128 = NULL, *w32 = NULL;
+    CHECK_OK(af_weights_open(cl, p128, &w128));
+    CHECK_OK(af_weights_open(cl, p32, &w32));
+    if (!w128 || !w32) break;
+    same_bytes(q, w128, "a", -1);
+    same_bytes(q, w128, "b", -1);
+    same_bytes(q, w128, "q", -1);
+    same_bytes(q, w128, "b", AF_GGML_F32); /* converted: always a copy */
+    uint64_t expect = zc && unified ? 21 * 4 + 128 * 2 + sizeof qb : 0;
+    CHECK_MSG(af_weights_in_place_bytes(w128) == expect, "zero-copy %d, unified %d: %llu bytes in place, want %llu",
+              zc, (int)unified, (unsigned long long)af_weights_in_place_bytes(w128), (unsigned long long)expect);
+    CHECK(af_weights_device_bytes(w128) == 21 * 4 + 128 * 2 + sizeof qb + 128 * 4);
+    /* 32-aligned file: "b" starts 96 bytes after "a", so at most one of them is
+     * 128-aligned; only 128-aligned tensors are used in place */
+    uint64_t want32 = 0;
+    int misaligned = 0;
+    static const char *const names[] = {"a", "b", "q"};
+    for (int i = 0; i < 3; i++) {
+      same_bytes(q, w32, names[i], -1);
+      const af_gguf_tensor *gt = af_gguf_find_tensor(af_weights_gguf(w32), names[i]);
+      if (!gt) continue;
+      if ((uintptr_t)gt->data % 128)
+        misaligned++;
+      else if (zc && unified)
+        want32 += gt->nbytes;
+    }
+    CHECK(misaligned >= 1);
+    CHECK(af_weights_in_place_bytes(w32) == want32);
+    gemv(q, w128, dx, dy, y[zc]);
+    af_weights_free(w32);
+    af_weights_free(w128);
+  }
+  CHECK_MSG(memcmp(y[0], y[1], sizeof y[0]) == 0, "GEMV over in-place weights differs from the copied ones");
+  CHECK_OK(af_cl_set_tuning(cl, base));
+  free(base);
+  clReleaseMemObject(dx), clReleaseMemObject(dy);
+  af_queue_free(q);
+  af_cl_close(cl);
+  return af_test_done("test_weights_zero_copy");
+}
