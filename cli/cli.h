@@ -41,7 +41,5 @@ int af_cli_fail(int code, const char *what);
  * (help printed to stdout), else 0. */
 int af_cli_is_help(const char *arg);
 
-/* Says the command is not implemented yet (exit 2). */
-int af_cli_not_implemented(const char *cmd, const char *usage, int argc, char **argv);
 
 #endif

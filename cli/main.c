@@ -58,17 +58,6 @@ int af_cli_fail(int code, const char *what) {
   return AF_EXIT_FAIL;
 }
 
-int af_cli_not_implemented(const char *cmd, const char *usage_text, int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (af_cli_is_help(argv[i])) {
-      fputs(usage_text, stdout);
-      printf("\nStatus: not implemented yet in this build.\n");
-      return AF_EXIT_OK;
-    }
-  fprintf(stderr, "artflow %s: not implemented yet in this build\n", cmd);
-  return AF_EXIT_USAGE;
-}
-
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
