@@ -242,6 +242,7 @@ typedef struct bench_opts {
 static int bench_llm(af_cl *cl, af_weights *w, int n_prompt, int n_decode, int dbatch, llm_res *res) {
   af_lm *lm = NULL;
   af_queue *q = NULL;
+  uint64_t before = af_weights_device_bytes(w); /* the vision path may have loaded its weights already */
   int rc = af_lm_new(cl, w, n_prompt + n_decode + 2, &lm);
   if (!rc) rc = af_queue_new(cl, &q);
   if (rc) goto out;
@@ -288,7 +289,7 @@ static int bench_llm(af_cl *cl, af_weights *w, int n_prompt, int n_decode, int d
     res->ok = 1;
     res->layers = s->layers, res->hidden = s->hidden, res->n_prompt = n_prompt;
     res->prefill_s = prefill, res->decode_s = decode;
-    res->wbytes = af_weights_device_bytes(w);
+    res->wbytes = af_weights_device_bytes(w) - before; /* the LLM's weights only */
     res->flops_per_pos = llm_flops_per_pos(s);
   }
   free(x), free(logits);

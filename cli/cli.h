@@ -28,6 +28,21 @@
 AF_CLI_COMMANDS(AF_CLI_DECL)
 #undef AF_CLI_DECL
 
+/* Text-generation flags shared by describe and chat: option codes, their
+ * getopt_long table entries, and the parser.  af_cli_gen_option applies
+ * option `c` with value `arg` to *o: 1 done, 0 not a generation option, -1
+ * a bad value.  --max-new-tokens must be >= min_new_tokens. */
+enum { AF_OPT_LLM = 1000, AF_OPT_GREEDY, AF_OPT_TEMP, AF_OPT_TOPK, AF_OPT_TOPP, AF_OPT_SEED, AF_OPT_MAXNEW, AF_OPT_MAXLEN };
+#define AF_CLI_GEN_OPTIONS                                                                                     \
+  {"llm", required_argument, 0, AF_OPT_LLM}, {"greedy", no_argument, 0, AF_OPT_GREEDY},                        \
+      {"temperature", required_argument, 0, AF_OPT_TEMP}, {"top-k", required_argument, 0, AF_OPT_TOPK},        \
+      {"top-p", required_argument, 0, AF_OPT_TOPP}, {"seed", required_argument, 0, AF_OPT_SEED},               \
+      {"max-new-tokens", required_argument, 0, AF_OPT_MAXNEW}, {"max-length", required_argument, 0, AF_OPT_MAXLEN}
+struct af_describe_opts;
+int af_cli_gen_option(int c, const char *arg, struct af_describe_opts *o, int min_new_tokens);
+/* The option a getopt_long value belongs to, for messages (given optind). */
+const char *af_cli_optname(char **argv, int optind_now, const char *value);
+
 /* Prints "artflow CMD: <message>" and the usage text on stderr; returns 2.
  * `usage` is the command's full usage/help text. */
 int af_cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)

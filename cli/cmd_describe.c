@@ -64,41 +64,31 @@ int af_cmd_describe(int argc, char **argv) {
   af_describe_opts_default(&o);
   const char *model = NULL, *device = NULL, *dump = NULL;
   int json = 0;
-  enum { O_MODEL = 256, O_QUESTION, O_GREEDY, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_MAXNEW, O_DUMP, O_JSON, O_DEVICE, O_LLM, O_MAXLEN };
+  enum { O_MODEL = 256, O_QUESTION, O_DUMP, O_JSON, O_DEVICE };
   static const struct option opts[] = {
-      {"model", required_argument, 0, O_MODEL},   {"question", required_argument, 0, O_QUESTION},
-      {"greedy", no_argument, 0, O_GREEDY},       {"temperature", required_argument, 0, O_TEMP},
-      {"top-k", required_argument, 0, O_TOPK},    {"top-p", required_argument, 0, O_TOPP},
-      {"seed", required_argument, 0, O_SEED},     {"max-new-tokens", required_argument, 0, O_MAXNEW},
-      {"dump", required_argument, 0, O_DUMP},     {"json", no_argument, 0, O_JSON},
+      {"model", required_argument, 0, O_MODEL}, {"question", required_argument, 0, O_QUESTION},
+      {"dump", required_argument, 0, O_DUMP},   {"json", no_argument, 0, O_JSON},
       {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, 'h'},
-      {"llm", required_argument, 0, O_LLM},       {"max-length", required_argument, 0, O_MAXLEN},
-      {0, 0, 0, 0}};
+      AF_CLI_GEN_OPTIONS, {0, 0, 0, 0}};
   optind = 1;
   opterr = 0;
   for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-    char *end = NULL;
+    int g = af_cli_gen_option(c, optarg, &o, 0);
+    if (g > 0) continue;
+    if (g < 0) goto bad;
     switch (c) {
       case 'h': fputs(usage, stdout); return AF_EXIT_OK;
       case O_MODEL: model = optarg; break;
       case O_QUESTION: o.question = optarg; break;
-      case O_GREEDY: o.sampling.greedy = 1; break;
-      case O_TEMP: o.sampling.temperature = strtof(optarg, &end); if (*end || !(o.sampling.temperature > 0)) goto bad; break;
-      case O_TOPK: o.sampling.top_k = (int)strtol(optarg, &end, 10); if (*end || o.sampling.top_k < 0) goto bad; break;
-      case O_TOPP: o.sampling.top_p = strtof(optarg, &end); if (*end || !(o.sampling.top_p > 0 && o.sampling.top_p <= 1)) goto bad; break;
-      case O_SEED: o.sampling.seed = strtoull(optarg, &end, 10); if (*end) goto bad; break;
-      case O_MAXNEW: o.max_new_tokens = (int)strtol(optarg, &end, 10); if (*end || o.max_new_tokens < 0) goto bad; break;
       case O_DUMP: dump = optarg; break;
       case O_JSON: json = 1; break;
       case O_DEVICE: device = optarg; break;
-      case O_LLM: o.llm_model = optarg; break;
-      case O_MAXLEN: o.max_length = (int)strtol(optarg, &end, 10); if (*end || o.max_length < 1) goto bad; break;
       case '?':
         if (optopt) return af_cli_usage_error("describe", usage, "option '%s' needs a value", argv[optind - 1]);
         return af_cli_usage_error("describe", usage, "unknown option '%s'", argv[optind - 1]);
       default:
       bad:
-        return af_cli_usage_error("describe", usage, "bad value '%s' for %s", optarg, argv[optind - 1]);
+        return af_cli_usage_error("describe", usage, "bad value '%s' for %s", optarg, af_cli_optname(argv, optind, optarg));
     }
   }
   if (!model) return af_cli_usage_error("describe", usage, "--model is required");

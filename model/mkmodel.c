@@ -125,6 +125,9 @@ int af_model_layout(const af_arch *a, af_tspec **out, size_t *n) {
 
 int af_model_store_type(const af_tspec *t, int type) {
   if (t->kind != AF_TK_MATRIX || type == AF_GGML_F32) return AF_GGML_F32;
+  if (type != AF_GGML_F16 && !strncmp(t->name, "v.", 2)) return AF_GGML_F16; /* ViT: fp16 (the original's */
+  if (type != AF_GGML_F16 && !strncmp(t->name, "q.", 2)) return AF_GGML_F16; /* vit_precision), Q-Former */
+  if (type != AF_GGML_F16 && !strcmp(t->name, "proj.weight")) return AF_GGML_F16; /* and projection: f16 */
   if (t->ne[0] % af_ggml_blck_size(type)) return AF_GGML_F16; /* rows don't fit the quant block */
   return type;
 }

@@ -126,7 +126,9 @@ int main(void) {
     CHECK_MSG(t != NULL, "%s missing", ts[i].name);
     if (!t) continue;
     CHECK(t->ne[0] == ts[i].ne[0] && t->ne[1] == ts[i].ne[1]);
-    int want = ts[i].kind != AF_TK_MATRIX ? AF_GGML_F32 : ts[i].ne[0] % 32 ? AF_GGML_F16 : AF_GGML_Q4_0;
+    /* quantised: LLM matrices only; vision / Q-Former / projection stay f16 */
+    int vision = !strncmp(ts[i].name, "v.", 2) || !strncmp(ts[i].name, "q.", 2) || !strcmp(ts[i].name, "proj.weight");
+    int want = ts[i].kind != AF_TK_MATRIX ? AF_GGML_F32 : vision || ts[i].ne[0] % 32 ? AF_GGML_F16 : AF_GGML_Q4_0;
     CHECK_MSG(t->type == want, "%s type %d", ts[i].name, t->type);
     float *x = malloc(t->n_elements * sizeof *x);
     CHECK_OK(af_convert_to_f32(t->type, t->data, x, t->n_elements));

@@ -42,6 +42,9 @@ log "full-size vision model (random weights)"
 M=build-gpu/bench-vision-full.gguf
 [ -f "$M" ] || $A mkmodel --arch config/models/bench-vision-full.yaml --random --type f16 -o "$M" > "$R/mkmodel.txt" 2>&1
 timeout 180 $A bench --model "$M" --batch 8 --repeat 3 > "$R/bench-model.txt" 2>&1
-timeout 60 $A bench --model "$M" --batch 8 --repeat 3 --json > "$R/bench-model.json" 2>&1
 cat "$R/bench-model.txt" >> "$R/summary.txt"
+log "tune (90 s on the ViT-g shapes) and the tuned profile against the shipped one"
+timeout 150 $A tune --budget 90s -o "$R/tuned-profile.yaml" > "$R/tune.txt" 2>&1
+[ -f "$R/tuned-profile.yaml" ] && timeout 120 $A bench --model "$M" --vision-only --batch 8 --repeat 2 \
+  --compare "$R/tuned-profile.yaml" > "$R/bench-compare.txt" 2>&1 && grep -A4 '^ratio' "$R/bench-compare.txt" >> "$R/summary.txt"
 log "done: results in $R"
