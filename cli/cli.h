@@ -5,7 +5,12 @@
 #ifndef AF_CLI_H
 #define AF_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
+
+#include "cl/runtime.h"
+#include "cl/weights.h"
+#include "stages/vision.h"
 
 #define AF_EXIT_OK 0
 #define AF_EXIT_FAIL 1
@@ -42,6 +47,25 @@ struct af_describe_opts;
 int af_cli_gen_option(int c, const char *arg, struct af_describe_opts *o, int min_new_tokens);
 /* The option a getopt_long value belongs to, for messages (given optind). */
 const char *af_cli_optname(char **argv, int optind_now, const char *value);
+
+/* The vision path of one image for describe and chat: decode, Pillow-exact
+ * resize and normalisation, ViT + ln_vision, Q-Former + projection, batch 1.
+ * After af_cli_embed, pix (3 x S x S), vt (T x W), qo (Q x D) and po (Q x L)
+ * hold that image's tensors.  Close also after a failed open. */
+typedef struct af_cli_embedder {
+  af_weights *w;
+  af_vit *vit;
+  af_qformer *qf;
+  af_queue *q;
+  int S;
+  size_t T, W, Q, D, L;
+  float lut[3 * 256];
+  float *pix, *vt, *qo, *po;
+  uint8_t *small;
+} af_cli_embedder;
+int af_cli_embedder_open(af_cl *cl, const char *model, af_cli_embedder *e);
+int af_cli_embed(af_cli_embedder *e, const char *path);
+void af_cli_embedder_close(af_cli_embedder *e);
 
 /* Prints "artflow CMD: <message>" and the usage text on stderr; returns 2.
  * `usage` is the command's full usage/help text. */

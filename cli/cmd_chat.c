@@ -12,11 +12,8 @@
 #include <cjson/cJSON.h>
 
 #include "cl/runtime.h"
-#include "cl/weights.h"
 #include "cli/cli.h"
 #include "stages/describer.h"
-#include "stages/image.h"
-#include "stages/vision.h"
 
 static const char usage[] =
     "usage: artflow chat IMAGE... --model MODEL.gguf [options]\n"
@@ -45,35 +42,6 @@ static const char usage[] =
     "  --json                one JSON object per turn: {\"turn\",\"question\",\"answer\",\"ids\",\"positions\"}\n"
     "  --dump DIR            write DIR/turn<N>/{prompt_ids,ids,answer,info}.txt per turn\n"
     "  --device D            OpenCL device index or name substring\n";
-
-/* Vision path for one image: decode, resize, normalise, ViT, Q-Former, projection. */
-static int embed_image(af_vit *vit, af_qformer *qf, af_queue *q, const char *path, float *proj) {
-  const af_vit_shape *vs = af_vit_shape_of(vit);
-  const af_qformer_shape *fs = af_qformer_shape_of(qf);
-  int S = vs->image_size, rc;
-  float lut[3 * 256];
-  af_image_norm_lut(vs->mean, vs->std, lut);
-  float *pix = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
-  float *vt = malloc(sizeof(float) * (size_t)vs->tokens * (size_t)vs->width);
-  float *qo = malloc(sizeof(float) * (size_t)fs->queries * (size_t)fs->width);
-  uint8_t *small = malloc((size_t)S * (size_t)S * 3);
-  af_image_u8 im = {0};
-  if (!pix || !vt || !qo || !small) {
-    rc = af_err(AF_ERR_NOMEM, "out of memory");
-    goto out;
-  }
-  rc = af_image_decode(path, NULL, &im);
-  if (!rc) rc = af_image_resize_bicubic(im.data, im.w, im.h, small, S, S);
-  if (!rc) {
-    af_image_normalize_ref(small, (size_t)S * S, lut, pix);
-    rc = af_vit_encode(vit, q, pix, 1, vt);
-  }
-  if (!rc) rc = af_qformer_forward(qf, q, vt, 1, qo, proj);
-out:
-  af_image_free(&im);
-  free(pix), free(vt), free(qo), free(small);
-  return rc;
-}
 
 /* Reads one line (without its newline) into *buf; 0 at end of input. */
 static int read_line(FILE *in, char **buf, size_t *cap) {
@@ -120,27 +88,22 @@ int af_cmd_chat(int argc, char **argv) {
   int n_images = argc - optind, tty = isatty(0) && !json;
 
   af_cl *cl = NULL;
-  af_weights *w = NULL;
-  af_vit *vit = NULL;
-  af_qformer *qf = NULL;
-  af_queue *q = NULL;
+  af_cli_embedder e = {0};
   af_describer *llm = NULL;
   af_chat *chat = NULL;
   float **proj = calloc((size_t)n_images, sizeof *proj);
   char *line = NULL;
   size_t cap = 0;
   int rc = proj ? af_cl_open(&cl, device) : af_err(AF_ERR_NOMEM, "out of memory"), turn = 0, failures = 0;
-  if (!rc) rc = af_weights_open(cl, model, &w);
-  if (!rc) rc = af_vit_new(cl, w, 1, &vit);
-  if (!rc) rc = af_qformer_new(cl, w, 1, af_vit_shape_of(vit)->tokens, &qf);
-  if (!rc) rc = af_queue_new(cl, &q);
+  if (!rc) rc = af_cli_embedder_open(cl, model, &e);
   if (!rc) rc = af_describer_new(cl, model, &o, &llm);
-  int Q = rc ? 0 : af_qformer_shape_of(qf)->queries, L = rc ? 0 : af_qformer_shape_of(qf)->proj_out;
+  size_t np = e.Q * e.L; /* each image's embeddings, kept for every turn */
   for (int i = 0; !rc && i < n_images; i++) {
-    if (!(proj[i] = malloc(sizeof(float) * (size_t)Q * (size_t)L))) rc = af_err(AF_ERR_NOMEM, "out of memory");
-    if (!rc) rc = embed_image(vit, qf, q, argv[optind + i], proj[i]);
+    if (!(proj[i] = malloc(sizeof(float) * np))) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    if (!rc) rc = af_cli_embed(&e, argv[optind + i]);
+    if (!rc) memcpy(proj[i], e.po, sizeof(float) * np);
   }
-  if (!rc) rc = af_chat_new(llm, (const float *const *)proj, n_images, Q, &chat);
+  if (!rc) rc = af_chat_new(llm, (const float *const *)proj, n_images, (int)e.Q, &chat);
   if (rc) {
     rc = af_cli_fail(rc, NULL);
     goto out;
@@ -204,10 +167,7 @@ out:
   free(proj);
   af_chat_free(chat);
   af_describer_free(llm);
-  af_queue_free(q);
-  af_qformer_free(qf);
-  af_vit_free(vit);
-  af_weights_free(w);
+  af_cli_embedder_close(&e);
   af_cl_close(cl);
   return rc;
 }

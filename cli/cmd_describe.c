@@ -9,12 +9,9 @@
 #include <string.h>
 
 #include "cl/runtime.h"
-#include "cl/weights.h"
 #include "cli/cli.h"
 #include "pipeline/iofile.h"
 #include "stages/describer.h"
-#include "stages/image.h"
-#include "stages/vision.h"
 
 static const char usage[] =
     "usage: artflow describe IMAGE... --model MODEL.gguf [options]\n"
@@ -97,18 +94,10 @@ int af_cmd_describe(int argc, char **argv) {
   o.json = json;
 
   af_cl *cl = NULL;
-  af_weights *w = NULL;
-  af_vit *vit = NULL;
-  af_qformer *qf = NULL;
-  af_queue *q = NULL;
+  af_cli_embedder e = {0};
   af_describer *llm = NULL;
-  float *pix = NULL, *vt = NULL, *qo = NULL, *po = NULL;
-  uint8_t *small = NULL;
   int rc = af_cl_open(&cl, device), failures = 0;
-  if (!rc) rc = af_weights_open(cl, model, &w);
-  if (!rc) rc = af_vit_new(cl, w, 1, &vit);
-  if (!rc) rc = af_qformer_new(cl, w, 1, af_vit_shape_of(vit)->tokens, &qf);
-  if (!rc) rc = af_queue_new(cl, &q);
+  if (!rc) rc = af_cli_embedder_open(cl, model, &e);
   if (!rc && o.max_new_tokens > 0) rc = af_describer_new(cl, model, &o, &llm);
   if (rc) {
     int code = rc;
@@ -116,48 +105,25 @@ int af_cmd_describe(int argc, char **argv) {
     if (code == AF_ERR_NOT_IMPLEMENTED) rc = AF_EXIT_USAGE;
     goto out;
   }
-  const af_vit_shape *vs = af_vit_shape_of(vit);
-  const af_qformer_shape *fs = af_qformer_shape_of(qf);
-  int S = vs->image_size;
-  size_t T = vs->tokens, W = vs->width, Q = fs->queries, D = fs->width, L = fs->proj_out;
-  float lut[3 * 256];
-  af_image_norm_lut(vs->mean, vs->std, lut);
-  pix = malloc(sizeof(float) * 3 * S * S);
-  vt = malloc(sizeof(float) * T * W);
-  qo = malloc(sizeof(float) * Q * D);
-  po = malloc(sizeof(float) * Q * L);
-  small = malloc((size_t)S * S * 3);
-  if (!pix || !vt || !qo || !po || !small) {
-    rc = af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), NULL);
-    goto out;
-  }
   for (int i = optind; i < argc; i++) {
     const char *path = argv[i];
-    af_image_u8 im = {0};
     char dir[4096] = "";
-    int r = af_image_decode(path, NULL, &im);
-    if (!r) r = af_image_resize_bicubic(im.data, im.w, im.h, small, S, S);
-    af_image_free(&im);
-    if (!r) {
-      af_image_normalize_ref(small, (size_t)S * S, lut, pix);
-      r = af_vit_encode(vit, q, pix, 1, vt);
-    }
-    if (!r) r = af_qformer_forward(qf, q, vt, 1, qo, po);
+    int r = af_cli_embed(&e, path);
     if (!r && dump) {
-      int64_t ps[3] = {3, S, S}, vsh[2] = {(int64_t)T, (int64_t)W}, qsh[2] = {(int64_t)Q, (int64_t)D},
-              psh[2] = {(int64_t)Q, (int64_t)L};
+      int64_t ps[3] = {3, e.S, e.S}, vsh[2] = {(int64_t)e.T, (int64_t)e.W}, qsh[2] = {(int64_t)e.Q, (int64_t)e.D},
+              psh[2] = {(int64_t)e.Q, (int64_t)e.L};
       r = dump_dir(dump, path, dir, sizeof dir);
-      if (!r) r = dump_tensor(dir, "pixels.npy", 3, ps, pix);
-      if (!r) r = dump_tensor(dir, "vit.npy", 2, vsh, vt);
-      if (!r) r = dump_tensor(dir, "qformer.npy", 2, qsh, qo);
-      if (!r) r = dump_tensor(dir, "proj.npy", 2, psh, po);
+      if (!r) r = dump_tensor(dir, "pixels.npy", 3, ps, e.pix);
+      if (!r) r = dump_tensor(dir, "vit.npy", 2, vsh, e.vt);
+      if (!r) r = dump_tensor(dir, "qformer.npy", 2, qsh, e.qo);
+      if (!r) r = dump_tensor(dir, "proj.npy", 2, psh, e.po);
     }
-    if (!r && llm) r = af_describer_run(llm, path, po, (int)Q, dir[0] ? dir : NULL, stdout, NULL, NULL, NULL);
+    if (!r && llm) r = af_describer_run(llm, path, e.po, (int)e.Q, dir[0] ? dir : NULL, stdout, NULL, NULL, NULL);
     if (!r && !llm) {
       if (json)
         printf("{\"image\":\"%s\",\"status\":\"ok\",\"text\":null}\n", path);
       else
-        printf("%s: vision path done (%zu image embeddings of width %zu)%s%s\n", path, Q, L,
+        printf("%s: vision path done (%zu image embeddings of width %zu)%s%s\n", path, e.Q, e.L,
                dir[0] ? ", tensors in " : "", dir);
     }
     if (r) {
@@ -169,12 +135,8 @@ int af_cmd_describe(int argc, char **argv) {
   }
   rc = failures ? AF_EXIT_FAIL : AF_EXIT_OK;
 out:
-  free(pix), free(vt), free(qo), free(po), free(small);
   af_describer_free(llm);
-  af_queue_free(q);
-  af_qformer_free(qf);
-  af_vit_free(vit);
-  af_weights_free(w);
+  af_cli_embedder_close(&e);
   af_cl_close(cl);
   return rc;
 }
