@@ -569,6 +569,33 @@ static int challenger_wins(tuner *t, enum fam f, const char *label, const af_dev
   return *ch_cost < *inc_cost;
 }
 
+/* Greedy sweep of the own kernels' defines of one family (gemv: the GEMV
+ * knobs, else the tiled GEMM's), one define at a time from *best: a value
+ * that beats *best_s (and wins its second measurement) becomes the new best.
+ * knobs: a comma list restricting the defines, or NULL for all. */
+static void sweep_knobs(tuner *t, enum fam f, int gemv, const char *knobs, af_devprofile *best, double *best_s) {
+  af_devprofile cand;
+  for (const af_tune_knob *k = KNOBS; k->define && !t->stopped; k++) {
+    if (k->gemv != gemv || (knobs && !want(knobs, k->define))) continue;
+    char vals[128];
+    snprintf(vals, sizeof vals, "%s", k->values);
+    char *save = NULL;
+    for (char *v = strtok_r(vals, " ", &save); v && !t->stopped; v = strtok_r(NULL, " ", &save)) {
+      const char *have = af_devprofile_define(best, k->define);
+      if (!strcmp(have ? have : k->def, v)) continue; /* what runs already */
+      memcpy(&cand, best, sizeof cand);
+      set_define(&cand, k->define, v);
+      char label[80];
+      snprintf(label, sizeof label, "%s=%s", k->define, v);
+      const record *r;
+      double c;
+      if ((r = evaluate(t, f, label, &cand, NULL, *best_s)) && r->ok && (c = r->cost) < *best_s &&
+          challenger_wins(t, f, label, best, best_s, &cand, &c))
+        *best_s = c, memcpy(best, &cand, sizeof *best);
+    }
+  }
+}
+
 /* the better of a configuration's measurements (first and "again") */
 static double best_time(tuner *t, enum fam f, const af_devprofile *cand) {
   char key[1200];
@@ -880,24 +907,7 @@ int af_tune_run(af_cl *cl, const af_tune_opts *o, af_tune_result *res) {
       }
     }
     t.limit = (1 - share_clb - share_gemv) * o->budget_s;
-    for (const af_tune_knob *k = KNOBS; k->define && !t.stopped; k++) {
-      if (k->gemv || (o->knobs && !want(o->knobs, k->define))) continue;
-      char vals[128];
-      snprintf(vals, sizeof vals, "%s", k->values);
-      char *save = NULL;
-      for (char *v = strtok_r(vals, " ", &save); v && !t.stopped; v = strtok_r(NULL, " ", &save)) {
-        const char *have = af_devprofile_define(&best, k->define);
-        if (!strcmp(have ? have : k->def, v)) continue; /* what runs already */
-        memcpy(&cand, &best, sizeof cand);
-        set_define(&cand, k->define, v);
-        char label[80];
-        snprintf(label, sizeof label, "%s=%s", k->define, v);
-        double c;
-        if ((r = evaluate(&t, FAM_TILED, label, &cand, NULL, tiled_s)) && r->ok && (c = r->cost) < tiled_s &&
-            challenger_wins(&t, FAM_TILED, label, &best, &tiled_s, &cand, &c))
-          tiled_s = c, memcpy(&best, &cand, sizeof best);
-      }
-    }
+    sweep_knobs(&t, FAM_TILED, 0, o->knobs, &best, &tiled_s);
   }
   greedy_cut |= t.stopped;
   t.limit = (1 - share_clb) * o->budget_s;
@@ -905,24 +915,7 @@ int af_tune_run(af_cl *cl, const af_tune_opts *o, af_tune_result *res) {
   if (t.n_gemv) {
     memcpy(&cand, &best, sizeof cand);
     if ((r = evaluate(&t, FAM_GEMV, "profile's defines", &cand, NULL, INFINITY)) && r->ok) gemv_s = r->cost;
-    for (const af_tune_knob *k = KNOBS; k->define && !t.stopped; k++) {
-      if (!k->gemv || (o->knobs && !want(o->knobs, k->define))) continue;
-      char vals[128];
-      snprintf(vals, sizeof vals, "%s", k->values);
-      char *save = NULL;
-      for (char *v = strtok_r(vals, " ", &save); v && !t.stopped; v = strtok_r(NULL, " ", &save)) {
-        const char *have = af_devprofile_define(&best, k->define);
-        if (!strcmp(have ? have : k->def, v)) continue; /* what runs already */
-        memcpy(&cand, &best, sizeof cand);
-        set_define(&cand, k->define, v);
-        char label[80];
-        snprintf(label, sizeof label, "%s=%s", k->define, v);
-        double c;
-        if ((r = evaluate(&t, FAM_GEMV, label, &cand, NULL, gemv_s)) && r->ok && (c = r->cost) < gemv_s &&
-            challenger_wins(&t, FAM_GEMV, label, &best, &gemv_s, &cand, &c))
-          gemv_s = c, memcpy(&best, &cand, sizeof best);
-      }
-    }
+    sweep_knobs(&t, FAM_GEMV, 1, o->knobs, &best, &gemv_s);
   }
   /* 3. CLBlast's Xgemm: only shapes on its indirect path use Xgemm (CLBlast's
    *    XGEMM_MIN_INDIRECT_SIZE, 896^3 by default); random valid points */
