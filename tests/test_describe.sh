@@ -38,5 +38,12 @@ check "a missing model exits 1" test $? -eq 1
 check "a missing model is named" grep -q "none.gguf" "$T/m.err"
 "$A" describe "$G/image.png" --model "$M" --top-p 7 > /dev/null 2> "$T/u.err"
 check "a bad flag value exits 2" test $? -eq 2
+check "the bad value's flag is named" grep -q "bad value '7' for --top-p" "$T/u.err"
+"$A" describe "$G/image.png" --model "$M" --max-length 1 > /dev/null 2> "$T/l.err"
+rc=$?; check "--max-length 1 is refused (exit 2)" test $rc -eq 2
+check "--max-length's bad value is named" grep -q "bad value '1' for --max-length" "$T/l.err"
+"$A" describe "$G/image.png" --model "$M" --greedy --max-new-tokens 12 --max-length 12 > /dev/null 2> "$T/n.err"
+rc=$?; check "no room for the prompt fails (exit 1)" test $rc -eq 1
+check "no room for the prompt: one line naming the image" grep -q "image.png: max_new_tokens 12 leaves no room" "$T/n.err"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
