@@ -11,6 +11,8 @@
 #ifndef AF_ATT_WG
 #define AF_ATT_WG 8 /* work-items per group along the query rows */
 #endif
+/* cached attention: work-items per group along the heads (0: runtime's choice) */
+#define AF_ATT_CACHED_WG af_cl_tuning_int(q->cl, "AF_ATT_CACHED_WG", 0)
 
 /* Long non-causal attention (the ViT's 257 x 257) as two strided-batched
  * GEMMs per image (scores = scale * Q Kᵀ for all heads, then P V) with a row
@@ -116,8 +118,10 @@ int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_
     return af_err(AF_ERR_INVALID, "attention: unsupported shape (d=%d, heads=%d)", d, heads);
   if (!rows) return 0;
   cl_kernel k;
-  int rc = af_queue_kernel(q, "attention.cl", half ? "af_attention_cached_f16" : "af_attention_cached_f32", NULL,
-                           &k);
+  int vec = d % 16 == 0; /* float16 kernels for head sizes of 16, 32, ... 128 */
+  const char *name = vec ? (half ? "af_attention_cached16_f16" : "af_attention_cached16_f32")
+                         : (half ? "af_attention_cached_f16" : "af_attention_cached_f32");
+  int rc = af_queue_kernel(q, "attention.cl", name, NULL, &k);
   if (rc) return rc;
   cl_long qo = (cl_long)qv.off, oo = (cl_long)out.off, ss = (cl_long)slot_stride;
   cl_int row = heads * d;
@@ -138,6 +142,10 @@ int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_
   a |= clSetKernelArg(k, 13, sizeof d, &d);
   a |= clSetKernelArg(k, 14, sizeof scale, &scale);
   if (a) return af_err(AF_ERR_INVALID, "attention: cannot set kernel arguments");
-  size_t g[2] = {(size_t)rows, (size_t)heads}; /* few rows in decode: let the runtime group them */
-  return af_queue_run(q, k, 2, g, NULL, "attention_cached");
+  /* AF_ATT_CACHED_WG: work-items per group along the heads; 0 lets the
+   * runtime choose (PoCL's choice of one group for all heads ran decode
+   * attention on one of the two cores: profile value 1) */
+  size_t g[2] = {(size_t)rows, (size_t)heads}, l[2] = {1, (size_t)AF_ATT_CACHED_WG};
+  if (l[1] && heads % (int)l[1]) l[1] = 1;
+  return af_queue_run(q, k, 2, g, l[1] ? l : NULL, "attention_cached");
 }

@@ -114,3 +114,58 @@ AF_KV_STORE(af_kv_store_f16, half, AF_STORE_F16)
   }
 AF_ATT_CACHED(af_attention_cached_f32, float, AF_LOAD_F32)
 AF_ATT_CACHED(af_attention_cached_f16, half, AF_LOAD_F16)
+
+/* The same attention with head sizes that are a multiple of 16 (LLaMA: 128):
+ * q, the accumulator and each K/V row as float16 vectors (vload_half16 is one
+ * vcvtph2ps on x86; a scalar vload_half is a ~17-instruction software
+ * conversion in PoCL 3.1), and the accumulator rescaled only when the running
+ * maximum moves.  PoCL, 7B decode shape (32 heads of 128, f16 cache): 118
+ * positions 0.16 ms per layer instead of 1.34, 1000 positions 1.4 instead of
+ * 7.6, 8 sequences of 500 4.2 instead of 33. */
+inline float af_att_hsum16(float16 a) {
+  float8 h = a.lo + a.hi;
+  float4 q = h.lo + h.hi;
+  return (q.s0 + q.s1) + (q.s2 + q.s3);
+}
+#define AF_LOAD16_F32(u, p) vload16((u), (p))
+#define AF_LOAD16_F16(u, p) vload_half16((u), (p))
+#define AF_ATT_CACHED16(NAME, T, LOAD16)                                                                \
+  __kernel void NAME(__global const float *q, const long q_off, const int q_row, __global const T *kc,  \
+                     __global const T *vc, const long slot_stride, const int kv_row,                    \
+                     __global const int *slot, __global const int *pos, const int n_q,                  \
+                     __global float *out, const long out_off, const int out_row, const int d,           \
+                     const float scale) {                                                               \
+    int i = get_global_id(0), h = get_global_id(1), d16 = d / 16;                                       \
+    if (i >= n_q) return;                                                                               \
+    __global const float *qi = q + q_off + (long)i * q_row + h * d;                                     \
+    long base = (long)slot[i] * slot_stride + h * d;                                                    \
+    float16 qv[AF_ATT_MAX_D / 16], acc[AF_ATT_MAX_D / 16];                                              \
+    _Pragma("unroll") for (int u = 0; u < AF_ATT_MAX_D / 16; u++) {                                     \
+      qv[u] = u < d16 ? vload16(u, qi) * scale : (float16)(0.0f);                                       \
+      acc[u] = (float16)(0.0f);                                                                         \
+    }                                                                                                   \
+    int lim = pos[i] + 1;                                                                               \
+    float m = -INFINITY, l = 0.0f;                                                                      \
+    for (int j = 0; j < lim; j++) {                                                                     \
+      __global const T *kj = kc + base + (long)j * kv_row, *vj = vc + base + (long)j * kv_row;          \
+      float16 s16 = (float16)(0.0f);                                                                    \
+      _Pragma("unroll") for (int u = 0; u < AF_ATT_MAX_D / 16; u++) if (u < d16) s16 =                  \
+          fma(qv[u], LOAD16(u, kj), s16);                                                               \
+      float s = af_att_hsum16(s16);                                                                     \
+      if (s > m) { /* new running maximum: rescale what was summed so far */                           \
+        float corr = exp(m - s);                                                                        \
+        l *= corr;                                                                                      \
+        _Pragma("unroll") for (int u = 0; u < AF_ATT_MAX_D / 16; u++) acc[u] *= corr;                   \
+        m = s;                                                                                          \
+      }                                                                                                 \
+      float p = exp(s - m);                                                                             \
+      l += p;                                                                                           \
+      _Pragma("unroll") for (int u = 0; u < AF_ATT_MAX_D / 16; u++) if (u < d16) acc[u] =               \
+          fma((float16)(p), LOAD16(u, vj), acc[u]);                                                     \
+    }                                                                                                   \
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;                                                             \
+    __global float *o = out + out_off + (long)i * out_row + h * d;                                      \
+    _Pragma("unroll") for (int u = 0; u < AF_ATT_MAX_D / 16; u++) if (u < d16) vstore16(acc[u] * inv, u, o); \
+  }
+AF_ATT_CACHED16(af_attention_cached16_f32, float, AF_LOAD16_F32)
+AF_ATT_CACHED16(af_attention_cached16_f16, half, AF_LOAD16_F16)
