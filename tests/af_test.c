@@ -1,7 +1,9 @@
 /* Shared test helpers (see af_test.h). */
 #include "af_test.h"
 
+#include <ftw.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,11 +13,36 @@
 
 int af_test_failures = 0;
 
+/* directories made by af_test_tmpdir: removed by af_test_done when every
+ * check passed (kept, and named, when one failed or AF_TEST_KEEP is set) */
+static char *tmpdirs[64];
+static int ntmpdirs;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  remove(path);
+  return 0;
+}
+
+static void tmpdirs_release(int keep) {
+  for (int i = 0; i < ntmpdirs; i++) {
+    if (keep)
+      fprintf(stderr, "  kept %s\n", tmpdirs[i]);
+    else
+      nftw(tmpdirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(tmpdirs[i]);
+  }
+  ntmpdirs = 0;
+}
+
 int af_test_done(const char *name) {
+  const char *keep = getenv("AF_TEST_KEEP");
   if (af_test_failures) {
     fprintf(stderr, "%s: %d check(s) failed\n", name, af_test_failures);
+    tmpdirs_release(1);
     return 1;
   }
+  tmpdirs_release(keep && *keep && strcmp(keep, "0") != 0);
   printf("%s: all checks passed\n", name);
   return 0;
 }
@@ -76,6 +103,7 @@ const char *af_test_tmpdir(void) {
   const char *base = getenv("TMPDIR");
   snprintf(buf, sizeof buf, "%s/aftest-XXXXXX", base ? base : "/tmp");
   if (!mkdtemp(buf)) return NULL;
+  if (ntmpdirs < (int)(sizeof tmpdirs / sizeof *tmpdirs)) tmpdirs[ntmpdirs++] = strdup(buf);
   return buf;
 }
 

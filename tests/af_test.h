@@ -67,7 +67,9 @@ char *af_test_slurp(const char *path, size_t *n);
  * path (cap bytes).  Returns af_convert's status. */
 int af_test_convert_tiny(const char *dir, int type, char *out, size_t cap);
 
-/* A fresh empty temporary folder for this test (static buffer). */
+/* A fresh empty temporary folder for this test (static buffer), removed with
+ * its contents by af_test_done when every check passed; kept (and its path
+ * printed) when one failed or AF_TEST_KEEP=1. */
 const char *af_test_tmpdir(void);
 
 #endif
