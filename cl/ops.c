@@ -95,11 +95,12 @@ static int gemv_cpu(af_queue *q, const char *type, cl_mem w, size_t rows, size_t
   if (rc) return rc;
   cl_int r = (cl_int)rows, kc = (cl_int)k, b = nb, hb = bias != NULL, rb = AF_GEMV_RB;
   cl_long xo = (cl_long)x.off, yo = (cl_long)y.off;
-  cl_mem bm = bias ? bias : w;
+  cl_mem bm = bias ? bias : w, lut = NULL;
+  if (type[0] == 'q' && (rc = af_cl_half_lut(q->cl, &lut))) return rc; /* block scales */
   size_t sz[] = {sizeof w, sizeof r, sizeof kc, sizeof x.mem, sizeof xo, sizeof b, sizeof y.mem,
-                 sizeof yo, sizeof bm, sizeof hb, sizeof rb};
-  ARGS(&w, &r, &kc, &x.mem, &xo, &b, &y.mem, &yo, &bm, &hb, &rb);
-  if ((rc = set_args(kk, n_args_, sz, vals_))) return rc;
+                 sizeof yo, sizeof bm, sizeof hb, sizeof rb, sizeof lut};
+  ARGS(&w, &r, &kc, &x.mem, &xo, &b, &y.mem, &yo, &bm, &hb, &rb, &lut);
+  if ((rc = set_args(kk, n_args_ - (lut ? 0 : 1), sz, vals_))) return rc;
   size_t l = (size_t)AF_GEMV_CPU_WG, items = (rows + (size_t)rb - 1) / (size_t)rb, g = (items + l - 1) / l * l;
   return af_queue_run(q, kk, 1, &g, &l, label);
 }

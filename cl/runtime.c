@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cl/devprofile.h"
+#include "model/quant.h"
 #include "cl/runtime_internal.h"
 
 /* PoCL fails silently (CL_DEVICE_NOT_FOUND) when it cannot create its kernel
@@ -226,6 +227,7 @@ void af_cl_close(af_cl *cl) {
   if (!cl) return;
   if (cl->profiling && cl->nprof) af_cl_profile_print(cl, stderr);
   af_cl_programs_free(cl);
+  if (cl->half_lut) clReleaseMemObject(cl->half_lut);
   free(cl->prof);
   free(cl->profile);
   free(cl->tuning_defines);
@@ -233,6 +235,21 @@ void af_cl_close(af_cl *cl) {
   if (cl->ctx) clReleaseContext(cl->ctx);
   pthread_mutex_destroy(&cl->lock);
   free(cl);
+}
+
+int af_cl_half_lut(af_cl *cl, cl_mem *out) {
+  int rc = 0;
+  pthread_mutex_lock(&cl->lock);
+  if (!cl->half_lut) {
+    float *t = malloc(65536 * sizeof *t);
+    if (!t) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    for (uint32_t h = 0; t && h < 65536; h++) t[h] = af_f16_to_f32((uint16_t)h);
+    if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 65536 * sizeof *t, t, &cl->half_lut);
+    free(t);
+  }
+  *out = cl->half_lut;
+  pthread_mutex_unlock(&cl->lock);
+  return rc;
 }
 
 int af_cl_set_tuning(af_cl *cl, const char *defines) {

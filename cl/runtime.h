@@ -102,6 +102,7 @@ typedef struct af_cl {
   struct af_devprofile *profile; /* tuned parameters in effect (cl/devprofile.h) */
   struct af_prof_entry *prof; /* per-kernel accumulated times */
   int nprof, capprof;
+  cl_mem half_lut;        /* 65536 floats: the value of every fp16 bit pattern (lazy, under lock) */
 } af_cl;
 
 /* Opens the selected device (see af_cl_select), creates the context, and
@@ -132,6 +133,12 @@ int af_cl_source(const char *file, char **text, size_t *len);
 /* Allocates a device buffer; a size over the device's max allocation or a
  * failed allocation returns AF_ERR_DEVICE_MEM with the sizes named. */
 int af_cl_alloc(af_cl *cl, cl_mem_flags flags, size_t bytes, void *host, cl_mem *out);
+
+/* The device table of the fp32 value of each of the 65536 fp16 bit patterns
+ * (the CPU GEMV kernels read Q8_0/Q4_0 block scales through it: one load,
+ * folded into the FMA as a broadcast, instead of a conversion per block).
+ * Made on first use, owned by cl. */
+int af_cl_half_lut(af_cl *cl, cl_mem *out);
 
 /* ---- per-thread queue with a kernel cache ---- */
 typedef struct af_kernel_entry af_kernel_entry;

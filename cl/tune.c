@@ -38,6 +38,8 @@ static const af_tune_knob KNOBS[] = {
     {"AF_GEMV_WG", "4 8 16 32", "8", 1, "portable GEMV: output rows per work-group"},
     {"AF_GEMV_RB", "4 8 16 32", "16", 1, "CPU GEMV: rows per work-item"},
     {"AF_GEMV_CPU_WG", "1 2 4", "1", 1, "CPU GEMV: work-items per group"},
+    {"AF_GEMV_R1", "4 8 16", "8", 1, "CPU GEMV, one vector: rows walked at once"},
+    {"AF_GEMV_LUT", "0 1", "1", 1, "CPU GEMV: Q8_0/Q4_0 scales through a 65536-entry table (0: from the bits)"},
     {NULL, NULL, NULL, 0, NULL},
 };
 

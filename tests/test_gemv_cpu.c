@@ -107,7 +107,7 @@ static void run_all(const char *impl) {
   t_case(impl, 3, 11, 4096, 1, 1, 1);
 }
 
-/* the tuning defines with AF_GEMV_IMPL / AF_GEMV_RB / AF_GEMV_CPU_WG replaced */
+/* the tuning defines with the AF_GEMV_* ones (IMPL, RB, CPU_WG, R1, LUT) replaced */
 static void set_impl(const char *base, const char *extra) {
   char buf[2048] = "";
   const char *p = base ? base : "";
@@ -116,7 +116,8 @@ static void set_impl(const char *base, const char *extra) {
     const char *e = strchr(p, ' ');
     size_t len = e ? (size_t)(e - p) : strlen(p);
     if (len && strncmp(p, "-DAF_GEMV_IMPL=", 15) && strncmp(p, "-DAF_GEMV_RB=", 13) &&
-        strncmp(p, "-DAF_GEMV_CPU_WG=", 17) && strlen(buf) + len + 2 < sizeof buf) {
+        strncmp(p, "-DAF_GEMV_CPU_WG=", 17) && strncmp(p, "-DAF_GEMV_R1=", 13) &&
+        strncmp(p, "-DAF_GEMV_LUT=", 14) && strlen(buf) + len + 2 < sizeof buf) {
       strncat(buf, p, len);
       strcat(buf, " ");
     }
@@ -134,6 +135,24 @@ int main(void) {
   CHECK_OK(af_queue_new(cl, &Q));
   char *base = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
 
+  /* the fp16 -> fp32 table behind the block scales: every pattern, bit-equal
+   * to model/quant.c (infinities and NaNs included), one buffer per context */
+  cl_mem lut = NULL, lut2 = NULL;
+  CHECK_OK(af_cl_half_lut(cl, &lut));
+  CHECK_OK(af_cl_half_lut(cl, &lut2));
+  CHECK(lut && lut == lut2);
+  uint32_t *tab = malloc(65536 * 4);
+  CHECK_OK(af_queue_read(Q, lut, 0, 65536 * 4, tab));
+  int lut_bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = af_f16_to_f32((uint16_t)h);
+    uint32_t want;
+    memcpy(&want, &f, 4);
+    lut_bad += tab[h] != want;
+  }
+  CHECK_MSG(lut_bad == 0, "half table: %d of 65536 entries differ", lut_bad);
+  free(tab);
+
   set_impl(base, NULL);
   CHECK(!af_op_gemv_cpu_enabled(cl));
   run_all("portable");
@@ -147,6 +166,16 @@ int main(void) {
     t_case("cpu rb7 wg2", 1, rows, 33, 1 + (int)rows % 2, 1, 0);
     t_case("cpu rb7 wg2", 2, rows, 64, 8, (int)rows % 2, 0);
   }
+  /* one vector, rows walked 3 or 16 at a time (R1 not dividing RB, and R1 > RB) */
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=7 -DAF_GEMV_R1=3");
+  for (size_t rows = 1; rows <= 40; rows += 13)
+    for (int type = 0; type < 4; type++) t_case("cpu r1=3", type, rows, type < 2 ? 48 : 96, 1, (int)rows % 2, 0);
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=8 -DAF_GEMV_R1=16");
+  for (int type = 1; type < 4; type++) t_case("cpu r1=16", type, 29, 64, 1, 1, 0);
+  /* block scales rebuilt from their bits instead of the table (subnormal ones included) */
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_LUT=0");
+  for (int type = 2; type < 4; type++)
+    for (int nb = 1; nb <= 8; nb *= 2) t_case("cpu lut=0", type, 19, 128, nb, nb == 2, nb == 4);
   set_impl(base, "-DAF_GEMV_IMPL=cpuX");
   CHECK(!af_op_gemv_cpu_enabled(cl)); /* only the exact value selects it */
 
