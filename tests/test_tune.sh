@@ -65,7 +65,8 @@ rc=$?; check "bench --compare exit 0 ($(tail -2 "$T/b.err"))" test $rc -eq 0
 check "bench names both profiles" grep -Eq "^ratio tuned-[a-z0-9-]+ / second " "$T/b.out"
 check "bench prints a vision ratio" grep -Eq '^  vit_batch1 +[0-9.]+x' "$T/b.out"
 check "bench prints an LLM ratio" grep -Eq '^  decode +[0-9.]+x' "$T/b.out"
-check "bench prints the device peak" grep -Eq '^device peak: copy [0-9.]+ GB/s' "$T/b.out"
+check "bench prints the device peak" grep -Eq '^device peak: copy [0-9.]+ GB/s, streaming read [1-9][0-9.]* GB/s' "$T/b.out"
+check "bench puts decode next to the read bandwidth" grep -Eq '^  batch 1 decode: .*GB/s of weights \([0-9]+% of streaming read' "$T/b.out"
 check "bench prints the end-to-end estimate" grep -q '^end-to-end per described image' "$T/b.out"
 "$A" bench --model "$M" --repeat 1 --batch 2 --vision-only --json > "$T/b.json" 2> "$T/b.err"
 check "bench --json exit 0" test $? -eq 0
