@@ -98,6 +98,13 @@ const char *af_test_data(const char *name) {
   return buf;
 }
 
+cl_mem af_test_upload(af_queue *q, const void *host, size_t bytes) {
+  cl_mem m = NULL;
+  CHECK_OK(af_cl_alloc(q->cl, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &m));
+  if (m && host && bytes) CHECK_OK(af_queue_write(q, m, 0, bytes, host));
+  return m;
+}
+
 const char *af_test_tmpdir(void) {
   static char buf[4096];
   const char *base = getenv("TMPDIR");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "artflow/status.h"
+#include "cl/runtime.h"
 
 extern int af_test_failures;
 
@@ -66,6 +67,10 @@ char *af_test_slurp(const char *path, size_t *n);
  * af_convert (type: af_ggml_type) into DIR/tiny-<type>.gguf; out receives the
  * path (cap bytes).  Returns af_convert's status. */
 int af_test_convert_tiny(const char *dir, int type, char *out, size_t cap);
+
+/* A device buffer of `bytes` (at least 1) holding host[0..bytes) when host is
+ * given; failures count as failed checks (NULL returned). */
+cl_mem af_test_upload(af_queue *q, const void *host, size_t bytes);
 
 /* A fresh empty temporary folder for this test (static buffer), removed with
  * its contents by af_test_done when every check passed; kept (and its path

@@ -27,13 +27,6 @@ static void ref_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, 
     }
 }
 
-static cl_mem upload(const float *x, size_t n) {
-  cl_mem m = NULL;
-  CHECK_OK(af_cl_alloc(CL, CL_MEM_READ_WRITE, (n ? n : 1) * sizeof(float), NULL, &m));
-  if (m && n && x) CHECK_OK(af_queue_write(Q, m, 0, n * sizeof(float), x));
-  return m;
-}
-
 /* fp16 bits of a value exactly representable as a normal fp16 (or zero) */
 static uint16_t to_half(float f) {
   uint32_t u;
@@ -74,7 +67,7 @@ static void run_case(gcase g, const af_gemm_tiled_cfg *cfg, int pack, int half_b
       for (size_t j = 0; j < g.n; j++) c[coff + i * ldc + j] = NAN; /* must not be read */
   memcpy(want, c, nc * 4);
   ref_gemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, a + aoff, lda, b + boff, ldb, g.beta, want + coff, ldc);
-  cl_mem da = upload(a, na), dc = upload(c, nc), db = NULL;
+  cl_mem da = af_test_upload(Q, a, sizeof(float) * na), dc = af_test_upload(Q, c, sizeof(float) * nc), db = NULL;
   if (half_b) {
     uint16_t *h = malloc(nb * 2);
     CHECK_OK(af_cl_alloc(CL, CL_MEM_READ_WRITE, nb * 2, NULL, &db));
@@ -82,7 +75,7 @@ static void run_case(gcase g, const af_gemm_tiled_cfg *cfg, int pack, int half_b
     if (h && db) CHECK_OK(af_queue_write(Q, db, 0, nb * 2, h));
     free(h);
   } else {
-    db = upload(b, nb);
+    db = af_test_upload(Q, b, sizeof(float) * nb);
   }
   if (!da || !db || !dc) goto rel;
   if (pack) {
@@ -161,7 +154,7 @@ int main(void) {
   run_case((gcase){0, 1, 5, 7, 0, 1.0f, 3.0f}, &cfgs[0], 0, 0, seed++);
   run_case((gcase){0, 1, 5, 7, 0, 1.0f, 3.0f}, &cfgs[1], 0, 0, seed++);
   /* bad arguments: clean errors, nothing launched */
-  cl_mem m = upload(NULL, 64);
+  cl_mem m = af_test_upload(Q, NULL, sizeof(float) * 64);
   af_gemm_tiled_cfg badc = {0, 2, 16, 8, 1, 0, 0};
   CHECK(af_gemm_tiled_cfg_run(Q, &badc, 0, 1, 4, 4, 4, 1, m, 0, 4, m, 0, 4, 0, m, 0, 4) == AF_ERR_INVALID);
   CHECK(strstr(af_error_message(), "MR=0") != NULL);

@@ -23,13 +23,6 @@ static af_rng R;
 static const double TOL = 1e-5;
 static const float SENTINEL = 12345.0f;
 
-static cl_mem up(const void *h, size_t bytes) {
-  cl_mem m = NULL;
-  CHECK_OK(af_cl_alloc(Q->cl, CL_MEM_READ_WRITE, bytes, NULL, &m));
-  if (m && h) CHECK_OK(af_queue_write(Q, m, 0, bytes, h));
-  return m;
-}
-
 /* type: 0 f32, 1 f16, 2 q8_0, 3 q4_0.  tiny: weights of magnitude ~1e-4, so
  * that quantised blocks get subnormal fp16 scales. */
 static void t_case(const char *impl, int type, size_t rows, size_t k, int nb, int with_bias, int tiny) {
@@ -51,7 +44,7 @@ static void t_case(const char *impl, int type, size_t rows, size_t k, int nb, in
     af_quantize_q8_0(w, wq, n), af_dequantize_q8_0(wq, w, n);
   else
     af_quantize_q4_0(w, wq, n), af_dequantize_q4_0(wq, w, n);
-  cl_mem dw = up(wq, bytes), dx = up(x, (x_off + k * nb) * 4), db = up(bias, rows * 4), dy = up(y0, ylen * 4);
+  cl_mem dw = af_test_upload(Q, wq, bytes), dx = af_test_upload(Q, x, (x_off + k * nb) * 4), db = af_test_upload(Q, bias, rows * 4), dy = af_test_upload(Q, y0, ylen * 4);
   af_dbuf xv = {dx, x_off}, yv = {dy, y_off};
   cl_mem bm = with_bias ? db : NULL;
   if (type < 2)

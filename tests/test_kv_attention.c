@@ -18,20 +18,13 @@
 static af_queue *Q;
 static af_rng rng;
 
-static cl_mem up(const void *p, size_t bytes) {
-  cl_mem m = NULL;
-  CHECK_OK(af_cl_alloc(Q->cl, CL_MEM_READ_WRITE, bytes, NULL, &m));
-  if (m && p) CHECK_OK(af_queue_write(Q, m, 0, bytes, p));
-  return m;
-}
-
 static void t_rope_pos(int tokens, int heads, int d, int interleaved) {
   size_t row = (size_t)heads * d, n = (size_t)tokens * row;
   float *x = malloc(n * 4), *got = malloc(n * 4);
   int *pos = malloc(sizeof(int) * (size_t)tokens);
   af_rng_fill(&rng, x, n, -1, 1);
   for (int t = 0; t < tokens; t++) pos[t] = (int)(af_rng_u32(&rng) % 2048);
-  cl_mem dx = up(x, n * 4), dp = up(pos, sizeof(int) * (size_t)tokens);
+  cl_mem dx = af_test_upload(Q, x, n * 4), dp = af_test_upload(Q, pos, sizeof(int) * (size_t)tokens);
   CHECK_OK(af_op_rope_pos(Q, (af_dbuf){dx, 0}, (size_t)tokens, heads, d, dp, 10000.0f, interleaved));
   CHECK_OK(af_queue_read(Q, dx, 0, n * 4, got));
   for (int t = 0; t < tokens; t++) ref_rope(x + t * row, 1, heads, d, pos[t], 10000.0f, interleaved);
@@ -67,16 +60,16 @@ static void t_cached(int slots, int len, int heads, int d, int rows, int half) {
     } else {
       ((float *)store)[i] = kc[i];
     }
-  cl_mem dk = up(store, cn * esz);
+  cl_mem dk = af_test_upload(Q, store, cn * esz);
   for (size_t i = 0; i < cn; i++)
     if (half) {
       ((uint16_t *)store)[i] = af_f32_to_f16(vc[i]);
     } else {
       ((float *)store)[i] = vc[i];
     }
-  cl_mem dv = up(store, cn * esz);
-  cl_mem dq = up(hq, qn * 4), dnk = up(newk, qn * 4), dnv = up(newv, qn * 4), dout = up(NULL, qn * 4);
-  cl_mem ds = up(slot, sizeof(int) * rows), dp = up(pos, sizeof(int) * rows);
+  cl_mem dv = af_test_upload(Q, store, cn * esz);
+  cl_mem dq = af_test_upload(Q, hq, qn * 4), dnk = af_test_upload(Q, newk, qn * 4), dnv = af_test_upload(Q, newv, qn * 4), dout = af_test_upload(Q, NULL, qn * 4);
+  cl_mem ds = af_test_upload(Q, slot, sizeof(int) * rows), dp = af_test_upload(Q, pos, sizeof(int) * rows);
   size_t stride = (size_t)len * W;
   /* store each row's new key/value at its (slot, pos), then attend */
   CHECK_OK(af_kv_store(Q, (af_dbuf){dnk, 0}, rows, W, dk, half, stride, ds, dp));

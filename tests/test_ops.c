@@ -14,13 +14,6 @@
 static af_queue *Q;
 static af_rng R;
 
-static cl_mem up(const void *h, size_t bytes) {
-  cl_mem m = NULL;
-  CHECK_OK(af_cl_alloc(Q->cl, CL_MEM_READ_WRITE, bytes, NULL, &m));
-  if (m && h) CHECK_OK(af_queue_write(Q, m, 0, bytes, h));
-  return m;
-}
-
 static float *rnd(size_t n, float lo, float hi) {
   float *p = malloc(n * sizeof(float) + 4);
   af_rng_fill(&R, p, n, lo, hi);
@@ -44,7 +37,7 @@ static void t_gemm(int ta, int tb, size_t m, size_t n, size_t k) {
   size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
   size_t na = (ta ? k : m) * lda, nb = (tb ? n : k) * ldb, nc = m * ldc;
   float *a = rnd(na, -1, 1), *b = rnd(nb, -1, 1), *c = rnd(nc, -1, 1);
-  cl_mem da = up(a, na * 4), db = up(b, nb * 4), dc = up(c, nc * 4);
+  cl_mem da = af_test_upload(Q, a, na * 4), db = af_test_upload(Q, b, nb * 4), dc = af_test_upload(Q, c, nc * 4);
   CHECK_OK(af_op_gemm(Q, ta, tb, m, n, k, 0.5f, (af_dbuf){da, 0}, lda, (af_dbuf){db, 0}, ldb, 0.25f,
                       (af_dbuf){dc, 0}, ldc));
   float *got = down(dc, 0, nc);
@@ -60,7 +53,7 @@ static void t_gemm(int ta, int tb, size_t m, size_t n, size_t k) {
 static void t_gemm_xwt(size_t m, size_t n, size_t k) {
   size_t ldx = k + 1, ldw = k + 3, ldy = n + 2;
   float *x = rnd(m * ldx, -1, 1), *w = rnd(n * ldw, -1, 1), *b = rnd(n, -1, 1), *y = calloc(m * ldy, 4);
-  cl_mem dx = up(x, m * ldx * 4), dw = up(w, n * ldw * 4), db = up(b, n * 4), dy = up(y, m * ldy * 4);
+  cl_mem dx = af_test_upload(Q, x, m * ldx * 4), dw = af_test_upload(Q, w, n * ldw * 4), db = af_test_upload(Q, b, n * 4), dy = af_test_upload(Q, y, m * ldy * 4);
   CHECK_OK(af_op_gemm_xwt(Q, m, n, k, (af_dbuf){dx, 0}, ldx, (af_dbuf){dw, 0}, ldw, (af_dbuf){dy, 0}, ldy, db));
   float *got = down(dy, 0, m * ldy);
   ref_gemm(0, 1, m, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, ldy);
@@ -78,8 +71,8 @@ static void t_gemv(size_t rows, size_t k, int nb, int half) {
   uint16_t *w16 = malloc(rows * k * 2);
   if (half)
     for (size_t i = 0; i < rows * k; i++) w[i] = af_f16_to_f32(w16[i] = af_f32_to_f16(w[i]));
-  cl_mem dw = half ? up(w16, rows * k * 2) : up(w, rows * k * 4), dx = up(x, k * nb * 4), db = up(bias, rows * 4);
-  cl_mem dy = up(NULL, rows * nb * 4);
+  cl_mem dw = half ? af_test_upload(Q, w16, rows * k * 2) : af_test_upload(Q, w, rows * k * 4), dx = af_test_upload(Q, x, k * nb * 4), db = af_test_upload(Q, bias, rows * 4);
+  cl_mem dy = af_test_upload(Q, NULL, rows * nb * 4);
   CHECK_OK(af_op_gemv(Q, dw, half, rows, k, (af_dbuf){dx, 0}, nb, (af_dbuf){dy, 0}, db));
   float *got = down(dy, 0, rows * nb);
   ref_gemv(w, rows, k, x, nb, bias, want);
@@ -99,7 +92,7 @@ static void t_gemv_q(size_t rows, size_t k, int q4) {
   uint8_t *qw = malloc(bytes);
   if (q4) af_quantize_q4_0(w, qw, n), af_dequantize_q4_0(qw, deq, n);
   else af_quantize_q8_0(w, qw, n), af_dequantize_q8_0(qw, deq, n);
-  cl_mem dw = up(qw, bytes), dx = up(x, k * 4), db = up(b, rows * 4), dy = up(NULL, rows * 4), dd = up(NULL, n * 4);
+  cl_mem dw = af_test_upload(Q, qw, bytes), dx = af_test_upload(Q, x, k * 4), db = af_test_upload(Q, b, rows * 4), dy = af_test_upload(Q, NULL, rows * 4), dd = af_test_upload(Q, NULL, n * 4);
   CHECK_OK(af_op_gemv_q(Q, dw, q4, rows, k, (af_dbuf){dx, 0}, (af_dbuf){dy, 0}, db));
   float *got = down(dy, 0, rows);
   ref_gemv(deq, rows, k, x, 1, b, want);
@@ -115,7 +108,7 @@ static void t_gemv_q(size_t rows, size_t k, int q4) {
 
 static void t_norms(size_t rows, size_t n) {
   float *x = rnd(rows * n, -2, 3), *w = rnd(n, 0.5f, 1.5f), *b = rnd(n, -1, 1), *want = malloc(rows * n * 4);
-  cl_mem dx = up(x, rows * n * 4), dw = up(w, n * 4), db = up(b, n * 4), dy = up(NULL, rows * n * 4);
+  cl_mem dx = af_test_upload(Q, x, rows * n * 4), dw = af_test_upload(Q, w, n * 4), db = af_test_upload(Q, b, n * 4), dy = af_test_upload(Q, NULL, rows * n * 4);
   char s[64];
   snprintf(s, sizeof s, "%zux%zu", rows, n);
   CHECK_OK(af_op_rmsnorm(Q, (af_dbuf){dx, 0}, rows, n, dw, 1e-6f, (af_dbuf){dy, 0}));
@@ -133,7 +126,7 @@ static void t_norms(size_t rows, size_t n) {
 
 static void t_softmax(size_t rows, size_t n, int causal, int q_rows, int offset) {
   float *x = rnd(rows * n, -8, 8);
-  cl_mem dx = up(x, rows * n * 4);
+  cl_mem dx = af_test_upload(Q, x, rows * n * 4);
   CHECK_OK(af_op_softmax(Q, (af_dbuf){dx, 0}, rows, n, 0.125f, causal, q_rows, offset));
   float *got = down(dx, 0, rows * n);
   ref_softmax_rows(x, rows, n, 0.125f, causal, q_rows, offset);
@@ -150,7 +143,7 @@ static void t_elementwise(size_t n) {
   snprintf(s, sizeof s, "%zu", n);
   const char *ops[] = {"gelu", "silu", "add", "mul"};
   for (int o = 0; o < 4; o++) {
-    cl_mem dx = up(x, n * 4), dy = up(y, n * 4);
+    cl_mem dx = af_test_upload(Q, x, n * 4), dy = af_test_upload(Q, y, n * 4);
     int rc = o == 0 ? af_op_gelu(Q, (af_dbuf){dx, 0}, n) : o == 1 ? af_op_silu(Q, (af_dbuf){dx, 0}, n)
            : o == 2 ? af_op_add(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n) : af_op_mul(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n);
     CHECK_OK(rc);
@@ -170,7 +163,7 @@ static void t_elementwise(size_t n) {
 static void t_rope(size_t tokens, int heads, int d, int pos0, int interleaved) {
   size_t n = tokens * heads * d;
   float *x = rnd(n, -1, 1);
-  cl_mem dx = up(x, n * 4);
+  cl_mem dx = af_test_upload(Q, x, n * 4);
   CHECK_OK(af_op_rope(Q, (af_dbuf){dx, 0}, tokens, heads, d, pos0, 10000.0f, interleaved));
   float *got = down(dx, 0, n);
   ref_rope(x, tokens, heads, d, pos0, 10000.0f, interleaved);
@@ -188,8 +181,8 @@ static void t_gather_convert(size_t n_rows, size_t cols, size_t n) {
   int32_t *ids = malloc(n * 4);
   for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(af_rng_u32(&R) % n_rows);
   for (size_t i = 0; i < n; i++) memcpy(want + i * cols, t + (size_t)ids[i] * cols, cols * 4);
-  cl_mem d32 = up(t, n_rows * cols * 4), d16 = up(t16, n_rows * cols * 2), di = up(ids, n * 4);
-  cl_mem out = up(NULL, n * cols * 4);
+  cl_mem d32 = af_test_upload(Q, t, n_rows * cols * 4), d16 = af_test_upload(Q, t16, n_rows * cols * 2), di = af_test_upload(Q, ids, n * 4);
+  cl_mem out = af_test_upload(Q, NULL, n * cols * 4);
   char s[64];
   snprintf(s, sizeof s, "%zu of %zux%zu", n, n_rows, cols);
   for (int half = 0; half < 2; half++) {
@@ -204,7 +197,7 @@ static void t_gather_convert(size_t n_rows, size_t cols, size_t n) {
   expect("f16_to_f32", got, t, n_rows * cols < n * cols ? n_rows * cols : n * cols, s);
   free(got);
   float *raw = rnd(n_rows * cols, -70000, 70000);
-  cl_mem dr = up(raw, n_rows * cols * 4), dh = up(NULL, n_rows * cols * 2);
+  cl_mem dr = af_test_upload(Q, raw, n_rows * cols * 4), dh = af_test_upload(Q, NULL, n_rows * cols * 2);
   CHECK_OK(af_op_f32_to_f16(Q, dr, dh, n_rows * cols));
   uint16_t *h = malloc(n_rows * cols * 2);
   CHECK_OK(af_queue_read(Q, dh, 0, n_rows * cols * 2, h));
