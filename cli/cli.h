@@ -33,20 +33,20 @@
 AF_CLI_COMMANDS(AF_CLI_DECL)
 #undef AF_CLI_DECL
 
-/* Text-generation flags shared by describe and chat: option codes, their
- * getopt_long table entries, and the parser.  af_cli_gen_option applies
- * option `c` with value `arg` to *o: 1 done, 0 not a generation option, -1
- * a bad value.  --max-new-tokens must be >= min_new_tokens. */
-enum { AF_OPT_LLM = 1000, AF_OPT_GREEDY, AF_OPT_TEMP, AF_OPT_TOPK, AF_OPT_TOPP, AF_OPT_SEED, AF_OPT_MAXNEW, AF_OPT_MAXLEN };
-#define AF_CLI_GEN_OPTIONS                                                                                     \
-  {"llm", required_argument, 0, AF_OPT_LLM}, {"greedy", no_argument, 0, AF_OPT_GREEDY},                        \
-      {"temperature", required_argument, 0, AF_OPT_TEMP}, {"top-k", required_argument, 0, AF_OPT_TOPK},        \
-      {"top-p", required_argument, 0, AF_OPT_TOPP}, {"seed", required_argument, 0, AF_OPT_SEED},               \
-      {"max-new-tokens", required_argument, 0, AF_OPT_MAXNEW}, {"max-length", required_argument, 0, AF_OPT_MAXLEN}
+/* The command line shared by describe and chat: IMAGE... --model M
+ * [--question Q] [--dump DIR] [--json] [--device D] [--help] and the
+ * text-generation flags (--llm, --greedy, --temperature, --top-k, --top-p,
+ * --seed, --max-new-tokens >= min_new_tokens, --max-length), applied to *o.
+ * Returns -1 when the command should run (images from argv[a->first_image]),
+ * else the exit code to return: --help printed, or a one-line usage error
+ * naming the flag. */
 struct af_describe_opts;
-int af_cli_gen_option(int c, const char *arg, struct af_describe_opts *o, int min_new_tokens);
-/* The option a getopt_long value belongs to, for messages (given optind). */
-const char *af_cli_optname(char **argv, int optind_now, const char *value);
+typedef struct af_cli_image_args {
+  const char *model, *question, *dump, *device; /* NULL when not given */
+  int json, first_image;
+} af_cli_image_args;
+int af_cli_image_args_parse(int argc, char **argv, const char *cmd, const char *usage, int min_new_tokens,
+                            struct af_describe_opts *o, af_cli_image_args *a);
 
 /* The vision path of one image for describe and chat: decode, Pillow-exact
  * resize and normalisation, ViT + ln_vision, Q-Former + projection, batch 1.

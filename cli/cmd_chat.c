@@ -3,7 +3,6 @@
  * run through the vision path once, then each question re-embeds the whole
  * history.  Interactive on a terminal; otherwise one question per stdin line
  * (plain answers followed by a blank line, or JSON Lines with --json). */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,38 +53,12 @@ static int read_line(FILE *in, char **buf, size_t *cap) {
 int af_cmd_chat(int argc, char **argv) {
   af_describe_opts o;
   af_describe_opts_default(&o);
-  const char *model = NULL, *device = NULL, *dump = NULL, *first = NULL;
-  int json = 0;
-  enum { O_MODEL = 256, O_QUESTION, O_DUMP, O_JSON, O_DEVICE };
-  static const struct option opts[] = {
-      {"model", required_argument, 0, O_MODEL}, {"question", required_argument, 0, O_QUESTION},
-      {"dump", required_argument, 0, O_DUMP},   {"json", no_argument, 0, O_JSON},
-      {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, 'h'},
-      AF_CLI_GEN_OPTIONS, {0, 0, 0, 0}};
-  optind = 1;
-  opterr = 0;
-  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-    int g = af_cli_gen_option(c, optarg, &o, 1);
-    if (g > 0) continue;
-    if (g < 0) goto bad;
-    switch (c) {
-      case 'h': fputs(usage, stdout); return AF_EXIT_OK;
-      case O_MODEL: model = optarg; break;
-      case O_QUESTION: first = optarg; break;
-      case O_DUMP: dump = optarg; break;
-      case O_JSON: json = 1; break;
-      case O_DEVICE: device = optarg; break;
-      case '?':
-        if (optopt) return af_cli_usage_error("chat", usage, "option '%s' needs a value", argv[optind - 1]);
-        return af_cli_usage_error("chat", usage, "unknown option '%s'", argv[optind - 1]);
-      default:
-      bad:
-        return af_cli_usage_error("chat", usage, "bad value '%s' for %s", optarg, af_cli_optname(argv, optind, optarg));
-    }
-  }
-  if (!model) return af_cli_usage_error("chat", usage, "--model is required");
-  if (optind >= argc) return af_cli_usage_error("chat", usage, "no image given");
-  int n_images = argc - optind, tty = isatty(0) && !json;
+  af_cli_image_args a;
+  int pr = af_cli_image_args_parse(argc, argv, "chat", usage, 1, &o, &a);
+  if (pr >= 0) return pr;
+  const char *model = a.model, *device = a.device, *dump = a.dump, *first = a.question;
+  int json = a.json;
+  int n_images = argc - a.first_image, tty = isatty(0) && !json;
 
   af_cl *cl = NULL;
   af_cli_embedder e = {0};
@@ -100,7 +73,7 @@ int af_cmd_chat(int argc, char **argv) {
   size_t np = e.Q * e.L; /* each image's embeddings, kept for every turn */
   for (int i = 0; !rc && i < n_images; i++) {
     if (!(proj[i] = malloc(sizeof(float) * np))) rc = af_err(AF_ERR_NOMEM, "out of memory");
-    if (!rc) rc = af_cli_embed(&e, argv[optind + i]);
+    if (!rc) rc = af_cli_embed(&e, argv[a.first_image + i]);
     if (!rc) memcpy(proj[i], e.po, sizeof(float) * np);
   }
   if (!rc) rc = af_chat_new(llm, (const float *const *)proj, n_images, (int)e.Q, &chat);

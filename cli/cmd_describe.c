@@ -2,7 +2,6 @@
  * Decode and Pillow-exact preprocessing on the host, ViT + Q-Former + projection
  * on the device, then text generation by the LLM (stages/llm.c) unless
  * --max-new-tokens 0.  --dump DIR writes the intermediate tensors per image. */
-#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,37 +58,12 @@ static int dump_dir(const char *root, const char *image, char *out, size_t n) {
 int af_cmd_describe(int argc, char **argv) {
   af_describe_opts o;
   af_describe_opts_default(&o);
-  const char *model = NULL, *device = NULL, *dump = NULL;
-  int json = 0;
-  enum { O_MODEL = 256, O_QUESTION, O_DUMP, O_JSON, O_DEVICE };
-  static const struct option opts[] = {
-      {"model", required_argument, 0, O_MODEL}, {"question", required_argument, 0, O_QUESTION},
-      {"dump", required_argument, 0, O_DUMP},   {"json", no_argument, 0, O_JSON},
-      {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, 'h'},
-      AF_CLI_GEN_OPTIONS, {0, 0, 0, 0}};
-  optind = 1;
-  opterr = 0;
-  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-    int g = af_cli_gen_option(c, optarg, &o, 0);
-    if (g > 0) continue;
-    if (g < 0) goto bad;
-    switch (c) {
-      case 'h': fputs(usage, stdout); return AF_EXIT_OK;
-      case O_MODEL: model = optarg; break;
-      case O_QUESTION: o.question = optarg; break;
-      case O_DUMP: dump = optarg; break;
-      case O_JSON: json = 1; break;
-      case O_DEVICE: device = optarg; break;
-      case '?':
-        if (optopt) return af_cli_usage_error("describe", usage, "option '%s' needs a value", argv[optind - 1]);
-        return af_cli_usage_error("describe", usage, "unknown option '%s'", argv[optind - 1]);
-      default:
-      bad:
-        return af_cli_usage_error("describe", usage, "bad value '%s' for %s", optarg, af_cli_optname(argv, optind, optarg));
-    }
-  }
-  if (!model) return af_cli_usage_error("describe", usage, "--model is required");
-  if (optind >= argc) return af_cli_usage_error("describe", usage, "no image given");
+  af_cli_image_args a;
+  int pr = af_cli_image_args_parse(argc, argv, "describe", usage, 0, &o, &a);
+  if (pr >= 0) return pr;
+  const char *model = a.model, *device = a.device, *dump = a.dump;
+  int json = a.json;
+  if (a.question) o.question = a.question;
   o.dump_dir = dump;
   o.json = json;
 
@@ -105,7 +79,7 @@ int af_cmd_describe(int argc, char **argv) {
     if (code == AF_ERR_NOT_IMPLEMENTED) rc = AF_EXIT_USAGE;
     goto out;
   }
-  for (int i = optind; i < argc; i++) {
+  for (int i = a.first_image; i < argc; i++) {
     const char *path = argv[i];
     char dir[4096] = "";
     int r = af_cli_embed(&e, path);
