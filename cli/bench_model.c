@@ -107,41 +107,19 @@ out:
 }
 
 /* Streaming read bandwidth, the limit of a decode step (every weight read
- * once): a sum over a buffer past the last-level cache.  CPU devices: each
- * work-item sums one contiguous 64 KiB chunk (PoCL runs the items of a group
- * one after another; a strided loop there reads at a fraction of the rate);
- * GPUs: consecutive work-items read consecutive float4s (coalesced). */
-static const char read_src[] =
-    "__kernel void af_bench_read_chunk(__global const float16 *p, const int n, __global float *out) {\n"
-    "  __global const float16 *q = p + (long)get_global_id(0) * n;\n"
-    "  float16 a = 0, b = 0, c = 0, d = 0;\n"
-    "  for (int j = 0; j + 3 < n; j += 4) a += q[j], b += q[j + 1], c += q[j + 2], d += q[j + 3];\n"
-    "  float16 s = (a + b) + (c + d); float8 h = s.lo + s.hi; float4 r = h.lo + h.hi;\n"
-    "  out[get_global_id(0)] = (r.s0 + r.s1) + (r.s2 + r.s3);\n"
-    "}\n"
-    "__kernel void af_bench_read_strided(__global const float4 *p, const int n, __global float *out) {\n"
-    "  size_t i = get_global_id(0), g = get_global_size(0);\n"
-    "  float4 a = 0;\n"
-    "  for (int j = 0; j < n; j++) a += p[i + (size_t)j * g];\n"
-    "  out[i] = (a.x + a.y) + (a.z + a.w);\n"
-    "}\n";
-
+ * once): a 1 GiB sum, past the last-level cache, with the probe kernels of
+ * gemv_cpu.cl (the one `bench ops` uses on CPUs; coalesced reads on GPUs). */
 static double read_bandwidth(af_cl *cl, af_queue *q) {
-  size_t bytes = (size_t)1 << 30; /* past a 300 MiB L3 */
+  size_t bytes = (size_t)1 << 30;
   while (bytes > cl->info.max_alloc && bytes > ((size_t)64 << 20)) bytes /= 2;
   int cpu = cl->info.is_cpu;
   size_t items = cpu ? bytes / 65536 : 65536, l = cpu ? 1 : 64;
-  cl_int n = (cl_int)(cpu ? 65536 / 64 : bytes / 16 / items), e;
-  const char *src = read_src;
+  cl_long n = (cl_long)(cpu ? 65536 / 64 : bytes / 16 / items); /* float16s or float4s per item */
   double best = 0;
-  cl_program p = clCreateProgramWithSource(cl->ctx, 1, &src, NULL, &e);
-  if (e != CL_SUCCESS) return 0;
-  cl_kernel k = NULL;
+  cl_kernel k;
   cl_mem buf = NULL, out = NULL;
-  if (clBuildProgram(p, 1, &cl->device, "", NULL, NULL) != CL_SUCCESS) goto done;
-  if (!(k = clCreateKernel(p, cpu ? "af_bench_read_chunk" : "af_bench_read_strided", &e)) || e != CL_SUCCESS)
-    goto done;
-  if (af_cl_alloc(cl, CL_MEM_READ_ONLY, bytes, NULL, &buf) ||
+  if (af_queue_kernel(q, "gemv_cpu.cl", cpu ? "af_gemv_cpu_stream" : "af_read_stream_coalesced", NULL, &k) ||
+      af_cl_alloc(cl, CL_MEM_READ_ONLY, bytes, NULL, &buf) ||
       af_cl_alloc(cl, CL_MEM_WRITE_ONLY, items * sizeof(float), NULL, &out))
     goto done;
   float zero = 0;
@@ -151,16 +129,13 @@ static double read_bandwidth(af_cl *cl, af_queue *q) {
   clSetKernelArg(k, 2, sizeof out, &out);
   for (int r = 0; r < 5; r++) {
     double t0 = now();
-    if (clEnqueueNDRangeKernel(q->q, k, 1, NULL, &items, &l, 0, NULL, NULL) != CL_SUCCESS || clFinish(q->q) != CL_SUCCESS)
-      goto done;
-    double gbs = (double)items * n * (cpu ? 64 : 16) / (now() - t0) / 1e9;
+    if (af_queue_run(q, k, 1, &items, &l, "read probe") || af_queue_finish(q)) goto done;
+    double gbs = (double)bytes / (now() - t0) / 1e9;
     if (r > 0 && gbs > best) best = gbs;
   }
 done:
   if (buf) clReleaseMemObject(buf);
   if (out) clReleaseMemObject(out);
-  if (k) clReleaseKernel(k);
-  clReleaseProgram(p);
   af_error_clear();
   return best;
 }
@@ -449,7 +424,7 @@ static int run_profile(const bench_opts *o, const char *profile, run_res *r) {
   }
   if (!rc && !o->llm_only) rc = bench_vision(cl, w, o, &r->v);
   int dbatch = o->batch_given ? o->batch : af_devprofile_batch(cl->profile, "llm");
-  if (!rc && !o->vision_only && has_llm) rc = bench_llm(cl, w, o->llm_only ? 100 : 100, 16, dbatch, &r->l);
+  if (!rc && !o->vision_only && has_llm) rc = bench_llm(cl, w, 100, 16, dbatch, &r->l);
   if (!rc && r->v.ok && r->l.ok) {
     double pf = (r->v.queries + 40) * (r->l.prefill_s / r->l.n_prompt);
     r->e2e_s = r->v.vit_s[0] + r->v.qf_s[0] + pf + 32 * r->l.decode_s;

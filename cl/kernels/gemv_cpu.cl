@@ -167,13 +167,23 @@ AF_GC_QUANT(af_gemv_cpu_q4_2, 18, AF_GC_DEQ_Q4, 2, 4)
 AF_GC_QUANT(af_gemv_cpu_q4_4, 18, AF_GC_DEQ_Q4, 4, 4)
 AF_GC_QUANT(af_gemv_cpu_q4_8, 18, AF_GC_DEQ_Q4, 8, 2)
 
-/* Read-bandwidth probe for `artflow bench ops` (not an op): work-item i sums
- * the n float16 vectors from i * n, CPU-style (contiguous chunk, 4
- * accumulators), the access pattern a GEMV should approach. */
+/* Read-bandwidth probes for `artflow bench` (not ops).  CPU-style: work-item
+ * i sums the n float16 vectors from i * n (contiguous chunk, 4 accumulators),
+ * the access pattern a GEMV should approach; PoCL runs a group's items one
+ * after another, so a strided loop there reads at a fraction of the rate. */
 __kernel void af_gemv_cpu_stream(__global const float16 *p, const long n, __global float *out) {
   long i = get_global_id(0);
   __global const float16 *q = p + i * n;
   float16 a = 0, b = 0, c = 0, d = 0;
   for (long j = 0; j + 3 < n; j += 4) a += q[j], b += q[j + 1], c += q[j + 2], d += q[j + 3];
   out[i] = af_gc_hsum((a + b) + (c + d));
+}
+
+/* GPU-style: consecutive work-items read consecutive float4s (coalesced),
+ * n of them each, a global size apart. */
+__kernel void af_read_stream_coalesced(__global const float4 *p, const long n, __global float *out) {
+  size_t i = get_global_id(0), g = get_global_size(0);
+  float4 a = 0;
+  for (long j = 0; j < n; j++) a += p[i + (size_t)j * g];
+  out[i] = (a.x + a.y) + (a.z + a.w);
 }
