@@ -258,6 +258,7 @@ int af_cl_set_tuning(af_cl *cl, const char *defines) {
   pthread_mutex_lock(&cl->lock);
   free(cl->tuning_defines);
   cl->tuning_defines = d;
+  cl->tuning_gen++;
   pthread_mutex_unlock(&cl->lock);
   return 0;
 }
@@ -297,6 +298,7 @@ struct af_kernel_entry {
   af_kernel_entry *next;
   char *file, *name, *options;
   cl_kernel k;
+  unsigned tuning_gen; /* cl->tuning_gen the kernel was built under */
 };
 
 int af_queue_new(af_cl *cl, af_queue **out) {
@@ -332,8 +334,13 @@ void af_queue_free(af_queue *q) {
 static int streq0(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
 
 int af_queue_kernel(af_queue *q, const char *file, const char *name, const char *options, cl_kernel *out) {
+  af_kernel_entry *stale = NULL;
   for (af_kernel_entry *k = q->kernels; k; k = k->next)
     if (!strcmp(k->name, name) && !strcmp(k->file, file) && streq0(k->options, options)) {
+      if (k->tuning_gen != q->cl->tuning_gen) { /* built under other tuning defines */
+        stale = k;
+        break;
+      }
       *out = k->k;
       return 0;
     }
@@ -344,6 +351,13 @@ int af_queue_kernel(af_queue *q, const char *file, const char *name, const char 
   cl_kernel k = clCreateKernel(prog, name, &e);
   if (e != CL_SUCCESS)
     return af_err(e, "kernel '%s' not found in %s: %s", name, file, af_strerror(e));
+  if (stale) {
+    clReleaseKernel(stale->k);
+    stale->k = k;
+    stale->tuning_gen = q->cl->tuning_gen;
+    *out = k;
+    return 0;
+  }
   af_kernel_entry *ent = calloc(1, sizeof *ent);
   if (!ent || !(ent->file = strdup(file)) || !(ent->name = strdup(name)) ||
       (options && !(ent->options = strdup(options)))) {
@@ -356,6 +370,7 @@ int af_queue_kernel(af_queue *q, const char *file, const char *name, const char 
     return af_err(AF_ERR_NOMEM, "out of memory");
   }
   ent->k = k;
+  ent->tuning_gen = q->cl->tuning_gen;
   ent->next = q->kernels;
   q->kernels = ent;
   *out = k;

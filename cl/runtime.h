@@ -96,6 +96,7 @@ typedef struct af_cl {
   af_device_info info;
   int profiling;          /* ARTFLOW_PROFILE=1: queues record kernel times */
   char *tuning_defines;   /* "-DNAME=V ..." from the profile, added to every build */
+  unsigned tuning_gen;    /* bumped by af_cl_set_tuning: queues drop kernels built before */
   char *cache_dir;        /* disk cache folder, NULL = disabled */
   pthread_mutex_t lock;   /* guards progs and the profile table */
   af_prog_entry *progs;
@@ -113,7 +114,9 @@ int af_cl_open(af_cl **out, const char *selector);
 void af_cl_close(af_cl *cl);
 
 /* Sets the tuning defines appended to every program build (e.g. from a device
- * profile).  Copies the string.  Programs already built are unaffected. */
+ * profile).  Copies the string.  Programs already built are unaffected; a
+ * queue's next af_queue_kernel returns kernels built with the new defines.
+ * Not to be called while another thread runs kernels on cl. */
 int af_cl_set_tuning(af_cl *cl, const char *defines);
 
 /* Integer value of "-DNAME=V" in the tuning defines (a host-side tuning knob
