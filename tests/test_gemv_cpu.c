@@ -169,6 +169,15 @@ int main(void) {
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_LUT=0");
   for (int type = 2; type < 4; type++)
     for (int nb = 1; nb <= 8; nb *= 2) t_case("cpu lut=0", type, 19, 128, nb, nb == 2, nb == 4);
+  /* a profile's out-of-range row count is a build error that names it (0 would never end) */
+  for (int bad_r1 = 0; bad_r1 < 2; bad_r1++) {
+    set_impl(base, bad_r1 ? "-DAF_GEMV_IMPL=cpu -DAF_GEMV_R1=17" : "-DAF_GEMV_IMPL=cpu -DAF_GEMV_R1=0");
+    cl_mem w1 = af_test_upload(Q, NULL, 64 * 4), x1 = af_test_upload(Q, NULL, 64 * 4), y1 = af_test_upload(Q, NULL, 64);
+    CHECK(af_op_gemv(Q, w1, 0, 1, 64, (af_dbuf){x1, 0}, 1, (af_dbuf){y1, 0}, NULL) == AF_ERR_BUILD);
+    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_R1 must be 1..16") != NULL, "message: %s", af_error_message());
+    af_error_clear();
+    clReleaseMemObject(w1), clReleaseMemObject(x1), clReleaseMemObject(y1);
+  }
   set_impl(base, "-DAF_GEMV_IMPL=cpuX");
   CHECK(!af_op_gemv_cpu_enabled(cl)); /* only the exact value selects it */
 

@@ -82,6 +82,9 @@ inline float af_gc_hsum(float16 a) {
 #ifndef AF_GEMV_R1
 #define AF_GEMV_R1 8
 #endif
+#if AF_GEMV_R1 < 1 || AF_GEMV_R1 > 16
+#error "AF_GEMV_R1 must be 1..16 (rows walked at once)"
+#endif
 AF_GC_DENSE(af_gemv_cpu_f32_1, float, 1, 4, AF_GC_LOAD16_F32, AF_GC_LOAD1_F32)
 AF_GC_DENSE(af_gemv_cpu_f32_2, float, 2, 4, AF_GC_LOAD16_F32, AF_GC_LOAD1_F32)
 AF_GC_DENSE(af_gemv_cpu_f32_4, float, 4, 4, AF_GC_LOAD16_F32, AF_GC_LOAD1_F32)
