@@ -40,6 +40,8 @@ static const af_tune_knob KNOBS[] = {
     {"AF_GEMV_CPU_WG", "1 2 4", "1", 1, "CPU GEMV: work-items per group"},
     {"AF_GEMV_R1", "4 8 16", "8", 1, "CPU GEMV, one vector: rows walked at once"},
     {"AF_GEMV_LUT", "0 1", "1", 1, "CPU GEMV: Q8_0/Q4_0 scales through a 65536-entry table (0: from the bits)"},
+    {"AF_GEMV_PF", "0 256 384 512 1024", "384", 1, "CPU GEMV: bytes prefetched ahead of each row stream (0: off)"},
+    {"AF_GEMV_PERM", "0 1", "1", 1, "CPU GEMV: Q4_0 nibbles through the AVX-512 permute table (0: byte path)"},
     {NULL, NULL, NULL, 0, NULL},
 };
 

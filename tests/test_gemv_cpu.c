@@ -100,7 +100,7 @@ static void run_all(const char *impl) {
   t_case(impl, 3, 11, 4096, 1, 1, 1);
 }
 
-/* the tuning defines with the AF_GEMV_* ones (IMPL, RB, CPU_WG, R1, LUT) replaced */
+/* the tuning defines with the AF_GEMV_* ones (IMPL, RB, CPU_WG, R1, LUT, PF, PERM) replaced */
 static void set_impl(const char *base, const char *extra) {
   char buf[2048] = "";
   const char *p = base ? base : "";
@@ -110,7 +110,8 @@ static void set_impl(const char *base, const char *extra) {
     size_t len = e ? (size_t)(e - p) : strlen(p);
     if (len && strncmp(p, "-DAF_GEMV_IMPL=", 15) && strncmp(p, "-DAF_GEMV_RB=", 13) &&
         strncmp(p, "-DAF_GEMV_CPU_WG=", 17) && strncmp(p, "-DAF_GEMV_R1=", 13) &&
-        strncmp(p, "-DAF_GEMV_LUT=", 14) && strlen(buf) + len + 2 < sizeof buf) {
+        strncmp(p, "-DAF_GEMV_LUT=", 14) && strncmp(p, "-DAF_GEMV_PF=", 13) && strncmp(p, "-DAF_GEMV_PERM=", 15) &&
+        strlen(buf) + len + 2 < sizeof buf) {
       strncat(buf, p, len);
       strcat(buf, " ");
     }
@@ -169,6 +170,25 @@ int main(void) {
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_LUT=0");
   for (int type = 2; type < 4; type++)
     for (int nb = 1; nb <= 8; nb *= 2) t_case("cpu lut=0", type, 19, 128, nb, nb == 2, nb == 4);
+  /* no prefetch, and a prefetch past the ends of small matrices (prefetches
+   * do not fault); Q4_0 nibbles through the byte path instead of the
+   * AVX-512 table (the only path on CPUs without AVX-512) */
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=0");
+  for (int type = 0; type < 4; type++) t_case("cpu pf=0", type, 23, type < 2 ? 80 : 96, 1 + type, type % 2, 0);
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=8192");
+  for (int type = 0; type < 4; type++) t_case("cpu pf=8192", type, 9, 64, type == 3 ? 8 : 1, 1, 0);
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PERM=0");
+  for (int nb = 1; nb <= 8; nb++) t_case("cpu perm=0", 3, 21, 160, nb, nb % 2, nb == 3);
+  t_case("cpu perm=0", 3, 11, 4096, 1, 1, 1);
+  /* out-of-range prefetch distance: a build error that names it */
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=-1");
+  {
+    cl_mem w1 = af_test_upload(Q, NULL, 64 * 4), x1 = af_test_upload(Q, NULL, 64 * 4), y1 = af_test_upload(Q, NULL, 64);
+    CHECK(af_op_gemv(Q, w1, 0, 1, 64, (af_dbuf){x1, 0}, 1, (af_dbuf){y1, 0}, NULL) == AF_ERR_BUILD);
+    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_PF must be 0..8192") != NULL, "message: %s", af_error_message());
+    af_error_clear();
+    clReleaseMemObject(w1), clReleaseMemObject(x1), clReleaseMemObject(y1);
+  }
   /* a profile's out-of-range row count is a build error that names it (0 would never end) */
   for (int bad_r1 = 0; bad_r1 < 2; bad_r1++) {
     set_impl(base, bad_r1 ? "-DAF_GEMV_IMPL=cpu -DAF_GEMV_R1=17" : "-DAF_GEMV_IMPL=cpu -DAF_GEMV_R1=0");
