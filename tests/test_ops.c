@@ -160,6 +160,26 @@ static void t_elementwise(size_t n) {
   free(x), free(y), free(want);
 }
 
+/* an activation's value for an element does not depend on the array's
+ * length: the first n1 elements alone, then all n2 (the ragged end of a
+ * launch once ran scalar exp, the rest vector exp; batched prefill relies
+ * on this to equal one prompt at a time bit for bit) */
+static void t_act_length(size_t n1, size_t n2) {
+  float *x = rnd(n2, -6, 6);
+  for (int o = 0; o < 2; o++) {
+    cl_mem a = af_test_upload(Q, x, n2 * 4), b = af_test_upload(Q, x, n2 * 4);
+    CHECK_OK(o ? af_op_silu(Q, (af_dbuf){a, 0}, n1) : af_op_gelu(Q, (af_dbuf){a, 0}, n1));
+    CHECK_OK(o ? af_op_silu(Q, (af_dbuf){b, 0}, n2) : af_op_gelu(Q, (af_dbuf){b, 0}, n2));
+    float *ga = down(a, 0, n2), *gb = down(b, 0, n2);
+    CHECK_MSG(!memcmp(ga, gb, n1 * 4), "%s: the first %zu of %zu elements depend on the length", o ? "silu" : "gelu",
+              n1, n2);
+    CHECK_MSG(!memcmp(ga + n1, x + n1, (n2 - n1) * 4), "%s: elements past n = %zu changed", o ? "silu" : "gelu", n1);
+    clReleaseMemObject(a), clReleaseMemObject(b);
+    free(ga), free(gb);
+  }
+  free(x);
+}
+
 static void t_rope(size_t tokens, int heads, int d, int pos0, int interleaved) {
   size_t n = tokens * heads * d;
   float *x = rnd(n, -1, 1);
@@ -248,6 +268,9 @@ int main(void) {
   t_softmax(2 * 5, 40, 1, 5, 35);
   t_elementwise(1);
   t_elementwise(6144 * 17 + 3);
+  t_act_length(37, 64);
+  t_act_length(1, 17);
+  t_act_length(4093, 4096 + 16 * 5 + 3);
   t_rope(1, 1, 2, 0, 0);
   t_rope(17, 4, 128, 0, 0);
   t_rope(3, 40, 128, 2000, 0);

@@ -132,12 +132,14 @@ __kernel void af_op_softmax(__global float *x, const long off, const int rows, c
 #define AF_ERFC_DEF(NAME, T) \
   inline T NAME(T z) { return erfc(z); }
 #endif
-AF_ERFC_DEF(af_erfc, float)
 AF_ERFC_DEF(af_erfc16, float16)
 
 /* Element-wise activations: each work-item owns 16 contiguous elements as
- * one float16 (scalar loop for the ragged end), so PoCL runs vector exp;
- * one element per work-item ran 3-4x slower there. */
+ * one float16, so PoCL runs vector exp (one element per work-item ran 3-4x
+ * slower there).  The ragged end goes through the same vector function on a
+ * zero-padded copy: a scalar exp can differ from the vector one in the last
+ * bit, and an element's result would then depend on where the array ends
+ * (a prompt prefilled alone or batched with others, say). */
 #define AF_ACT_KERNEL(NAME, F)                                          \
   __kernel void NAME(__global float *x, const long off, const long n) { \
     long i = get_global_id(0) * 16;                                     \
@@ -147,10 +149,12 @@ AF_ERFC_DEF(af_erfc16, float16)
       float16 v = vload16(0, p);                                        \
       vstore16(F(v, af_erfc16), 0, p);                                  \
     } else {                                                            \
-      for (long j = 0; j < n - i; j++) {                                \
-        float v = p[j];                                                 \
-        p[j] = F(v, af_erfc);                                           \
-      }                                                                 \
+      float t[16];                                                      \
+      int m = (int)(n - i);                                             \
+      for (int j = 0; j < 16; j++) t[j] = j < m ? p[j] : 0.0f;          \
+      float16 v = vload16(0, t);                                        \
+      vstore16(F(v, af_erfc16), 0, t);                                  \
+      for (int j = 0; j < m; j++) p[j] = t[j];                          \
     }                                                                   \
   }
 /* exact GELU 0.5 x (1 + erf(x / sqrt 2)); SiLU x / (1 + exp(-x)); in place */
