@@ -255,6 +255,14 @@ int af_gemm_tiled_cfg_run(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_a
   return rc;
 }
 
+size_t af_gemm_tiled_rowwise_max(const af_cl *cl) {
+  if (!af_gemm_tiled_enabled(cl)) return 0;
+  af_gemm_tiled_cfg cfg;
+  af_gemm_tiled_config(cl, &cfg);
+  int pack_m = knob(cl, "AF_TILED_PACK_M", 1024);
+  return cfg.dot && pack_m > 1 ? (size_t)pack_m - 1 : 0;
+}
+
 int af_gemm_tiled(af_queue *q, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, cl_mem a,
                   size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
                   size_t c_off, size_t ldc) {

@@ -49,6 +49,13 @@ void af_gemm_tiled_packed_config(const af_cl *cl, af_gemm_tiled_cfg *cfg);
  * (-DAF_GEMM_IMPL=tiled in the tuning defines), else 0. */
 int af_gemm_tiled_enabled(const af_cl *cl);
 
+/* Rows up to which af_op_gemm's A·Bᵀ computes each row of C with the same
+ * operations whatever the other rows are (the dot kernel: m below
+ * AF_TILED_PACK_M); 0 when that is not known (the packed kernel, CLBlast).
+ * Callers that split a GEMM into chunks of at most this many rows get
+ * results that do not depend on how rows were grouped (batched prefill). */
+size_t af_gemm_tiled_rowwise_max(const af_cl *cl);
+
 /* C = alpha * op(A) * op(B) + beta * C with the profile's configuration.
  * A·Bᵀ with m < AF_TILED_PACK_M runs unpacked; the rest packs op(B) into a temporary device buffer
  * on each call (N * K floats, freed when the queue is done with it).  For a

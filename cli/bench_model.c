@@ -77,7 +77,8 @@ static const char usage[] =
     "                   ratios (first profile's time / second's: > 1 = the second is faster)\n"
     "  --vision-only    only the ViT and Q-Former\n"
     "  --llm-only       only the LLM: prefill of 100 positions and 16 decode steps, at batch 1\n"
-    "                   and batched (B sequences per step: aggregated and per-sequence tokens/s)\n"
+    "                   and batched (B prompts prefilled in one pass, B sequences per decode\n"
+    "                   step: aggregated and per-sequence tokens/s)\n"
     "  --json           one JSON object instead of the table\n"
     "  --device D       OpenCL device index or name substring\n";
 
@@ -253,6 +254,7 @@ typedef struct llm_res {
   unsigned long long wbytes;
   int dbatch;            /* sequences of the batched decode timing (0 = not run) */
   double dbatch_s;       /* seconds per batched step (dbatch tokens) */
+  double pbatch_s;       /* seconds of the batched prefill (dbatch x n_prompt positions) */
   unsigned long long kv_bytes;
   int kv_half;
 } llm_res;
@@ -298,15 +300,24 @@ static int bench_llm(af_cl *cl, af_weights *w, int n_prompt, int n_decode, int d
   t0 = now();
   for (int i = 0; i < n_decode && !rc; i++) rc = af_lm_forward(lm, q, x, 1, n_prompt + i, logits);
   double decode = (now() - t0) / n_decode;
-  /* batched decode: dbatch sequences (each prefilled into its own KV-cache
-   * slot, untimed), then n_decode steps of one token for all of them */
-  double dstep = 0;
+  /* batched prefill: dbatch prompts of n_prompt positions in one pass, each
+   * into its own KV-cache slot (one timed run: the kernels are the batch-1
+   * prefill's); then batched decode: n_decode steps of one token for all */
+  double dstep = 0, pstep = 0;
   if (!rc && dbatch > 1) {
     float *xb = malloc(sizeof(float) * (size_t)dbatch * H), *lb = malloc(sizeof(float) * (size_t)dbatch * s->vocab);
+    float *xp = malloc(sizeof(float) * (size_t)dbatch * (size_t)n_prompt * H);
     int *slots = malloc(sizeof(int) * (size_t)dbatch), *pos = malloc(sizeof(int) * (size_t)dbatch);
-    if (!xb || !lb || !slots || !pos) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    if (!xb || !lb || !xp || !slots || !pos) rc = af_err(AF_ERR_NOMEM, "out of memory");
     if (!rc) rc = af_lm_reserve(lm, q, dbatch, n_prompt + n_decode + 1);
-    for (int b = 1; b < dbatch && !rc; b++) rc = af_lm_prefill(lm, q, b, x, n_prompt, 0, logits);
+    for (int b = 0; b < dbatch && !rc; b++) {
+      memcpy(xp + (size_t)b * n_prompt * H, x, sizeof(float) * (size_t)n_prompt * H);
+      slots[b] = b, pos[b] = n_prompt;
+    }
+    t0 = now();
+    if (!rc) rc = af_lm_prefill_batch(lm, q, dbatch, slots, pos, xp, lb); /* pos[b] = n_prompt: the lengths */
+    pstep = now() - t0;
+    free(xp);
     for (int b = 0; b < dbatch && xb; b++) memcpy(xb + (size_t)b * H, x, sizeof(float) * H);
     for (int b = 0; b < dbatch && slots; b++) slots[b] = b, pos[b] = n_prompt;
     if (!rc) rc = af_lm_decode_batch(lm, q, dbatch, slots, pos, xb, lb); /* warm-up */
@@ -319,7 +330,7 @@ static int bench_llm(af_cl *cl, af_weights *w, int n_prompt, int n_decode, int d
     free(xb), free(lb), free(slots), free(pos);
   }
   if (!rc) {
-    res->dbatch = dbatch > 1 ? dbatch : 0, res->dbatch_s = dstep;
+    res->dbatch = dbatch > 1 ? dbatch : 0, res->dbatch_s = dstep, res->pbatch_s = pstep;
     res->kv_bytes = af_lm_kv_bytes(lm), res->kv_half = af_lm_kv_half(lm);
     res->ok = 1;
     res->layers = s->layers, res->hidden = s->hidden, res->n_prompt = n_prompt;
@@ -467,6 +478,10 @@ static void print_text(const bench_opts *o, const run_res *r) {
            l->decode_s * 1e3, 1 / l->decode_s, gbs, r->read_gbs > 0 ? 100 * gbs / r->read_gbs : 0,
            r->copy_gbs > 0 ? 100 * gbs / r->copy_gbs : 0);
     if (l->dbatch)
+      printf("  batch %d prefill %d x %d positions: %.2f tokens/s aggregated (%.2fx the batch-1 prefill)\n",
+             l->dbatch, l->dbatch, l->n_prompt, l->dbatch * l->n_prompt / l->pbatch_s,
+             l->dbatch * l->prefill_s / l->pbatch_s);
+    if (l->dbatch)
       printf("  batch %d decode: %.1f ms/step = %.2f tokens/s aggregated, %.2f tokens/s per sequence (%.2fx the "
              "batch-1 throughput)\n",
              l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
@@ -524,8 +539,9 @@ static void print_json_run(const run_res *r) {
            l->wbytes / l->decode_s / 1e9);
   if (l->ok && l->dbatch)
     printf(",\"decode_batch\":%d,\"decode_batch_ms_per_step\":%.2f,\"decode_batch_tokens_s\":%.3f,"
-           "\"decode_batch_tokens_s_per_seq\":%.3f",
-           l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s);
+           "\"decode_batch_tokens_s_per_seq\":%.3f,\"prefill_batch_tokens_s\":%.2f",
+           l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
+           l->dbatch * l->n_prompt / l->pbatch_s);
   if (l->ok) printf(",\"kv_cache_bytes\":%llu,\"kv_cache\":\"%s\"", l->kv_bytes, l->kv_half ? "f16" : "f32");
   if (r->e2e_s > 0) printf(",\"e2e_s_per_image\":%.4f", r->e2e_s);
 }
@@ -536,7 +552,7 @@ static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b
     const char *name;
     double x, y;
   } metric;
-  metric m[8];
+  metric m[10];
   int n = 0;
   for (int s = 0; a->v.ok && b->v.ok && s < a->v.nsizes && s < b->v.nsizes; s++) {
     m[n++] = (metric){s ? "vit_batch" : "vit_batch1", a->v.vit_s[s], b->v.vit_s[s]};
@@ -545,6 +561,7 @@ static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b
   if (a->l.ok && b->l.ok) {
     m[n++] = (metric){"prefill", a->l.prefill_s, b->l.prefill_s};
     m[n++] = (metric){"decode", a->l.decode_s, b->l.decode_s};
+    if (a->l.dbatch && a->l.dbatch == b->l.dbatch) m[n++] = (metric){"prefill_batch", a->l.pbatch_s, b->l.pbatch_s};
     if (a->l.dbatch && a->l.dbatch == b->l.dbatch) m[n++] = (metric){"decode_batch", a->l.dbatch_s, b->l.dbatch_s};
   }
   if (a->e2e_s > 0 && b->e2e_s > 0) m[n++] = (metric){"e2e", a->e2e_s, b->e2e_s};

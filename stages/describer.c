@@ -17,6 +17,8 @@
 #include "stages/lm.h"
 
 #define MAX_STOPS 8
+/* positions prefilled together at most (the LLM's work buffers grow to it) */
+#define PREFILL_ROWS 2048
 
 struct af_describer {
   af_describe_opts o;
@@ -301,8 +303,15 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
   /* one KV-cache slot per image, sized for its prompt and answer */
   int grc = rc ? 0 : af_lm_reserve(d->lm, d->q, B, need);
   for (int i = 0; i < B && grc; i++) seq_fail(&o, i, grc);
-  /* prefill each prompt into its slot; its first token's logits */
-  for (int i = 0; i < B; i++) {
+  /* the prompts' rows: pre-image tokens, image embeddings, post-image
+   * tokens, each item's last q->n positions, one item after another */
+  size_t all_rows = 0;
+  for (int i = 0; i < B; i++)
+    if (!items[i].rc) all_rows += (size_t)sq[i].n;
+  float *all = all_rows ? malloc(sizeof(float) * H * all_rows) : NULL;
+  int *plen = malloc(sizeof(int) * (size_t)B), *pitem = malloc(sizeof(int) * (size_t)B), np = 0;
+  size_t *prow = malloc(sizeof(size_t) * (size_t)B);
+  for (int i = 0, r = 0; i < B; i++) {
     dseq *q = &sq[i];
     af_describe_item *it = q->it;
     if (it->rc) continue;
@@ -311,15 +320,47 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
     seq = malloc(sizeof(float) * H * (size_t)n_full);
     q->logits = malloc(sizeof(float) * V);
     q->ids = malloc(sizeof(int32_t) * (size_t)max_new);
-    if (!seq || !q->logits || !q->ids) {
+    if (!seq || !q->logits || !q->ids || !all || !plen || !pitem || !prow) {
       seq_fail(&o, i, af_err(AF_ERR_NOMEM, "out of memory"));
       continue;
     }
-    int r;
-    if ((r = af_lm_embed(d->lm, pre, (int)npre, seq))) goto bad;
     memcpy(seq + npre * H, it->proj, sizeof(float) * H * (size_t)it->n_img);
-    if ((r = af_lm_embed(d->lm, post, (int)npost, seq + (npre + (size_t)it->n_img) * H))) goto bad;
-    if ((r = af_lm_prefill(d->lm, d->q, i, seq + (size_t)begin * H, q->n, 0, q->logits))) goto bad;
+    if ((r = af_lm_embed(d->lm, pre, (int)npre, seq)) ||
+        (r = af_lm_embed(d->lm, post, (int)npost, seq + (npre + (size_t)it->n_img) * H))) {
+      seq_fail(&o, i, r);
+      continue;
+    }
+    prow[np] = np ? prow[np - 1] + (size_t)plen[np - 1] : 0;
+    memcpy(all + prow[np] * H, seq + (size_t)begin * H, sizeof(float) * H * (size_t)q->n);
+    plen[np] = q->n, pitem[np++] = i;
+  }
+  /* prefill: the prompts of up to PREFILL_ROWS positions together, each
+   * into its own KV-cache slot (the weights are read once per group); when
+   * a group fails, its prompts one at a time, so that a failure stays with
+   * the item that causes it */
+  for (int g0 = 0; g0 < np;) {
+    int g1 = g0 + 1;
+    size_t rows = (size_t)plen[g0];
+    while (g1 < np && rows + (size_t)plen[g1] <= PREFILL_ROWS) rows += (size_t)plen[g1++];
+    int r = -1; /* one prompt: af_lm_prefill below */
+    if (g1 - g0 > 1) r = af_lm_prefill_batch(d->lm, d->q, g1 - g0, pitem + g0, plen + g0, all + prow[g0] * H, lg);
+    if (!r)
+      for (int k = g0; k < g1; k++) memcpy(sq[pitem[k]].logits, lg + (size_t)(k - g0) * V, sizeof(float) * V);
+    else
+      for (int k = g0; k < g1; k++) {
+        af_error_clear();
+        if ((r = af_lm_prefill(d->lm, d->q, pitem[k], all + prow[k] * H, plen[k], 0, sq[pitem[k]].logits)))
+          seq_fail(&o, pitem[k], r);
+      }
+    g0 = g1;
+  }
+  free(all), free(plen), free(prow);
+  /* the first token's logits are there: dumps, sampler, streamed heading */
+  for (int k = 0; k < np; k++) {
+    int i = pitem[k], r;
+    dseq *q = &sq[i];
+    af_describe_item *it = q->it;
+    if (it->rc) continue;
     if (it->dump_dir) {
       char p[4200];
       int64_t shape[1] = {s->vocab};
@@ -339,6 +380,7 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
   bad:
     seq_fail(&o, i, r);
   }
+  free(pitem);
   /* decode: each step samples every unfinished sequence's next token, then
    * one batched pass gives all of their next logits */
   for (;;) {

@@ -18,6 +18,7 @@
 
 #include "cl/attention.h"
 #include "cl/devprofile.h"
+#include "cl/gemm_tiled.h"
 #include "model/gguf.h"
 #include "model/quant.h"
 #include "stages/nn.h"
@@ -43,6 +44,7 @@ struct af_lm {
   int *hslot, *hpos;          /* host staging of the same */
   int lcap;                   /* rows the logits buffer holds */
   af_dbuf logits;             /* (lcap, V) */
+  int chunk;                  /* GEMM rows per call in a batched prefill (0: all) */
   int kv_half;                /* KV cache stored as fp16 */
   int slots, slot_len;        /* KV cache geometry (0 until first use) */
 };
@@ -297,23 +299,27 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, const af_dten
     }
     return rc;
   }
+  af_dtensor wf = *w;
   if (w->type == AF_GGML_F16 || quant) {
     int rc = quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
                    : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
     if (rc) return rc;
-    af_dtensor wf = *w;
     wf.type = AF_GGML_F32;
     wf.mem = m->wscratch.mem;
-    return nn_linear(q, x, 0, (size_t)n, &wf, b, y, 0);
   }
-  return nn_linear(q, x, 0, (size_t)n, w, b, y, 0);
+  int rc = 0, step = m->chunk > 0 && m->chunk < n ? m->chunk : n;
+  for (int r = 0; r < n && !rc; r += step)
+    rc = nn_linear(q, af_dbuf_at(x, (size_t)r * in), 0, (size_t)(n - r < step ? n - r : step), &wf, b,
+                   af_dbuf_at(y, (size_t)r * out), 0);
+  return rc;
 }
 #define lin(q, x, n, w, b, y) lin_m(m, q, x, n, vec, w, b, y)
 
 /* n rows (in m->x, their slots/positions in hslot/hpos) through every layer;
- * then the final norm and lm_head on the last row (vec = 0) or on every row
- * (vec = 1), logits read into the host */
-static int run_rows(af_lm *m, af_queue *q, int n, int vec, float *logits) {
+ * then the final norm and lm_head on the rows out[0..n_out) when out is
+ * given (gathered first), else on the last row (vec = 0) or on every row
+ * (vec = 1); logits read into the host */
+static int run_rows(af_lm *m, af_queue *q, int n, int vec, const int *out, int n_out, float *logits) {
   const af_lm_shape *s = &m->s;
   size_t H = (size_t)s->hidden, N = (size_t)n, F = (size_t)s->ffn, A = (size_t)s->adapter;
   int d = s->hidden / s->heads, rc;
@@ -347,11 +353,24 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, float *logits) {
         (rc = lin(q, m->g, n, L->down, NULL, m->tmp)) || (rc = af_op_add(q, m->x, m->tmp, N * H)))
       return rc;
   }
-  size_t rows = vec ? N : 1;
+  size_t rows = out ? (size_t)n_out : vec ? N : 1;
   af_dbuf first = af_dbuf_at(m->x, (N - rows) * H);
-  if ((rc = grow_logits(m, (int)rows)) || (rc = af_op_rmsnorm(q, first, rows, H, m->out_norm->mem, s->rms_eps, m->h)) ||
-      (rc = lin_m(m, q, m->h, (int)rows, 1, m->lm_head, NULL, m->logits)))
+  if (out) { /* the wanted rows, in order, into tmp (n_out <= n rows) */
+    for (int i = 0; i < n_out; i++) {
+      cl_int e = clEnqueueCopyBuffer(q->q, m->x.mem, m->tmp.mem, sizeof(float) * (m->x.off + (size_t)out[i] * H),
+                                     sizeof(float) * (m->tmp.off + (size_t)i * H), sizeof(float) * H, 0, NULL, NULL);
+      if (e != CL_SUCCESS) return af_err(e, "llm: row copy: %s", af_strerror(e));
+    }
+    first = m->tmp;
+  }
+  if ((rc = grow_logits(m, (int)rows)) || (rc = af_op_rmsnorm(q, first, rows, H, m->out_norm->mem, s->rms_eps, m->h)))
     return rc;
+  /* lm_head: gathered rows one at a time, as af_lm_prefill does (a GEMV
+   * with several vectors may round differently from one with one) */
+  for (size_t r = 0; r < rows && !rc; r += out ? 1 : rows)
+    rc = lin_m(m, q, af_dbuf_at(m->h, r * H), out ? 1 : (int)rows, 1, m->lm_head, NULL,
+               af_dbuf_at(m->logits, r * (size_t)s->vocab));
+  if (rc) return rc;
   return af_queue_read(q, m->logits.mem, 0, sizeof(float) * rows * (size_t)s->vocab, logits);
 }
 #undef lin
@@ -376,7 +395,45 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int 
   if ((rc = grow(m, n)) || (rc = ensure_cache(m, q, slot, pos0 + n - 1))) return rc;
   for (int i = 0; i < n; i++) m->hslot[i] = slot, m->hpos[i] = pos0 + i;
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
-  return run_rows(m, q, n, 0, logits);
+  return run_rows(m, q, n, 0, NULL, 0, logits);
+}
+
+int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *xin,
+                        float *logits) {
+  const af_lm_shape *s = &m->s;
+  if (B < 1) return af_err(AF_ERR_INVALID, "llm: prefill of %d sequences", B);
+  int total = 0, max_slot = 0, max_len = 0, rc;
+  for (int b = 0; b < B; b++) {
+    if (lens[b] < 1 || lens[b] > s->ctx)
+      return af_err(AF_ERR_RANGE, "llm: prompt of %d positions (the context holds %d)", lens[b], s->ctx);
+    if (slots[b] < 0 || slots[b] >= 65536) return af_err(AF_ERR_RANGE, "llm: KV-cache slot %d", slots[b]);
+    for (int c = 0; c < b; c++)
+      if (slots[c] == slots[b]) return af_err(AF_ERR_INVALID, "llm: KV-cache slot %d given twice", slots[b]);
+    if (total > INT32_MAX - lens[b]) return af_err(AF_ERR_RANGE, "llm: prefill of too many positions");
+    total += lens[b];
+    if (slots[b] > max_slot) max_slot = slots[b];
+    if (lens[b] > max_len) max_len = lens[b];
+  }
+  int *last = malloc(sizeof(int) * (size_t)B);
+  if (!last) return af_err(AF_ERR_NOMEM, "out of memory");
+  if ((rc = grow(m, total)) || (rc = ensure_cache(m, q, max_slot, max_len - 1))) {
+    free(last);
+    return rc;
+  }
+  for (int b = 0, r = 0; b < B; b++) {
+    for (int i = 0; i < lens[b]; i++, r++) m->hslot[r] = slots[b], m->hpos[r] = i;
+    last[b] = r - 1;
+  }
+  /* GEMMs in chunks that the GEMM computes row by row, when every prompt
+   * alone would have been one such chunk: then each prompt's results are
+   * those of af_lm_prefill, bit for bit, whatever it was batched with */
+  size_t rw = af_gemm_tiled_rowwise_max(m->cl);
+  m->chunk = rw && (size_t)max_len <= rw && (size_t)total > rw ? (int)rw : 0;
+  rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)total * (size_t)s->hidden, xin);
+  if (!rc) rc = run_rows(m, q, total, 0, last, B, logits);
+  m->chunk = 0;
+  free(last);
+  return rc;
 }
 
 int af_lm_forward(af_lm *m, af_queue *q, const float *xin, int n, int pos0, float *logits) {
@@ -399,5 +456,5 @@ int af_lm_decode_batch(af_lm *m, af_queue *q, int B, const int *slots, const int
   memcpy(m->hslot, slots, sizeof(int) * (size_t)B);
   memcpy(m->hpos, pos, sizeof(int) * (size_t)B);
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)B * (size_t)s->hidden, xin))) return rc;
-  return run_rows(m, q, B, 1, logits);
+  return run_rows(m, q, B, 1, NULL, 0, logits);
 }

@@ -49,6 +49,14 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out);
  * slot's cache (positions >= pos0 are overwritten), and writes the logits of
  * the last position (vocab floats).  n > 1 goes through GEMMs, n = 1 GEMVs. */
 int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *x, int n, int pos0, float *logits);
+/* B prompts in one pass: x holds lens[0] rows for slot slots[0], then
+ * lens[1] rows for slots[1], ... (positions 0.. of each; the slots must
+ * differ); logits (B x vocab) of each prompt's last position.  The weights
+ * are read (and, for fp16/quantised ones, widened) once for all rows: the
+ * GEMMs get sum(lens) rows.  Results equal B af_lm_prefill calls up to the
+ * GEMM's summation order (the same when both row counts use one kernel). */
+int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *x,
+                        float *logits);
 /* af_lm_prefill on slot 0 */
 int af_lm_forward(af_lm *m, af_queue *q, const float *x, int n, int pos0, float *logits);
 
