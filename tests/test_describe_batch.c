@@ -106,17 +106,23 @@ static void batch_vs_single(af_cl *cl, const char *model, int json, int greedy, 
   af_describer_free(d);
 }
 
+/* the model's weights, an LLM over them and a queue (NULLs where one failed) */
+static void open_lm(af_cl *cl, const char *model, af_weights **w, af_lm **lm, af_queue **Q) {
+  *w = NULL, *lm = NULL, *Q = NULL;
+  CHECK_OK(af_weights_open(cl, model, w));
+  if (*w) CHECK_OK(af_lm_new(cl, *w, 0, lm));
+  CHECK_OK(af_queue_new(cl, Q));
+}
+
 /* af_lm_prefill_batch against one af_lm_prefill per prompt: the same
  * logits, bit for bit (the GEMMs compute rows independently; past
  * AF_TILED_PACK_M rows in all they run in chunks of rows), then one decode
  * step of all of them from the slots the batch filled */
 static void prefill_batch_vs_single(af_cl *cl, const char *model, const int *lens, int B, const char *label) {
-  af_weights *w = NULL;
-  af_lm *lm = NULL;
-  af_queue *Q = NULL;
-  CHECK_OK(af_weights_open(cl, model, &w));
-  if (w) CHECK_OK(af_lm_new(cl, w, 0, &lm));
-  CHECK_OK(af_queue_new(cl, &Q));
+  af_weights *w;
+  af_lm *lm;
+  af_queue *Q;
+  open_lm(cl, model, &w, &lm, &Q);
   if (!lm || !Q) goto out;
   size_t H = (size_t)af_lm_shape_of(lm)->hidden, V = (size_t)af_lm_shape_of(lm)->vocab, total = 0;
   for (int b = 0; b < B; b++) total += (size_t)lens[b];
@@ -203,12 +209,10 @@ static void greedy_ref(af_cl *cl, const char *model, int keep, int steps, int32_
   snprintf(p, sizeof p, "%s/prompt_ids.txt", dd);
   int npre = read_ids_line(p, 0, pre, 512), npost = read_ids_line(p, 1, post, 512);
   CHECK(npre > 0 && npost > 0);
-  af_weights *w = NULL;
-  af_lm *lm = NULL;
-  af_queue *Q = NULL;
-  CHECK_OK(af_weights_open(cl, model, &w));
-  if (w) CHECK_OK(af_lm_new(cl, w, 0, &lm));
-  CHECK_OK(af_queue_new(cl, &Q));
+  af_weights *w;
+  af_lm *lm;
+  af_queue *Q;
+  open_lm(cl, model, &w, &lm, &Q);
   if (!lm || !Q || npre <= 0 || npost <= 0) return;
   int H = af_lm_shape_of(lm)->hidden, V = af_lm_shape_of(lm)->vocab, n = npre + nimg[0] + npost;
   float *seq = malloc(sizeof(float) * (size_t)(n + 1) * H), *lg = malloc(sizeof(float) * V);
