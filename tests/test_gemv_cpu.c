@@ -100,7 +100,7 @@ static void run_all(const char *impl) {
   t_case(impl, 3, 11, 4096, 1, 1, 1);
 }
 
-/* the tuning defines with the AF_GEMV_* ones (IMPL, RB, CPU_WG, R1, LUT, PF, PERM) replaced */
+/* the tuning defines with the AF_GEMV_* ones (IMPL, RB, CPU_WG, R1, LUT, PF, PERM, KC) replaced */
 static void set_impl(const char *base, const char *extra) {
   char buf[2048] = "";
   const char *p = base ? base : "";
@@ -111,6 +111,7 @@ static void set_impl(const char *base, const char *extra) {
     if (len && strncmp(p, "-DAF_GEMV_IMPL=", 15) && strncmp(p, "-DAF_GEMV_RB=", 13) &&
         strncmp(p, "-DAF_GEMV_CPU_WG=", 17) && strncmp(p, "-DAF_GEMV_R1=", 13) &&
         strncmp(p, "-DAF_GEMV_LUT=", 14) && strncmp(p, "-DAF_GEMV_PF=", 13) && strncmp(p, "-DAF_GEMV_PERM=", 15) &&
+        strncmp(p, "-DAF_GEMV_KC=", 13) &&
         strlen(buf) + len + 2 < sizeof buf) {
       strncat(buf, p, len);
       strcat(buf, " ");
@@ -180,12 +181,25 @@ int main(void) {
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PERM=0");
   for (int nb = 1; nb <= 8; nb++) t_case("cpu perm=0", 3, 21, 160, nb, nb % 2, nb == 3);
   t_case("cpu perm=0", 3, 11, 4096, 1, 1, 1);
+  /* several vectors in chunks of 1 and 3 blocks (3 not dividing k / 32) and
+   * in one chunk: the partial sums added into y, the bias once */
+  const char *kcs[] = {"-DAF_GEMV_IMPL=cpu -DAF_GEMV_KC=1", "-DAF_GEMV_IMPL=cpu -DAF_GEMV_KC=3",
+                       "-DAF_GEMV_IMPL=cpu -DAF_GEMV_KC=0"};
+  for (int v = 0; v < 3; v++) {
+    set_impl(base, kcs[v]);
+    for (int nb = 2; nb <= 8; nb += 3)
+      for (int type = 2; type < 4; type++) t_case(kcs[v] + 19, type, 27, 320, nb, nb != 5, nb == 8);
+  }
   /* out-of-range prefetch distance: a build error that names it */
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=-1");
   {
     cl_mem w1 = af_test_upload(Q, NULL, 64 * 4), x1 = af_test_upload(Q, NULL, 64 * 4), y1 = af_test_upload(Q, NULL, 64);
     CHECK(af_op_gemv(Q, w1, 0, 1, 64, (af_dbuf){x1, 0}, 1, (af_dbuf){y1, 0}, NULL) == AF_ERR_BUILD);
     CHECK_MSG(strstr(af_error_message(), "AF_GEMV_PF must be 0..8192") != NULL, "message: %s", af_error_message());
+    af_error_clear();
+    set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_KC=4097");
+    CHECK(af_op_gemv_qn(Q, w1, 0, 1, 32, (af_dbuf){x1, 0}, 2, (af_dbuf){y1, 0}, NULL) == AF_ERR_BUILD);
+    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_KC must be 0..4096") != NULL, "message: %s", af_error_message());
     af_error_clear();
     clReleaseMemObject(w1), clReleaseMemObject(x1), clReleaseMemObject(y1);
   }

@@ -176,38 +176,67 @@ inline float af_gc_scale(__global const uchar *blk, __global const float *lut) {
   float16 q1 = convert_float16(as_char16(qb_ >> (uchar)4) - (char)8)
 #endif
 
+/* Several vectors: the blocks in chunks of AF_GEMV_KC (default 16, 0 = all
+ * of k), all of a work-item's rows per chunk, so that the chunk's columns of
+ * the 8 x-vectors (8 x 512 floats) stay in L1 instead of 8 x k floats
+ * streaming through it for every row pair; each chunk's sums are added to
+ * y.  11008 x 4096 Q8_0 with 8 vectors from DRAM, medians of 5 alternating
+ * runs: 6.2 -> 7.8 GB/s (32 blocks: 7.3).  One vector: one chunk, as before. */
+#ifndef AF_GEMV_KC
+#define AF_GEMV_KC 16
+#endif
+#if AF_GEMV_KC < 0 || AF_GEMV_KC > 4096
+#error "AF_GEMV_KC must be 0..4096 (blocks per chunk of k)"
+#endif
+/* adds the R x NB sums of rows r.. to y (the first chunk, c0 = 0, stores
+ * them with the bias) */
+#define AF_GC_STORE_ADD(NB, R)                                                                                 \
+  _Pragma("unroll") for (int i = 0; i < R; i++) {                                                              \
+    if (r + i < r1) {                                                                                          \
+      _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                         \
+        if (b < nb) {                                                                                          \
+          long o = y_off + (long)b * rows + r + i;                                                             \
+          float s = af_gc_hsum(acc[i][b]);                                                                     \
+          y[o] = c0 ? y[o] + s : s + (has_bias ? bias[r + i] : 0.0f);                                          \
+        }                                                                                                      \
+      }                                                                                                        \
+    }                                                                                                          \
+  }
 #define AF_GC_QUANT(NAME, BSZ, DEQ, NB, R)                                                                 \
   __kernel void NAME(AF_GC_ARGS(uchar), __global const float *lut) {                                          \
     int r0 = get_global_id(0) * rb;                                                                            \
     if (r0 >= rows) return;                                                                                    \
-    int r1 = min(r0 + rb, rows), nblk = k / 32;                                                                \
+    int r1 = min(r0 + rb, rows), nblk = k / 32, kcb = NB > 1 && AF_GEMV_KC > 0 ? AF_GEMV_KC : nblk;           \
     long rbytes = (long)nblk * BSZ;                                                                            \
     __global const float *xb[NB];                                                                              \
     _Pragma("unroll") for (int b = 0; b < NB; b++) xb[b] = x + x_off + (long)min(b, nb - 1) * k;              \
-    for (int r = r0; r < r1; r += R) {                                                                         \
-      __global const uchar *wr[R];                                                                             \
-      float16 acc[R][NB];                                                                                      \
-      _Pragma("unroll") for (int i = 0; i < R; i++) {                                                          \
-        wr[i] = w + (long)min(r + i, rows - 1) * rbytes;                                                       \
-        _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                           \
-      }                                                                                                        \
-      for (int j = 0; j < nblk; j++) {                                                                         \
-        float16 x0 = vload16(2 * j, xb[0]), x1 = vload16(2 * j + 1, xb[0]);                                    \
+    for (int c0 = 0; c0 < nblk; c0 += kcb) {                                                                   \
+      int c1 = min(c0 + kcb, nblk);                                                                            \
+      for (int r = r0; r < r1; r += R) {                                                                       \
+        __global const uchar *wr[R];                                                                           \
+        float16 acc[R][NB];                                                                                    \
         _Pragma("unroll") for (int i = 0; i < R; i++) {                                                        \
-          __global const uchar *blk = wr[i] + (long)j * BSZ;                                                   \
-          AF_GC_PREFETCH(blk);                                                                                 \
-          float d = af_gc_scale(blk, lut);                                                                     \
-          DEQ(blk, q0, q1);                                                                                    \
-          if (NB == 1) {                                                                                       \
-            acc[i][0] = fma((float16)(d), fma(q1, x1, q0 * x0), acc[i][0]);                                    \
-          } else {                                                                                             \
-            float16 w0 = d * q0, w1 = d * q1;                                                                  \
-            _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] =                                        \
-                fma(w1, vload16(2 * j + 1, xb[b]), fma(w0, vload16(2 * j, xb[b]), acc[i][b]));                \
+          wr[i] = w + (long)min(r + i, rows - 1) * rbytes;                                                     \
+          _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                         \
+        }                                                                                                      \
+        for (int j = c0; j < c1; j++) {                                                                        \
+          float16 x0 = vload16(2 * j, xb[0]), x1 = vload16(2 * j + 1, xb[0]);                                  \
+          _Pragma("unroll") for (int i = 0; i < R; i++) {                                                      \
+            __global const uchar *blk = wr[i] + (long)j * BSZ;                                                 \
+            AF_GC_PREFETCH(blk);                                                                               \
+            float d = af_gc_scale(blk, lut);                                                                   \
+            DEQ(blk, q0, q1);                                                                                  \
+            if (NB == 1) {                                                                                     \
+              acc[i][0] = fma((float16)(d), fma(q1, x1, q0 * x0), acc[i][0]);                                  \
+            } else {                                                                                           \
+              float16 w0 = d * q0, w1 = d * q1;                                                                \
+              _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] =                                      \
+                  fma(w1, vload16(2 * j + 1, xb[b]), fma(w0, vload16(2 * j, xb[b]), acc[i][b]));              \
+            }                                                                                                  \
           }                                                                                                    \
         }                                                                                                      \
+        AF_GC_STORE_ADD(NB, R)                                                                                 \
       }                                                                                                        \
-      AF_GC_STORE(NB, R, (void)0)                                                                              \
     }                                                                                                          \
   }
 
