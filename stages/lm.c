@@ -44,7 +44,6 @@ struct af_lm {
   int *hslot, *hpos;          /* host staging of the same */
   int lcap;                   /* rows the logits buffer holds */
   af_dbuf logits;             /* (lcap, V) */
-  int chunk;                  /* GEMM rows per call in a batched prefill (0: all) */
   int kv_half;                /* KV cache stored as fp16 */
   int slots, slot_len;        /* KV cache geometry (0 until first use) */
 };
@@ -284,8 +283,8 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out) {
  * pass over the weights; fp16 weights read with vload_half, Q8_0/Q4_0
  * dequantised in the kernel), a GEMM otherwise (fp16/quantised weights
  * widened into a scratch fp32 matrix first) */
-static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, const af_dtensor *w, const af_dtensor *b,
-                 af_dbuf y) {
+static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, const af_dtensor *w,
+                 const af_dtensor *b, af_dbuf y) {
   size_t in = w->ne[0], out = w->n_elements / in;
   int quant = w->type == AF_GGML_Q8_0 || w->type == AF_GGML_Q4_0;
   if (vec || n == 1) {
@@ -307,19 +306,20 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, const af_dten
     wf.type = AF_GGML_F32;
     wf.mem = m->wscratch.mem;
   }
-  int rc = 0, step = m->chunk > 0 && m->chunk < n ? m->chunk : n;
+  int rc = 0, step = chunk > 0 && chunk < n ? chunk : n;
   for (int r = 0; r < n && !rc; r += step)
     rc = nn_linear(q, af_dbuf_at(x, (size_t)r * in), 0, (size_t)(n - r < step ? n - r : step), &wf, b,
                    af_dbuf_at(y, (size_t)r * out), 0);
   return rc;
 }
-#define lin(q, x, n, w, b, y) lin_m(m, q, x, n, vec, w, b, y)
+#define lin(q, x, n, w, b, y) lin_m(m, q, x, n, vec, chunk, w, b, y)
 
-/* n rows (in m->x, their slots/positions in hslot/hpos) through every layer;
- * then the final norm and lm_head on the rows out[0..n_out) when out is
- * given (gathered first), else on the last row (vec = 0) or on every row
- * (vec = 1); logits read into the host */
-static int run_rows(af_lm *m, af_queue *q, int n, int vec, const int *out, int n_out, float *logits) {
+/* n rows (in m->x, their slots/positions in hslot/hpos) through every layer
+ * (vec: GEMVs, the rows are one position each of several sequences; else
+ * GEMMs of at most `chunk` rows per call, 0 = all); then the final norm and
+ * lm_head on the rows out[0..n_out), gathered and one at a time, or when out
+ * is NULL on every row at once; logits read into the host */
+static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int *out, int n_out, float *logits) {
   const af_lm_shape *s = &m->s;
   size_t H = (size_t)s->hidden, N = (size_t)n, F = (size_t)s->ffn, A = (size_t)s->adapter;
   int d = s->hidden / s->heads, rc;
@@ -353,8 +353,8 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, const int *out, int n
         (rc = lin(q, m->g, n, L->down, NULL, m->tmp)) || (rc = af_op_add(q, m->x, m->tmp, N * H)))
       return rc;
   }
-  size_t rows = out ? (size_t)n_out : vec ? N : 1;
-  af_dbuf first = af_dbuf_at(m->x, (N - rows) * H);
+  size_t rows = out ? (size_t)n_out : N;
+  af_dbuf first = m->x;
   if (out) { /* the wanted rows, in order, into tmp (n_out <= n rows) */
     for (int i = 0; i < n_out; i++) {
       cl_int e = clEnqueueCopyBuffer(q->q, m->x.mem, m->tmp.mem, sizeof(float) * (m->x.off + (size_t)out[i] * H),
@@ -365,10 +365,11 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, const int *out, int n
   }
   if ((rc = grow_logits(m, (int)rows)) || (rc = af_op_rmsnorm(q, first, rows, H, m->out_norm->mem, s->rms_eps, m->h)))
     return rc;
-  /* lm_head: gathered rows one at a time, as af_lm_prefill does (a GEMV
-   * with several vectors may round differently from one with one) */
+  /* lm_head: gathered rows one at a time (a GEMV with several vectors may
+   * round differently from one with one: a prompt's logits do not depend on
+   * what it was prefilled with) */
   for (size_t r = 0; r < rows && !rc; r += out ? 1 : rows)
-    rc = lin_m(m, q, af_dbuf_at(m->h, r * H), out ? 1 : (int)rows, 1, m->lm_head, NULL,
+    rc = lin_m(m, q, af_dbuf_at(m->h, r * H), out ? 1 : (int)rows, 1, 0, m->lm_head, NULL,
                af_dbuf_at(m->logits, r * (size_t)s->vocab));
   if (rc) return rc;
   return af_queue_read(q, m->logits.mem, 0, sizeof(float) * rows * (size_t)s->vocab, logits);
@@ -395,7 +396,8 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int 
   if ((rc = grow(m, n)) || (rc = ensure_cache(m, q, slot, pos0 + n - 1))) return rc;
   for (int i = 0; i < n; i++) m->hslot[i] = slot, m->hpos[i] = pos0 + i;
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
-  return run_rows(m, q, n, 0, NULL, 0, logits);
+  int last = n - 1;
+  return run_rows(m, q, n, 0, 0, &last, 1, logits);
 }
 
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *xin,
@@ -428,10 +430,9 @@ int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const in
    * alone would have been one such chunk: then each prompt's results are
    * those of af_lm_prefill, bit for bit, whatever it was batched with */
   size_t rw = af_gemm_tiled_rowwise_max(m->cl);
-  m->chunk = rw && (size_t)max_len <= rw && (size_t)total > rw ? (int)rw : 0;
+  int chunk = rw && (size_t)max_len <= rw && (size_t)total > rw ? (int)rw : 0;
   rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)total * (size_t)s->hidden, xin);
-  if (!rc) rc = run_rows(m, q, total, 0, last, B, logits);
-  m->chunk = 0;
+  if (!rc) rc = run_rows(m, q, total, 0, chunk, last, B, logits);
   free(last);
   return rc;
 }
@@ -456,5 +457,5 @@ int af_lm_decode_batch(af_lm *m, af_queue *q, int B, const int *slots, const int
   memcpy(m->hslot, slots, sizeof(int) * (size_t)B);
   memcpy(m->hpos, pos, sizeof(int) * (size_t)B);
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)B * (size_t)s->hidden, xin))) return rc;
-  return run_rows(m, q, B, 1, NULL, 0, logits);
+  return run_rows(m, q, B, 1, 0, NULL, 0, logits);
 }

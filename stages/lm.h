@@ -53,8 +53,10 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *x, int n, int po
  * lens[1] rows for slots[1], ... (positions 0.. of each; the slots must
  * differ); logits (B x vocab) of each prompt's last position.  The weights
  * are read (and, for fp16/quantised ones, widened) once for all rows: the
- * GEMMs get sum(lens) rows.  Results equal B af_lm_prefill calls up to the
- * GEMM's summation order (the same when both row counts use one kernel). */
+ * GEMMs get sum(lens) rows.  With the profile's own GEMM (AF_GEMM_IMPL:
+ * tiled) the logits and cache entries equal B af_lm_prefill calls bit for
+ * bit (rows in chunks that kernel computes row by row); with CLBlast they
+ * can differ in the last bits. */
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *x,
                         float *logits);
 /* af_lm_prefill on slot 0 */

@@ -100,19 +100,20 @@ static void run_all(const char *impl) {
   t_case(impl, 3, 11, 4096, 1, 1, 1);
 }
 
-/* the tuning defines with the AF_GEMV_* ones (IMPL, RB, CPU_WG, R1, LUT, PF, PERM, KC) replaced */
+/* the tuning defines without the CPU GEMV's ones (AF_GEMV_IMPL, RB, CPU_WG,
+ * R1, LUT, PF, PERM, KC), then extra */
 static void set_impl(const char *base, const char *extra) {
+  static const char *const ours[] = {"-DAF_GEMV_IMPL=", "-DAF_GEMV_RB=", "-DAF_GEMV_CPU_WG=", "-DAF_GEMV_R1=",
+                                     "-DAF_GEMV_LUT=",  "-DAF_GEMV_PF=", "-DAF_GEMV_PERM=",   "-DAF_GEMV_KC="};
   char buf[2048] = "";
   const char *p = base ? base : "";
   while (*p) {
     while (*p == ' ') p++;
     const char *e = strchr(p, ' ');
     size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len && strncmp(p, "-DAF_GEMV_IMPL=", 15) && strncmp(p, "-DAF_GEMV_RB=", 13) &&
-        strncmp(p, "-DAF_GEMV_CPU_WG=", 17) && strncmp(p, "-DAF_GEMV_R1=", 13) &&
-        strncmp(p, "-DAF_GEMV_LUT=", 14) && strncmp(p, "-DAF_GEMV_PF=", 13) && strncmp(p, "-DAF_GEMV_PERM=", 15) &&
-        strncmp(p, "-DAF_GEMV_KC=", 13) &&
-        strlen(buf) + len + 2 < sizeof buf) {
+    int keep = len > 0;
+    for (size_t i = 0; i < sizeof ours / sizeof *ours && keep; i++) keep = strncmp(p, ours[i], strlen(ours[i])) != 0;
+    if (keep && strlen(buf) + len + 2 < sizeof buf) {
       strncat(buf, p, len);
       strcat(buf, " ");
     }

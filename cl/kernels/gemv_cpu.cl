@@ -27,17 +27,19 @@ inline float af_gc_hsum(float16 a) {
   __global const WT *w, const int rows, const int k, __global const float *x, const long x_off, const int nb, \
       __global float *y, const long y_off, __global const float *bias, const int has_bias, const int rb
 
-/* stores the R x NB sums of rows r.. (those below r1); tail(i, b) adds the
- * columns past the vectorised part */
-#define AF_GC_STORE(NB, R, TAIL)                                                                               \
+/* stores the R x NB sums of rows r.. (those below r1) with the bias when
+ * FIRST, else adds them to what y holds (a later chunk of k); TAIL adds the
+ * columns past the vectorised part to s */
+#define AF_GC_STORE(NB, R, TAIL, FIRST)                                                                        \
   _Pragma("unroll") for (int i = 0; i < R; i++) {                                                              \
     if (r + i < r1) {                                                                                          \
       float bv = has_bias ? bias[r + i] : 0.0f;                                                                \
       _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                         \
         if (b < nb) {                                                                                          \
+          long o = y_off + (long)b * rows + r + i;                                                             \
           float s = af_gc_hsum(acc[i][b]);                                                                     \
           TAIL;                                                                                                \
-          y[y_off + (long)b * rows + r + i] = s + bv;                                                          \
+          y[o] = (FIRST) ? s + bv : y[o] + s;                                                                  \
         }                                                                                                      \
       }                                                                                                        \
     }                                                                                                          \
@@ -93,7 +95,7 @@ inline float af_gc_hsum(float16 a) {
           _Pragma("unroll") for (int i = 0; i < R; i++) acc[i][b] = fma(wv[i], xv, acc[i][b]);                 \
         }                                                                                                      \
       }                                                                                                        \
-      AF_GC_STORE(NB, R, for (int j = 16 * k16; j < k; j++) s = fma(LOAD1(j, wr[i]), xb[b][j], s))           \
+      AF_GC_STORE(NB, R, for (int j = 16 * k16; j < k; j++) s = fma(LOAD1(j, wr[i]), xb[b][j], s), 1)        \
     }                                                                                                          \
   }
 
@@ -188,20 +190,6 @@ inline float af_gc_scale(__global const uchar *blk, __global const float *lut) {
 #if AF_GEMV_KC < 0 || AF_GEMV_KC > 4096
 #error "AF_GEMV_KC must be 0..4096 (blocks per chunk of k)"
 #endif
-/* adds the R x NB sums of rows r.. to y (the first chunk, c0 = 0, stores
- * them with the bias) */
-#define AF_GC_STORE_ADD(NB, R)                                                                                 \
-  _Pragma("unroll") for (int i = 0; i < R; i++) {                                                              \
-    if (r + i < r1) {                                                                                          \
-      _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                         \
-        if (b < nb) {                                                                                          \
-          long o = y_off + (long)b * rows + r + i;                                                             \
-          float s = af_gc_hsum(acc[i][b]);                                                                     \
-          y[o] = c0 ? y[o] + s : s + (has_bias ? bias[r + i] : 0.0f);                                          \
-        }                                                                                                      \
-      }                                                                                                        \
-    }                                                                                                          \
-  }
 #define AF_GC_QUANT(NAME, BSZ, DEQ, NB, R)                                                                 \
   __kernel void NAME(AF_GC_ARGS(uchar), __global const float *lut) {                                          \
     int r0 = get_global_id(0) * rb;                                                                            \
@@ -235,7 +223,7 @@ inline float af_gc_scale(__global const uchar *blk, __global const float *lut) {
             }                                                                                                  \
           }                                                                                                    \
         }                                                                                                      \
-        AF_GC_STORE_ADD(NB, R)                                                                                 \
+        AF_GC_STORE(NB, R, (void)0, c0 == 0)                                                                   \
       }                                                                                                        \
     }                                                                                                          \
   }
