@@ -147,12 +147,23 @@ static void prefill_batch_vs_single(af_cl *cl, const char *model, const int *len
   CHECK_MSG(!memcmp(one, all, sizeof(float) * (size_t)B * V), "%s: batched prefill logits differ (max %.3g)", label,
             dmax);
   CHECK_MSG(!memcmp(d1, d2, sizeof(float) * (size_t)B * V), "%s: the decode step after it differs", label);
-  /* bad calls: a slot twice, an empty prompt, one past the context */
-  int twice[2] = {0, 0}, l2[2] = {1, 1}, l0[1] = {0}, lbig[1] = {af_lm_shape_of(lm)->ctx + 1};
-  CHECK(af_lm_prefill_batch(lm, Q, 2, twice, l2, x, all) == AF_ERR_INVALID);
-  CHECK(af_lm_prefill_batch(lm, Q, 1, twice, l0, x, all) == AF_ERR_RANGE);
-  CHECK(af_lm_prefill_batch(lm, Q, 1, twice, lbig, x, all) == AF_ERR_RANGE);
-  CHECK(af_lm_prefill_batch(lm, Q, 0, twice, l2, x, all) == AF_ERR_INVALID);
+  /* bad calls, each with its one-line message: a slot twice, an empty
+   * prompt, one past the context, no prompts, a slot out of range */
+  int twice[2] = {0, 0}, l2[2] = {1, 1}, l0[1] = {0}, lbig[1] = {af_lm_shape_of(lm)->ctx + 1}, neg[1] = {-1};
+  const struct {
+    int B, rc;
+    const int *slots, *lens;
+    const char *msg;
+  } bad[] = {{2, AF_ERR_INVALID, twice, l2, "KV-cache slot 0 given twice"},
+             {1, AF_ERR_RANGE, twice, l0, "prompt of 0 positions"},
+             {1, AF_ERR_RANGE, twice, lbig, "the context holds"},
+             {0, AF_ERR_INVALID, twice, l2, "prefill of 0 sequences"},
+             {1, AF_ERR_RANGE, neg, l2, "KV-cache slot -1"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    af_error_clear();
+    CHECK(af_lm_prefill_batch(lm, Q, bad[i].B, bad[i].slots, bad[i].lens, x, all) == bad[i].rc);
+    CHECK_MSG(strstr(af_error_message(), bad[i].msg) != NULL, "bad call %zu: message '%s'", i, af_error_message());
+  }
   af_error_clear();
   free(x), free(one), free(all), free(xd), free(d1), free(d2);
 out:
