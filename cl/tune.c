@@ -41,6 +41,7 @@ static const af_tune_knob KNOBS[] = {
     {"AF_GEMV_R1", "4 8 16", "8", 1, "CPU GEMV, one vector: rows walked at once"},
     {"AF_GEMV_LUT", "0 1", "1", 1, "CPU GEMV: Q8_0/Q4_0 scales through a 65536-entry table (0: from the bits)"},
     {"AF_GEMV_PF", "0 256 384 512 1024", "384", 1, "CPU GEMV: bytes prefetched ahead of each row stream (0: off)"},
+    {"AF_GEMV_PF_NEXT", "0 1", "1", 1, "CPU GEMV: prefetch runs on into the stream's next row (0: into the row after)"},
     {"AF_GEMV_PERM", "0 1", "1", 1, "CPU GEMV: Q4_0 nibbles through the AVX-512 permute table (0: byte path)"},
     {"AF_GEMV_KC", "0 8 16 32", "16", 1, "CPU GEMV, several vectors: Q8_0/Q4_0 blocks per chunk of k (0: all)"},
     {NULL, NULL, NULL, 0, NULL},

@@ -101,10 +101,11 @@ static void run_all(const char *impl) {
 }
 
 /* the tuning defines without the CPU GEMV's ones (AF_GEMV_IMPL, RB, CPU_WG,
- * R1, LUT, PF, PERM, KC), then extra */
+ * R1, LUT, PF, PF_NEXT, PERM, KC), then extra */
 static void set_impl(const char *base, const char *extra) {
   static const char *const ours[] = {"-DAF_GEMV_IMPL=", "-DAF_GEMV_RB=", "-DAF_GEMV_CPU_WG=", "-DAF_GEMV_R1=",
-                                     "-DAF_GEMV_LUT=",  "-DAF_GEMV_PF=", "-DAF_GEMV_PERM=",   "-DAF_GEMV_KC="};
+                                     "-DAF_GEMV_LUT=",  "-DAF_GEMV_PF=", "-DAF_GEMV_PERM=",   "-DAF_GEMV_KC=",
+                                     "-DAF_GEMV_PF_NEXT="};
   char buf[2048] = "";
   const char *p = base ? base : "";
   while (*p) {
@@ -179,6 +180,8 @@ int main(void) {
   for (int type = 0; type < 4; type++) t_case("cpu pf=0", type, 23, type < 2 ? 80 : 96, 1 + type, type % 2, 0);
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=8192");
   for (int type = 0; type < 4; type++) t_case("cpu pf=8192", type, 9, 64, type == 3 ? 8 : 1, 1, 0);
+  set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF_NEXT=0");
+  for (int type = 0; type < 4; type++) t_case("cpu pf_next=0", type, 23, type < 2 ? 80 : 96, 1 + 2 * type, 0, 0);
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PERM=0");
   for (int nb = 1; nb <= 8; nb++) t_case("cpu perm=0", 3, 21, 160, nb, nb % 2, nb == 3);
   t_case("cpu perm=0", 3, 11, 4096, 1, 1, 1);
