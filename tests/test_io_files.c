@@ -133,6 +133,12 @@ static void test_sha256(const char *dir) {
   fclose(fp);
   CHECK_OK(af_sha256_file(path, hex));
   CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"));
+  /* 2500001 bytes (i * 7 + 3) & 255: three reads, the last one short (digest from Python's hashlib) */
+  fp = fopen(path, "wb");
+  for (int i = 0; i < 2500001; i++) fputc((i * 7 + 3) & 255, fp);
+  fclose(fp);
+  CHECK_OK(af_sha256_file(path, hex));
+  CHECK(!strcmp(hex, "1cc14ab7b192e6950a0c5035b893d7fb95e8b0786d74d52297fdac6f5064d144"));
   CHECK(af_sha256_file("/no/such/file", hex) == AF_ERR_IO);
   af_error_clear();
 }
