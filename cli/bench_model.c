@@ -318,8 +318,7 @@ static int bench_llm(af_cl *cl, af_weights *w, int n_prompt, int n_decode, int d
     if (!rc) rc = af_lm_prefill_batch(lm, q, dbatch, slots, pos, xp, lb); /* pos[b] = n_prompt: the lengths */
     pstep = now() - t0;
     free(xp);
-    for (int b = 0; b < dbatch && xb; b++) memcpy(xb + (size_t)b * H, x, sizeof(float) * H);
-    for (int b = 0; b < dbatch && slots; b++) slots[b] = b, pos[b] = n_prompt;
+    for (int b = 0; b < dbatch && !rc; b++) memcpy(xb + (size_t)b * H, x, sizeof(float) * H);
     if (!rc) rc = af_lm_decode_batch(lm, q, dbatch, slots, pos, xb, lb); /* warm-up */
     t0 = now();
     for (int i = 0; i < n_decode && !rc; i++) {
@@ -477,15 +476,15 @@ static void print_text(const bench_opts *o, const run_res *r) {
            "%.0f%% of copy bandwidth)\n",
            l->decode_s * 1e3, 1 / l->decode_s, gbs, r->read_gbs > 0 ? 100 * gbs / r->read_gbs : 0,
            r->copy_gbs > 0 ? 100 * gbs / r->copy_gbs : 0);
-    if (l->dbatch)
+    if (l->dbatch) {
       printf("  batch %d prefill %d x %d positions: %.2f tokens/s aggregated (%.2fx the batch-1 prefill)\n",
              l->dbatch, l->dbatch, l->n_prompt, l->dbatch * l->n_prompt / l->pbatch_s,
              l->dbatch * l->prefill_s / l->pbatch_s);
-    if (l->dbatch)
       printf("  batch %d decode: %.1f ms/step = %.2f tokens/s aggregated, %.2f tokens/s per sequence (%.2fx the "
              "batch-1 throughput)\n",
              l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
              l->dbatch * l->decode_s / l->dbatch_s);
+    }
     int nseq = l->dbatch ? l->dbatch : 1;
     printf("  KV cache: %.1f MB (%s, %d sequence%s of %llu positions)\n", l->kv_bytes / 1e6,
            l->kv_half ? "fp16" : "fp32", nseq, nseq > 1 ? "s" : "",
@@ -561,8 +560,10 @@ static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b
   if (a->l.ok && b->l.ok) {
     m[n++] = (metric){"prefill", a->l.prefill_s, b->l.prefill_s};
     m[n++] = (metric){"decode", a->l.decode_s, b->l.decode_s};
-    if (a->l.dbatch && a->l.dbatch == b->l.dbatch) m[n++] = (metric){"prefill_batch", a->l.pbatch_s, b->l.pbatch_s};
-    if (a->l.dbatch && a->l.dbatch == b->l.dbatch) m[n++] = (metric){"decode_batch", a->l.dbatch_s, b->l.dbatch_s};
+    if (a->l.dbatch && a->l.dbatch == b->l.dbatch) {
+      m[n++] = (metric){"prefill_batch", a->l.pbatch_s, b->l.pbatch_s};
+      m[n++] = (metric){"decode_batch", a->l.dbatch_s, b->l.dbatch_s};
+    }
   }
   if (a->e2e_s > 0 && b->e2e_s > 0) m[n++] = (metric){"e2e", a->e2e_s, b->e2e_s};
   if (o->json) {

@@ -4,11 +4,10 @@
  * - CLBlastOverrideParameters really changes what runs: with GemmRoutine's
  *   XGEMM_MIN_INDIRECT_SIZE lowered so a 128^3 GEMM takes the Xgemm path, a
  *   valid parameter set gives the right product (normalised error <= 1e-5
- *   against a double-precision reference on random inputs), a set that
- *   breaks CLBlast's MWG % (MDIMC * VWM) constraint (but passes
- *   OverrideParameters' completeness check) fails to build or gives a wrong
- *   product, and the valid set again is right (CLBlast keys compiled
- *   programs by parameter values, so there is no stale program). */
+ *   against a double-precision reference on random inputs), a complete set
+ *   whose work-groups exceed the device's limit makes CLBlast fail, and the
+ *   valid set again is right (CLBlast keys compiled programs by parameter
+ *   values, so there is no stale program). */
 #include <clblast_c.h>
 #include <math.h>
 #include <stdlib.h>
@@ -133,8 +132,8 @@ static void clblast_override(void) {
   CHECK_OK(af_queue_write(q, b, 0, m * m * sizeof(float), hb));
   /* CLBlast's own defaults for devices without an entry (toolchain-notes §3) */
   const size_t good[16] = {0, 1, 32, 2, 8, 8, 32, 16, 16, 32, 1, 1, 0, 0, 4, 2};
-  /* a set CLBlast cannot run: 128 x 128 work-items per group, past any
-   * device's limit (PoCL: 4096), with every divisibility rule of the kernel
+  /* a set CLBlast cannot run: 128 x 128 work-items per group, past the
+   * limit of the devices artflow targets (PoCL 4096, GPUs 256-1024), with every divisibility rule of the kernel
    * met.  (The set used before, with fewer outputs per item than one vector,
    * was undefined rather than wrong: once in a cold CI run it computed the
    * right product.) */
