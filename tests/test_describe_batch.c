@@ -3,7 +3,9 @@
  * 5, 8) described together give the same answers, ids, streamed text (plain
  * and JSON, greedy and seeded sampling) and dump files as four
  * af_describer_run calls; items that fail (a prompt that cannot fit) fail
- * alone.
+ * alone.  When the group's prefill fails (the device's largest allocation
+ * lowered below what the group needs), each prompt is prefilled alone and
+ * the output equals the unlimited run's.
  * Context truncation as the original Chat.answer(max_length): when prompt
  * positions + max_new_tokens exceed max_length (at most the model's context,
  * 256 here), only the last max_length - max_new_tokens positions are kept,
@@ -251,6 +253,94 @@ static int prompt_positions(const char *json) {
   return p ? atoi(p + strlen("\"prompt_positions\":")) : -1;
 }
 
+/* The batched prefill's fallback (stages/describer.c): when a group of
+ * prompts cannot be prefilled together, each is prefilled alone, so that a
+ * failure stays with the item that causes it.  The cause here is real: the
+ * device's largest allocation, lowered after the weights are loaded, holds
+ * the KV cache and one prompt's work buffers but not the group's.  A direct
+ * af_lm_prefill_batch under that limit must fail (so the describer really
+ * took the fallback), one prompt alone must not, and the describer's batched
+ * run must then give every item the JSON line of the unlimited run. */
+static void prefill_fallback(af_cl *cl, const char *model) {
+  af_describe_opts o;
+  af_describe_opts_default(&o);
+  o.max_new_tokens = 16;
+  o.json = 1;
+  o.sampling.greedy = 1;
+  af_describe_item it[NIMG];
+  char names[NIMG][32], *ref = NULL, *got = NULL;
+  int plen[NIMG], sum = 0, maxp = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    af_describer *d = NULL;
+    CHECK_OK(af_describer_new(cl, model, &o, &d));
+    if (!d) return;
+    memset(it, 0, sizeof it);
+    for (int i = 0; i < NIMG; i++) {
+      snprintf(names[i], sizeof names[i], "fb%d.png", i);
+      it[i] = (af_describe_item){.image = names[i], .proj = proj_img[i], .n_img = nimg[i]};
+    }
+    size_t saved = cl->info.max_alloc;
+    if (pass == 1) {
+      /* the limit: between what one prompt needs (its ffn-wide work buffers;
+       * the KV cache of all slots, one buffer per layer for K and for V) and
+       * what the group needs */
+      af_weights *w;
+      af_lm *lm;
+      af_queue *Q;
+      open_lm(cl, model, &w, &lm, &Q);
+      if (!lm || !Q) {
+        af_queue_free(Q), af_lm_free(lm), af_weights_free(w), af_describer_free(d);
+        return;
+      }
+      const af_lm_shape *sh = af_lm_shape_of(lm);
+      size_t F = (size_t)sh->ffn, H = (size_t)sh->hidden;
+      CHECK_OK(af_lm_reserve(lm, Q, NIMG, maxp + o.max_new_tokens));
+      size_t one = sizeof(float) * F * (size_t)maxp, group = sizeof(float) * F * (size_t)sum,
+             kv = (size_t)(af_lm_kv_bytes(lm) / (2 * (uint64_t)sh->layers)), lo = one > kv ? one : kv;
+      size_t limit = lo + (group - lo) / 2;
+      printf("fallback: prompts %d..%d positions (%d together): one needs %zu bytes, the KV cache %zu per "
+             "buffer, the group %zu; largest allocation set to %zu\n",
+             plen[0], maxp, sum, one, kv, group, limit);
+      CHECK_MSG(group > lo + lo / 4, "the group (%zu bytes) is too close to one prompt (%zu)", group, lo);
+      float *x = calloc((size_t)sum * H, sizeof(float)), *lg = malloc(sizeof(float) * NIMG * (size_t)sh->vocab);
+      int slots[NIMG] = {0, 1, 2, 3};
+      cl->info.max_alloc = limit;
+      af_error_clear();
+      int rc = x && lg ? af_lm_prefill_batch(lm, Q, NIMG, slots, plen, x, lg) : AF_ERR_NOMEM;
+      CHECK_MSG(rc == AF_ERR_DEVICE_MEM, "batched prefill under the limit: rc %d (%s)", rc, af_error_message());
+      af_error_clear();
+      if (x && lg) CHECK_OK(af_lm_prefill(lm, Q, 0, x, maxp, 0, lg));
+      free(x), free(lg);
+      af_queue_free(Q), af_lm_free(lm), af_weights_free(w);
+    }
+    FILE *f = tmpfile();
+    CHECK_OK(af_describer_run_batch(d, it, NIMG, f));
+    cl->info.max_alloc = saved;
+    af_error_clear();
+    for (int i = 0; i < NIMG; i++) {
+      CHECK_MSG(it[i].rc == 0, "fallback pass %d: item %d failed: %s", pass, i, it[i].error ? it[i].error : "");
+      free(it[i].answer), free(it[i].ids), free(it[i].error);
+    }
+    char *t = slurp_file(f);
+    fclose(f);
+    if (pass == 0) {
+      ref = t;
+      const char *p = t;
+      for (int i = 0; i < NIMG && p; i++, p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        plen[i] = prompt_positions(p);
+        sum += plen[i];
+        maxp = plen[i] > maxp ? plen[i] : maxp;
+      }
+      CHECK(maxp > 0);
+    } else
+      got = t;
+    af_describer_free(d);
+  }
+  CHECK_MSG(ref && got && !strcmp(ref, got), "fallback: output differs:\n--- together\n%s--- fallback\n%s",
+            ref ? ref : "", got ? got : "");
+  free(ref), free(got);
+}
+
 static void truncation(af_cl *cl, const char *model) {
   /* the full prompt length: no truncation with a small answer */
   char *js = NULL, *err = NULL;
@@ -338,6 +428,7 @@ int main(void) {
     free(big);
     af_describer_free(d);
   }
+  prefill_fallback(cl, m32);
   truncation(cl, m32);
   for (int i = 0; i < NIMG; i++) free(proj_img[i]);
   free(proj);
