@@ -89,6 +89,10 @@ const af_gguf *af_weights_gguf(const af_weights *w) { return w->g; }
 uint64_t af_weights_device_bytes(const af_weights *w) { return w->bytes; }
 uint64_t af_weights_in_place_bytes(const af_weights *w) { return w->in_place; }
 
+void af_weights_release_host(af_weights *w) {
+  if (w) af_gguf_release_all(w->g), af_gguf_release_all(w->g2);
+}
+
 static int upload(af_weights *w, const af_gguf_tensor *gt, int want, entry *e) {
   int type = want < 0 ? gt->type : want;
   if (type != gt->type && type != AF_GGML_F32)
@@ -128,6 +132,10 @@ static int upload(af_weights *w, const af_gguf_tensor *gt, int want, entry *e) {
     return rc;
   }
   if (in_place) w->in_place += nbytes;
+  else { /* the device has its copy: the file's pages need not stay in this process's resident set */
+    af_gguf_release(w->g, gt->data, gt->nbytes);
+    af_gguf_release(w->g2, gt->data, gt->nbytes);
+  }
   e->want_type = want;
   e->t.name = gt->name;
   e->t.type = type;

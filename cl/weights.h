@@ -74,6 +74,12 @@ uint64_t af_weights_device_bytes(const af_weights *w);
  * define AF_WEIGHTS_ZERO_COPY=1 on a device sharing host memory, tensor data
  * aligned to the device's base-address alignment; see weights.c). */
 uint64_t af_weights_in_place_bytes(const af_weights *w);
+/* Drops the model files' pages from this process's resident set (see
+ * af_gguf_release): for weights that will not be used for a while, e.g. the
+ * vision model's while describe runs the LLM.  Tensors used in place fault
+ * their pages back when next read.  Tensors copied to the device release
+ * their pages on their own after the upload.  NULL-safe. */
+void af_weights_release_host(af_weights *w);
 
 #ifdef __cplusplus
 }

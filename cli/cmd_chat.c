@@ -76,7 +76,11 @@ int af_cmd_chat(int argc, char **argv) {
     if (!rc) rc = af_cli_embed(&e, argv[a.first_image + i]);
     if (!rc) memcpy(proj[i], e.po, sizeof(float) * np);
   }
-  if (!rc) rc = af_chat_new(llm, (const float *const *)proj, n_images, (int)e.Q, &chat);
+  /* the vision path is done for good: its weights, buffers and mapped pages
+   * go before the conversation starts */
+  int n_q = (int)e.Q;
+  af_cli_embedder_close(&e);
+  if (!rc) rc = af_chat_new(llm, (const float *const *)proj, n_images, n_q, &chat);
   if (rc) {
     rc = af_cli_fail(rc, NULL);
     goto out;

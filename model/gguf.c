@@ -421,6 +421,20 @@ int af_gguf_open(const char *path, af_gguf **out) {
 
 void af_gguf_close(af_gguf *g) { gguf_free(g); }
 
+void af_gguf_release(const af_gguf *g, const void *p, size_t n) {
+  if (!g || !g->mapped || !g->base || !p) return;
+  uintptr_t b = (uintptr_t)g->base, a = (uintptr_t)p, ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+  if (a < b || n > g->size || a - b > g->size - n) return; /* not in this file */
+  uintptr_t lo = (a + ps - 1) & ~(ps - 1), hi = (a + n) & ~(ps - 1);
+  /* a read-only private file mapping never has private copies, so dropping
+   * its pages loses nothing; the advice is only advice: ignore a failure */
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+void af_gguf_release_all(const af_gguf *g) {
+  if (g) af_gguf_release(g, g->base, (size_t)g->size);
+}
+
 const char *af_gguf_path(const af_gguf *g) { return g->path; }
 uint32_t af_gguf_version(const af_gguf *g) { return g->version; }
 uint64_t af_gguf_alignment(const af_gguf *g) { return g->alignment; }

@@ -143,6 +143,14 @@ int af_gguf_open(const char *path, af_gguf **out);
  * is used in messages.  Used by the fuzzer and tests. */
 int af_gguf_open_buffer(const void *buf, size_t size, const char *name, af_gguf **out);
 void af_gguf_close(af_gguf *g); /* NULL-safe */
+/* Drops the whole pages of [p, p + n), which must lie in g's data, from this
+ * process's mapping of the file (MADV_DONTNEED): the resident set shrinks,
+ * the page cache keeps the pages, and a later read faults them back with the
+ * same bytes.  For data the process no longer needs often, e.g. weights
+ * copied to a device.  A no-op for af_gguf_open_buffer files (NULL-safe). */
+void af_gguf_release(const af_gguf *g, const void *p, size_t n);
+/* the same for the whole file */
+void af_gguf_release_all(const af_gguf *g);
 
 const char *af_gguf_path(const af_gguf *g);
 uint32_t af_gguf_version(const af_gguf *g);

@@ -41,6 +41,10 @@ void af_describe_opts_default(af_describe_opts *o) {
   o->llm_model = NULL;
 }
 
+void af_describer_release_host(af_describer *d) {
+  if (d) af_weights_release_host(d->w);
+}
+
 void af_describer_free(af_describer *d) {
   if (!d) return;
   for (int i = 0; i < d->n_stops; i++) free(d->stops[i]);

@@ -60,6 +60,9 @@ typedef struct af_describe_item {
 
 int af_describer_run_batch(af_describer *d, af_describe_item *items, int n, FILE *out);
 void af_describer_free(af_describer *d);
+/* Drops the model file's pages from the resident set (af_weights_release_host),
+ * e.g. while another model runs; the next run faults them back.  NULL-safe. */
+void af_describer_release_host(af_describer *d);
 
 /* ---- multi-turn chat about one or more images, as the original Chat class
  * (minigpt4/conversation/conversation.py) does it: the conversation is a list

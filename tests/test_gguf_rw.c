@@ -1,6 +1,10 @@
 /* GGUF writer/reader round trip (every metadata type, every writable tensor
  * type, custom alignment) and hostile files: bad magic, every truncation,
- * lying tensor sizes/offsets, misaligned and overlapping tensors. */
+ * lying tensor sizes/offsets, misaligned and overlapping tensors.
+ * af_gguf_release: a mapped file's tensor leaves the resident set (RssFile
+ * drops) and reads back the same bytes; on a file opened from a buffer, and
+ * for a range outside the file, it does nothing (the buffer's bytes stay:
+ * MADV_DONTNEED on anonymous memory would zero them). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,11 +245,85 @@ static void hostile(const char *path) {
   free(c);
 }
 
+/* RssFile of this process in KiB (Linux), -1 when unknown */
+static long rss_file_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long v = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "RssFile:", 8)) v = atol(line + 8);
+  if (f) fclose(f);
+  return v;
+}
+
+static double sum_floats(const float *p, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)p[i] * (double)((i % 7) + 1);
+  return s;
+}
+
+static void release_pages(void) {
+  enum { N = 4 << 20 }; /* 16 MiB of f32 */
+  char path[600];
+  snprintf(path, sizeof path, "%s/release.gguf", af_test_tmpdir());
+  float *buf = malloc(sizeof(float) * N);
+  for (size_t i = 0; i < N; i++) buf[i] = (float)(i % 1000) * 0.5f - 17.0f;
+  double want = sum_floats(buf, N);
+  af_gguf_writer *w;
+  uint64_t ne[1] = {N};
+  CHECK_OK(af_gguf_writer_new(&w));
+  CHECK_OK(af_gguf_writer_add_tensor(w, "big", AF_GGML_F32, 1, ne));
+  CHECK_OK(af_gguf_writer_begin(w, path));
+  CHECK_OK(af_gguf_writer_append_f32(w, buf, N));
+  CHECK_OK(af_gguf_writer_finish(w));
+  af_gguf_writer_free(w);
+  af_gguf *g = NULL;
+  CHECK_OK(af_gguf_open(path, &g));
+  const af_gguf_tensor *t = g ? af_gguf_find_tensor(g, "big") : NULL;
+  CHECK(t != NULL);
+  if (t) {
+    CHECK(sum_floats(t->data, N) == want); /* every page touched */
+    long before = rss_file_kib();
+    af_gguf_release(g, t->data, t->nbytes);
+    long after = rss_file_kib();
+    printf("release: RssFile %ld -> %ld KiB for a 16 MiB tensor\n", before, after);
+    if (before >= 0) CHECK_MSG(before - after >= 12 * 1024, "RssFile %ld -> %ld KiB", before, after);
+    CHECK(sum_floats(t->data, N) == want); /* faulted back, same bytes */
+    float outside[2048];
+    for (int i = 0; i < 2048; i++) outside[i] = (float)i;
+    af_gguf_release(g, outside, sizeof outside); /* not in the file: nothing happens */
+    CHECK(outside[2047] == 2047.0f);
+    af_gguf_release_all(g);
+    CHECK(sum_floats(t->data, N) == want);
+  }
+  af_gguf_close(g);
+  /* the same file in memory: release must leave the buffer alone */
+  size_t size = 0;
+  char *mem = af_test_slurp(path, &size);
+  CHECK(mem != NULL);
+  if (mem) {
+    CHECK_OK(af_gguf_open_buffer(mem, size, "release-buffer", &g));
+    t = g ? af_gguf_find_tensor(g, "big") : NULL;
+    CHECK(t != NULL);
+    if (t) {
+      af_gguf_release(g, t->data, t->nbytes);
+      af_gguf_release_all(g);
+      CHECK(sum_floats(t->data, N) == want);
+    }
+    af_gguf_close(g);
+    free(mem);
+  }
+  af_gguf_release(NULL, buf, 16); /* NULL-safe */
+  remove(path);
+  free(buf);
+}
+
 int main(void) {
   snprintf(g_path, sizeof g_path, "%s/a32.gguf", af_test_tmpdir());
   CHECK_OK(write_sample(g_path, 32));
   check_sample(g_path, 32);
   hostile(g_path);
+  release_pages();
   snprintf(g_path, sizeof g_path, "%s/a256.gguf", af_test_tmpdir());
   CHECK_OK(write_sample(g_path, 256));
   check_sample(g_path, 256);
