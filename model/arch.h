@@ -40,6 +40,9 @@ typedef struct af_arch {
   struct {
     int hidden, layers, heads, kv_heads, ffn, vocab, context_length, adapter_width;
     float rms_eps, rope_base;
+    /* generate()'s special ids as the original loads them (generation_config.json,
+     * else config.json; -1 = none): written as artflow.generate.* when gen_set */
+    int gen_set, gen_bos, gen_eos;
   } llm;
   struct {
     char template_[AF_ARCH_STR]; /* must contain <ImageHere> and {question} or be empty */

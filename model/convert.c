@@ -4,8 +4,10 @@
  * streaming write one row chunk at a time. */
 #include "model/convert.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "artflow/status.h"
 #include "model/arch.h"
@@ -244,6 +246,19 @@ static int derive(conv *c) {
     CHECK_DIM("llm.context_length", a->llm.context_length, hf.max_position_embeddings, cfg);
     if (a->llm.rms_eps <= 0 && hf.rms_norm_eps > 0) a->llm.rms_eps = (float)hf.rms_norm_eps;
     if (a->llm.rope_base <= 0 && hf.rope_theta > 0) a->llm.rope_base = (float)hf.rope_theta;
+    /* the ids generate() uses: transformers loads generation_config.json
+     * from the folder when it is there, else takes them from config.json.
+     * Vicuna v0 folders may say bos 0 / eos 1 (model-spec 6.2); the original
+     * then stops on id 1, not on </s>, and starts its output with a dummy 0 */
+    af_hfconfig gc = hf;
+    char gpath[4200];
+    snprintf(gpath, sizeof gpath, "%s/generation_config.json", c->o->llm);
+    if (access(gpath, F_OK) == 0) rc = af_hfconfig_load(gpath, &gc);
+    if (!rc) {
+      a->llm.gen_set = 1;
+      a->llm.gen_bos = gc.bos_token_id >= 0 && gc.bos_token_id < INT32_MAX ? (int)gc.bos_token_id : -1;
+      a->llm.gen_eos = gc.eos_token_id >= 0 && gc.eos_token_id < INT32_MAX ? (int)gc.eos_token_id : -1;
+    }
   }
   t = af_tsrc_find(c->s[SRC_LLM], "model.embed_tokens.weight");
   CHECK_DIM("llm.hidden", a->llm.hidden, dim_of(t, 1), "the LLM (model.embed_tokens.weight)");

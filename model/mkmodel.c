@@ -158,6 +158,8 @@ int af_model_write_meta(af_gguf_writer *w, const af_arch *a, int type) {
   FL("llama.attention.layer_norm_rms_epsilon", a->llm.rms_eps);
   FL("llama.rope.freq_base", a->llm.rope_base);
   U("artflow.adapter.width", a->llm.adapter_width > 0 ? a->llm.adapter_width : 0);
+  if (a->llm.gen_set && !rc) rc = af_gguf_writer_set_i32(w, "artflow.generate.bos_token_id", a->llm.gen_bos);
+  if (a->llm.gen_set && !rc) rc = af_gguf_writer_set_i32(w, "artflow.generate.eos_token_id", a->llm.gen_eos);
   U("vision.image_size", a->vision.image_size);
   U("vision.patch_size", a->vision.patch_size);
   U("vision.embedding_length", a->vision.width);

@@ -58,6 +58,15 @@ int af_spm_encode(const af_spm *t, const char *text, size_t len, int add_bos, in
 /* Decodes ids to text (malloc'd): byte pieces assembled, U+2581 -> ' ', the
  * dummy-prefix space of the first piece dropped, control pieces skipped. */
 int af_spm_decode(const af_spm *t, const int32_t *ids, size_t n, char **text);
+/* The text Hugging Face's slow LlamaTokenizer (transformers 4.28) gives for
+ * ids with decode(ids) as MiniGPT-4's Chat.answer calls it: special tokens
+ * (the pieces of the unk, bos and eos ids) are written as their piece text
+ * ("<s>", "</s>", "<unk>") with a space before one that follows ordinary
+ * text, the runs between them decoded as sentencepiece does (each run's
+ * dummy-prefix space dropped); added tokens (type USER, e.g. [PAD]) stand
+ * alone, joined to their neighbours with a space.  Without such tokens it
+ * equals af_spm_decode.  *text: malloc'd. */
+int af_spm_decode_hf(const af_spm *t, const int32_t *ids, size_t n, char **text);
 
 struct af_gguf;
 /* The tokenizer stored in a GGUF file's tokenizer.ggml.* metadata (ours or

@@ -2,7 +2,8 @@
  * Chat's prompt (template from the model file, split at <ImageHere>, each
  * segment tokenised separately, BOS on the first only), the image embeddings
  * spliced in, prefill, then decode steps with the KV cache until a stop
- * sequence ("###" in either tokenisation), EOS or max_new_tokens; the answer
+ * sequence ("###" in either tokenisation), the generation config's EOS id or
+ * max_new_tokens; the answer
  * is cut at the first "###" and stripped, and streamed as it grows. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -29,6 +30,10 @@ struct af_describer {
   const char *tmpl, *question, *sep;
   int32_t *stops[MAX_STOPS];
   int stop_lens[MAX_STOPS], n_stops;
+  /* generate()'s ids in the original: it stops on `eos` (-1: never) and its
+   * output starts with a dummy `dummy_bos` that Chat.answer drops (see
+   * out_ids) */
+  int32_t eos, dummy_bos;
 };
 
 void af_describe_opts_default(af_describe_opts *o) {
@@ -67,6 +72,14 @@ int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af
   if (!rc) rc = af_lm_new(cl, d->w, 0, &d->lm);
   if (!rc) rc = af_spm_from_gguf(af_weights_meta(d->w, "tokenizer.ggml.tokens"), &d->tok);
   if (!rc) rc = af_queue_new(cl, &d->q);
+  if (!rc) { /* converted files carry the LLM folder's generation config; others: the tokenizer's ids */
+    int32_t v;
+    d->eos = af_spm_options(d->tok)->eos_id, d->dummy_bos = af_spm_options(d->tok)->bos_id;
+    const char *ke = "artflow.generate.eos_token_id", *kb = "artflow.generate.bos_token_id";
+    if (af_gguf_get_i32(af_weights_meta(d->w, ke), ke, &v) == 0) d->eos = v;
+    if (af_gguf_get_i32(af_weights_meta(d->w, kb), kb, &v) == 0) d->dummy_bos = v;
+    af_error_clear();
+  }
   const af_gguf *g = d->w ? af_weights_gguf(d->w) : NULL;
   if (!rc && af_gguf_get_str(g, "artflow.prompt.template", &d->tmpl))
     rc = af_err(AF_ERR_FORMAT, "%s: no prompt template (artflow.prompt.template)", model);
@@ -176,22 +189,57 @@ static void seq_fail(dout *o, int i, int rc) {
   emit_done(o, i);
 }
 
+/* The ids that Chat.answer keeps of what generate() returns and the text it
+ * makes of them.  generate() from inputs_embeds returns a dummy `dummy_bos`
+ * followed by the generated ids; Chat.answer drops a leading 0, then a
+ * leading 1 (model-spec 7.3): the dummy goes when it is 0 or 1, and after a
+ * dummy 0 a first generated 1 goes too (Vicuna v0 configs say bos 0).  The
+ * text is Hugging Face's slow-tokenizer decode of the kept ids.  *out and
+ * *text are malloc'd. */
+static int answer_ids(const af_describer *d, const int32_t *ids, int n, int32_t **out, int *nout, char **text) {
+  int32_t *r = malloc(sizeof(int32_t) * (size_t)(n + 1));
+  *out = NULL, *nout = 0, *text = NULL;
+  if (!r) return af_err(AF_ERR_NOMEM, "out of memory");
+  int m = 0, k = 0;
+  if (d->dummy_bos >= 0) r[m++] = d->dummy_bos;
+  memcpy(r + m, ids, sizeof(int32_t) * (size_t)n);
+  m += n;
+  if (d->dummy_bos >= 0) { /* without a dummy the original cannot generate from embeddings: keep all */
+    if (k < m && r[k] == 0) k++;
+    if (k < m && r[k] == 1) k++;
+  }
+  memmove(r, r + k, sizeof(int32_t) * (size_t)(m - k));
+  m -= k;
+  int rc = af_spm_decode_hf(d->tok, r, (size_t)m, text);
+  if (rc) {
+    free(r);
+    return rc;
+  }
+  *out = r, *nout = m;
+  return 0;
+}
+
 /* the finished answer of sequence i: post-processing, JSON or newline, ids.txt */
 static int seq_complete(af_describer *d, dout *o, int i) {
   dseq *q = &o->s[i];
   af_describe_item *it = q->it;
   char *text = NULL;
-  int rc = af_spm_decode(d->tok, q->ids, (size_t)q->produced, &text);
+  int32_t *kept = NULL;
+  int nk = 0;
+  int rc = answer_ids(d, q->ids, q->produced, &kept, &nk, &text);
   if (rc) return rc;
   char *answer = af_answer_postprocess(text, d->sep);
   free(text);
-  if (!answer) return af_err(AF_ERR_NOMEM, "out of memory");
+  if (!answer) {
+    free(kept);
+    return af_err(AF_ERR_NOMEM, "out of memory");
+  }
   if (o->out && d->o.json) {
     cJSON *js = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(js, "ids");
     cJSON_AddStringToObject(js, "image", it->image);
     cJSON_AddStringToObject(js, "status", "ok");
     cJSON_AddStringToObject(js, "text", answer);
-    for (int k = 0; k < q->produced; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(q->ids[k]));
+    for (int k = 0; k < nk; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(kept[k]));
     cJSON_AddNumberToObject(js, "prompt_positions", q->n);
     char *s = cJSON_PrintUnformatted(js);
     if (s) {
@@ -206,39 +254,70 @@ static int seq_complete(af_describer *d, dout *o, int i) {
   if (!rc && it->dump_dir) {
     char p[4200];
     snprintf(p, sizeof p, "%s/ids.txt", it->dump_dir);
-    rc = write_ids(p, q->ids, (size_t)q->produced, NULL, 0, 0);
+    rc = write_ids(p, kept, (size_t)nk, NULL, 0, 0);
   }
   if (rc) {
-    free(answer);
+    free(answer), free(kept);
     return rc;
   }
   it->answer = answer;
-  it->ids = q->ids, q->ids = NULL;
-  it->n_ids = q->produced;
+  it->ids = kept;
+  it->n_ids = nk;
   q->active = 0;
   emit_done(o, i);
   return 0;
+}
+
+/* What a streamed answer prints next: of `text` (sentencepiece's decode so
+ * far, which only grows) the certain part not yet printed (before the first
+ * separator, holding back one that may be forming; all of it on the last
+ * token).  On the last token `final` (the answer's own decode, where special
+ * tokens are written out and may add a space before the text of their run)
+ * is printed instead when it continues what was printed, leading spaces
+ * aside, so that the stream ends as the answer does.  Returns the bytes at
+ * *p and sets *upto to the new count of printed bytes of text. */
+static size_t stream_part(const char *text, const char *final, const char *sep, size_t printed, int last,
+                          const char **p, size_t *upto) {
+  if (last && final) {
+    const char *t = text, *f = final;
+    while (*t == ' ') t++;
+    while (*f == ' ') f++;
+    size_t lead = (size_t)(t - text), done = printed > lead ? printed - lead : 0;
+    const char *fc = strstr(f, sep);
+    size_t flen = fc ? (size_t)(fc - f) : strlen(f);
+    if (done <= flen && !strncmp(t, f, done)) {
+      *p = f + done, *upto = printed;
+      return flen - done;
+    }
+  }
+  const char *cut = strstr(text, sep);
+  size_t len = cut ? (size_t)(cut - text) : strlen(text), hold = strlen(sep) - 1;
+  size_t u = last || cut ? len : (len > hold ? len - hold : 0);
+  *p = text + printed, *upto = u > printed ? u : printed;
+  return u > printed ? u - printed : 0;
 }
 
 /* sequence i took token id: stop checks, streaming; 1 when it is done */
 static int seq_step(af_describer *d, dout *o, int i, int32_t id, int *done) {
   dseq *q = &o->s[i];
   q->ids[q->produced++] = id;
-  int stop = id == af_spm_options(d->tok)->eos_id ||
+  int stop = (d->eos >= 0 && id == d->eos) ||
              af_stop_match(q->ids, q->produced, (const int32_t *const *)d->stops, d->stop_lens, d->n_stops);
   int rc = 0, last = stop || q->produced == q->max_new;
   if (o->out && !d->o.json) { /* stream what is certain: the text before the first separator */
-    char *text = NULL;
+    char *text = NULL, *final = NULL;
+    int32_t *kept = NULL;
+    int nk = 0;
     if ((rc = af_spm_decode(d->tok, q->ids, (size_t)q->produced, &text))) return rc;
-    char *cut = strstr(text, d->sep);
-    size_t len = cut ? (size_t)(cut - text) : strlen(text);
-    size_t hold = strlen(d->sep) - 1; /* a separator may be forming at the end */
-    size_t upto = last || cut ? len : (len > hold ? len - hold : 0); /* all of it on the last token */
-    if (upto > q->printed) {
-      rc = emit(o, i, text + q->printed, upto - q->printed);
-      q->printed = upto;
+    if (last && (rc = answer_ids(d, q->ids, q->produced, &kept, &nk, &final))) {
+      free(text);
+      return rc;
     }
-    free(text);
+    const char *p;
+    size_t upto, n = stream_part(text, final, d->sep, q->printed, last, &p, &upto);
+    if (n) rc = emit(o, i, p, n);
+    q->printed = upto;
+    free(text), free(final), free(kept);
   }
   *done = last;
   return rc;
@@ -615,8 +694,10 @@ int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_d
   size_t H = (size_t)s->hidden;
   int n_msg0 = c->n_msg, nseg = 0, n = 0, produced = 0, rc;
   char *undo = NULL, *prompt = NULL, **segs = NULL, *text = NULL, *answer = NULL;
-  int32_t **tok = NULL, *ids = NULL;
+  int32_t **tok = NULL, *ids = NULL, *kept = NULL;
   size_t *ntok = NULL, printed = 0;
+  char *final = NULL; /* the kept ids' text (answer_ids) */
+  int nk = 0;
   float *seq = NULL, *logits = NULL;
   if ((rc = chat_ask(c, question, &undo)) || (rc = chat_append(c, 1, NULL))) goto out;
   if (!(prompt = chat_prompt(c))) {
@@ -679,47 +760,43 @@ int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_d
   for (int pos = keep; produced < max_new; pos++) {
     int32_t id = af_sampler_next(&c->sm, logits, ids, produced);
     ids[produced++] = id;
-    int stop = id == af_spm_options(d->tok)->eos_id ||
+    int stop = (d->eos >= 0 && id == d->eos) ||
                af_stop_match(ids, produced, (const int32_t *const *)d->stops, d->stop_lens, d->n_stops);
+    int last = stop || produced == max_new;
+    if (last && (rc = answer_ids(d, ids, produced, &kept, &nk, &final))) goto out;
     if (out) { /* stream the text before the first separator, holding back a forming one */
       free(text);
       text = NULL;
       if ((rc = af_spm_decode(d->tok, ids, (size_t)produced, &text))) goto out;
-      char *cut = strstr(text, d->sep);
-      size_t len = cut ? (size_t)(cut - text) : strlen(text), hold = strlen(d->sep) - 1;
-      size_t upto = stop || cut || produced == max_new ? len : (len > hold ? len - hold : 0);
-      if (upto > printed) {
-        fwrite(text + printed, 1, upto - printed, out);
-        fflush(out);
-        printed = upto;
-      }
+      const char *p;
+      size_t upto, nw = stream_part(text, final, d->sep, printed, last, &p, &upto);
+      if (nw) fwrite(p, 1, nw, out), fflush(out);
+      printed = upto;
     }
-    if (stop || produced == max_new) break;
+    if (last) break;
     if ((rc = af_lm_embed(d->lm, &id, 1, seq)) || (rc = af_lm_forward(d->lm, d->q, seq, 1, pos, logits))) goto out;
   }
-  free(text);
-  text = NULL;
-  if ((rc = af_spm_decode(d->tok, ids, (size_t)produced, &text))) goto out;
-  if (!(answer = af_answer_postprocess(text, d->sep)) || !(c->msg[c->n_msg - 1].text = strdup(answer))) {
+  if (!final && (rc = answer_ids(d, ids, produced, &kept, &nk, &final))) goto out; /* max_new 0 */
+  if (!(answer = af_answer_postprocess(final, d->sep)) || !(c->msg[c->n_msg - 1].text = strdup(answer))) {
     rc = af_err(AF_ERR_NOMEM, "out of memory");
     goto out;
   }
   if (dump_dir) {
-    size_t np = (size_t)produced;
+    size_t np = (size_t)nk;
     char *line = malloc(strlen(answer) + 2);
     if (!line) {
       rc = af_err(AF_ERR_NOMEM, "out of memory");
       goto out;
     }
     sprintf(line, "%s\n", answer);
-    rc = chat_dump_ids(dump_dir, "ids.txt", &ids, &np, 1);
+    rc = chat_dump_ids(dump_dir, "ids.txt", &kept, &np, 1);
     if (!rc) rc = chat_dump(dump_dir, "answer.txt", line);
     free(line);
     if (rc) goto out;
   }
   if (answer_out) *answer_out = answer, answer = NULL;
-  if (ids_out) *ids_out = ids, ids = NULL;
-  if (n_ids_out) *n_ids_out = produced;
+  if (ids_out) *ids_out = kept, kept = NULL;
+  if (n_ids_out) *n_ids_out = nk;
 out:
   if (rc) { /* the conversation stays as it was before this turn */
     while (c->n_msg > n_msg0) free(c->msg[--c->n_msg].text);
@@ -727,7 +804,8 @@ out:
   }
   free(undo);
   for (int i = 0; tok && i < nseg; i++) free(tok[i]);
-  free(tok), free(ntok), free(answer), free(text), free(ids), free(seq), free(logits), free(prompt);
+  free(tok), free(ntok), free(answer), free(text), free(ids), free(kept), free(final), free(seq), free(logits),
+      free(prompt);
   af_prompt_free_segments(segs, nseg);
   return rc;
 }

@@ -32,8 +32,10 @@ int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af
 /* Describes one image: proj = n_img_tokens x hidden floats (host).  dump_dir =
  * this image's dump folder or NULL.  out: stream the answer (plain text, or
  * one JSON object with opts.json) there, or NULL.  answer / ids / n_ids (each
- * may be NULL) receive the post-processed answer and the generated ids
- * (malloc'd; caller frees). */
+ * may be NULL) receive the post-processed answer and the generated ids that
+ * the original's Chat.answer keeps (a first 1 after a dummy bos 0 goes;
+ * malloc'd; caller frees).  The answer's text is decoded as transformers'
+ * slow LlamaTokenizer does (special tokens written out). */
 int af_describer_run(af_describer *d, const char *image, const float *proj, int n_img_tokens,
                      const char *dump_dir, FILE *out, char **answer, int32_t **ids, int *n_ids);
 

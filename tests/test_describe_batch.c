@@ -341,6 +341,82 @@ static void prefill_fallback(af_cl *cl, const char *model) {
   free(ref), free(got);
 }
 
+/* Generation's special ids as the original has them: the tiny model's
+ * Vicuna folder says bos 0 / eos 1 (the v0 quirk), so generate() stops on
+ * id 1 and not on </s> (2), its output starts with a dummy 0, and
+ * Chat.answer then drops a first generated 1; the text writes special
+ * tokens out ("</s>") as transformers' decode does.  A copy of the f32 model
+ * is patched so that only ids 1 and 2 can win: the final norm keeps hidden
+ * dimension 0 alone and lm_head rows 1 and 2 are +-1000 there, so the first
+ * token is 1 in one sign and 2 in the other. */
+static void special_ids(af_cl *cl, const char *model) {
+  size_t size = 0;
+  char *buf = af_test_slurp(model, &size), path[1200];
+  CHECK(buf != NULL);
+  if (!buf) return;
+  snprintf(path, sizeof path, "%s/special.gguf", af_test_tmpdir());
+  af_gguf *g = NULL;
+  CHECK_OK(af_gguf_open_buffer(buf, size, "special", &g));
+  const af_gguf_tensor *nt = g ? af_gguf_find_tensor(g, "output_norm.weight") : NULL,
+                       *ot = g ? af_gguf_find_tensor(g, "output.weight") : NULL;
+  CHECK(nt && ot && nt->type == AF_GGML_F32 && ot->type == AF_GGML_F32);
+  if (!nt || !ot || nt->type != AF_GGML_F32 || ot->type != AF_GGML_F32) {
+    af_gguf_close(g), free(buf);
+    return;
+  }
+  size_t H = (size_t)nt->ne[0], V = (size_t)ot->ne[1];
+  float *norm = (float *)(buf + ((const char *)nt->data - buf)), *out = (float *)(buf + ((const char *)ot->data - buf));
+  int32_t *ids[2] = {NULL, NULL};
+  int nid[2] = {0, 0}, first_one = -1;
+  char *ans[2] = {NULL, NULL}, *printed[2] = {NULL, NULL};
+  for (int run = 0; run < 2; run++) {
+    float sgn = run ? -1.0f : 1.0f;
+    for (size_t i = 0; i < H; i++) norm[i] = i == 0 ? 1.0f : 0.0f;
+    memset(out, 0, sizeof(float) * H * V);
+    out[1 * H] = 1000.0f * sgn, out[2 * H] = -1000.0f * sgn;
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(buf, 1, size, f) == size);
+    if (f) fclose(f);
+    af_describe_opts o;
+    af_describe_opts_default(&o);
+    o.max_new_tokens = 6;
+    o.sampling.greedy = 1;
+    af_describer *d = NULL;
+    CHECK_OK(af_describer_new(cl, path, &o, &d));
+    if (!d) break;
+    FILE *tf = tmpfile();
+    CHECK_OK(af_describer_run(d, "s.png", proj_img[0], nimg[0], NULL, tf, &ans[run], &ids[run], &nid[run]));
+    printed[run] = slurp_file(tf);
+    fclose(tf);
+    af_describer_free(d);
+    printf("special ids, sign %+.0f: %d ids kept, answer '%s', printed '%s'\n", sgn, nid[run],
+           ans[run] ? ans[run] : "", printed[run] ? printed[run] : "");
+    if (nid[run] == 0) first_one = run;
+  }
+  CHECK_MSG(first_one >= 0, "neither sign made id 1 the first token and stopped at once");
+  for (int run = 0; run < 2 && first_one >= 0; run++) {
+    char want[256] = "", line[300];
+    if (run == first_one) { /* [0 (dummy), 1 (eos)]: both dropped, no text */
+      CHECK(nid[run] == 0 && ans[run] && !strcmp(ans[run], ""));
+    } else { /* 2 first; only 1 (eos) stops it; every special written out */
+      CHECK(nid[run] >= 1 && ids[run] && ids[run][0] == 2);
+      for (int k = 0; k < nid[run] && ids[run]; k++) {
+        CHECK(ids[run][k] == 2 || (ids[run][k] == 1 && k == nid[run] - 1));
+        strcat(want, ids[run][k] == 2 ? "</s>" : "<s>");
+      }
+      CHECK(nid[run] == 6 || (ids[run] && ids[run][nid[run] - 1] == 1));
+      CHECK_MSG(ans[run] && !strcmp(ans[run], want), "answer '%s', want '%s'", ans[run] ? ans[run] : "", want);
+    }
+    snprintf(line, sizeof line, "s.png: %s\n", want); /* the stream ends as the answer does */
+    CHECK_MSG(printed[run] && !strcmp(printed[run], line), "printed '%s', want '%s'", printed[run] ? printed[run] : "",
+              line);
+  }
+  for (int run = 0; run < 2; run++) free(ids[run]), free(ans[run]), free(printed[run]);
+  af_gguf_close(g);
+  free(buf);
+  remove(path);
+}
+
 static void truncation(af_cl *cl, const char *model) {
   /* the full prompt length: no truncation with a small answer */
   char *js = NULL, *err = NULL;
@@ -429,6 +505,7 @@ int main(void) {
     af_describer_free(d);
   }
   prefill_fallback(cl, m32);
+  special_ids(cl, m32);
   truncation(cl, m32);
   for (int i = 0; i < NIMG; i++) free(proj_img[i]);
   free(proj);

@@ -137,6 +137,12 @@ static void check_model(const char *path, int type) {
   CHECK(u == 1);
   CHECK_OK(af_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &u));
   CHECK(u == 2);
+  /* generate()'s ids, as transformers loads them (generation_config.json: 0 / 1) */
+  int32_t gi = -5;
+  CHECK_OK(af_gguf_get_i32(g, "artflow.generate.bos_token_id", &gi));
+  CHECK(gi == 0);
+  CHECK_OK(af_gguf_get_i32(g, "artflow.generate.eos_token_id", &gi));
+  CHECK(gi == 1);
   af_gguf_close(g);
   af_tsrc_close(vit);
   af_tsrc_close(ad);

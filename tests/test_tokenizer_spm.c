@@ -2,12 +2,18 @@
  * text for 76 hostile strings (accents, combining marks, CJK, emoji, spaces,
  * tabs, newlines, digits, empty, prompt pieces, invalid UTF-8) on two models
  * (tests/data/tokenizer/make_fixtures.py).  Must match exactly.  Also
- * truncated/garbage model files give a one-line error. */
+ * truncated/garbage model files give a one-line error.
+ * af_spm_decode_hf against transformers 4.28's slow LlamaTokenizer.decode
+ * (tests/data/tokenizer/make_hf_decode.py): special tokens written out with
+ * its spacing rule, an added [PAD] standing alone; the tokenizer comes from
+ * a GGUF written by the converter's vocabulary code, [PAD] padded in. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "af_test.h"
+#include "model/gguf.h"
+#include "model/mkmodel.h"
 #include "model/spm.h"
 
 
@@ -19,6 +25,54 @@ static size_t unhex(const char *h, char *out) {
     out[i] = (char)v;
   }
   return n;
+}
+
+static void hf_decode(void) {
+  char *js = af_test_slurp(af_test_data("tokenizer/hf_decode.json"), NULL);
+  CHECK(js != NULL);
+  cJSON *root = cJSON_Parse(js ? js : "{}");
+  af_vocab v;
+  memset(&v, 0, sizeof v);
+  CHECK_OK(af_vocab_load_spm(af_test_data("artgpt4-tiny/vicuna/tokenizer.model"), &v));
+  int pieces = cJSON_GetObjectItem(root, "pieces") ? cJSON_GetObjectItem(root, "pieces")->valueint : -1;
+  CHECK((int)v.n == pieces);
+  const char *names[1] = {"[PAD]"};
+  CHECK_OK(af_vocab_pad(&v, v.n + 1, names, 1));
+  char path[600];
+  snprintf(path, sizeof path, "%s/hf_tok.gguf", af_test_tmpdir());
+  af_gguf_writer *w = NULL;
+  CHECK_OK(af_gguf_writer_new(&w));
+  CHECK_OK(af_vocab_write(w, &v));
+  CHECK_OK(af_gguf_writer_begin(w, path));
+  CHECK_OK(af_gguf_writer_finish(w));
+  af_gguf_writer_free(w);
+  af_vocab_free(&v);
+  af_gguf *g = NULL;
+  af_spm *t = NULL;
+  CHECK_OK(af_gguf_open(path, &g));
+  if (g) CHECK_OK(af_spm_from_gguf(g, &t));
+  int n_cases = 0, n_ok = 0;
+  cJSON *c;
+  cJSON *cases = t ? cJSON_GetObjectItem(root, "cases") : NULL;
+  cJSON_ArrayForEach(c, cases) {
+    cJSON *a = cJSON_GetObjectItem(c, "ids");
+    int n = cJSON_GetArraySize(a);
+    int32_t ids[64];
+    for (int i = 0; i < n && i < 64; i++) ids[i] = cJSON_GetArrayItem(a, i)->valueint;
+    char *text = NULL;
+    CHECK_OK(af_spm_decode_hf(t, ids, (size_t)n, &text));
+    const char *want = cJSON_GetObjectItem(c, "text")->valuestring;
+    int ok = text && !strcmp(text, want);
+    n_cases++, n_ok += ok;
+    CHECK_MSG(ok, "hf decode of case %d: '%s', want '%s'", n_cases - 1, text ? text : "(null)", want);
+    free(text);
+  }
+  printf("decode as transformers' LlamaTokenizer: %d of %d cases equal\n", n_ok, n_cases);
+  CHECK(n_cases >= 30);
+  af_spm_free(t);
+  af_gguf_close(g);
+  cJSON_Delete(root);
+  free(js);
 }
 
 int main(void) {
@@ -86,5 +140,6 @@ int main(void) {
   CHECK(af_spm_load("/nonexistent/tokenizer.model", &t) == AF_ERR_IO);
   CHECK(strstr(af_error_message(), "/nonexistent/tokenizer.model") != NULL);
   af_error_clear();
+  hf_decode();
   return af_test_done("test_tokenizer_spm");
 }
