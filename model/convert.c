@@ -350,6 +350,20 @@ static void report(conv *c, size_t n_missing) {
   fprintf(r, "  missing: %zu required tensor%s\n", n_missing, n_missing == 1 ? "" : "s");
 }
 
+/* The original runs the LLM in fp16 (mini_gpt4.py loads it with
+ * torch_dtype=torch.float16, adapters and re-trained gains included, and
+ * load_state_dict copies ArtGPT-4.pth into those fp16 parameters), so the
+ * LLM's small fp32 tensors (RMSNorm gains, adapter biases) hold fp16 values
+ * there: unless --type f32, they are rounded to fp16 (and stored as f32). */
+static int llm_half_values(const conv *c, const af_tspec *t, int store) {
+  return store == AF_GGML_F32 && c->o->type != AF_GGML_F32 &&
+         (!strncmp(t->name, "blk.", 4) || !strcmp(t->name, "output_norm.weight"));
+}
+
+static void round_to_half(float *x, uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) x[i] = af_f16_to_f32(af_f32_to_f16(x[i]));
+}
+
 static int write_tensor(conv *c, af_gguf_writer *w, const af_tspec *t, const mapping *m, float **buf,
                         size_t *cap) {
   uint64_t numel = 1;
@@ -370,9 +384,9 @@ static int write_tensor(conv *c, af_gguf_writer *w, const af_tspec *t, const map
   const af_tsrc_tensor *s = m->src;
   int64_t rows = s->ndim ? s->shape[0] : 1;
   uint64_t row = rows ? s->numel / (uint64_t)rows : 0;
-  int store = af_model_store_type(t, c->o->type);
+  int store = af_model_store_type(t, c->o->type), half = llm_half_values(c, t, store);
   if (s->contiguous && s->numel && ((store == AF_GGML_F16 && s->dtype == AF_TSRC_F16) ||
-                                    (store == AF_GGML_F32 && s->dtype == AF_TSRC_F32))) {
+                                    (store == AF_GGML_F32 && s->dtype == AF_TSRC_F32 && !half))) {
     /* same encoding: copy the mapped bytes as they are.  Reading one row
      * first runs the storage's integrity (zip CRC) check, as every read does. */
     float one[1];
@@ -398,6 +412,7 @@ static int write_tensor(conv *c, af_gguf_writer *w, const af_tspec *t, const map
   for (int64_t r = 0; r < rows; r += (int64_t)per) {
     int64_t k = rows - r < (int64_t)per ? rows - r : (int64_t)per;
     int rc = af_tsrc_read_rows_f32(s, r, k, *buf);
+    if (!rc && half) round_to_half(*buf, (uint64_t)k * row);
     if (!rc) rc = af_gguf_writer_append_f32(w, *buf, (uint64_t)k * row);
     if (rc) return rc;
   }
