@@ -57,6 +57,24 @@ static const af_tsrc_tensor *find(const conv *c, int f, const char *fmt, int i) 
   return af_tsrc_find(c->s[f], key);
 }
 
+/* The adapter file's tensor that the original puts over the LLM's `key`, or
+ * NULL: mini_gpt4.py loads ArtGPT-4.pth with
+ * load_state_dict(strict=False), so any llama_model.<key> in it wins over
+ * Vicuna's; ArtGPT-4 names a layer's attention self_attn.0 (its adapter is
+ * self_attn.1).  Only for architecture artgpt4, like the re-trained gains. */
+static const af_tsrc_tensor *llm_override(const conv *c, const char *key) {
+  if (c->a.llm.adapter_width <= 0 || !c->s[SRC_AD]) return NULL;
+  char ov[512];
+  snprintf(ov, sizeof ov, "llama_model.%s", key);
+  const af_tsrc_tensor *t = af_tsrc_find(c->s[SRC_AD], ov);
+  const char *sa = strstr(key, "self_attn.");
+  if (!t && sa) {
+    snprintf(ov, sizeof ov, "llama_model.%.*sself_attn.0.%s", (int)(sa - key), key, sa + 10);
+    t = af_tsrc_find(c->s[SRC_AD], ov);
+  }
+  return t;
+}
+
 /* Highest N+1 over keys "<prefix>N." in source f (0 when none). */
 static int count_blocks(const conv *c, int f, const char *prefix) {
   int n = 0;
@@ -166,6 +184,12 @@ static int source_of(const conv *c, const af_tspec *t, mapping *m) {
     else
       snprintf(fmt, sizeof fmt, "%s", k_map[i].key);
     m->file = k_map[i].file;
+    char key[256];
+    snprintf(key, sizeof key, fmt, layer);
+    if (m->file == SRC_LLM && (m->src = llm_override(c, key)) != NULL) {
+      m->file = SRC_AD;
+      return 0;
+    }
     m->src = find(c, m->file, fmt, layer);
     return 0;
   }
@@ -306,6 +330,8 @@ static const char *ignore_reason(const conv *c, int f, const char *k) {
     return "re-trained RMSNorm gain (architecture minigpt4 keeps Vicuna's)";
   if (f == SRC_LLM && strncmp(k, "model.layers.", 13) == 0 && strstr(k, "layernorm.weight"))
     return "replaced by the adapter file's gain";
+  if (f == SRC_LLM && llm_override(c, k))
+    return "replaced by the adapter file's llama_model.* tensor (loaded over Vicuna's, strict=False)";
   return NULL;
 }
 

@@ -1,6 +1,7 @@
 /* artflow convert on the tiny ArtGPT-4 release set made by torch.save
  * (tests/data/artgpt4-tiny): coverage report, release quirks (dropped ViT
- * block, zero K bias, adapter norm overrides, special ids from
+ * block, zero K bias, adapter norm overrides, llama_model.* tensors of the
+ * adapter file over Vicuna's, special ids from
  * tokenizer.model, 421-row vocabulary), values equal to the sources, and the
  * errors for a missing tensor and a shape that disagrees with the YAML. */
 #include <math.h>
@@ -22,7 +23,7 @@ static int run(const char *arch, const char *adapter, int type, const char *out)
   snprintf(v, sizeof v, "%s", af_test_data("artgpt4-tiny/eva_vit_g.pth"));
   snprintf(q, sizeof q, "%s", af_test_data("artgpt4-tiny/blip2_pretrained_flant5xxl.pth"));
   snprintf(l, sizeof l, "%s", af_test_data("artgpt4-tiny/vicuna"));
-  snprintf(ad, sizeof ad, "%s", af_test_data("artgpt4-tiny/ArtGPT-4.pth"));
+  snprintf(ad, sizeof ad, "%s", af_test_data(adapter && strstr(adapter, ".pth") ? adapter : "artgpt4-tiny/ArtGPT-4.pth"));
   FILE *rep = fopen(g_rep, "w");
   af_convert_opts o = {.arch = a, .vit = v, .qformer = q, .llm = l, .adapter = adapter ? ad : NULL,
                        .out = out, .type = type, .report = rep};
@@ -178,6 +179,28 @@ int main(void) {
     CHECK(strstr(rep, "unused ViT block") && strstr(rep, "blocks.2."));
     CHECK(strstr(rep, "T5 projection") != NULL);
     CHECK(strstr(rep, "missing: 0 required tensors") != NULL);
+    free(rep);
+  }
+  /* llama_model.* tensors in the adapter file win over Vicuna's (the original
+   * loads ArtGPT-4.pth with strict=False), under the HF name or ArtGPT-4's
+   * self_attn.0; the replaced Vicuna keys are reported with the reason */
+  snprintf(g_out, sizeof g_out, "%s/override.gguf", g_dir);
+  CHECK_OK(run("convert/artgpt4-tiny.yaml", "artgpt4-tiny/ArtGPT-4-override.pth", AF_GGML_F16, g_out));
+  {
+    af_gguf *g = NULL;
+    af_tsrc *ov = NULL, *llm = NULL;
+    CHECK_OK(af_gguf_open(g_out, &g));
+    CHECK_OK(af_tsrc_open(af_test_data("artgpt4-tiny/ArtGPT-4-override.pth"), &ov));
+    CHECK_OK(af_tsrc_open(af_test_data("artgpt4-tiny/vicuna"), &llm));
+    if (g && ov && llm) {
+      same_h(g, "output_norm.weight", ov, "llama_model.model.norm.weight", 0, 1);
+      same(g, "blk.0.attn_q.weight", ov, "llama_model.model.layers.0.self_attn.0.q_proj.weight", 1e-3);
+      same(g, "blk.1.attn_q.weight", llm, "model.layers.1.self_attn.q_proj.weight", 1e-3); /* not overridden */
+    }
+    af_tsrc_close(ov), af_tsrc_close(llm);
+    af_gguf_close(g);
+    rep = read_text(g_rep);
+    CHECK(rep && strstr(rep, "loaded over Vicuna's") != NULL);
     free(rep);
   }
   /* missing required tensors: MiniGPT-4 layout without the file holding llama_proj */
