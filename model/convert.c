@@ -4,6 +4,7 @@
  * streaming write one row chunk at a time. */
 #include "model/convert.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,16 @@ static int derive(conv *c) {
     CHECK_DIM("llm.kv_heads", a->llm.kv_heads, hf.num_key_value_heads, cfg);
     CHECK_DIM("llm.ffn", a->llm.ffn, hf.intermediate_size, cfg);
     CHECK_DIM("llm.context_length", a->llm.context_length, hf.max_position_embeddings, cfg);
+    /* the original takes eps and the RoPE base from config.json: a YAML value
+     * that disagrees is an error, not a silent override */
+    if (!rc && a->llm.rms_eps > 0 && hf.rms_norm_eps > 0 &&
+        fabs((double)a->llm.rms_eps - hf.rms_norm_eps) > 1e-6 * hf.rms_norm_eps)
+      rc = af_err(AF_ERR_MISMATCH, "%s: llm.rms_eps is %g but %s says rms_norm_eps %g", ap, (double)a->llm.rms_eps,
+                  cfg, hf.rms_norm_eps);
+    if (!rc && a->llm.rope_base > 0 && hf.rope_theta > 0 &&
+        fabs((double)a->llm.rope_base - hf.rope_theta) > 1e-6 * hf.rope_theta)
+      rc = af_err(AF_ERR_MISMATCH, "%s: llm.rope_base is %g but %s says rope_theta %g", ap, (double)a->llm.rope_base,
+                  cfg, hf.rope_theta);
     if (a->llm.rms_eps <= 0 && hf.rms_norm_eps > 0) a->llm.rms_eps = (float)hf.rms_norm_eps;
     if (a->llm.rope_base <= 0 && hf.rope_theta > 0) a->llm.rope_base = (float)hf.rope_theta;
     /* the ids generate() uses: transformers loads generation_config.json
@@ -277,7 +288,7 @@ static int derive(conv *c) {
     af_hfconfig gc = hf;
     char gpath[4200];
     snprintf(gpath, sizeof gpath, "%s/generation_config.json", c->o->llm);
-    if (access(gpath, F_OK) == 0) rc = af_hfconfig_load(gpath, &gc);
+    if (!rc && access(gpath, F_OK) == 0) rc = af_hfconfig_load(gpath, &gc);
     if (!rc) {
       a->llm.gen_set = 1;
       a->llm.gen_bos = gc.bos_token_id >= 0 && gc.bos_token_id < INT32_MAX ? (int)gc.bos_token_id : -1;

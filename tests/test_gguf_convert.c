@@ -220,6 +220,11 @@ int main(void) {
   CHECK_MSG(strstr(af_error_message(), "vision.mlp_width") && strstr(af_error_message(), "279"), "%s",
             af_error_message());
   af_error_clear();
+  /* an eps in the YAML that config.json contradicts (the original uses config.json's) */
+  CHECK(run("convert/bad-eps.yaml", "adapter", AF_GGML_F16, g_out) == AF_ERR_MISMATCH);
+  CHECK_MSG(strstr(af_error_message(), "rms_eps") && strstr(af_error_message(), "config.json"), "%s",
+            af_error_message());
+  af_error_clear();
   /* a damaged input checkpoint: the error names that file, nothing is written */
   {
     char a[600], v[600], q[600], l[600];
