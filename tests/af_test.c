@@ -142,3 +142,13 @@ int af_test_convert_tiny(const char *dir, int type, char *out, size_t cap) {
   af_convert_opts o = {.arch = a, .vit = v, .qformer = q, .llm = l, .adapter = ad, .out = out, .type = type};
   return af_convert(&o);
 }
+
+long af_test_rss_file_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long v = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "RssFile:", 8)) v = atol(line + 8);
+  if (f) fclose(f);
+  return v;
+}

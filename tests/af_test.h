@@ -62,6 +62,8 @@ const char *af_test_data(const char *name);
 /* Whole file into a malloc'd, NUL-terminated buffer (caller frees); *n gets
  * its size when n is not NULL.  NULL when the file cannot be read. */
 char *af_test_slurp(const char *path, size_t *n);
+/* RssFile of this process in KiB (Linux /proc/self/status), -1 when unknown */
+long af_test_rss_file_kib(void);
 
 /* Converts the tiny release-format checkpoints in tests/data/artgpt4-tiny with
  * af_convert (type: af_ggml_type) into DIR/tiny-<type>.gguf; out receives the

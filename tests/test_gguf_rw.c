@@ -245,17 +245,6 @@ static void hostile(const char *path) {
   free(c);
 }
 
-/* RssFile of this process in KiB (Linux), -1 when unknown */
-static long rss_file_kib(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long v = -1;
-  while (f && fgets(line, sizeof line, f))
-    if (!strncmp(line, "RssFile:", 8)) v = atol(line + 8);
-  if (f) fclose(f);
-  return v;
-}
-
 static double sum_floats(const float *p, size_t n) {
   double s = 0;
   for (size_t i = 0; i < n; i++) s += (double)p[i] * (double)((i % 7) + 1);
@@ -283,9 +272,9 @@ static void release_pages(void) {
   CHECK(t != NULL);
   if (t) {
     CHECK(sum_floats(t->data, N) == want); /* every page touched */
-    long before = rss_file_kib();
+    long before = af_test_rss_file_kib();
     af_gguf_release(g, t->data, t->nbytes);
-    long after = rss_file_kib();
+    long after = af_test_rss_file_kib();
     printf("release: RssFile %ld -> %ld KiB for a 16 MiB tensor\n", before, after);
     if (before >= 0) CHECK_MSG(before - after >= 12 * 1024, "RssFile %ld -> %ld KiB", before, after);
     CHECK(sum_floats(t->data, N) == want); /* faulted back, same bytes */

@@ -59,17 +59,6 @@ static void gemv(af_queue *q, af_weights *w, cl_mem x, cl_mem y, float *out) {
   CHECK_OK(af_queue_read(q, y, 0, ROWS * 4, out));
 }
 
-/* RssFile of this process in KiB (Linux), -1 when unknown */
-static long rss_file_kib(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long v = -1;
-  while (f && fgets(line, sizeof line, f))
-    if (!strncmp(line, "RssFile:", 8)) v = atol(line + 8);
-  if (f) fclose(f);
-  return v;
-}
-
 /* an 8 MiB f16 tensor copied to the device (zero-copy off): its pages, read
  * by the upload, are released afterwards */
 static void released_after_upload(af_cl *cl, af_queue *q, const char *defs) {
@@ -92,10 +81,10 @@ static void released_after_upload(af_cl *cl, af_queue *q, const char *defs) {
   af_weights *w = NULL;
   CHECK_OK(af_weights_open(cl, path, &w));
   if (w) {
-    long before = rss_file_kib();
+    long before = af_test_rss_file_kib();
     const af_dtensor *t = NULL;
     CHECK_OK(af_weights_get(w, "big", -1, &t));
-    long after = rss_file_kib();
+    long after = af_test_rss_file_kib();
     printf("upload of an 8 MiB tensor: RssFile %ld -> %ld KiB\n", before, after);
     if (before >= 0) CHECK_MSG(after - before < 2048, "RssFile grew %ld -> %ld KiB", before, after);
     CHECK(af_weights_in_place_bytes(w) == 0);
