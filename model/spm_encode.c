@@ -227,18 +227,9 @@ static int put_utf8(char **buf, size_t *n, size_t *cap, const unsigned char *b, 
   return 0;
 }
 
-/* appends s (n bytes) to the growing string *buf */
-static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
-  if (*len + n + 1 > *cap) {
-    size_t c = (*len + n + 1) * 2;
-    char *b = realloc(*buf, c);
-    if (!b) return -1;
-    *buf = b, *cap = c;
-  }
-  memcpy(*buf + *len, s, n);
-  *len += n;
-  (*buf)[*len] = 0;
-  return 0;
+/* put_utf8 of a NUL-terminated string */
+static int put(char **buf, size_t *n, size_t *cap, const char *s) {
+  return put_utf8(buf, n, cap, (const unsigned char *)s, strlen(s));
 }
 
 int af_spm_decode_hf(const af_spm *t, const int32_t *ids, size_t n, char **text) {
@@ -247,8 +238,8 @@ int af_spm_decode_hf(const af_spm *t, const int32_t *ids, size_t n, char **text)
   int32_t special[3] = {o->unk_id, o->bos_id, o->eos_id};
   size_t len = 0, cap = 64;
   char *out = malloc(cap), *run = NULL;
+  int rc = 0;
   if (!out) return af_err(AF_ERR_NOMEM, "out of memory while decoding");
-  out[0] = 0;
   /* sub_texts (split at added tokens, joined with " "); within one,
    * convert_tokens_to_string's rule for the special tokens */
   int first_sub = 1;
@@ -259,11 +250,11 @@ int af_spm_decode_hf(const af_spm *t, const int32_t *ids, size_t n, char **text)
       while (s1 < n && af_spm_type(t, ids[s1]) != AF_SPM_USER) s1++;
     else
       s1 = s0 + 1;
-    if (!first_sub && append(&out, &len, &cap, " ", 1)) goto nomem;
+    if (!first_sub && put(&out, &len, &cap, " ")) goto nomem;
     first_sub = 0;
     if (added) {
       const char *p = af_spm_piece(t, ids[s0]);
-      if (p && append(&out, &len, &cap, p, strlen(p))) goto nomem;
+      if (p && put(&out, &len, &cap, p)) goto nomem;
     } else {
       int prev_special = 0;
       size_t r0 = s0; /* the current run of ordinary tokens */
@@ -274,13 +265,13 @@ int af_spm_decode_hf(const af_spm *t, const int32_t *ids, size_t n, char **text)
           prev_special = 0;
           continue;
         }
-        if (i < s1 && !prev_special && i != s0 && append(&out, &len, &cap, " ", 1)) goto nomem;
-        if (af_spm_decode(t, ids + r0, i - r0, &run)) goto fail;
-        if (append(&out, &len, &cap, run, strlen(run))) goto nomem;
+        if (i < s1 && !prev_special && i != s0 && put(&out, &len, &cap, " ")) goto nomem;
+        if ((rc = af_spm_decode(t, ids + r0, i - r0, &run))) goto fail;
+        if (put(&out, &len, &cap, run)) goto nomem;
         free(run), run = NULL;
         if (i < s1) {
           const char *p = af_spm_piece(t, ids[i]);
-          if (p && append(&out, &len, &cap, p, strlen(p))) goto nomem;
+          if (p && put(&out, &len, &cap, p)) goto nomem;
           prev_special = 1;
         }
         r0 = i + 1;
@@ -288,14 +279,15 @@ int af_spm_decode_hf(const af_spm *t, const int32_t *ids, size_t n, char **text)
     }
     s0 = s1;
   }
+  out[len] = 0; /* put_utf8 leaves room */
   *text = out;
   return 0;
 nomem:
-  af_err(AF_ERR_NOMEM, "out of memory while decoding");
+  rc = af_err(AF_ERR_NOMEM, "out of memory while decoding");
 fail:
   free(run);
   free(out);
-  return AF_ERR_NOMEM;
+  return rc;
 }
 
 int af_spm_decode(const af_spm *t, const int32_t *ids, size_t n, char **text) {

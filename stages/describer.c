@@ -3,8 +3,8 @@
  * segment tokenised separately, BOS on the first only), the image embeddings
  * spliced in, prefill, then decode steps with the KV cache until a stop
  * sequence ("###" in either tokenisation), the generation config's EOS id or
- * max_new_tokens; the answer
- * is cut at the first "###" and stripped, and streamed as it grows. */
+ * max_new_tokens; the answer is cut at the first "###" and stripped, and
+ * streamed as it grows. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +32,7 @@ struct af_describer {
   int stop_lens[MAX_STOPS], n_stops;
   /* generate()'s ids in the original: it stops on `eos` (-1: never) and its
    * output starts with a dummy `dummy_bos` that Chat.answer drops (see
-   * out_ids) */
+   * answer_ids) */
   int32_t eos, dummy_bos;
 };
 
