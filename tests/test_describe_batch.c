@@ -202,6 +202,17 @@ static int describe_json(af_cl *cl, const char *model, int max_length, int max_n
   return rc;
 }
 
+/* a describer of `model` that decodes greedily, at most max_new tokens (NULL when it failed) */
+static af_describer *greedy_describer(af_cl *cl, const char *model, int max_new) {
+  af_describe_opts o;
+  af_describe_opts_default(&o);
+  o.max_new_tokens = max_new;
+  o.sampling.greedy = 1;
+  af_describer *d = NULL;
+  CHECK_OK(af_describer_new(cl, model, &o, &d));
+  return d;
+}
+
 /* greedy ids of the last `keep` positions of the full prompt, through lm.h */
 static void greedy_ref(af_cl *cl, const char *model, int keep, int steps, int32_t *want) {
   int32_t pre[512], post[512];
@@ -210,12 +221,7 @@ static void greedy_ref(af_cl *cl, const char *model, int keep, int steps, int32_
   snprintf(dd, sizeof dd, "%s/prompt-dump", tmp);
   mkdir(dd, 0755);
   { /* the prompt ids as the describer tokenises them (its dump) */
-    af_describe_opts o;
-    af_describe_opts_default(&o);
-    o.max_new_tokens = 1;
-    o.sampling.greedy = 1;
-    af_describer *d = NULL;
-    CHECK_OK(af_describer_new(cl, model, &o, &d));
+    af_describer *d = greedy_describer(cl, model, 1);
     if (d) CHECK_OK(af_describer_run(d, "x", proj_img[0], nimg[0], dd, NULL, NULL, NULL, NULL));
     af_describer_free(d);
   }
@@ -377,12 +383,7 @@ static void special_ids(af_cl *cl, const char *model) {
     FILE *f = fopen(path, "wb");
     CHECK(f && fwrite(buf, 1, size, f) == size);
     if (f) fclose(f);
-    af_describe_opts o;
-    af_describe_opts_default(&o);
-    o.max_new_tokens = 6;
-    o.sampling.greedy = 1;
-    af_describer *d = NULL;
-    CHECK_OK(af_describer_new(cl, path, &o, &d));
+    af_describer *d = greedy_describer(cl, path, 6);
     if (!d) break;
     FILE *tf = tmpfile();
     CHECK_OK(af_describer_run(d, "s.png", proj_img[0], nimg[0], NULL, tf, &ans[run], &ids[run], &nid[run]));
