@@ -3,10 +3,13 @@
  * block, zero K bias, adapter norm overrides, llama_model.* tensors of the
  * adapter file over Vicuna's, special ids from
  * tokenizer.model, 421-row vocabulary), values equal to the sources, and the
- * errors for a missing tensor and a shape that disagrees with the YAML. */
+ * errors for a missing tensor, a shape that disagrees with the YAML, an eps
+ * that config.json contradicts and a broken generation_config.json. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "af_test.h"
 #include "artflow/status.h"
@@ -16,13 +19,25 @@
 #include "model/tensorsrc.h"
 
 static char g_dir[512], g_out[600], g_rep[600];
+static const char *g_llm; /* another Vicuna folder for run(), or NULL */
+
+/* copies a file; 1 when done */
+static int copy_file(const char *src, const char *dst) {
+  size_t n = 0;
+  char *b = af_test_slurp(src, &n);
+  FILE *f = b ? fopen(dst, "wb") : NULL;
+  int ok = f && fwrite(b, 1, n, f) == n;
+  if (f) ok &= fclose(f) == 0;
+  free(b);
+  return ok;
+}
 
 static int run(const char *arch, const char *adapter, int type, const char *out) {
   char a[600], v[600], q[600], l[600], ad[600];
   snprintf(a, sizeof a, "%s", af_test_data(arch));
   snprintf(v, sizeof v, "%s", af_test_data("artgpt4-tiny/eva_vit_g.pth"));
   snprintf(q, sizeof q, "%s", af_test_data("artgpt4-tiny/blip2_pretrained_flant5xxl.pth"));
-  snprintf(l, sizeof l, "%s", af_test_data("artgpt4-tiny/vicuna"));
+  snprintf(l, sizeof l, "%s", g_llm ? g_llm : af_test_data("artgpt4-tiny/vicuna"));
   snprintf(ad, sizeof ad, "%s", af_test_data(adapter && strstr(adapter, ".pth") ? adapter : "artgpt4-tiny/ArtGPT-4.pth"));
   FILE *rep = fopen(g_rep, "w");
   af_convert_opts o = {.arch = a, .vit = v, .qformer = q, .llm = l, .adapter = adapter ? ad : NULL,
@@ -225,6 +240,31 @@ int main(void) {
   CHECK_MSG(strstr(af_error_message(), "rms_eps") && strstr(af_error_message(), "config.json"), "%s",
             af_error_message());
   af_error_clear();
+  /* a broken generation_config.json (read for generate()'s ids): the error names it */
+  {
+    char dir[700], src[1400], dst[1400];
+    snprintf(dir, sizeof dir, "%s/vicuna-badgen", g_dir);
+    CHECK(mkdir(dir, 0755) == 0);
+    static const char *const files[] = {"config.json", "tokenizer.model", "pytorch_model.bin.index.json"};
+    for (int i = 0; i < 3; i++) {
+      snprintf(src, sizeof src, "%s/%s", af_test_data("artgpt4-tiny/vicuna"), files[i]);
+      snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+      CHECK(copy_file(src, dst));
+    }
+    for (int i = 1; i <= 8; i++) {
+      snprintf(src, sizeof src, "%s/pytorch_model-%05d-of-00008.bin", af_test_data("artgpt4-tiny/vicuna"), i);
+      snprintf(dst, sizeof dst, "%s/pytorch_model-%05d-of-00008.bin", dir, i);
+      CHECK(copy_file(src, dst));
+    }
+    snprintf(dst, sizeof dst, "%s/generation_config.json", dir);
+    FILE *gf = fopen(dst, "w");
+    if (gf) fputs("{\"bos_token_id\": 0, \"eos_token_id\": ", gf), fclose(gf); /* cut short */
+    g_llm = dir;
+    CHECK(run("convert/artgpt4-tiny.yaml", "adapter", AF_GGML_F16, g_out) == AF_ERR_FORMAT);
+    CHECK_MSG(strstr(af_error_message(), "generation_config.json") != NULL, "%s", af_error_message());
+    g_llm = NULL;
+    af_error_clear();
+  }
   /* a damaged input checkpoint: the error names that file, nothing is written */
   {
     char a[600], v[600], q[600], l[600];
