@@ -8,7 +8,8 @@
 
 enum {
   O_MODEL = 256, O_QUESTION, O_DUMP, O_JSON, O_DEVICE,
-  AF_OPT_LLM = 1000, AF_OPT_GREEDY, AF_OPT_TEMP, AF_OPT_TOPK, AF_OPT_TOPP, AF_OPT_SEED, AF_OPT_MAXNEW, AF_OPT_MAXLEN
+  AF_OPT_LLM = 1000, AF_OPT_GREEDY, AF_OPT_TEMP, AF_OPT_TOPK, AF_OPT_TOPP, AF_OPT_SEED, AF_OPT_MAXNEW, AF_OPT_MAXLEN,
+  AF_OPT_REPPEN
 };
 
 /* applies generation option `c` with value `arg` to *o: 1 done, 0 not a
@@ -30,6 +31,9 @@ static int gen_option(int c, const char *arg, af_describe_opts *o, int min_new_t
     case AF_OPT_SEED:
       o->sampling.seed = strtoull(arg, &end, 10);
       return *end || *arg == '-' ? -1 : 1;
+    case AF_OPT_REPPEN:
+      o->sampling.repetition_penalty = strtof(arg, &end);
+      return *end || !(o->sampling.repetition_penalty > 0) ? -1 : 1;
     case AF_OPT_MAXNEW:
       o->max_new_tokens = (int)strtol(arg, &end, 10);
       return *end || o->max_new_tokens < min_new_tokens ? -1 : 1;
@@ -57,6 +61,7 @@ int af_cli_image_args_parse(int argc, char **argv, const char *cmd, const char *
       {"temperature", required_argument, 0, AF_OPT_TEMP}, {"top-k", required_argument, 0, AF_OPT_TOPK},
       {"top-p", required_argument, 0, AF_OPT_TOPP}, {"seed", required_argument, 0, AF_OPT_SEED},
       {"max-new-tokens", required_argument, 0, AF_OPT_MAXNEW}, {"max-length", required_argument, 0, AF_OPT_MAXLEN},
+      {"repetition-penalty", required_argument, 0, AF_OPT_REPPEN},
       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   optind = 1;

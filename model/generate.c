@@ -87,6 +87,7 @@ int af_sampler_init(af_sampler *s, const af_sampling *p, int vocab) {
   memset(s, 0, sizeof *s);
   s->p = *p;
   s->vocab = vocab;
+  s->lead = -1;
   s->state = p->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
   s->work = malloc(sizeof(float) * (size_t)vocab);
   s->idx = malloc(sizeof(int32_t) * (size_t)vocab);
@@ -120,25 +121,30 @@ static int by_score_desc(const void *a, const void *b) {
   return *(const int32_t *)a - *(const int32_t *)b;
 }
 
+/* transformers' RepetitionPenaltyLogitsProcessor: every distinct id of the
+ * generation's input_ids (lead + history) once, from the unchanged score */
+static void penalise(const af_sampler *s, float *logits, const int32_t *history, int n_history) {
+  int V = s->vocab;
+  for (int i = -1; i < n_history; i++) {
+    int32_t t = i < 0 ? s->lead : history[i];
+    if (t < 0 || t >= V) continue;
+    int seen = i >= 0 && s->lead == t;
+    for (int j = 0; j < i && !seen; j++) seen = history[j] == t;
+    if (seen) continue;
+    float v = logits[t];
+    logits[t] = v < 0 ? v * s->p.repetition_penalty : v / s->p.repetition_penalty;
+  }
+}
+
 int32_t af_sampler_next(af_sampler *s, float *logits, const int32_t *history, int n_history) {
   int V = s->vocab;
+  if (s->p.repetition_penalty != 1.0f) penalise(s, logits, history, n_history);
   if (s->p.greedy) {
     int best = 0;
     for (int i = 1; i < V; i++)
       if (logits[i] > logits[best]) best = i;
     return best;
   }
-  if (s->p.repetition_penalty != 1.0f)
-    for (int i = 0; i < n_history; i++) {
-      int32_t t = history[i];
-      if (t < 0 || t >= V) continue;
-      /* each distinct id once: transformers gathers and scatters per id */
-      int seen = 0;
-      for (int j = 0; j < i; j++) seen |= history[j] == t;
-      if (seen) continue;
-      float v = logits[t];
-      logits[t] = v < 0 ? v * s->p.repetition_penalty : v / s->p.repetition_penalty;
-    }
   for (int i = 0; i < V; i++) logits[i] /= s->p.temperature;
   /* candidates sorted by score, descending (ties: lower id first) */
   for (int i = 0; i < V; i++) s->idx[i] = i;

@@ -37,7 +37,8 @@ int af_prompt_chat_append(char **prompt, const char *sep, const char *answer, co
  * demo's: do_sample, temperature 1.0, top_k 50 (transformers' default),
  * top_p 0.9, repetition_penalty 1.0. */
 typedef struct af_sampling {
-  int greedy;               /* 1: argmax (first maximum), the rest ignored */
+  int greedy;               /* 1: argmax (first maximum) after the repetition
+                               penalty; temperature, top-k/p ignored */
   float temperature;        /* > 0 */
   int top_k;                /* 0 = off */
   float top_p;              /* 1.0 = off */
@@ -53,14 +54,20 @@ typedef struct af_sampler {
   float *work;     /* scratch, vocab floats */
   int32_t *idx;    /* scratch, vocab ints */
   int vocab;
+  /* an id generate() holds before the first generated one (-1: none): the
+   * repetition penalty counts it, as transformers does with the dummy BOS
+   * it starts inputs_embeds generation from.  Set after af_sampler_init. */
+  int32_t lead;
 } af_sampler;
 
 int af_sampler_init(af_sampler *s, const af_sampling *p, int vocab);
 void af_sampler_free(af_sampler *s);
 
 /* Picks the next id from logits[vocab] (modified in place) given the ids
- * generated so far (for the repetition penalty), in transformers' order:
- * repetition penalty -> temperature -> top-k -> top-p -> softmax -> draw. */
+ * generated so far (for the repetition penalty, with s->lead), in
+ * transformers' order: repetition penalty -> temperature -> top-k -> top-p ->
+ * softmax -> draw.  Greedy search applies the penalty too (transformers'
+ * logits processors run in greedy_search as well), then takes the argmax. */
 int32_t af_sampler_next(af_sampler *s, float *logits, const int32_t *history, int n_history);
 
 /* 1 when ids[0..n) ends with one of the stop sequences. */

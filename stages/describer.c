@@ -453,6 +453,7 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
       if ((r = write_ids(p, pre, npre, post, npost, 1))) goto bad;
     }
     if ((r = af_sampler_init(&q->sm, &d->o.sampling, s->vocab))) goto bad;
+    q->sm.lead = d->dummy_bos;
     if (out && !d->o.json) {
       char head[4200];
       snprintf(head, sizeof head, "%s: ", it->image);
@@ -614,6 +615,7 @@ int af_chat_new(af_describer *d, const float *const *proj, int n_images, int n_i
     rc = af_err(AF_ERR_NOMEM, "out of memory");
   for (int i = 0; !rc && i < n_images; i++) memcpy(c->proj + (size_t)i * per, proj[i], sizeof(float) * per);
   if (!rc) rc = af_sampler_init(&c->sm, &d->o.sampling, af_lm_shape_of(d->lm)->vocab);
+  if (!rc) c->sm.lead = d->dummy_bos;
   if (!rc) rc = af_chat_reset(c);
   if (rc) {
     af_chat_free(c);

@@ -102,7 +102,7 @@ static const af_param llm_params[] = {
     {"top_k", AF_PARAM_INT, offsetof(llm_config, top_k), "50", 0, 1000000, NULL, "keep the K most likely tokens (0 = off)", 0},
     {"top_p", AF_PARAM_FLOAT, offsetof(llm_config, top_p), "0.9", 0.001, 1, NULL, "nucleus sampling mass", 0},
     {"repetition_penalty", AF_PARAM_FLOAT, offsetof(llm_config, repetition_penalty), "1.0", 0.01, 100, NULL,
-     "penalty on tokens already generated (1.0 = off)", 0},
+     "penalty on tokens already generated, as transformers applies it (also when greedy; 1.0 = off)", 0},
     {"seed", AF_PARAM_INT, offsetof(llm_config, seed), "0", 0, 9007199254740991.0, NULL, "random seed for sampling", 0},
 };
 static const af_port llm_inputs[] = {

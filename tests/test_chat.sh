@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `artflow chat` on the demo model (the tiny release files converted at build
 # time), stdin-scripted and greedy: for every scenario of the ORIGINAL Chat's
-# goldens (one image two turns; two images; the max_length truncation) each
+# goldens (one image two turns; two images; the max_length truncation; a
+# repetition penalty with greedy search) each
 # turn's prompt segments ids, generated ids, truncation start and answer equal
 # the original's.  Also: the plain output format, /reset, a failing turn that
 # leaves the conversation intact, usage errors.
@@ -11,7 +12,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 pass=0; fail=0
 check() { local what=$1; shift; if "$@"; then pass=$((pass+1)); else echo "FAIL: $what" >&2; fail=$((fail+1)); fi; }
 
-for sc in one-image two-images truncated; do
+for sc in one-image two-images truncated penalty; do
   read -r -a args < "$G/$sc/args.txt"
   imgs=(); opts=()
   for a in "${args[@]}"; do case $a in *.png) imgs+=("$D/$a");; *) opts+=("$a");; esac; done

@@ -118,6 +118,22 @@ static void test_sampler(void) {
   s.repetition_penalty = 4.0f;
   s.temperature = 1.0f;
   CHECK_OK(af_sampler_init(&sm, &s, V));
+  /* greedy search applies it too (transformers' greedy_search runs the logits
+   * processors), and counts the lead id (the dummy BOS) like a generated one */
+  int32_t h12[] = {1, 2};
+  memcpy(l, base, sizeof l);
+  CHECK(af_sampler_next(&sm, l, h12, 2) == 6);
+  memcpy(l, base, sizeof l);
+  sm.lead = 6;
+  CHECK(af_sampler_next(&sm, l, h12, 2) == 3); /* 1, 2 and the lead 6 penalised */
+  CHECK(fabsf(l[6] - 2.5f / 4) < 1e-6f && fabsf(l[1] - 0.75f) < 1e-6f);
+  memcpy(l, base, sizeof l);
+  int32_t h6[] = {6};
+  CHECK(af_sampler_next(&sm, l, h6, 1) == 1); /* lead == a generated id: penalised once */
+  CHECK(fabsf(l[6] - 2.5f / 4) < 1e-6f);
+  memcpy(l, base, sizeof l);
+  sm.lead = -1;
+  CHECK(af_sampler_next(&sm, l, NULL, 0) == 1); /* nothing seen: plain argmax */
   af_sampler_free(&sm);
   s.greedy = 0;
   s.top_k = 1;

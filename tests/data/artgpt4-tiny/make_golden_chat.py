@@ -215,6 +215,10 @@ SCENARIOS = [
     # Chat.answer's max_length truncation: the oldest positions are dropped
     {"name": "truncated", "images": ["image.png"], "max_length": 150,
      "questions": ["Describe this image in detail.", "Could you describe the contents?", "And the colours?"]},
+    # Chat.answer's repetition_penalty (greedy too: transformers applies it in greedy_search, and
+    # it counts the dummy BOS that generation from inputs_embeds starts with)
+    {"name": "penalty", "images": ["image.png"], "max_length": 2000, "repetition_penalty": 1.5,
+     "questions": ["Describe this image in detail.", "What feelings does the painting evoke?"]},
 ]
 shutil.rmtree(GOLD, ignore_errors=True)
 meta = {"generator": "make_golden_chat.py", "torch": torch.__version__,
@@ -230,7 +234,8 @@ with torch.no_grad():
         turns = []
         for t, q in enumerate(sc["questions"]):
             chat.ask(q, conv)
-            text, ids = chat.answer(conv, img_list, max_new_tokens=MAX_NEW, max_length=sc["max_length"])
+            text, ids = chat.answer(conv, img_list, max_new_tokens=MAX_NEW, max_length=sc["max_length"],
+                                    repetition_penalty=sc.get("repetition_penalty", 1.0))
             ids = [int(i) for i in ids]
             begin = max(0, record["positions"] + MAX_NEW - sc["max_length"])
             td = os.path.join(d, f"turn{t + 1}")
@@ -249,7 +254,8 @@ with torch.no_grad():
         with open(os.path.join(d, "questions.txt"), "w") as f:
             f.write("\n".join(sc["questions"]) + "\n")
         with open(os.path.join(d, "args.txt"), "w") as f:
-            f.write(" ".join(sc["images"]) + f" --max-length {sc['max_length']}\n")
+            pen = f" --repetition-penalty {sc['repetition_penalty']}" if "repetition_penalty" in sc else ""
+            f.write(" ".join(sc["images"]) + f" --max-length {sc['max_length']}{pen}\n")
         meta["scenarios"].append({**sc, "turns": turns})
 with open(os.path.join(GOLD, "meta.json"), "w") as f:
     json.dump(meta, f, indent=1, ensure_ascii=False)
