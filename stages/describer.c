@@ -60,6 +60,23 @@ void af_describer_free(af_describer *d) {
   free(d);
 }
 
+/* an artflow.generate.* id: absent keeps *id; present, it must be an integer
+ * id of the vocabulary or -1 (none) */
+static int generate_id(const af_describer *d, const char *model, const char *key, int32_t *id) {
+  int32_t v;
+  int rc = af_gguf_get_i32(af_weights_meta(d->w, key), key, &v);
+  if (rc == AF_ERR_NOT_FOUND) {
+    af_error_clear();
+    return 0;
+  }
+  if (rc) return rc;
+  if (v < -1 || v >= af_lm_shape_of(d->lm)->vocab)
+    return af_err(AF_ERR_FORMAT, "%s: %s is %d, not a token id of the %d-piece vocabulary (or -1)", model, key, v,
+                  af_lm_shape_of(d->lm)->vocab);
+  *id = v;
+  return 0;
+}
+
 int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af_describer **out) {
   *out = NULL;
   af_describer *d = calloc(1, sizeof *d);
@@ -73,12 +90,9 @@ int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af
   if (!rc) rc = af_spm_from_gguf(af_weights_meta(d->w, "tokenizer.ggml.tokens"), &d->tok);
   if (!rc) rc = af_queue_new(cl, &d->q);
   if (!rc) { /* converted files carry the LLM folder's generation config; others: the tokenizer's ids */
-    int32_t v;
     d->eos = af_spm_options(d->tok)->eos_id, d->dummy_bos = af_spm_options(d->tok)->bos_id;
-    const char *ke = "artflow.generate.eos_token_id", *kb = "artflow.generate.bos_token_id";
-    if (af_gguf_get_i32(af_weights_meta(d->w, ke), ke, &v) == 0) d->eos = v;
-    if (af_gguf_get_i32(af_weights_meta(d->w, kb), kb, &v) == 0) d->dummy_bos = v;
-    af_error_clear();
+    rc = generate_id(d, model, "artflow.generate.eos_token_id", &d->eos);
+    if (!rc) rc = generate_id(d, model, "artflow.generate.bos_token_id", &d->dummy_bos);
   }
   const af_gguf *g = d->w ? af_weights_gguf(d->w) : NULL;
   if (!rc && af_gguf_get_str(g, "artflow.prompt.template", &d->tmpl))

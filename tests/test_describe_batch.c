@@ -355,6 +355,49 @@ static void prefill_fallback(af_cl *cl, const char *model) {
  * is patched so that only ids 1 and 2 can win: the final norm keeps hidden
  * dimension 0 alone and lm_head rows 1 and 2 are +-1000 there, so the first
  * token is 1 in one sign and 2 in the other. */
+/* artflow.generate.* ids that are there but unusable stop the describer with
+ * an error naming the file and key (no silent fall-back to the tokenizer's):
+ * the converted eos key's type patched to float32, then its value to one
+ * past the vocabulary.  GGUF metadata: u64 key length, key, u32 type, value. */
+static void generate_keys(af_cl *cl, const char *model) {
+  static const char key[] = "artflow.generate.eos_token_id";
+  size_t size = 0;
+  char *buf = af_test_slurp(model, &size), path[1200];
+  CHECK(buf != NULL);
+  if (!buf) return;
+  char *at = memmem(buf, size, key, sizeof key - 1);
+  CHECK_MSG(at != NULL, "%s: no %s", model, key);
+  uint32_t type = 0;
+  if (at) memcpy(&type, at + sizeof key - 1, 4);
+  CHECK_MSG(type == 5, "%s is of GGUF type %u, want int32 (5)", key, type);
+  if (!at || type != 5) {
+    free(buf);
+    return;
+  }
+  snprintf(path, sizeof path, "%s/genkeys.gguf", af_test_tmpdir());
+  for (int run = 0; run < 2; run++) {
+    uint32_t t = run ? 5 : 6; /* float32, then int32 */
+    int32_t v = run ? 1000000 : 0x3f800000;
+    memcpy(at + sizeof key - 1, &t, 4);
+    memcpy(at + sizeof key - 1 + 4, &v, 4);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(buf, 1, size, f) == size);
+    if (f) fclose(f);
+    af_describe_opts o;
+    af_describe_opts_default(&o);
+    af_describer *d = NULL;
+    int rc = af_describer_new(cl, path, &o, &d);
+    const char *msg = af_error_message();
+    CHECK_MSG(rc == AF_ERR_FORMAT && !d, "run %d: rc %d", run, rc);
+    CHECK_MSG(msg && strstr(msg, path) && strstr(msg, key) && strstr(msg, run ? "1000000" : "not a 32-bit integer"),
+              "run %d: message '%s'", run, msg ? msg : "");
+    af_error_clear();
+    af_describer_free(d);
+  }
+  free(buf);
+  remove(path);
+}
+
 static void special_ids(af_cl *cl, const char *model) {
   size_t size = 0;
   char *buf = af_test_slurp(model, &size), path[1200];
@@ -507,6 +550,7 @@ int main(void) {
   }
   prefill_fallback(cl, m32);
   special_ids(cl, m32);
+  generate_keys(cl, m32);
   truncation(cl, m32);
   for (int i = 0; i < NIMG; i++) free(proj_img[i]);
   free(proj);
