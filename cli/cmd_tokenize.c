@@ -11,15 +11,20 @@
 static const char usage[] =
     "usage: artflow tokenize --model MODEL TEXT\n"
     "\n"
-    "Prints the token ids of TEXT (no BOS), space-separated, as the model's\n"
-    "SentencePiece tokenizer encodes it.  MODEL is a .gguf model file or a\n"
+    "Prints the token ids of TEXT (no BOS), space-separated, as the original\n"
+    "tokenises prompt text (transformers 4.28's LlamaTokenizer: the text of the\n"
+    "special tokens <s>, </s>, <unk> becomes their ids, the rest goes through\n"
+    "the model's SentencePiece tokenizer).  MODEL is a .gguf model file or a\n"
     "tokenizer.model file.\n"
     "\n"
     "options:\n"
     "  --model FILE   model (.gguf) or SentencePiece tokenizer.model (required)\n"
     "  --bos          prepend the BOS id\n"
     "  --pieces       print id:piece pairs instead of ids\n"
-    "  --decode       TEXT is a list of ids; print the decoded text\n";
+    "  --decode       TEXT is a list of ids; print the decoded text (as the original's\n"
+    "                 answer: special tokens written out)\n"
+    "  --sentencepiece  plain SentencePiece instead: special-token text is ordinary\n"
+    "                 text, and --decode leaves control tokens out\n";
 
 static int is_gguf(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -32,7 +37,7 @@ static int is_gguf(const char *path) {
 
 int af_cmd_tokenize(int argc, char **argv) {
   const char *model = NULL, *text = NULL;
-  int bos = 0, pieces = 0, decode = 0;
+  int bos = 0, pieces = 0, decode = 0, plain = 0;
   for (int i = 1; i < argc; i++) {
     if (af_cli_is_help(argv[i])) {
       fputs(usage, stdout);
@@ -46,6 +51,8 @@ int af_cmd_tokenize(int argc, char **argv) {
       pieces = 1;
     else if (!strcmp(argv[i], "--decode"))
       decode = 1;
+    else if (!strcmp(argv[i], "--sentencepiece"))
+      plain = 1;
     else if (argv[i][0] == '-' && argv[i][1] == '-' && !text)
       return af_cli_usage_error("tokenize", usage, "unknown option '%s'", argv[i]);
     else if (text)
@@ -82,14 +89,17 @@ int af_cmd_tokenize(int argc, char **argv) {
       if (ids) ids[n++] = (int32_t)v;
     }
     char *out = NULL;
-    rc = ids ? af_spm_decode(t, ids, n, &out) : af_err(AF_ERR_NOMEM, "out of memory");
+    rc = !ids ? af_err(AF_ERR_NOMEM, "out of memory")
+         : plain ? af_spm_decode(t, ids, n, &out)
+                 : af_spm_decode_hf(t, ids, n, &out);
     if (!rc) printf("%s\n", out);
     free(out);
     free(ids);
   } else {
     int32_t *ids = NULL;
     size_t n = 0;
-    rc = af_spm_encode(t, text, strlen(text), bos, -1, &ids, &n);
+    rc = plain ? af_spm_encode(t, text, strlen(text), bos, -1, &ids, &n)
+               : af_spm_encode_hf(t, text, strlen(text), bos, &ids, &n);
     for (size_t i = 0; !rc && i < n; i++) {
       if (pieces)
         printf("%s%d:%s", i ? " " : "", ids[i], af_spm_piece(t, ids[i]));

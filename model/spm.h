@@ -55,6 +55,16 @@ int32_t af_spm_find(const af_spm *t, const char *piece);
 int af_spm_encode(const af_spm *t, const char *text, size_t len, int add_bos, int dummy_prefix, int32_t **ids,
                   size_t *n);
 
+/* Encodes text as Hugging Face's slow LlamaTokenizer (transformers 4.28)
+ * does, which is how the original tokenises its prompt segments: the text is
+ * split at the special tokens' texts (the pieces of the unk, bos and eos ids:
+ * "<unk>", "<s>", "</s>"; leftmost first, no whitespace stripped around them,
+ * as their AddedTokens have lstrip = rstrip = False), each special becomes its
+ * id and each run between them is encoded by af_spm_encode with its own
+ * dummy prefix (empty runs skipped).  Without special-token text it equals
+ * af_spm_encode(..., -1, ...). */
+int af_spm_encode_hf(const af_spm *t, const char *text, size_t len, int add_bos, int32_t **ids, size_t *n);
+
 /* Decodes ids to text (malloc'd): byte pieces assembled, U+2581 -> ' ', the
  * dummy-prefix space of the first piece dropped, control pieces skipped. */
 int af_spm_decode(const af_spm *t, const int32_t *ids, size_t n, char **text);

@@ -208,6 +208,51 @@ done:
   return rc;
 }
 
+int af_spm_encode_hf(const af_spm *t, const char *text, size_t len, int add_bos, int32_t **ids, size_t *n) {
+  *ids = NULL;
+  *n = 0;
+  const af_spm_opts *o = af_spm_options(t);
+  int32_t special[3] = {o->unk_id, o->bos_id, o->eos_id};
+  const char *sp[3];
+  size_t spl[3];
+  for (int k = 0; k < 3; k++) {
+    sp[k] = af_spm_piece(t, special[k]);
+    spl[k] = sp[k] ? strlen(sp[k]) : 0;
+  }
+  idvec out = {0};
+  int rc = 0;
+  if (add_bos && o->bos_id >= 0 && emit(&out, o->bos_id)) goto nomem;
+  /* leftmost, then longest special-token text; the runs between are
+   * tokenised separately (each with its own dummy prefix), empty ones skipped */
+  for (size_t i = 0, start = 0; i <= len; i++) {
+    int hit = -1;
+    for (int k = 0; k < 3 && i < len; k++)
+      if (spl[k] && spl[k] <= len - i && !memcmp(text + i, sp[k], spl[k]) && (hit < 0 || spl[k] > spl[hit])) hit = k;
+    if (hit < 0 && i < len) continue;
+    if (i > start) {
+      int32_t *part = NULL;
+      size_t np = 0;
+      if ((rc = af_spm_encode(t, text + start, i - start, 0, -1, &part, &np))) goto fail;
+      for (size_t k = 0; k < np && !rc; k++) rc = emit(&out, part[k]);
+      free(part);
+      if (rc) goto nomem;
+    }
+    if (hit >= 0) {
+      if (emit(&out, special[hit])) goto nomem;
+      i += spl[hit] - 1;
+      start = i + 1;
+    }
+  }
+  *ids = out.v;
+  *n = out.n;
+  return 0;
+nomem:
+  rc = af_err(AF_ERR_NOMEM, "out of memory while tokenising");
+fail:
+  free(out.v);
+  return rc;
+}
+
 /* appends bytes, replacing invalid UTF-8 sequences with U+FFFD */
 static int put_utf8(char **buf, size_t *n, size_t *cap, const unsigned char *b, size_t len) {
   if (*n + len * 3 + 4 > *cap) {

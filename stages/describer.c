@@ -365,8 +365,8 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
   if (!(rc = af_prompt_fill(d->tmpl, d->question, &prompt)) && !(rc = af_prompt_split(prompt, &segs, &nseg)) &&
       nseg != 2)
     rc = af_err(AF_ERR_FORMAT, "the prompt template has %d image places; describe gives one image", nseg - 1);
-  if (!rc && !(rc = af_spm_encode(d->tok, segs[0], strlen(segs[0]), 1, -1, &pre, &npre)))
-    rc = af_spm_encode(d->tok, segs[1], strlen(segs[1]), 0, -1, &post, &npost);
+  if (!rc && !(rc = af_spm_encode_hf(d->tok, segs[0], strlen(segs[0]), 1, &pre, &npre)))
+    rc = af_spm_encode_hf(d->tok, segs[1], strlen(segs[1]), 0, &post, &npost);
   /* positions: as the original Chat.answer(max_length = 2000), a prompt whose
    * positions plus max_new_tokens exceed max_length keeps only its last
    * max_length - max_new_tokens positions; max_length is at most the context */
@@ -734,7 +734,7 @@ int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_d
     goto out;
   }
   for (int i = 0; i < nseg; i++) {
-    if ((rc = af_spm_encode(d->tok, segs[i], strlen(segs[i]), i == 0, -1, &tok[i], &ntok[i]))) goto out;
+    if ((rc = af_spm_encode_hf(d->tok, segs[i], strlen(segs[i]), i == 0, &tok[i], &ntok[i]))) goto out;
     n += (int)ntok[i] + (i + 1 < nseg ? c->n_img : 0);
   }
   if (positions) *positions = n;

@@ -2,7 +2,7 @@
 # `artflow chat` on the demo model (the tiny release files converted at build
 # time), stdin-scripted and greedy: for every scenario of the ORIGINAL Chat's
 # goldens (one image two turns; two images; the max_length truncation; a
-# repetition penalty with greedy search) each
+# repetition penalty with greedy search; "<s>", "</s>", "<unk>" in questions) each
 # turn's prompt segments ids, generated ids, truncation start and answer equal
 # the original's.  Also: the plain output format, /reset, a failing turn that
 # leaves the conversation intact, usage errors.
@@ -12,7 +12,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 pass=0; fail=0
 check() { local what=$1; shift; if "$@"; then pass=$((pass+1)); else echo "FAIL: $what" >&2; fail=$((fail+1)); fi; }
 
-for sc in one-image two-images truncated penalty; do
+for sc in one-image two-images truncated penalty special-text; do
   read -r -a args < "$G/$sc/args.txt"
   imgs=(); opts=()
   for a in "${args[@]}"; do case $a in *.png) imgs+=("$D/$a");; *) opts+=("$a");; esac; done
@@ -31,6 +31,16 @@ for sc in one-image two-images truncated penalty; do
     fi
   done
 done
+# describe tokenises its question as chat's first turn does
+"$A" describe "$D/image.png" --model "$M" --greedy --max-new-tokens 12 --question "$(head -1 "$G/special-text/questions.txt")" \
+  --dump "$T/desc-special" > /dev/null 2> "$T/desc-special.err"
+for f in prompt_ids ids; do
+  check "describe, special-token text: $f.txt equals the original chat's first turn" \
+    cmp -s "$T/desc-special/image/$f.txt" "$G/special-text/turn1/$f.txt"
+done
+# tokenize splits special-token text out as the original's tokenizer does; --sentencepiece does not
+check "tokenize: </s> is id 2" test "$("$A" tokenize --model "$M" 'a</s>b')" = "259 2 367 384"
+check "tokenize --sentencepiece: </s> is text" test "$("$A" tokenize --sentencepiece --model "$M" 'a</s>b')" = "259 312 373 394 384"
 check "truncation warns on stderr" grep -q "oldest 37 positions are left out" "$T/truncated.err"
 check "JSON lines carry turn, question, answer and ids" \
   grep -q '^{"turn":2,"question":"What feelings does the painting evoke?","answer":"[^"]*","ids":\[' "$T/one-image.jsonl"

@@ -6,7 +6,9 @@
  * af_spm_decode_hf against transformers 4.28's slow LlamaTokenizer.decode
  * (tests/data/tokenizer/make_hf_decode.py): special tokens written out with
  * its spacing rule, an added [PAD] standing alone; the tokenizer comes from
- * a GGUF written by the converter's vocabulary code, [PAD] padded in. */
+ * a GGUF written by the converter's vocabulary code, [PAD] padded in.
+ * af_spm_encode_hf against the same tokenizer's encode
+ * (tests/data/tokenizer/make_hf_encode.py): special-token text split out. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,37 @@ static size_t unhex(const char *h, char *out) {
     out[i] = (char)v;
   }
   return n;
+}
+
+/* af_spm_encode_hf against transformers 4.28's slow LlamaTokenizer (loaded
+ * with from_pretrained, as MiniGPT-4 does) on texts holding special-token
+ * text, with and without BOS (tests/data/tokenizer/make_hf_encode.py) */
+static void hf_encode(const af_spm *t) {
+  char *js = af_test_slurp(af_test_data("tokenizer/hf_encode.json"), NULL);
+  CHECK(js != NULL);
+  cJSON *root = cJSON_Parse(js ? js : "{}"), *c;
+  int n_cases = 0, n_ok = 0, n_special = 0;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
+    const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+    cJSON *a = cJSON_GetObjectItem(c, "ids");
+    int bos = cJSON_IsTrue(cJSON_GetObjectItem(c, "bos")), n = cJSON_GetArraySize(a), ok = 1, plain_same = 1;
+    int32_t *ids = NULL, *plain = NULL;
+    size_t got = 0, np = 0;
+    CHECK_OK(af_spm_encode_hf(t, text, strlen(text), bos, &ids, &got));
+    CHECK_OK(af_spm_encode(t, text, strlen(text), bos, -1, &plain, &np));
+    ok = (int)got == n;
+    for (int i = 0; i < n && ok; i++) ok = ids[i] == cJSON_GetArrayItem(a, i)->valueint;
+    plain_same = np == got && (!np || !memcmp(plain, ids, np * sizeof *ids));
+    n_special += !plain_same;
+    n_cases++, n_ok += ok;
+    CHECK_MSG(ok, "hf encode of '%s' (bos %d): %zu ids, want %d", text, bos, got, n);
+    free(ids), free(plain);
+  }
+  printf("encode as transformers' LlamaTokenizer: %d of %d cases equal (%d differ from plain sentencepiece)\n", n_ok,
+         n_cases, n_special);
+  CHECK(n_cases >= 50 && n_special >= 30);
+  cJSON_Delete(root);
+  free(js);
 }
 
 static void hf_decode(void) {
@@ -69,6 +102,7 @@ static void hf_decode(void) {
   }
   printf("decode as transformers' LlamaTokenizer: %d of %d cases equal\n", n_ok, n_cases);
   CHECK(n_cases >= 30);
+  if (t) hf_encode(t);
   af_spm_free(t);
   af_gguf_close(g);
   cJSON_Delete(root);

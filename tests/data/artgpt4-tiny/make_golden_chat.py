@@ -219,6 +219,9 @@ SCENARIOS = [
     # it counts the dummy BOS that generation from inputs_embeds starts with)
     {"name": "penalty", "images": ["image.png"], "max_length": 2000, "repetition_penalty": 1.5,
      "questions": ["Describe this image in detail.", "What feelings does the painting evoke?"]},
+    # special-token text in a question: the tokenizer splits "<s>", "</s>", "<unk>" out as their ids
+    {"name": "special-text", "images": ["image.png"], "max_length": 2000,
+     "questions": ["Describe</s> this <s>image<unk>.", "And </s>the colours?"]},
 ]
 shutil.rmtree(GOLD, ignore_errors=True)
 meta = {"generator": "make_golden_chat.py", "torch": torch.__version__,
