@@ -5,7 +5,6 @@
  * <= 1 - top_p, always keeping the most likely one. */
 #include "model/generate.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +190,26 @@ int af_stop_match(const int32_t *ids, int n, const int32_t *const *stops, const 
   return 0;
 }
 
+/* byte length of the character at p[0..n) when Python's str.isspace() holds
+ * for it (what str.strip() removes), else 0 */
+static size_t py_space(const unsigned char *p, size_t n) {
+  if (!n) return 0;
+  if (p[0] < 0x80) return (p[0] >= 0x09 && p[0] <= 0x0d) || (p[0] >= 0x1c && p[0] <= 0x20);
+  uint32_t c;
+  size_t l;
+  if ((p[0] & 0xe0) == 0xc0 && n >= 2)
+    c = (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f), l = 2;
+  else if ((p[0] & 0xf0) == 0xe0 && n >= 3)
+    c = (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f), l = 3;
+  else
+    return 0;
+  for (size_t k = 1; k < l; k++)
+    if ((p[k] & 0xc0) != 0x80) return 0;
+  int sp = c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202f || c == 0x205f || c == 0x3000;
+  return sp ? l : 0;
+}
+
 char *af_answer_postprocess(const char *text, const char *sep) {
   const char *end = sep && *sep ? strstr(text, sep) : NULL;
   size_t len = end ? (size_t)(end - text) : strlen(text);
@@ -198,9 +217,14 @@ char *af_answer_postprocess(const char *text, const char *sep) {
   if (!cut) return NULL;
   const char *start = cut;
   for (const char *p = strstr(cut, "Assistant:"); p; p = strstr(p + 1, "Assistant:")) start = p + 10;
-  while (*start && isspace((unsigned char)*start)) start++;
-  size_t l = strlen(start);
-  while (l > 0 && isspace((unsigned char)start[l - 1])) l--;
+  /* Python's strip(): ASCII and Unicode whitespace at both ends */
+  size_t l = strlen(start), k;
+  while ((k = py_space((const unsigned char *)start, l))) start += k, l -= k;
+  for (int again = 1; again && l > 0;) {
+    again = 0;
+    for (size_t b = l < 3 ? l : 3; b >= 1 && !again; b--)
+      if (py_space((const unsigned char *)start + l - b, b) == b) l -= b, again = 1;
+  }
   char *out = strndup(start, l);
   free(cut);
   return out;

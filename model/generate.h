@@ -74,7 +74,8 @@ int32_t af_sampler_next(af_sampler *s, float *logits, const int32_t *history, in
 int af_stop_match(const int32_t *ids, int n, const int32_t *const *stops, const int *stop_lens, int n_stops);
 
 /* The original's post-processing of the decoded answer: cut at the first sep,
- * keep what follows the last "Assistant:", strip whitespace.  Returns a
+ * keep what follows the last "Assistant:", strip whitespace (Python's: ASCII
+ * and Unicode white space, U+001C-U+001F included).  Returns a
  * malloc'd string (caller frees) or NULL when out of memory. */
 char *af_answer_postprocess(const char *text, const char *sep);
 

@@ -163,6 +163,29 @@ static void test_stop_and_post(void) {
   t = af_answer_postprocess("", "###");
   CHECK(t && !strcmp(t, ""));
   free(t);
+  /* strip() as Python's: every code point str.isspace() holds for (29 below
+   * U+10000), at both ends; U+200B (zero width) and U+FFFD are kept */
+  static const uint32_t ws[] = {0x9,    0xa,    0xb,    0xc,    0xd,    0x1c,   0x1d,   0x1e,   0x1f,   0x20,
+                                0x85,   0xa0,   0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006,
+                                0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000};
+  for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
+    char in[64], u[4];
+    uint32_t c = ws[i];
+    int n = c < 0x80 ? (u[0] = (char)c, 1)
+            : c < 0x800 ? (u[0] = (char)(0xc0 | c >> 6), u[1] = (char)(0x80 | (c & 0x3f)), 2)
+                        : (u[0] = (char)(0xe0 | c >> 12), u[1] = (char)(0x80 | (c >> 6 & 0x3f)),
+                           u[2] = (char)(0x80 | (c & 0x3f)), 3);
+    snprintf(in, sizeof in, "%.*s%.*sa b%.*s%.*s", n, u, n, u, n, u, n, u);
+    t = af_answer_postprocess(in, "###");
+    CHECK_MSG(t && !strcmp(t, "a b"), "U+%04X around 'a b': '%s'", c, t ? t : "(null)");
+    free(t);
+  }
+  t = af_answer_postprocess("\xe2\x80\x8b x\xe2\x80\x8b \xef\xbf\xbd\xc2\xa0", "###");
+  CHECK(t && !strcmp(t, "\xe2\x80\x8b x\xe2\x80\x8b \xef\xbf\xbd"));
+  free(t);
+  t = af_answer_postprocess(" \xe3\x80\x80\x1f\n", "###");
+  CHECK(t && !strcmp(t, ""));
+  free(t);
 }
 
 int main(void) {
