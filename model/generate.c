@@ -63,16 +63,6 @@ void af_prompt_free_segments(char **segs, int n) {
   free(segs);
 }
 
-int af_prompt_chat_append(char **prompt, const char *sep, const char *answer, const char *question) {
-  size_t n = strlen(*prompt) + strlen(answer) + 2 * strlen(sep) + strlen(question) + 32;
-  char *p = realloc(*prompt, n);
-  if (!p) return af_err(AF_ERR_NOMEM, "out of memory");
-  size_t l = strlen(p);
-  snprintf(p + l, n - l, " %s%sHuman: %s%sAssistant:", answer, sep, question, sep);
-  *prompt = p;
-  return 0;
-}
-
 void af_sampling_default(af_sampling *s) {
   s->greedy = 0;
   s->temperature = 1.0f;

@@ -5,9 +5,8 @@
  * Prompt: the architecture's template holds "{question}" and one
  * "<ImageHere>" per image.  The filled string is split at every <ImageHere>;
  * each segment is tokenised separately (BOS only on the first) and the image
- * embeddings go in between.  A chat turn appends
- *   " " + answer + sep + "Human: " + question + sep + "Assistant:"
- * which is what Conversation.get_prompt() yields for the next turn. */
+ * embeddings go in between.  Chat turns are rendered as
+ * Conversation.get_prompt() does by stages/describer.c (af_chat). */
 #ifndef AF_MODEL_GENERATE_H
 #define AF_MODEL_GENERATE_H
 
@@ -29,9 +28,6 @@ int af_prompt_fill(const char *tmpl, const char *question, char **out);
 int af_prompt_split(const char *prompt, char ***segs, int *n_segs);
 void af_prompt_free_segments(char **segs, int n_segs);
 
-/* Chat: appends the previous answer and a new question to *prompt
- * (realloc'd).  sep is the separator ("###"). */
-int af_prompt_chat_append(char **prompt, const char *sep, const char *answer, const char *question);
 
 /* Sampling parameters.  Defaults (af_sampling_default) are the original
  * demo's: do_sample, temperature 1.0, top_k 50 (transformers' default),

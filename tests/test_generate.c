@@ -19,13 +19,10 @@ static void test_prompt(void) {
   CHECK(txt != NULL);
   cJSON *j = cJSON_Parse(txt ? txt : "{}");
   const char *t1 = cJSON_GetStringValue(cJSON_GetObjectItem(j, "turn1"));
-  const char *t2 = cJSON_GetStringValue(cJSON_GetObjectItem(j, "turn2"));
-  CHECK(t1 && t2);
+  CHECK(t1 != NULL);
   char *p = NULL;
   CHECK_OK(af_prompt_fill(TEMPLATE, "What is this?", &p));
   CHECK(p && t1 && !strcmp(p, t1));
-  CHECK_OK(af_prompt_chat_append(&p, "###", "A painting.", "Who painted it?"));
-  CHECK(p && t2 && !strcmp(p, t2));
   char **segs;
   int n;
   CHECK_OK(af_prompt_split(p, &segs, &n));
