@@ -197,6 +197,8 @@ int af_cl_open(af_cl **out, const char *selector) {
   af_cl *cl = calloc(1, sizeof *cl);
   if (!cl) return af_err(AF_ERR_NOMEM, "out of memory");
   pthread_mutex_init(&cl->lock, NULL);
+  pthread_mutex_init(&cl->turn_lock, NULL);
+  pthread_cond_init(&cl->turn_cv, NULL);
   cl->platform = ref.platform;
   cl->device = ref.device;
   cl->info = ref.info;
@@ -234,6 +236,8 @@ void af_cl_close(af_cl *cl) {
   free(cl->cache_dir);
   if (cl->ctx) clReleaseContext(cl->ctx);
   pthread_mutex_destroy(&cl->lock);
+  pthread_mutex_destroy(&cl->turn_lock);
+  pthread_cond_destroy(&cl->turn_cv);
   free(cl);
 }
 

@@ -104,6 +104,11 @@ typedef struct af_cl {
   struct af_prof_entry *prof; /* per-kernel accumulated times */
   int nprof, capprof;
   cl_mem half_lut;        /* 65536 floats: the value of every fp16 bit pattern (lazy, under lock) */
+  /* model stages reading weights in place take turns (af_weights_turn_*):
+   * a ticket lock, first come first served */
+  pthread_mutex_t turn_lock;
+  pthread_cond_t turn_cv;
+  unsigned turn_next, turn_serving;
 } af_cl;
 
 /* Opens the selected device (see af_cl_select), creates the context, and

@@ -93,6 +93,26 @@ void af_weights_release_host(af_weights *w) {
   if (w) af_gguf_release_all(w->g), af_gguf_release_all(w->g2);
 }
 
+int af_weights_turn_begin(af_weights *w) {
+  if (!w || !w->zc_align || af_cl_tuning_int(w->cl, "AF_WEIGHTS_ALL_RESIDENT", 0) == 1) return 0;
+  af_cl *cl = w->cl;
+  pthread_mutex_lock(&cl->turn_lock);
+  unsigned ticket = cl->turn_next++;
+  while (cl->turn_serving != ticket) pthread_cond_wait(&cl->turn_cv, &cl->turn_lock);
+  pthread_mutex_unlock(&cl->turn_lock);
+  return 1;
+}
+
+void af_weights_turn_end(af_weights *w, int took) {
+  if (!w || !took) return;
+  af_weights_release_host(w);
+  af_cl *cl = w->cl;
+  pthread_mutex_lock(&cl->turn_lock);
+  cl->turn_serving++;
+  pthread_cond_broadcast(&cl->turn_cv);
+  pthread_mutex_unlock(&cl->turn_lock);
+}
+
 static int upload(af_weights *w, const af_gguf_tensor *gt, int want, entry *e) {
   int type = want < 0 ? gt->type : want;
   if (type != gt->type && type != AF_GGML_F32)

@@ -81,6 +81,20 @@ uint64_t af_weights_in_place_bytes(const af_weights *w);
  * their pages on their own after the upload.  NULL-safe. */
 void af_weights_release_host(af_weights *w);
 
+/* Taking turns with the host's memory.  On a device that reads weights in
+ * place from the mapped file (zero-copy, above), every model in use stays in
+ * the process's resident set: a pipeline's vit + qformer + llm stages of a
+ * 7B q4_0 model hold about 6 GB.  Unless the profile sets
+ * AF_WEIGHTS_ALL_RESIDENT=1, a stage brackets its work on a batch with
+ * af_weights_turn_begin/end: the stages of one device then run
+ * one at a time, first come first served, and each drops its model's pages
+ * when its turn ends, so the largest model bounds the resident set instead of
+ * the sum (the pages stay in the page cache and fault back next turn).  Both
+ * are no-ops (begin returns 0) for weights that are copied to the device.
+ * end must get begin's return value. */
+int af_weights_turn_begin(af_weights *w);
+void af_weights_turn_end(af_weights *w, int took);
+
 #ifdef __cplusplus
 }
 #endif

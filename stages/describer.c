@@ -50,6 +50,8 @@ void af_describer_release_host(af_describer *d) {
   if (d) af_weights_release_host(d->w);
 }
 
+af_weights *af_describer_weights(af_describer *d) { return d ? d->w : NULL; }
+
 void af_describer_free(af_describer *d) {
   if (!d) return;
   for (int i = 0; i < d->n_stops; i++) free(d->stops[i]);
@@ -479,6 +481,9 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
     seq_fail(&o, i, r);
   }
   free(pitem);
+  /* the decode steps need buffers for B rows, not for all the prompts' rows:
+   * give those back while the KV cache grows (the next batch regrows them) */
+  af_lm_trim(d->lm);
   /* decode: each step samples every unfinished sequence's next token, then
    * one batched pass gives all of their next logits */
   for (;;) {

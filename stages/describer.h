@@ -65,6 +65,8 @@ void af_describer_free(af_describer *d);
 /* Drops the model file's pages from the resident set (af_weights_release_host),
  * e.g. while another model runs; the next run faults them back.  NULL-safe. */
 void af_describer_release_host(af_describer *d);
+/* The describer's weights (for af_weights_turn_begin/end). */
+struct af_weights *af_describer_weights(af_describer *d);
 
 /* ---- multi-turn chat about one or more images, as the original Chat class
  * (minigpt4/conversation/conversation.py) does it: the conversation is a list

@@ -12,6 +12,7 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
+#include "cl/weights.h"
 #include "stages/describer.h"
 
 typedef struct llm_config {
@@ -41,7 +42,7 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   return rc;
 }
 
-static af_flow llm_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   af_describer *d = self;
   af_describe_item *di = calloc((size_t)n, sizeof *di);
   af_item **who = calloc((size_t)n, sizeof *who);
@@ -83,6 +84,15 @@ static af_flow llm_process(void *self, const af_stage_ctx *ctx, af_item **items,
   af_error_clear();
   free(di), free(who);
   return AF_FLOW_OK;
+}
+
+/* one batch in this device's model turn (af_weights_turn_begin) */
+static af_flow llm_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  af_describer *s = self;
+  int took = af_weights_turn_begin(af_describer_weights(s));
+  af_flow f = llm_process_batch(self, ctx, items, n);
+  af_weights_turn_end(af_describer_weights(s), took);
+  return f;
 }
 
 static void llm_destroy(void *self) { af_describer_free(self); }

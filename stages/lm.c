@@ -37,7 +37,8 @@ struct af_lm {
   lm_layer *lay;
   const af_dtensor *out_norm, *lm_head;
   const af_gguf_tensor *embd; /* host copy in the mmap */
-  af_dbuf wscratch;           /* fp32 copy of one fp16 matrix, for prefill GEMMs */
+  af_dbuf wscratch;           /* fp32 copy of one fp16 matrix, for prefill GEMMs (lazy) */
+  size_t wscratch_n;          /* its floats; 0 = all matrices are fp32 */
   int cap;                    /* positions the work buffers hold */
   af_dbuf x, h, q, k, v, ctx, tmp, ad, g, u; /* (cap, H) / (cap, A) / (cap, F) */
   cl_mem rslot, rpos;         /* (cap) ints: each row's cache slot and position */
@@ -105,6 +106,12 @@ static int grow(af_lm *m, int n) {
   if (!m->hslot || !m->hpos) return af_err(AF_ERR_NOMEM, "out of memory");
   m->cap = n;
   return 0;
+}
+
+void af_lm_trim(af_lm *m) {
+  if (!m) return;
+  free_bufs(m);
+  nn_free(&m->wscratch);
 }
 
 static int grow_logits(af_lm *m, int rows) {
@@ -240,10 +247,11 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
     const af_gguf_tensor *tq = af_weights_find(w, "blk.0.attn_q.weight");
     m->kv_half = kv == AF_KV_F16 || (kv == AF_KV_AUTO && (tq ? tq->type != F32 : narrow));
   }
-  if (!rc && narrow) { /* room for the largest fp16/quantised matrix widened to fp32 */
-    uint64_t big = H * (F > V ? F : V);
+  if (!rc && narrow) { /* room for the largest fp16/quantised layer matrix widened to fp32 (lm_head
+                         * always runs as GEMVs, see run_rows: never widened) */
+    uint64_t big = H * (F > H ? F : H);
     if (A && H * A > big) big = H * A;
-    rc = nn_alloc(cl, (size_t)big, &m->wscratch);
+    m->wscratch_n = (size_t)big; /* allocated by the first GEMM that needs it */
   }
 out:
   if (rc) {
@@ -300,7 +308,9 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, co
   }
   af_dtensor wf = *w;
   if (w->type == AF_GGML_F16 || quant) {
-    int rc = quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
+    int rc = m->wscratch.mem ? 0 : nn_alloc(m->cl, m->wscratch_n, &m->wscratch);
+    if (rc) return rc;
+    rc = quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
                    : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
     if (rc) return rc;
     wf.type = AF_GGML_F32;

@@ -41,6 +41,12 @@ int af_lm_kv_half(const af_lm *m);
 /* device bytes the KV cache takes now (all layers, K and V) */
 uint64_t af_lm_kv_bytes(const af_lm *m);
 
+/* Frees the work buffers sized for the longest prefill so far and the fp32
+ * scratch matrix of its GEMMs (the KV cache stays): e.g. after a batch's
+ * prefill, before its decode steps, which need buffers for a few rows only.
+ * The next call grows them again. */
+void af_lm_trim(af_lm *m);
+
 /* Token embeddings (host): out[i] = token_embd[ids[i]] (n x hidden floats). */
 int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out);
 

@@ -41,7 +41,7 @@ static int qf_create(const af_stage_ctx *ctx, const void *config, void **self) {
   return rc;
 }
 
-static af_flow qf_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+static af_flow qf_process_batch(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   qf_stage *s = self;
   const af_qformer_shape *fs = af_qformer_shape_of(s->f);
   size_t nin = (size_t)s->tokens * fs->vision_width, nq = (size_t)fs->queries * fs->width;
@@ -95,6 +95,15 @@ static af_flow qf_process(void *self, const af_stage_ctx *ctx, af_item **items, 
     if (!s->keep_vit) af_item_drop_tensor(batch[i], "vit");
   }
   return AF_FLOW_OK;
+}
+
+/* one batch in this device's model turn (af_weights_turn_begin) */
+static af_flow qf_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  qf_stage *s = self;
+  int took = af_weights_turn_begin(s->w);
+  af_flow f = qf_process_batch(self, ctx, items, n);
+  af_weights_turn_end(s->w, took);
+  return f;
 }
 
 static void qf_destroy(void *self) {

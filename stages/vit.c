@@ -34,7 +34,7 @@ static int vit_create(const af_stage_ctx *ctx, const void *config, void **self) 
   return rc;
 }
 
-static af_flow vit_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+static af_flow vit_process_batch(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   vit_stage *s = self;
   const af_vit_shape *vs = af_vit_shape_of(s->vit);
   size_t npix = 3 * (size_t)vs->image_size * vs->image_size, nout = (size_t)vs->tokens * vs->width;
@@ -76,6 +76,15 @@ static af_flow vit_process(void *self, const af_stage_ctx *ctx, af_item **items,
     memcpy(data, s->out + nout * i, nout * sizeof(float));
   }
   return AF_FLOW_OK;
+}
+
+/* one batch in this device's model turn (af_weights_turn_begin) */
+static af_flow vit_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  vit_stage *s = self;
+  int took = af_weights_turn_begin(s->w);
+  af_flow f = vit_process_batch(self, ctx, items, n);
+  af_weights_turn_end(s->w, took);
+  return f;
 }
 
 static void vit_destroy(void *self) {

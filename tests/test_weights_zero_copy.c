@@ -5,10 +5,14 @@
  * device sees the file's bytes, and a GEMV over an in-place Q8_0 tensor gives
  * the same result as over a copied one.  A copied tensor's file pages leave
  * the resident set after the upload (RssFile grows by less than a quarter of
- * an 8 MiB tensor), and its bytes still read back from the file. */
+ * an 8 MiB tensor), and its bytes still read back from the file.  Models
+ * used in place take turns (af_weights_turn_begin/end, see taking_turns). */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "af_test.h"
 #include "cl/ops.h"
@@ -59,12 +63,10 @@ static void gemv(af_queue *q, af_weights *w, cl_mem x, cl_mem y, float *out) {
   CHECK_OK(af_queue_read(q, y, 0, ROWS * 4, out));
 }
 
-/* an 8 MiB f16 tensor copied to the device (zero-copy off): its pages, read
- * by the upload, are released afterwards */
-static void released_after_upload(af_cl *cl, af_queue *q, const char *defs) {
-  enum { N = 4 << 20 };
-  char path[4200];
-  snprintf(path, sizeof path, "%s/big.gguf", af_test_tmpdir());
+enum { N = 4 << 20 };
+
+/* big.gguf: one 8 MiB f16 tensor "big" */
+static void write_big(const char *path) {
   uint16_t *h = malloc(sizeof(uint16_t) * N);
   for (size_t i = 0; i < N; i++) h[i] = af_f32_to_f16((float)(i % 4093) / 4093.0f - 0.5f);
   af_gguf_writer *gw = NULL;
@@ -77,6 +79,14 @@ static void released_after_upload(af_cl *cl, af_queue *q, const char *defs) {
   CHECK_OK(af_gguf_writer_finish(gw));
   af_gguf_writer_free(gw);
   free(h);
+}
+
+/* an 8 MiB f16 tensor copied to the device (zero-copy off): its pages, read
+ * by the upload, are released afterwards */
+static void released_after_upload(af_cl *cl, af_queue *q, const char *defs) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/big.gguf", af_test_tmpdir());
+  write_big(path);
   CHECK_OK(af_cl_set_tuning(cl, defs));
   af_weights *w = NULL;
   CHECK_OK(af_weights_open(cl, path, &w));
@@ -90,6 +100,67 @@ static void released_after_upload(af_cl *cl, af_queue *q, const char *defs) {
     CHECK(af_weights_in_place_bytes(w) == 0);
     same_bytes(q, w, "big", -1);
     af_weights_free(w);
+  }
+  remove(path);
+}
+
+typedef struct {
+  af_weights *w;
+  atomic_int got;
+} turn_arg;
+
+static void *second_stage(void *p) {
+  turn_arg *a = p;
+  int took = af_weights_turn_begin(a->w);
+  atomic_store(&a->got, 1);
+  af_weights_turn_end(a->w, took);
+  return NULL;
+}
+
+/* af_weights_turn_begin/end with in-place weights: two models (two mappings
+ * of one file, as two stages open it) take turns, the second waiting while
+ * the first holds its turn, and the end of a turn drops the model's pages
+ * from the resident set.  With AF_WEIGHTS_ALL_RESIDENT=1, or without
+ * zero-copy, there are no turns. */
+static void taking_turns(af_cl *cl, af_queue *q, const char *base, int unified) {
+  char path[4200], defs[2048] = "", *p;
+  snprintf(path, sizeof path, "%s/big.gguf", af_test_tmpdir());
+  write_big(path);
+  for (int mode = 0; mode < 3; mode++) { /* zero-copy; zero-copy + all resident; copies */
+    snprintf(defs, sizeof defs - 64, "%s", base ? base : "");
+    while ((p = strstr(defs, "-DAF_WEIGHTS_ZERO_COPY=")) != NULL) memset(p, ' ', 24);
+    strcat(defs, mode == 2 ? " -DAF_WEIGHTS_ZERO_COPY=0" : " -DAF_WEIGHTS_ZERO_COPY=1");
+    if (mode == 1) strcat(defs, " -DAF_WEIGHTS_ALL_RESIDENT=1");
+    CHECK_OK(af_cl_set_tuning(cl, defs));
+    af_weights *w1 = NULL, *w2 = NULL;
+    CHECK_OK(af_weights_open(cl, path, &w1));
+    CHECK_OK(af_weights_open(cl, path, &w2));
+    if (!w1 || !w2) {
+      af_weights_free(w1), af_weights_free(w2);
+      break;
+    }
+    int took = af_weights_turn_begin(w1), turns = mode == 0 && unified;
+    CHECK_MSG(took == turns, "mode %d: turn_begin %d, want %d", mode, took, turns);
+    long r0 = af_test_rss_file_kib();
+    same_bytes(q, w1, "big", -1); /* the device reads the tensor: in place, its pages come in */
+    long r1 = af_test_rss_file_kib();
+    turn_arg a = {w2, 0};
+    pthread_t th;
+    int started = pthread_create(&th, NULL, second_stage, &a) == 0;
+    CHECK(started);
+    usleep(100 * 1000);
+    if (turns) CHECK_MSG(atomic_load(&a.got) == 0, "the second model's turn began during the first's");
+    af_weights_turn_end(w1, took);
+    long r2 = af_test_rss_file_kib();
+    if (started) pthread_join(th, NULL);
+    CHECK(atomic_load(&a.got) == 1);
+    printf("turns mode %d: RssFile %ld -> %ld (tensor read) -> %ld KiB (turn ended)\n", mode, r0, r1, r2);
+    if (turns && r0 >= 0) {
+      CHECK_MSG(r1 - r0 > 6 * 1024, "reading 8 MiB in place added %ld KiB", r1 - r0);
+      CHECK_MSG(r1 - r2 > 6 * 1024, "the turn's end released %ld KiB", r1 - r2);
+    }
+    af_weights_free(w2);
+    af_weights_free(w1);
   }
   remove(path);
 }
@@ -170,6 +241,7 @@ int main(void) {
     strcat(defs, " -DAF_WEIGHTS_ZERO_COPY=0");
     released_after_upload(cl, q, defs);
   }
+  taking_turns(cl, q, base, unified);
   CHECK_OK(af_cl_set_tuning(cl, base));
   free(base);
   clReleaseMemObject(dx), clReleaseMemObject(dy);
