@@ -191,6 +191,7 @@ int af_vocab_builtin(af_vocab *v) {
 int af_vocab_pad(af_vocab *v, size_t n, const char *const *names, size_t n_names) {
   char s[32];
   size_t used = 0;
+  if (!v->n_model && v->n < n) v->n_model = v->n;
   while (v->n < n) {
     int rc;
     if (names && used < n_names && names[used]) {
@@ -228,5 +229,7 @@ int af_vocab_write(af_gguf_writer *w, const af_vocab *v) {
   if (!rc)
     rc = af_gguf_writer_set_bool(w, "tokenizer.ggml.remove_extra_whitespaces", v->remove_extra_whitespaces != 0);
   if (!rc) rc = af_gguf_writer_set_bool(w, "artflow.tokenizer.byte_fallback", v->byte_fallback != 0);
+  if (!rc && v->n_model && v->n_model < v->n)
+    rc = af_gguf_writer_set_u32(w, "artflow.tokenizer.pieces", (uint32_t)v->n_model);
   return rc;
 }

@@ -56,6 +56,7 @@ typedef struct af_vocab {
   int32_t *types;  /* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte */
   int bos, eos, unk, pad; /* -1 when none */
   int add_dummy_prefix, remove_extra_whitespaces, byte_fallback;
+  size_t n_model; /* entries the tokenizer itself has, when af_vocab_pad added more (else 0) */
 } af_vocab;
 
 /* Reads the pieces of a SentencePiece tokenizer.model (protobuf fields
@@ -67,7 +68,8 @@ int af_vocab_load_spm(const char *path, af_vocab *out);
  * ASCII and a few merges; ids 0/1/2 = unk/bos/eos. */
 int af_vocab_builtin(af_vocab *out);
 /* Appends entries up to n total (names from `names` when given, else
- * "<extra_i>"; type user-defined for named ones, unused otherwise). */
+ * "<extra_i>"; type user-defined for named ones, unused otherwise); the
+ * count before them goes to n_model (artflow.tokenizer.pieces). */
 int af_vocab_pad(af_vocab *v, size_t n, const char *const *names, size_t n_names);
 void af_vocab_free(af_vocab *v);
 /* Writes tokenizer.ggml.* keys. */

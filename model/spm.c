@@ -66,6 +66,7 @@ static int finish(af_spm *t, const char *name) {
   for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
   for (int id = 0; id < t->n; id++) {
     piece *p = &t->p[id];
+    if (t->o.n_pieces > 0 && id >= t->o.n_pieces) continue; /* not the tokenizer's: decode only */
     if (p->type == AF_SPM_BYTE) {
       unsigned v;
       if (p->len == 6 && sscanf(p->s, "<0x%2X>", &v) == 1 && v < 256) t->byte_id[v] = id;

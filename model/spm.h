@@ -24,6 +24,10 @@ typedef struct af_spm_opts {
   int byte_fallback;         /* unknown characters -> <0xXX> pieces (LLaMA: 1) */
   int treat_whitespace_as_suffix;
   int32_t unk_id, bos_id, eos_id, pad_id; /* -1 = none */
+  /* ids from n_pieces on are rows the model has beyond its tokenizer (Vicuna
+   * v0's [PAD]): decoded by id, never matched or produced by encoding, as the
+   * original's tokenizer does not know them.  0 = every id is the tokenizer's. */
+  int32_t n_pieces;
 } af_spm_opts;
 
 typedef struct af_spm af_spm;

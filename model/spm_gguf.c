@@ -54,6 +54,7 @@ int af_spm_from_gguf(const af_gguf *g, af_spm **out) {
       .bos_id = id_or(g, "tokenizer.ggml.bos_token_id", 1),
       .eos_id = id_or(g, "tokenizer.ggml.eos_token_id", 2),
       .pad_id = id_or(g, "tokenizer.ggml.padding_token_id", -1),
+      .n_pieces = id_or(g, "artflow.tokenizer.pieces", 0),
   };
   rc = af_spm_new(pieces, lens, scores, types, (int)n, &o, out);
 out:

@@ -3,7 +3,7 @@ special-token text ("<s>", "</s>", "<unk>"), as the original tokenises its
 prompt segments (model.llama_tokenizer(seg, return_tensors="pt",
 add_special_tokens=i == 0)), on the tiny ArtGPT-4 tokenizer with pad = eos as
 MiniGPT-4 sets it.  No [PAD] is added: the Vicuna v0 delta's tokenizer, which
-FastChat's apply_delta saves, has the 32000 pieces only.  Run with a Python
+FastChat's apply_delta saves, has the 32000 pieces only (so "[PAD]" is text).  Run with a Python
 that has transformers 4.28 and sentencepiece:  python3 make_hf_encode.py
 Writes hf_encode.json (tests/test_tokenizer_spm.c reads it)."""
 import json, os
@@ -23,6 +23,8 @@ texts = [
     "Impressionism <unk> cubism", "x<unk>", "<UNK> <S> </S>", "< s >", "</ s>",
     " ###Human: <Img>", "</Img> Describe this image in detail.###Assistant:",
     "caf\u00e9 </s> \u00e9t\u00e9", "\u2581</s>\u2581", "1889</s>2023", "",
+    # the Vicuna merge's padding row is not a token of this tokenizer: plain text
+    "[PAD]", "a [PAD] b</s>", "[PAD][PAD]",
 ]
 cases = []
 for t in texts:
