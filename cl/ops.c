@@ -5,6 +5,7 @@
 #include "cl/gemm_tiled.h"
 
 #include <clblast_c.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -205,21 +206,34 @@ int af_op_add_bias(af_queue *q, af_dbuf y, size_t ld, size_t rows, size_t n, cl_
   return run1(q, k, rows, AF_ROW_WG, "add_bias");
 }
 
-int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0, float base, int interleaved) {
+void af_rope_table(float base, int d, int positions, float *out) {
+  int hd = d / 2;
+  for (int i = 0; i < hd; i++) {
+    float inv = 1.0f / powf(base, (float)(2 * i) / (float)d);
+    for (int p = 0; p < positions; p++) {
+      float ang = (float)p * inv;
+      out[((size_t)p * hd + i) * 2] = cosf(ang);
+      out[((size_t)p * hd + i) * 2 + 1] = sinf(ang);
+    }
+  }
+}
+
+int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0, float base, int interleaved,
+               cl_mem tab) {
   if (d < 2 || d % 2) return af_err(AF_ERR_INVALID, "rope: head size %d must be even", d);
   cl_kernel k;
   int rc = kernel(q, "af_op_rope", &k);
   if (rc) return rc;
   cl_long xo = (cl_long)x.off;
   cl_int t = (cl_int)tokens, h = heads, dd = d, p = pos0, il = interleaved;
-  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof p, sizeof base, sizeof il};
-  ARGS(&x.mem, &xo, &t, &h, &dd, &p, &base, &il);
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof p, sizeof base, sizeof il, sizeof tab};
+  ARGS(&x.mem, &xo, &t, &h, &dd, &p, &base, &il, &tab);
   if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
   return run1(q, k, tokens * (size_t)heads, AF_ROW_WG, "rope");
 }
 
 int af_op_rope_pos(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, cl_mem pos, float base,
-                   int interleaved) {
+                   int interleaved, cl_mem tab) {
   if (d < 2 || d % 2) return af_err(AF_ERR_INVALID, "rope: head size %d must be even", d);
   if (!tokens) return 0;
   cl_kernel k;
@@ -227,8 +241,8 @@ int af_op_rope_pos(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, cl_m
   if (rc) return rc;
   cl_long xo = (cl_long)x.off;
   cl_int t = (cl_int)tokens, h = heads, dd = d, il = interleaved;
-  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof pos, sizeof base, sizeof il};
-  ARGS(&x.mem, &xo, &t, &h, &dd, &pos, &base, &il);
+  size_t sz[] = {sizeof x.mem, sizeof xo, sizeof t, sizeof h, sizeof dd, sizeof pos, sizeof base, sizeof il, sizeof tab};
+  ARGS(&x.mem, &xo, &t, &h, &dd, &pos, &base, &il, &tab);
   if ((rc = set_args(k, n_args_, sz, vals_))) return rc;
   return run1(q, k, tokens * (size_t)heads, AF_ROW_WG, "rope");
 }

@@ -72,12 +72,21 @@ int af_op_mul(af_queue *q, af_dbuf y, af_dbuf x, size_t n); /* y *= x */
 int af_op_add_bias(af_queue *q, af_dbuf y, size_t ld, size_t rows, size_t n, cl_mem bias);
 
 /* RoPE in place on tokens x (heads * d) at positions pos0 + t; interleaved = 0
- * pairs (i, i + d/2) as HF LLaMA, 1 pairs (2i, 2i + 1) as llama.cpp files. */
-int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0, float base, int interleaved);
+ * pairs (i, i + d/2) as HF LLaMA, 1 pairs (2i, 2i + 1) as llama.cpp files.
+ * tab: af_rope_table's cos/sin for every position used (device copy), or NULL
+ * to compute them on the device (pow/sincos, up to ~1e-4 off HF's at
+ * positions near 2048). */
+int af_op_rope(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, int pos0, float base, int interleaved,
+               cl_mem tab);
 /* The same with token t at position pos[t] (pos: tokens ints on the device),
  * for batched decode where every sequence is at its own position. */
 int af_op_rope_pos(af_queue *q, af_dbuf x, size_t tokens, int heads, int d, cl_mem pos, float base,
-                   int interleaved);
+                   int interleaved, cl_mem tab);
+/* RoPE's cos/sin as HF's LlamaRotaryEmbedding builds its cache in fp32:
+ * inv_freq[i] = 1 / powf(base, (2i) / d), angle = (float)p * inv_freq[i],
+ * out[(p * d/2 + i) * 2] = cosf(angle), [.. + 1] = sinf(angle), for p <
+ * positions (host; positions * d floats). */
+void af_rope_table(float base, int d, int positions, float *out);
 
 /* out[r, :] = table[ids[r], :] for r < n; table n_rows x cols, fp32 or fp16. */
 int af_op_gather(af_queue *q, cl_mem table, int half_table, size_t n_rows, size_t cols, cl_mem ids, size_t n,

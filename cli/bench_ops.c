@@ -60,7 +60,7 @@ static int run_case(af_queue *q, const bcase *c, cl_mem *buf, cl_mem ids, cl_mem
   if (!strcmp(c->op, "silu")) return af_op_silu(q, b0, m);
   if (!strcmp(c->op, "add")) return af_op_add(q, b2, b0, m);
   if (!strcmp(c->op, "mul")) return af_op_mul(q, b2, b0, m);
-  if (!strcmp(c->op, "rope")) return af_op_rope(q, b0, m, 32, 128, 0, 10000.0f, 0);
+  if (!strcmp(c->op, "rope")) return af_op_rope(q, b0, m, 32, 128, 0, 10000.0f, 0, NULL);
   if (!strcmp(c->op, "gather")) return af_op_gather(q, buf[1], 0, 1000, n, ids, m, b2);
   return af_err(AF_ERR_INVALID, "bench: unknown op %s", c->op);
 }

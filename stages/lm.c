@@ -42,6 +42,7 @@ struct af_lm {
   int cap;                    /* positions the work buffers hold */
   af_dbuf x, h, q, k, v, ctx, tmp, ad, g, u; /* (cap, H) / (cap, A) / (cap, F) */
   cl_mem rslot, rpos;         /* (cap) ints: each row's cache slot and position */
+  cl_mem rope_tab;            /* af_rope_table for positions 0..ctx-1 (HF's fp32 cos/sin cache) */
   int *hslot, *hpos;          /* host staging of the same */
   int lcap;                   /* rows the logits buffer holds */
   af_dbuf logits;             /* (lcap, V) */
@@ -200,6 +201,10 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
   const af_gguf *gq = af_weights_tensor_file(w, "blk.0.attn_q.weight"); /* the q rows' file knows their layout */
   s->rope_interleaved = !(af_gguf_get_str(gq ? gq : g, "artflow.rope_layout", &layout) == 0 && !strcmp(layout, "neox"));
   s->ctx = max_ctx > 0 ? max_ctx : ctx_len;
+  if (s->ctx < 1 || s->ctx > (1 << 20)) {
+    rc = af_err(AF_ERR_FORMAT, "%s: context length %d is outside 1..1048576", af_gguf_path(g), s->ctx);
+    goto out;
+  }
   uint32_t kvh = 0;
   if (af_gguf_get_u32(af_weights_meta(w, "llama.attention.head_count_kv"), "llama.attention.head_count_kv", &kvh) == 0 && (int)kvh != s->heads) {
     rc = af_err(AF_ERR_UNSUPPORTED, "%s: grouped-query attention (%u KV heads) is not supported", af_gguf_path(g), kvh);
@@ -253,6 +258,14 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
     if (A && H * A > big) big = H * A;
     m->wscratch_n = (size_t)big; /* allocated by the first GEMM that needs it */
   }
+  if (!rc) { /* RoPE's cos/sin as HF caches them (computed on the host, as torch does in fp32) */
+    size_t n = (size_t)s->ctx * (size_t)(s->hidden / s->heads);
+    float *tab = malloc(sizeof(float) * n);
+    if (!tab) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    if (tab) af_rope_table(s->rope_base, s->hidden / s->heads, s->ctx, tab);
+    if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof(float) * n, tab, &m->rope_tab);
+    free(tab);
+  }
 out:
   if (rc) {
     af_lm_free(m);
@@ -270,6 +283,7 @@ void af_lm_free(af_lm *m) {
   free_cache(m);
   nn_free(&m->logits);
   nn_free(&m->wscratch);
+  if (m->rope_tab) clReleaseMemObject(m->rope_tab);
   free(m->lay);
   free(m);
 }
@@ -344,8 +358,8 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
     if ((rc = af_op_rmsnorm(q, m->x, N, H, L->attn_norm->mem, s->rms_eps, m->h)) ||
         (rc = lin(q, m->h, n, L->wq, NULL, m->q)) || (rc = lin(q, m->h, n, L->wk, NULL, m->k)) ||
         (rc = lin(q, m->h, n, L->wv, NULL, m->v)) ||
-        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved)) ||
-        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved)) ||
+        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved, m->rope_tab)) ||
+        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved, m->rope_tab)) ||
         (rc = af_kv_store(q, m->k, n, (int)H, L->k_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
         (rc = af_kv_store(q, m->v, n, (int)H, L->v_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
         (rc = af_attention_cached(q, m->q, n, s->heads, d, L->k_cache, L->v_cache, m->kv_half, slot_stride,

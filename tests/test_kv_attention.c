@@ -18,20 +18,25 @@
 static af_queue *Q;
 static af_rng rng;
 
-static void t_rope_pos(int tokens, int heads, int d, int interleaved) {
+static void t_rope_pos(int tokens, int heads, int d, int interleaved, int with_tab) {
   size_t row = (size_t)heads * d, n = (size_t)tokens * row;
   float *x = malloc(n * 4), *got = malloc(n * 4);
   int *pos = malloc(sizeof(int) * (size_t)tokens);
   af_rng_fill(&rng, x, n, -1, 1);
   for (int t = 0; t < tokens; t++) pos[t] = (int)(af_rng_u32(&rng) % 2048);
   cl_mem dx = af_test_upload(Q, x, n * 4), dp = af_test_upload(Q, pos, sizeof(int) * (size_t)tokens);
-  CHECK_OK(af_op_rope_pos(Q, (af_dbuf){dx, 0}, (size_t)tokens, heads, d, dp, 10000.0f, interleaved));
+  float *tab = malloc(sizeof(float) * 2048 * (size_t)d);
+  af_rope_table(10000.0f, d, 2048, tab);
+  cl_mem dt = with_tab ? af_test_upload(Q, tab, sizeof(float) * 2048 * (size_t)d) : NULL;
+  CHECK_OK(af_op_rope_pos(Q, (af_dbuf){dx, 0}, (size_t)tokens, heads, d, dp, 10000.0f, interleaved, dt));
+  if (dt) clReleaseMemObject(dt);
+  free(tab);
   CHECK_OK(af_queue_read(Q, dx, 0, n * 4, got));
   for (int t = 0; t < tokens; t++) ref_rope(x + t * row, 1, heads, d, pos[t], 10000.0f, interleaved);
   double e = af_nerr(got, x, n);
-  printf("rope_pos %dx%dx%d %s: nerr %.2g\n", tokens, heads, d, interleaved ? "interleaved" : "rotate-half",
-         e);
-  CHECK(e <= 5e-5);
+  printf("rope_pos %dx%dx%d %s%s: nerr %.2g\n", tokens, heads, d, interleaved ? "interleaved" : "rotate-half",
+         with_tab ? " table" : "", e);
+  CHECK(e <= (with_tab ? 1e-6 : 5e-5)); /* the table: HF's cos/sin, only rounding of the products left */
   clReleaseMemObject(dx), clReleaseMemObject(dp);
   free(x), free(got), free(pos);
 }
@@ -126,17 +131,21 @@ int main(void) {
   CHECK_OK(af_cl_open(&cl, NULL));
   if (!cl) return af_test_done("test_kv_attention");
   CHECK_OK(af_queue_new(cl, &Q));
-  t_rope_pos(1, 1, 2, 0);
-  t_rope_pos(5, 4, 128, 0);
-  t_rope_pos(3, 2, 16, 1);
-  t_rope_pos(8, 32, 128, 1);
+  t_rope_pos(1, 1, 2, 0, 0);
+  t_rope_pos(1, 1, 2, 0, 1);
+  t_rope_pos(5, 4, 128, 0, 0);
+  t_rope_pos(5, 4, 128, 0, 1);
+  t_rope_pos(3, 2, 16, 1, 0);
+  t_rope_pos(3, 2, 16, 1, 1);
+  t_rope_pos(8, 32, 128, 1, 0);
+  t_rope_pos(8, 32, 128, 1, 1);
   for (int half = 0; half < 2; half++) {
     t_cached(1, 1, 1, 2, 1, half);     /* a single key */
     t_cached(5, 40, 2, 16, 5, half);   /* batched decode, own lengths */
     t_cached(3, 100, 4, 128, 3, half); /* 7B head size */
     t_cached(2, 33, 3, 10, 2, half);   /* odd sizes */
   }
-  CHECK(af_op_rope_pos(Q, (af_dbuf){0}, 1, 1, 3, NULL, 1e4f, 0) == AF_ERR_INVALID);
+  CHECK(af_op_rope_pos(Q, (af_dbuf){0}, 1, 1, 3, NULL, 1e4f, 0, NULL) == AF_ERR_INVALID);
   CHECK(af_attention_cached(Q, (af_dbuf){0}, 1, 1, 129, NULL, NULL, 0, 0, NULL, NULL, 1.0f, (af_dbuf){0}) ==
         AF_ERR_INVALID);
   af_error_clear();

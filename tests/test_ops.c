@@ -1,6 +1,7 @@
 /* Every op of cl/ops.h against its plain-C reference (tests/ref_ops.c) on
  * random inputs, with the tolerance of its cl/opdesc.c entry (normalised L2
  * error), over odd and model-sized shapes (1, 17, 257, 1408, 6144). */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,18 +181,55 @@ static void t_act_length(size_t n1, size_t n2) {
   free(x);
 }
 
-static void t_rope(size_t tokens, int heads, int d, int pos0, int interleaved) {
-  size_t n = tokens * heads * d;
-  float *x = rnd(n, -1, 1);
-  cl_mem dx = af_test_upload(Q, x, n * 4);
-  CHECK_OK(af_op_rope(Q, (af_dbuf){dx, 0}, tokens, heads, d, pos0, 10000.0f, interleaved));
+/* with_tab: cos/sin from af_rope_table (as the LLM runs it) */
+static void t_rope(size_t tokens, int heads, int d, int pos0, int interleaved, int with_tab) {
+  size_t n = tokens * heads * d, nt = (pos0 + tokens) * (size_t)d;
+  float *x = rnd(n, -1, 1), *tab = malloc(nt * 4);
+  af_rope_table(10000.0f, d, pos0 + (int)tokens, tab);
+  cl_mem dx = af_test_upload(Q, x, n * 4), dt = with_tab ? af_test_upload(Q, tab, nt * 4) : NULL;
+  CHECK_OK(af_op_rope(Q, (af_dbuf){dx, 0}, tokens, heads, d, pos0, 10000.0f, interleaved, dt));
   float *got = down(dx, 0, n);
   ref_rope(x, tokens, heads, d, pos0, 10000.0f, interleaved);
-  char s[64];
-  snprintf(s, sizeof s, "%zux%dx%d pos %d %s", tokens, heads, d, pos0, interleaved ? "interleaved" : "rotate-half");
+  char s[80];
+  snprintf(s, sizeof s, "%zux%dx%d pos %d %s%s", tokens, heads, d, pos0, interleaved ? "interleaved" : "rotate-half",
+           with_tab ? " table" : "");
   expect("rope", got, x, n, s);
+  if (with_tab) /* HF's own cos/sin: only the last bits of the products differ from the double reference */
+    CHECK_MSG(af_nerr(got, x, n) <= 1e-6, "rope %s: error %g > 1e-6", s, af_nerr(got, x, n));
+  if (dt) clReleaseMemObject(dt);
   clReleaseMemObject(dx);
-  free(x), free(got);
+  free(x), free(got), free(tab);
+}
+
+/* af_rope_table against the cos/sin cache of transformers 4.28's
+ * LlamaRotaryEmbedding (tests/data/rope/make_rope.py: head size 128, base
+ * 10000, 9 positions up to 2047, float32 bits): inv_freq is bit-equal (powf),
+ * and cosf/sinf of the same fp32 angle are within 1 ulp of torch's. */
+static void rope_table_vs_torch(void) {
+  char *js = af_test_slurp(af_test_data("rope/rope.json"), NULL);
+  CHECK(js != NULL);
+  cJSON *root = cJSON_Parse(js ? js : "{}");
+  cJSON *pos = cJSON_GetObjectItem(root, "positions"), *cs = cJSON_GetObjectItem(root, "cos"),
+        *sn = cJSON_GetObjectItem(root, "sin");
+  int d = 128, n = 2048, np = cJSON_GetArraySize(pos), total = 0, exact = 0, worst = 0;
+  float *tab = malloc(sizeof(float) * (size_t)n * d);
+  af_rope_table(10000.0f, d, n, tab);
+  for (int k = 0; k < np; k++) {
+    int p = cJSON_GetArrayItem(pos, k)->valueint;
+    for (int i = 0; i < d / 2; i++)
+      for (int w = 0; w < 2; w++) {
+        uint32_t want = (uint32_t)cJSON_GetArrayItem(cJSON_GetArrayItem(w ? sn : cs, k), i)->valuedouble, got;
+        memcpy(&got, &tab[((size_t)p * (d / 2) + i) * 2 + w], 4);
+        int u = abs((int)(got - want));
+        total++, exact += u == 0;
+        if (u > worst) worst = u;
+      }
+  }
+  printf("rope table vs torch: %d of %d values bit-equal, the rest within %d ulp\n", exact, total, worst);
+  CHECK(total == 9 * 128 && worst <= 1 && exact >= total * 3 / 4);
+  free(tab);
+  cJSON_Delete(root);
+  free(js);
 }
 
 static void t_gather_convert(size_t n_rows, size_t cols, size_t n) {
@@ -271,14 +309,18 @@ int main(void) {
   t_act_length(37, 64);
   t_act_length(1, 17);
   t_act_length(4093, 4096 + 16 * 5 + 3);
-  t_rope(1, 1, 2, 0, 0);
-  t_rope(17, 4, 128, 0, 0);
-  t_rope(3, 40, 128, 2000, 0);
-  t_rope(5, 2, 16, 7, 1);
+  t_rope(1, 1, 2, 0, 0, 0);
+  t_rope(17, 4, 128, 0, 0, 0);
+  t_rope(17, 4, 128, 0, 0, 1);
+  t_rope(3, 40, 128, 2000, 0, 0);
+  t_rope(3, 40, 128, 2000, 0, 1);
+  t_rope(5, 2, 16, 7, 1, 0);
+  t_rope(5, 2, 16, 7, 1, 1);
+  rope_table_vs_torch();
   t_gather_convert(1, 1, 1);
   t_gather_convert(257, 17, 40);
   CHECK(af_op_gemv(Q, NULL, 0, 1, 1, (af_dbuf){0}, 9, (af_dbuf){0}, NULL) == AF_ERR_INVALID);
-  CHECK(af_op_rope(Q, (af_dbuf){0}, 1, 1, 3, 0, 1e4f, 0) == AF_ERR_INVALID);
+  CHECK(af_op_rope(Q, (af_dbuf){0}, 1, 1, 3, 0, 1e4f, 0, NULL) == AF_ERR_INVALID);
   af_error_clear();
   af_queue_free(Q);
   af_cl_close(cl);

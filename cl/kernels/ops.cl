@@ -192,14 +192,28 @@ __kernel void af_op_add_bias(__global float *y, const long y_off, const int ld, 
  * head) row, 8 pairs at a time with vector pow/sincos (PoCL maps them to
  * vector math; a work-item per pair with scalar calls was 10x slower).
  * The angle is pos * (1 / base^(2i/d)) in fp32, as HF computes its cache.
+ * With `tab` (af_rope_table: HF's cache computed on the host with powf,
+ * cosf, sinf; d/2 (cos, sin) pairs per position) the values are read from it:
+ * PoCL's pow and sincos put them up to 1.2e-4 off HF's near position 2048.
+ * Products and sums are rounded one by one (no FMA contraction), as
+ * q * cos + rotate_half(q) * sin is in PyTorch.
  * global: tokens * heads. */
 /* rotates one row of d values (one head of one token) at position pos */
-void af_rope_row(__global float *v, const float pos, const int d, const float base, const int interleaved) {
+void af_rope_row(__global float *v, const int pos, const int d, const float base, const int interleaved,
+                 __global const float *tab) {
+#pragma OPENCL FP_CONTRACT OFF
   int hd = d / 2, i = 0;
+  __global const float *tr = tab ? tab + (long)pos * d : tab;
   for (; i + 8 <= hd; i += 8) {
-    float8 iv = (float8)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f) + (float)i;
-    float8 inv = 1.0f / pow((float8)(base), (2.0f * iv) / (float)d);
-    float8 c, s = sincos(pos * inv, &c);
+    float8 c, s;
+    if (tr) {
+      float16 cs = vload16(0, tr + 2 * i);
+      c = cs.even, s = cs.odd;
+    } else {
+      float8 iv = (float8)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f) + (float)i;
+      float8 inv = 1.0f / pow((float8)(base), (2.0f * iv) / (float)d);
+      s = sincos((float)pos * inv, &c);
+    }
     if (interleaved) {
       float16 p = vload16(0, v + 2 * i), o;
       o.even = p.even * c - p.odd * s;
@@ -213,7 +227,7 @@ void af_rope_row(__global float *v, const float pos, const int d, const float ba
   }
   for (; i < hd; i++) {
     float inv = 1.0f / pow(base, (float)(2 * i) / (float)d);
-    float ang = pos * inv, c = cos(ang), s = sin(ang);
+    float ang = (float)pos * inv, c = tr ? tr[2 * i] : cos(ang), s = tr ? tr[2 * i + 1] : sin(ang);
     int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + hd;
     float x0 = v[a], x1 = v[b];
     v[a] = x0 * c - x1 * s;
@@ -222,18 +236,19 @@ void af_rope_row(__global float *v, const float pos, const int d, const float ba
 }
 
 __kernel void af_op_rope(__global float *x, const long off, const int tokens, const int heads, const int d,
-                         const int pos0, const float base, const int interleaved) {
+                         const int pos0, const float base, const int interleaved, __global const float *tab) {
   int row = get_global_id(0);
   if (row >= tokens * heads) return;
-  af_rope_row(x + off + (long)row * d, (float)(pos0 + row / heads), d, base, interleaved);
+  af_rope_row(x + off + (long)row * d, pos0 + row / heads, d, base, interleaved, tab);
 }
 
 /* the same with each token at its own position pos[t] (batched decode) */
 __kernel void af_op_rope_pos(__global float *x, const long off, const int tokens, const int heads, const int d,
-                             __global const int *pos, const float base, const int interleaved) {
+                             __global const int *pos, const float base, const int interleaved,
+                             __global const float *tab) {
   int row = get_global_id(0);
   if (row >= tokens * heads) return;
-  af_rope_row(x + off + (long)row * d, (float)pos[row / heads], d, base, interleaved);
+  af_rope_row(x + off + (long)row * d, pos[row / heads], d, base, interleaved, tab);
 }
 
 /* ------------------------------------------------------- gather, convert */
