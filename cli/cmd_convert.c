@@ -10,7 +10,7 @@ static const char usage[] =
     "usage: artflow convert --arch ARCH.yaml --vit eva_vit_g.pth\n"
     "                       --qformer blip2_pretrained_flant5xxl.pth --llm VICUNA_DIR\n"
     "                       [--adapter ArtGPT-4.pth] -o MODEL.gguf [--type f32|f16|q8_0|q4_0]\n"
-    "                       [--no-llm-base]\n"
+    "                       [--no-llm-base] [--demo NOTE]\n"
     "\n"
     "Reads the original checkpoints (PyTorch zip .pth/.bin, safetensors, sharded HF\n"
     "folders; no Python needed) and writes one GGUF file.  Prints a key-coverage\n"
@@ -21,7 +21,9 @@ static const char usage[] =
     "tensors stay f32.  --no-llm-base leaves out what comes unchanged from the Vicuna\n"
     "folder (its matrices, embeddings and the norms ArtGPT-4 did not re-train): the\n"
     "file then runs with a base LLM GGUF, e.g. one made by llama.cpp\n"
-    "(artflow describe --model MODEL.gguf --llm VICUNA.gguf).\n";
+    "(artflow describe --model MODEL.gguf --llm VICUNA.gguf).  --demo NOTE marks a\n"
+    "file whose weights are not meaningful (e.g. random test checkpoints): describe,\n"
+    "chat and run then warn with NOTE and the records carry it.\n";
 
 int af_cmd_convert(int argc, char **argv) {
   af_convert_opts o = {0};
@@ -36,7 +38,8 @@ int af_cmd_convert(int argc, char **argv) {
       o.no_llm_base = 1;
       continue;
     }
-    static const char *const valued[] = {"--arch", "--vit", "--qformer", "--llm", "--adapter", "-o", "--output", "--type"};
+    static const char *const valued[] = {"--arch", "--vit", "--qformer", "--llm", "--adapter",
+                                         "-o",     "--output", "--type", "--demo"};
     int known = 0;
     for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(a, valued[k]) == 0;
     if (!known) return af_cli_usage_error("convert", usage, "unknown option %s", a);
@@ -49,6 +52,7 @@ int af_cmd_convert(int argc, char **argv) {
     else if (strcmp(a, "--adapter") == 0) o.adapter = v;
     else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) o.out = v;
     else if (strcmp(a, "--type") == 0) type_name = v;
+    else if (strcmp(a, "--demo") == 0) o.demo = v;
     else return af_cli_usage_error("convert", usage, "unknown option %s", a);
   }
   if (!o.arch || !o.vit || !o.qformer || !o.llm || !o.out)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "model/mkmodel.h"
 #include "stages/describer.h"
 
 enum {
@@ -88,5 +89,6 @@ int af_cli_image_args_parse(int argc, char **argv, const char *cmd, const char *
   if (!a->model) return af_cli_usage_error(cmd, usage, "--model is required");
   if (optind >= argc) return af_cli_usage_error(cmd, usage, "no image given");
   a->first_image = optind;
+  af_model_warn_demo(a->model, stderr); /* the bundled demo, mkmodel's random models */
   return -1;
 }

@@ -521,7 +521,7 @@ int af_convert(const af_convert_opts *o) {
   if ((rc = af_vocab_pad(&voc, (size_t)c.a.llm.vocab, pad_name, 1))) goto out;
   if (voc.pad < 0 && voc.n > n_pieces) voc.pad = (int)n_pieces;
   if ((rc = af_gguf_writer_new(&w)) || (rc = af_model_write_meta(w, &c.a, o->type)) ||
-      (rc = af_vocab_write(w, &voc)))
+      (rc = af_vocab_write(w, &voc)) || (o->demo && (rc = af_gguf_writer_set_str(w, "artflow.demo", o->demo))))
     goto out;
   /* --no-llm-base: the base LLM's tensors come from another file at run time */
   if (o->no_llm_base && (rc = af_gguf_writer_set_str(w, "artflow.llm_base", "separate"))) goto out;

@@ -33,6 +33,9 @@ typedef struct af_convert_opts {
   int no_llm_base;     /* 1: leave out the tensors taken from the Vicuna folder (the base LLM's
                           matrices and the norms ArtGPT-4 did not re-train); the file is then
                           used with a base LLM GGUF (--llm B.gguf / model: {vision:, llm:}) */
+  const char *demo;    /* non-NULL: the weights are not meaningful (e.g. random test
+                          checkpoints); stored as artflow.demo, which describe, chat and
+                          run show as a warning and in the records.  NULL = real weights */
 } af_convert_opts;
 
 /* Converts; returns 0 or the first error (AF_ERR_IO, AF_ERR_FORMAT,

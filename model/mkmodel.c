@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,22 @@ int af_model_store_type(const af_tspec *t, int type) {
   return type;
 }
 
+int af_model_demo_note(const char *path, char *out, size_t n) {
+  af_gguf *g = NULL;
+  const char *v = NULL;
+  int has = path && af_gguf_open(path, &g) == 0 && af_gguf_get_str(g, "artflow.demo", &v) == 0 && v;
+  if (has) snprintf(out, n, "%s", v);
+  af_gguf_close(g);
+  af_error_clear();
+  return has;
+}
+
+void af_model_warn_demo(const char *path, FILE *f) {
+  char note[512];
+  if (af_model_demo_note(path, note, sizeof note))
+    fprintf(f, "artflow: warning: %s holds DEMO weights (%s): the text it writes is not meaningful\n", path, note);
+}
+
 int af_model_write_meta(af_gguf_writer *w, const af_arch *a, int type) {
   int rc = 0;
 #define S(k, v) (rc = rc ? rc : af_gguf_writer_set_str(w, k, v))
@@ -232,6 +249,7 @@ int af_mkmodel(const af_arch *arch, const char *arch_path, const af_mkmodel_opts
   }
   if ((rc = af_vocab_pad(&voc, (size_t)a.llm.vocab, NULL, 0))) goto out;
   if ((rc = af_gguf_writer_new(&w)) || (rc = af_model_write_meta(w, &a, o->type)) ||
+      (rc = af_gguf_writer_set_str(w, "artflow.demo", "random weights from artflow mkmodel")) ||
       (rc = af_vocab_write(w, &voc)) || (rc = af_model_layout(&a, &ts, &nt)))
     goto out;
   for (size_t i = 0; i < nt; i++)

@@ -47,6 +47,14 @@ int af_model_store_type(const af_tspec *t, int type);
 /* Sets general.*, llama.*, vision.*, qformer.*, artflow.* keys from `a`
  * (architecture "artgpt4" when a->llm.adapter_width > 0, else "minigpt4"). */
 int af_model_write_meta(af_gguf_writer *w, const af_arch *a, int type);
+/* artflow.demo of the model file at `path` (why its weights are not
+ * meaningful: mkmodel's random weights, the bundled demo) copied to out, or
+ * 0 when the file has none or cannot be read (the caller's own open reports
+ * that).  Returns 1 when out holds a note. */
+int af_model_demo_note(const char *path, char *out, size_t n);
+/* Writes "artflow: warning: PATH holds DEMO weights (NOTE): ..." to f when
+ * the model has such a note. */
+void af_model_warn_demo(const char *path, FILE *f);
 
 /* A tokenizer vocabulary as stored in GGUF metadata (llama.cpp keys). */
 typedef struct af_vocab {

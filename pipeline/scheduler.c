@@ -11,6 +11,7 @@
 
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
+#include "model/mkmodel.h"
 #include "pipeline/internal.h"
 
 #if __has_include("pipeline/journal.c")
@@ -289,6 +290,7 @@ static int setup(af_pipeline *p) {
     in->stats.stage = in->desc->name;
     in->stats.kind = in->desc->kind;
   }
+  if (p->model) af_model_warn_demo(p->model, stderr); /* the bundled demo, mkmodel's random models */
   for (int i = 0; i < p->n_inst && !rc; i++) {
     af_instance *in = &p->inst[i];
     if ((rc = in->desc->create(&in->ctx, in->config, &in->self))) {

@@ -44,6 +44,8 @@ void af_describe_opts_default(af_describe_opts *o) {
   o->dump_dir = NULL;
   o->json = 0;
   o->llm_model = NULL;
+  o->progress = NULL;
+  o->progress_arg = NULL;
 }
 
 void af_describer_release_host(af_describer *d) {
@@ -486,7 +488,12 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
   af_lm_trim(d->lm);
   /* decode: each step samples every unfinished sequence's next token, then
    * one batched pass gives all of their next logits */
-  for (;;) {
+  for (int step = 0;; step++) {
+    if (d->o.progress) {
+      int active = 0;
+      for (int i = 0; i < B; i++) active += sq[i].active;
+      d->o.progress(d->o.progress_arg, step, active, B - active, B);
+    }
     int nb = 0;
     for (int i = 0; i < B; i++) {
       dseq *q = &sq[i];

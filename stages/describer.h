@@ -20,6 +20,11 @@ typedef struct af_describe_opts {
   const char *dump_dir;   /* root of --dump, or NULL */
   int json;
   const char *llm_model;  /* a second GGUF with the base LLM (two-file model), or NULL */
+  /* af_describer_run_batch calls it once the prompts are prefilled (step 0),
+   * then after every decode step: `active` answers still growing, `done`
+   * finished (or failed), of n items.  NULL = not called. */
+  void (*progress)(void *arg, int step, int active, int done, int n);
+  void *progress_arg;
 } af_describe_opts;
 
 void af_describe_opts_default(af_describe_opts *o);

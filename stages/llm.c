@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
@@ -22,8 +23,41 @@ typedef struct llm_config {
   int greedy;
 } llm_config;
 
+/* the stage: the describer, and what its progress lines need */
+typedef struct llm_stage {
+  af_describer *d;
+  const af_stage_ctx *ctx; /* of the batch being processed */
+  double t0, last;         /* when the batch began, when progress was last logged */
+} llm_stage;
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* a batch takes minutes with a 7B model: an info line once its prompts are
+ * prefilled and then every 30 s of decoding */
+static void llm_progress(void *arg, int step, int active, int done, int n) {
+  llm_stage *s = arg;
+  double now = mono_s();
+  if (!s->ctx || !s->ctx->log) return;
+  if (step == 0) {
+    s->ctx->log(s->ctx, AF_LOG_INFO, "%d image%s: prompts prefilled in %.1f s, generating", n, n == 1 ? "" : "s",
+                now - s->t0);
+    s->last = now;
+  } else if (now - s->last >= 30.0 && active > 0) {
+    s->ctx->log(s->ctx, AF_LOG_INFO, "%d image%s: %d tokens each so far, %d answer%s done, %.0f s into the batch", n,
+                n == 1 ? "" : "s", step, done, done == 1 ? "" : "s", now - s->t0);
+    s->last = now;
+  }
+}
+
 static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) {
   const llm_config *c = config;
+  llm_stage *s = calloc(1, sizeof *s);
+  *self = s;
+  if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
   af_describe_opts o;
   af_describe_opts_default(&o);
   o.question = c->question && *c->question ? c->question : NULL;
@@ -36,14 +70,21 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   o.sampling.repetition_penalty = (float)c->repetition_penalty;
   o.sampling.seed = (uint64_t)c->seed;
   o.llm_model = ctx->llm_model_path; /* two-file model: the base LLM file */
-  af_describer *d = NULL;
-  int rc = af_describer_new((af_cl *)ctx->cl, ctx->model_path, &o, &d);
-  *self = d;
+  o.progress = llm_progress;
+  o.progress_arg = s;
+  int rc = af_describer_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
+  if (rc) { /* a failed create is not destroyed */
+    free(s);
+    *self = NULL;
+  }
   return rc;
 }
 
 static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
-  af_describer *d = self;
+  llm_stage *s = self;
+  af_describer *d = s->d;
+  s->ctx = ctx;
+  s->t0 = mono_s();
   af_describe_item *di = calloc((size_t)n, sizeof *di);
   af_item **who = calloc((size_t)n, sizeof *who);
   if (!di || !who) {
@@ -88,14 +129,19 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
 
 /* one batch in this device's model turn (af_weights_turn_begin) */
 static af_flow llm_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
-  af_describer *s = self;
-  int took = af_weights_turn_begin(af_describer_weights(s));
+  llm_stage *s = self;
+  int took = af_weights_turn_begin(af_describer_weights(s->d));
   af_flow f = llm_process_batch(self, ctx, items, n);
-  af_weights_turn_end(af_describer_weights(s), took);
+  af_weights_turn_end(af_describer_weights(s->d), took);
   return f;
 }
 
-static void llm_destroy(void *self) { af_describer_free(self); }
+static void llm_destroy(void *self) {
+  llm_stage *s = self;
+  if (!s) return;
+  af_describer_free(s->d);
+  free(s);
+}
 
 static const af_param llm_params[] = {
     {"question", AF_PARAM_STRING, offsetof(llm_config, question), NULL, 0, 0, NULL,

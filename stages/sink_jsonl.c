@@ -2,7 +2,8 @@
  *   {"id", "path", "status": "ok"|"error", "error", "error_stage", "meta",
  *    "outputs" (texts), "tensors" (dtype + shape, values for `values:` ones),
  *    "timings" (seconds per stage), "provenance" {artflow, model,
- *    model_sha256, llm_model + llm_model_sha256 (two-file models),
+ *    model_sha256, demo (the model's artflow.demo note, when it has one),
+ *    llm_model + llm_model_sha256 (two-file models),
  *    pipeline, pipeline_sha256, device, device_selector,
  *    profile {name, file, why} (the device profile in effect), params, time}}
  * A batch is written with one write(2) on an O_APPEND fd (iofile.h), so each
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model/mkmodel.h"
 #include "artflow/stage.h"
 #include "artflow/status.h"
 #include "cl/devprofile.h"
@@ -73,6 +75,8 @@ static int build_provenance(jsonl_sink *s, const af_stage_ctx *ctx) {
   cJSON_AddStringToObject(o, "artflow", AF_VERSION);
   if (ctx->model_path) {
     cJSON_AddStringToObject(o, "model", base_name(ctx->model_path));
+    char note[512];
+    if (af_model_demo_note(ctx->model_path, note, sizeof note)) cJSON_AddStringToObject(o, "demo", note);
     char hex[65];
     if (s->cfg->hash_model) {
       if ((rc = af_sha256_file(ctx->model_path, hex))) goto out;

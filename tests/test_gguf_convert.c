@@ -14,6 +14,7 @@
 #include "af_test.h"
 #include "artflow/status.h"
 #include "model/convert.h"
+#include "model/mkmodel.h"
 #include "model/gguf.h"
 #include "model/quant.h"
 #include "model/tensorsrc.h"
@@ -187,6 +188,8 @@ int main(void) {
     CHECK_OK(run("convert/artgpt4-tiny.yaml", "adapter", types[i], g_out));
     check_model(g_out, types[i]);
   }
+  char note[64];
+  CHECK(af_model_demo_note(g_out, note, sizeof note) == 0); /* converted without --demo: real weights, no warning */
   char *rep = read_text(g_rep);
   CHECK(rep != NULL);
   if (rep) {

@@ -111,6 +111,8 @@ int main(void) {
   snprintf(out, sizeof out, "%s/tiny.gguf", af_test_tmpdir());
   af_mkmodel_opts o = {.seed = 7, .type = AF_GGML_Q4_0};
   CHECK_OK(af_mkmodel(&a, g_tiny, &o, out));
+  char note[128] = "";
+  CHECK(af_model_demo_note(out, note, sizeof note) == 1 && strstr(note, "random weights")); /* warned about */
   af_gguf *g;
   CHECK_OK(af_gguf_open(out, &g));
   if (!g) return af_test_done("test_gguf_mkmodel");

@@ -40,5 +40,9 @@ Y
   grep -q '"llm","name":"llm","batch":3' "$T/out3$G/records.jsonl" || bad "greedy $G: the records do not show llm batch 3"
   cmp -s "$T/r1$G.txt" "$T/r3$G.txt" || bad "greedy $G: batch 3 differs from batch 1: $(diff "$T/r1$G.txt" "$T/r3$G.txt" | head -5)"
 done
+# without -q the stage says when each batch's prompts are prefilled (two batches of 3)
+"$A" run "$T/p3true.yaml" --progress=log > "$T/log-info" 2>&1 || bad "run with progress: exit $?"
+n=$(grep -c '^artflow: llm: info: 3 images: prompts prefilled in [0-9.]* s, generating$' "$T/log-info")
+[ "$n" -eq 2 ] || bad "expected 2 'prompts prefilled' lines from the llm stage, got $n: $(head -5 "$T/log-info")"
 [ $fail -eq 0 ] && echo "llm batch 3 = batch 1 (greedy and sampled)"
 exit $fail

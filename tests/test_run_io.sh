@@ -62,6 +62,10 @@ check "example pipeline: one proj.npy per image" test "$(ls "$T/ex/out/npy" | gr
 # the demo model's image embeddings: float32 [8 queries, 64] after the 128-byte header
 f=$(ls "$T/ex/out/npy"/*.proj.npy | head -n 1)
 check "example pipeline: npy size" test "$(stat -c %s "$f")" -eq $((128 + 8 * 64 * 4))
+# the demo model says it is one: a warning on stderr and a note in every record's provenance
+check "example pipeline: DEMO warning" grep -q "holds DEMO weights (toy-size ArtGPT-4 with random weights)" "$T/ex.out"
+check "example pipeline: demo note in the records" \
+  test "$(grep -c '"provenance":{[^}]*"demo":"toy-size ArtGPT-4 with random weights"' "$T/ex/out/records.jsonl")" -eq "$n_img"
 
 # JSON Lines on stdin -> csv with metadata columns (relative paths: the cwd)
 cat > "$T/stdin.yaml" <<EOF
