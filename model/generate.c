@@ -208,13 +208,16 @@ char *af_answer_postprocess(const char *text, const char *sep) {
   const char *start = cut;
   for (const char *p = strstr(cut, "Assistant:"); p; p = strstr(p + 1, "Assistant:")) start = p + 10;
   /* Python's strip(): ASCII and Unicode whitespace at both ends */
+  const unsigned char *u = (const unsigned char *)start;
   size_t l = strlen(start), k;
-  while ((k = py_space((const unsigned char *)start, l))) start += k, l -= k;
-  for (int again = 1; again && l > 0;) {
-    again = 0;
-    for (size_t b = l < 3 ? l : 3; b >= 1 && !again; b--)
-      if (py_space((const unsigned char *)start + l - b, b) == b) l -= b, again = 1;
+  while ((k = py_space(u, l))) u += k, l -= k;
+  while (l > 0) { /* the last character: back over at most 2 continuation bytes */
+    size_t b = l - 1;
+    while (b > 0 && l - b < 3 && (u[b] & 0xc0) == 0x80) b--;
+    if (py_space(u + b, l - b) != l - b) break;
+    l = b;
   }
+  start = (const char *)u;
   char *out = strndup(start, l);
   free(cut);
   return out;

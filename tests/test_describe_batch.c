@@ -355,6 +355,13 @@ static void prefill_fallback(af_cl *cl, const char *model) {
  * is patched so that only ids 1 and 2 can win: the final norm keeps hidden
  * dimension 0 alone and lm_head rows 1 and 2 are +-1000 there, so the first
  * token is 1 in one sign and 2 in the other. */
+/* path := buf[0..size) (a patched copy of a model) */
+static void write_bytes(const char *path, const char *buf, size_t size) {
+  FILE *f = fopen(path, "wb");
+  CHECK(f && fwrite(buf, 1, size, f) == size);
+  if (f) fclose(f);
+}
+
 /* artflow.generate.* ids that are there but unusable stop the describer with
  * an error naming the file and key (no silent fall-back to the tokenizer's):
  * the converted eos key's type patched to float32, then its value to one
@@ -380,9 +387,7 @@ static void generate_keys(af_cl *cl, const char *model) {
     int32_t v = run ? 1000000 : 0x3f800000;
     memcpy(at + sizeof key - 1, &t, 4);
     memcpy(at + sizeof key - 1 + 4, &v, 4);
-    FILE *f = fopen(path, "wb");
-    CHECK(f && fwrite(buf, 1, size, f) == size);
-    if (f) fclose(f);
+    write_bytes(path, buf, size);
     af_describe_opts o;
     af_describe_opts_default(&o);
     af_describer *d = NULL;
@@ -423,9 +428,7 @@ static void special_ids(af_cl *cl, const char *model) {
     for (size_t i = 0; i < H; i++) norm[i] = i == 0 ? 1.0f : 0.0f;
     memset(out, 0, sizeof(float) * H * V);
     out[1 * H] = 1000.0f * sgn, out[2 * H] = -1000.0f * sgn;
-    FILE *f = fopen(path, "wb");
-    CHECK(f && fwrite(buf, 1, size, f) == size);
-    if (f) fclose(f);
+    write_bytes(path, buf, size);
     af_describer *d = greedy_describer(cl, path, 6);
     if (!d) break;
     FILE *tf = tmpfile();

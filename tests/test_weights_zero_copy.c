@@ -65,6 +65,15 @@ static void gemv(af_queue *q, af_weights *w, cl_mem x, cl_mem y, float *out) {
 
 enum { N = 4 << 20 };
 
+/* defs: the profile's defines `base` with its own AF_WEIGHTS_ZERO_COPY
+ * replaced by -DAF_WEIGHTS_ZERO_COPY=zc (defs holds 2048 bytes) */
+static void zero_copy_defs(char defs[2048], const char *base, int zc) {
+  char *p;
+  snprintf(defs, 2048 - 64, "%s", base ? base : "");
+  while ((p = strstr(defs, "-DAF_WEIGHTS_ZERO_COPY=")) != NULL) memset(p, ' ', 24);
+  snprintf(defs + strlen(defs), 32, " -DAF_WEIGHTS_ZERO_COPY=%d", zc);
+}
+
 /* big.gguf: one 8 MiB f16 tensor "big" */
 static void write_big(const char *path) {
   uint16_t *h = malloc(sizeof(uint16_t) * N);
@@ -123,13 +132,11 @@ static void *second_stage(void *p) {
  * from the resident set.  With AF_WEIGHTS_ALL_RESIDENT=1, or without
  * zero-copy, there are no turns. */
 static void taking_turns(af_cl *cl, af_queue *q, const char *base, int unified) {
-  char path[4200], defs[2048] = "", *p;
+  char path[4200], defs[2048];
   snprintf(path, sizeof path, "%s/big.gguf", af_test_tmpdir());
   write_big(path);
   for (int mode = 0; mode < 3; mode++) { /* zero-copy; zero-copy + all resident; copies */
-    snprintf(defs, sizeof defs - 64, "%s", base ? base : "");
-    while ((p = strstr(defs, "-DAF_WEIGHTS_ZERO_COPY=")) != NULL) memset(p, ' ', 24);
-    strcat(defs, mode == 2 ? " -DAF_WEIGHTS_ZERO_COPY=0" : " -DAF_WEIGHTS_ZERO_COPY=1");
+    zero_copy_defs(defs, base, mode != 2);
     if (mode == 1) strcat(defs, " -DAF_WEIGHTS_ALL_RESIDENT=1");
     CHECK_OK(af_cl_set_tuning(cl, defs));
     af_weights *w1 = NULL, *w2 = NULL;
@@ -196,10 +203,8 @@ int main(void) {
   CHECK_OK(af_queue_write(q, dx, 0, K * 4, x));
   float y[2][ROWS];
   for (int zc = 0; zc < 2; zc++) {
-    char defs[2048] = "", *p; /* the profile's defines without its own AF_WEIGHTS_ZERO_COPY */
-    snprintf(defs, sizeof defs - 32, "%s", base ? base : "");
-    while ((p = strstr(defs, "-DAF_WEIGHTS_ZERO_COPY=")) != NULL) memset(p, ' ', 24);
-    snprintf(defs + strlen(defs), 32, " -DAF_WEIGHTS_ZERO_COPY=%d", zc);
+    char defs[2048];
+    zero_copy_defs(defs, base, zc);
     CHECK_OK(af_cl_set_tuning(cl, defs));
     af_weights *w128 = NULL, *w32 = NULL;
     CHECK_OK(af_weights_open(cl, p128, &w128));
@@ -235,10 +240,8 @@ int main(void) {
   }
   CHECK_MSG(memcmp(y[0], y[1], sizeof y[0]) == 0, "GEMV over in-place weights differs from the copied ones");
   {
-    char defs[2048] = "", *p;
-    snprintf(defs, sizeof defs - 32, "%s", base ? base : "");
-    while ((p = strstr(defs, "-DAF_WEIGHTS_ZERO_COPY=")) != NULL) memset(p, ' ', 24);
-    strcat(defs, " -DAF_WEIGHTS_ZERO_COPY=0");
+    char defs[2048];
+    zero_copy_defs(defs, base, 0);
     released_after_upload(cl, q, defs);
   }
   taking_turns(cl, q, base, unified);

@@ -226,8 +226,13 @@ void af_rope_row(__global float *v, const int pos, const int d, const float base
     }
   }
   for (; i < hd; i++) {
-    float inv = 1.0f / pow(base, (float)(2 * i) / (float)d);
-    float ang = (float)pos * inv, c = tr ? tr[2 * i] : cos(ang), s = tr ? tr[2 * i + 1] : sin(ang);
+    float c, s;
+    if (tr) {
+      c = tr[2 * i], s = tr[2 * i + 1];
+    } else {
+      float ang = (float)pos * (1.0f / pow(base, (float)(2 * i) / (float)d));
+      c = cos(ang), s = sin(ang);
+    }
     int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + hd;
     float x0 = v[a], x1 = v[b];
     v[a] = x0 * c - x1 * s;
