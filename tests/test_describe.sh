@@ -42,6 +42,14 @@ check "the bad value's flag is named" grep -q "bad value '7' for --top-p" "$T/u.
 "$A" describe "$G/image.png" --model "$M" --max-length 1 > /dev/null 2> "$T/l.err"
 rc=$?; check "--max-length 1 is refused (exit 2)" test $rc -eq 2
 check "--max-length's bad value is named" grep -q "bad value '1' for --max-length" "$T/l.err"
+for v in 0 -1 abc; do
+  "$A" describe "$G/image.png" --model "$M" --repetition-penalty "$v" > /dev/null 2> "$T/r.err"
+  rc=$?; check "--repetition-penalty $v is refused (exit 2)" test $rc -eq 2
+  check "--repetition-penalty's bad value $v is named" grep -q "bad value '$v' for --repetition-penalty" "$T/r.err"
+done
+"$A" convert --arch a.yaml --vit v --qformer q --llm l -o o.gguf --demo > /dev/null 2> "$T/c.err"
+rc=$?; check "convert --demo without a note exits 2" test $rc -eq 2
+check "convert --demo without a note: one line naming it" grep -q "^artflow convert: --demo needs a value" "$T/c.err"
 "$A" describe "$G/image.png" --model "$M" --greedy --max-new-tokens 12 --max-length 12 > /dev/null 2> "$T/n.err"
 rc=$?; check "no room for the prompt fails (exit 1)" test $rc -eq 1
 check "no room for the prompt: one line naming the image" grep -q "image.png: max_new_tokens 12 leaves no room" "$T/n.err"

@@ -403,6 +403,34 @@ static void generate_keys(af_cl *cl, const char *model) {
   remove(path);
 }
 
+/* a file claiming a context of 3,000,000 positions (the RoPE table and KV
+ * cache are sized from it) is a format error naming the file */
+static void huge_context(af_cl *cl, const char *model) {
+  static const char key[] = "llama.context_length";
+  size_t size = 0;
+  char *buf = af_test_slurp(model, &size), path[1200];
+  char *at = buf ? memmem(buf, size, key, sizeof key - 1) : NULL;
+  uint32_t type = 0, v = 3000000;
+  if (at) memcpy(&type, at + sizeof key - 1, 4);
+  CHECK_MSG(at && type == 4, "%s: no u32 %s", model, key);
+  if (at && type == 4) {
+    memcpy(at + sizeof key - 1 + 4, &v, 4);
+    snprintf(path, sizeof path, "%s/ctx.gguf", af_test_tmpdir());
+    write_bytes(path, buf, size);
+    af_describe_opts o;
+    af_describe_opts_default(&o);
+    af_describer *d = NULL;
+    int rc = af_describer_new(cl, path, &o, &d);
+    const char *msg = af_error_message();
+    CHECK_MSG(rc == AF_ERR_FORMAT && !d && msg && strstr(msg, path) && strstr(msg, "context length 3000000"),
+              "rc %d, message '%s'", rc, msg ? msg : "");
+    af_error_clear();
+    af_describer_free(d);
+    remove(path);
+  }
+  free(buf);
+}
+
 static void special_ids(af_cl *cl, const char *model) {
   size_t size = 0;
   char *buf = af_test_slurp(model, &size), path[1200];
@@ -554,6 +582,7 @@ int main(void) {
   prefill_fallback(cl, m32);
   special_ids(cl, m32);
   generate_keys(cl, m32);
+  huge_context(cl, m32);
   truncation(cl, m32);
   for (int i = 0; i < NIMG; i++) free(proj_img[i]);
   free(proj);
