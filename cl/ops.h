@@ -2,7 +2,7 @@
  * an af_queue (cl/runtime.h) over float32 device buffers addressed as
  * (cl_mem, element offset).  Kernels are in cl/kernels/ops.cl (attention in
  * cl/attention.h); GEMM goes through CLBlast.  Each op has a plain-C
- * reference and a random-input test (tests/test_ops.c, tests/ref_ops.c) and is
+ * reference and a random-input test (tests/cl/test_ops.c, tests/lib/ref_ops.c) and is
  * described once in cl/opdesc.c for the tests and `artflow bench ops`.
  * All functions return 0 or a CL / CLBlast / artflow status. */
 #ifndef AF_CL_OPS_H

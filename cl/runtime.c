@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cl/devprofile.h"
-#include "model/quant.h"
+#include "formats/quant.h"
 #include "cl/runtime_internal.h"
 
 /* PoCL fails silently (CL_DEVICE_NOT_FOUND) when it cannot create its kernel

@@ -14,8 +14,8 @@
 #include "cl/devprofile.h"
 #include "cl/gemm_tiled.h"
 #include "cl/ops.h"
-#include "model/gguf.h"
-#include "model/quant.h"
+#include "formats/gguf.h"
+#include "formats/quant.h"
 
 /* ------------------------------------------------------------- knobs */
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/quant.h"
+#include "formats/quant.h"
 
 typedef struct entry {
   struct entry *next;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "cl/runtime.h"
-#include "model/gguf.h"
+#include "formats/gguf.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -19,9 +19,9 @@
 #include "cl/weights.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
-#include "model/gguf.h"
-#include "stages/lm.h"
-#include "stages/vision.h"
+#include "formats/gguf.h"
+#include "net/lm.h"
+#include "net/vision.h"
 
 static double now(void) {
   struct timespec t;

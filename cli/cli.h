@@ -10,7 +10,7 @@
 
 #include "cl/runtime.h"
 #include "cl/weights.h"
-#include "stages/vision.h"
+#include "net/vision.h"
 
 #define AF_EXIT_OK 0
 #define AF_EXIT_FAIL 1

@@ -1,5 +1,5 @@
 /* artflow chat: a multi-turn conversation about one or more images, as the
- * original demo's Chat does it (stages/describer.h, af_chat_*): every image is
+ * original demo's Chat does it (net/describer.h, af_chat_*): every image is
  * run through the vision path once, then each question re-embeds the whole
  * history.  Interactive on a terminal; otherwise one question per stdin line
  * (plain answers followed by a blank line, or JSON Lines with --json). */
@@ -12,7 +12,7 @@
 
 #include "cl/runtime.h"
 #include "cli/cli.h"
-#include "stages/describer.h"
+#include "net/describer.h"
 
 static const char usage[] =
     "usage: artflow chat IMAGE... --model MODEL.gguf [options]\n"

@@ -3,8 +3,8 @@
 
 #include "artflow/status.h"
 #include "cli/cli.h"
-#include "model/convert.h"
-#include "model/gguf.h"
+#include "convert/convert.h"
+#include "formats/gguf.h"
 
 static const char usage[] =
     "usage: artflow convert --arch ARCH.yaml --vit eva_vit_g.pth\n"

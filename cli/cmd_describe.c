@@ -9,8 +9,9 @@
 
 #include "cl/runtime.h"
 #include "cli/cli.h"
-#include "pipeline/iofile.h"
-#include "stages/describer.h"
+#include "core/iofile.h"
+#include "formats/npy.h"
+#include "net/describer.h"
 
 static const char usage[] =
     "usage: artflow describe IMAGE... --model MODEL.gguf [options]\n"

@@ -6,8 +6,8 @@
 #include "cli/cli.h"
 #include "pipeline/pipeline.h"
 
-#if __has_include("model/inspect.c")
-#include "model/inspect.h"
+#if __has_include("convert/inspect.c")
+#include "convert/inspect.h"
 #define AF_HAVE_MODEL_INSPECT 1
 #else
 #define AF_HAVE_MODEL_INSPECT 0

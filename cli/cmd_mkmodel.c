@@ -5,9 +5,9 @@
 
 #include "artflow/status.h"
 #include "cli/cli.h"
-#include "model/arch.h"
-#include "model/gguf.h"
-#include "model/mkmodel.h"
+#include "convert/arch.h"
+#include "formats/gguf.h"
+#include "convert/mkmodel.h"
 
 static const char usage[] =
     "usage: artflow mkmodel --arch ARCH.yaml --random [--seed S] [--type f32|f16|q8_0|q4_0]\n"

@@ -5,8 +5,8 @@
 
 #include "artflow/status.h"
 #include "cli/cli.h"
-#include "model/gguf.h"
-#include "model/spm.h"
+#include "formats/gguf.h"
+#include "formats/spm.h"
 
 static const char usage[] =
     "usage: artflow tokenize --model MODEL TEXT\n"

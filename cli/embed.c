@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "stages/image.h"
+#include "image/image.h"
 
 int af_cli_embedder_open(af_cl *cl, const char *model, af_cli_embedder *e) {
   memset(e, 0, sizeof *e);

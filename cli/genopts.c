@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "model/mkmodel.h"
-#include "stages/describer.h"
+#include "formats/gguf.h"
+#include "net/describer.h"
 
 enum {
   O_MODEL = 256, O_QUESTION, O_DUMP, O_JSON, O_DEVICE,

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "artflow/status.h"
-#include "pipeline/iofile.h"
+#include "core/iofile.h"
 #include "pipeline/pipeline.h"
 
 #define JOURNAL_MAGIC "# artflow journal 1"

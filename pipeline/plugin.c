@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "artflow/status.h"
-#include "pipeline/iofile.h"
+#include "core/iofile.h"
 #include "pipeline/pipeline.h"
 
 /* A bare file name is looked up in ARTFLOW_PLUGIN_PATH (':'-separated), then

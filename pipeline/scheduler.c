@@ -11,7 +11,7 @@
 
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
-#include "model/mkmodel.h"
+#include "formats/gguf.h"
 #include "pipeline/internal.h"
 
 #if __has_include("pipeline/journal.c")

@@ -13,7 +13,7 @@
 #include <yaml.h>
 
 #include "pipeline/internal.h"
-#include "pipeline/iofile.h"
+#include "core/iofile.h"
 
 typedef struct loader {
   af_pipeline *p;

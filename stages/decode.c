@@ -1,6 +1,6 @@
 /* `decode` stage: reads each item's file with libvips and attaches the image
  * as tensor "rgb" (u8 [H, W, 3], interleaved), converted as Pillow's
- * Image.open(path).convert('RGB') does (see stages/image.c for the rules).
+ * Image.open(path).convert('RGB') does (see image/decode.c for the rules).
  * A file that cannot be decoded fails its item with a one-line reason naming
  * the file; the pipeline goes on.
  *
@@ -14,7 +14,7 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "stages/image.h"
+#include "image/image.h"
 
 typedef struct decode_config {
   int64_t max_pixels;

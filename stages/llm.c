@@ -1,7 +1,7 @@
 /* `llm` stage: tensor "proj" (f32 [Q, H], the projected image embeddings
  * from qformer) -> text "text" (the answer) and tensor "ids" (i32, the
  * generated token ids), through the LLM with ImageAdapters
- * (stages/describer.c, stages/lm.c).  The items of a batch are generated
+ * (net/describer.c, net/lm.c).  The items of a batch are generated
  * together (one KV-cache slot each, one batched decode step per token for all
  * unfinished answers); the results equal describing them one by one.  The
  * batch is the stage's (YAML `batch:`, default 4); each item of it takes one
@@ -14,7 +14,7 @@
 #include "artflow/stage.h"
 #include "artflow/status.h"
 #include "cl/weights.h"
-#include "stages/describer.h"
+#include "net/describer.h"
 
 typedef struct llm_config {
   char *question;

@@ -3,7 +3,7 @@
  * kept, as the reference's Resize((S, S)) does), then ToTensor (/255) and
  * the per-channel mean/std normalisation (CLIP constants by default).
  *
- * The resize runs on the host (stages/resample.c).  The normalisation runs
+ * The resize runs on the host (image/resample.c).  The normalisation runs
  * as an OpenCL kernel when the pipeline has a device open (some stage needs
  * one) and on the host otherwise ("normalize_on: auto"); both are a table
  * look-up and give identical bits.  The full-size "rgb" tensor is dropped
@@ -16,7 +16,7 @@
 #include "artflow/stage.h"
 #include "artflow/status.h"
 #include "cl/runtime.h"
-#include "stages/image.h"
+#include "image/image.h"
 
 enum { NORM_AUTO = 0, NORM_HOST = 1, NORM_DEVICE = 2 };
 

@@ -1,14 +1,14 @@
 /* `qformer` stage: tensor "vit" (f32 [T, Dv]) -> tensors "qformer"
  * (f32 [Q, D], before the projection) and "proj" (f32 [Q, Dl], the image
- * embeddings the LLM receives).  Batched (stages/qformer_model.c). */
+ * embeddings the LLM receives).  Batched (net/qformer.c). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "model/gguf.h"
-#include "stages/vision.h"
+#include "formats/gguf.h"
+#include "net/vision.h"
 
 typedef struct qf_config {
   int keep_vit;

@@ -14,7 +14,8 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "pipeline/iofile.h"
+#include "core/iofile.h"
+#include "formats/csv.h"
 
 typedef struct csv_sink_config {
   char *path;

@@ -12,7 +12,8 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "pipeline/iofile.h"
+#include "core/iofile.h"
+#include "formats/npy.h"
 
 typedef struct npy_config {
   char *path;

@@ -16,7 +16,7 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "pipeline/iofile.h"
+#include "core/iofile.h"
 
 #define DEFAULT_EXTS "jpg,jpeg,png,webp,tif,tiff,gif,bmp,heic,heif,avif,jxl,jp2"
 

@@ -11,7 +11,8 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "pipeline/iofile.h"
+#include "core/iofile.h"
+#include "formats/csv.h"
 
 /* ------------------------------------------------------------------ csv */
 

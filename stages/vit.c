@@ -1,6 +1,6 @@
 /* `vit` stage: tensor "pixels" (f32 [3, S, S]) -> tensor "vit" (f32 [T, W]),
  * the EVA ViT-g output after ln_vision with the CLS token first
- * (stages/vision.c).  One batched forward per call; the model's weights are
+ * (net/vit.c).  One batched forward per call; the model's weights are
  * uploaded once, device buffers are sized for the largest batch seen. */
 #include <stddef.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "stages/vision.h"
+#include "net/vision.h"
 
 typedef struct vit_config {
   int64_t image_size; /* 0 = the model's */

@@ -33,7 +33,7 @@ for t in $TARGETS; do
     [ -d "$seeds" ] && find "$seeds" -maxdepth 2 -type f -size -8M -exec cp {} "$corpus/" \; 2>/dev/null || true
   done
   echo "== $t: ${SECS}s from $(ls "$corpus" | wc -l) seeds"
-  if ! ASAN_OPTIONS=detect_leaks=1 "$BUILD/tests/$t" -max_total_time="$SECS" -rss_limit_mb=2048 \
+  if ! ASAN_OPTIONS=detect_leaks=1 "$BUILD/tests/fuzz/$t" -max_total_time="$SECS" -rss_limit_mb=2048 \
        -timeout=10 -max_len=1048576 $([ "${JOBS:-1}" -gt 1 ] && echo "-jobs=$JOBS -workers=$JOBS") \
        -artifact_prefix="$BUILD/fuzz-artifacts/$t-" -print_final_stats=1 "$corpus" \
        >"$BUILD/fuzz-artifacts/$t.log" 2>&1; then

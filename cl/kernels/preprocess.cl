@@ -1,4 +1,4 @@
-/* Image preprocessing kernels (host side: stages/resample.c).
+/* Image preprocessing kernels (host side: image/resample.c).
  *
  * af_preprocess_normalize: interleaved uint8 RGB -> float32 CHW planes through
  * a 3 x 256 table holding ((v / 255) - mean[c]) / std[c] as computed on the

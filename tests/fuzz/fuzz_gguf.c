@@ -6,8 +6,8 @@
 #include <stdlib.h>
 
 #include "artflow/status.h"
-#include "model/gguf.h"
-#include "model/quant.h"
+#include "formats/gguf.h"
+#include "formats/quant.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   af_gguf *g = NULL;

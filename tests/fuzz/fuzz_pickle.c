@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 #include "artflow/status.h"
-#include "model/pickle.h"
+#include "formats/pickle.h"
 
 static size_t walk(const af_pk_value *v, int depth, size_t *budget) {
   if (!v || depth > 40 || *budget == 0) return 0;

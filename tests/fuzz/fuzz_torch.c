@@ -9,7 +9,7 @@
 #include <zlib.h>
 
 #include "artflow/status.h"
-#include "model/torch.h"
+#include "formats/torch.h"
 
 #define NSTOR 4
 #define SBYTES 64

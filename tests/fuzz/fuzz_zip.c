@@ -6,9 +6,9 @@
 #include <stdlib.h>
 
 #include "artflow/status.h"
-#include "model/safetensors.h"
-#include "model/torch.h"
-#include "model/zip.h"
+#include "formats/safetensors.h"
+#include "formats/torch.h"
+#include "formats/zip.h"
 
 #define MAX_READ (16u << 20)
 

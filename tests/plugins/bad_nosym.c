@@ -1,4 +1,4 @@
-/* A shared library without the af_plugin_entry symbol (tests/test_plugin.c). */
+/* A shared library without the af_plugin_entry symbol (tests/pipeline/test_plugin.c). */
 __attribute__((visibility("default"))) int not_an_artflow_plugin(void) {
   return 42;
 }

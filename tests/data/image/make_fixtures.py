@@ -6,7 +6,7 @@ Writes into this script's folder:
 
 resize_cases.txt + resize_<name>.png
     Source images are procedural (pattern() below, replicated exactly in
-    tests/test_image_resize.c, so no large source is committed).  Each is
+    tests/image/test_image_resize.c, so no large source is committed).  Each is
     resized with Image.resize((S, S), Image.BICUBIC) -- what torchvision 0.13's
     Resize((S, S)) does on a PIL image -- and the result stored losslessly.
     Line format: name src_w src_h S pattern seed source_byte_sum

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fixtures for tests/test_io_files.c and tests/test_csv.c, made with real
+"""Fixtures for tests/core/test_io_files.c and tests/test_csv.c, made with real
 tools so artflow's own writers are checked against them:
   npy_f32_3x2.npy, npy_u8_5.npy, npy_i32_2x1x3.npy   numpy.save
   quoting.csv    Python's csv.writer (QUOTE_MINIMAL, CRLF) over the rows in

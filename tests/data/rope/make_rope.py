@@ -1,6 +1,6 @@
 """cos/sin of HF transformers 4.28's LlamaRotaryEmbedding cache (fp32, head size
 128, base 10000, 2048 positions) at a few positions, as float32 bit patterns:
-tests/test_ops.c checks af_rope_table against them.  Run with a Python that
+tests/cl/test_ops.c checks af_rope_table against them.  Run with a Python that
 has torch:  python3 make_rope.py  (writes rope.json)."""
 import json, os
 import numpy as np

@@ -3,7 +3,7 @@ MiniGPT-4's Chat.answer calls it) for id lists with special and added tokens,
 on the tiny ArtGPT-4 tokenizer plus an added "[PAD]" (the Vicuna merge's
 id after the sentencepiece pieces).  Run with a Python that has
 transformers 4.28 and sentencepiece:  python3 make_hf_decode.py
-Writes hf_decode.json (tests/test_tokenizer_spm.c reads it)."""
+Writes hf_decode.json (tests/formats/test_tokenizer_spm.c reads it)."""
 import json, os, random
 import transformers
 from transformers import LlamaTokenizer

@@ -5,7 +5,7 @@ add_special_tokens=i == 0)), on the tiny ArtGPT-4 tokenizer with pad = eos as
 MiniGPT-4 sets it.  No [PAD] is added: the Vicuna v0 delta's tokenizer, which
 FastChat's apply_delta saves, has the 32000 pieces only (so "[PAD]" is text).  Run with a Python
 that has transformers 4.28 and sentencepiece:  python3 make_hf_encode.py
-Writes hf_encode.json (tests/test_tokenizer_spm.c reads it)."""
+Writes hf_encode.json (tests/formats/test_tokenizer_spm.c reads it)."""
 import json, os
 import transformers
 from transformers import LlamaTokenizer

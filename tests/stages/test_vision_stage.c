@@ -1,0 +1,87 @@
+/* Stage harness for `vit` and `qformer`: items carrying the golden pixels go
+ * through the stages' own descriptors (create / process / destroy) with the
+ * converted tiny model; their output tensors must match the ORIGINAL code's
+ * goldens, a wrong-sized input must become an error record for that item
+ * only, and a missing model file must fail create() naming the file. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "af_test.h"
+#include "artflow/stage.h"
+#include "cl/runtime.h"
+#include "io_harness.h"
+#include "convert/convert.h"
+#include "formats/gguf.h"
+#include "ref/npy.h"
+
+extern const af_stage_desc af_stage_vit, af_stage_qformer;
+
+#define DIR "artgpt4-tiny/"
+
+static float *golden(const char *name, size_t *n) {
+  int nd;
+  int64_t shape[4];
+  char p[256];
+  snprintf(p, sizeof p, DIR "golden/%s", name);
+  return npy_read_f32(af_test_data(p), &nd, shape, n);
+}
+
+int main(void) {
+  const char *tmp = af_test_tmpdir();
+  char model[1024];
+  CHECK_OK(af_test_convert_tiny(tmp, AF_GGML_F32, model, sizeof model));
+  af_cl *cl = NULL;
+  CHECK_OK(af_cl_open(&cl, NULL));
+  if (!cl) return af_test_done("test_vision_stage");
+  af_stage_ctx ctx = io_ctx("vit", NULL, 0);
+  ctx.cl = (struct af_cl *)cl;
+  ctx.model_path = model;
+
+  size_t np, nv, nq, npj;
+  float *pix = golden("pixels.npy", &np), *gv = golden("vit.npy", &nv), *gq = golden("qformer.npy", &nq),
+        *gp = golden("proj.npy", &npj);
+  CHECK(pix && gv && gq && gp);
+  af_item *items[3];
+  int64_t shape[3] = {3, 56, 56}, bad_shape[3] = {3, 8, 8};
+  for (int i = 0; i < 3; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "img%d", i);
+    items[i] = af_item_new(id, NULL);
+    float *d = malloc(np * sizeof(float));
+    memcpy(d, pix, np * sizeof(float));
+    CHECK_OK(af_item_put_tensor(items[i], "pixels", AF_DTYPE_F32, 3, i == 1 ? bad_shape : shape, d));
+  }
+  void *vcfg = io_config(&af_stage_vit, NULL), *qcfg = io_config(&af_stage_qformer, NULL), *vs = NULL, *qs = NULL;
+  CHECK_OK(af_stage_vit.create(&ctx, vcfg, &vs));
+  ctx.instance = "qformer";
+  CHECK_OK(af_stage_qformer.create(&ctx, qcfg, &qs));
+  if (vs && qs) {
+    CHECK(af_stage_vit.process(vs, &ctx, items, 3) == AF_FLOW_OK);
+    CHECK(items[1]->status == AF_ITEM_ERROR && strstr(items[1]->error, "'pixels' must be f32[3,56,56]"));
+    af_item *ok[2] = {items[0], items[2]};
+    CHECK(af_stage_qformer.process(qs, &ctx, ok, 2) == AF_FLOW_OK);
+    for (int k = 0; k < 2; k++) {
+      const af_tensor *tq = af_item_tensor(ok[k], "qformer"), *tp = af_item_tensor(ok[k], "proj");
+      CHECK(ok[k]->status == AF_ITEM_OK && tq && tp && !af_item_tensor(ok[k], "vit")); /* vit dropped */
+      if (tq && tp && gq && gp) {
+        CHECK(tq->bytes == nq * 4 && af_nerr(tq->data, gq, nq) < 1e-5);
+        CHECK(tp->bytes == npj * 4 && af_nerr(tp->data, gp, npj) < 1e-5);
+      }
+    }
+  }
+  af_stage_vit.destroy(vs);
+  af_stage_qformer.destroy(qs);
+  /* a missing model fails create() with the file named */
+  void *none = NULL;
+  ctx.model_path = "/nonexistent/model.gguf";
+  CHECK(af_stage_vit.create(&ctx, vcfg, &none) != 0);
+  CHECK(strstr(af_error_message(), "/nonexistent/model.gguf") != NULL);
+  af_error_clear();
+  af_stage_vit.destroy(none);
+  io_config_free(&af_stage_vit, vcfg);
+  io_config_free(&af_stage_qformer, qcfg);
+  for (int i = 0; i < 3; i++) af_item_free(items[i]);
+  free(pix), free(gv), free(gq), free(gp);
+  af_cl_close(cl);
+  return af_test_done("test_vision_stage");
+}
