@@ -18,8 +18,8 @@
  * GEMMs per image (scores = scale * Q Kᵀ for all heads, then P V) with a row
  * softmax in between: GEMM kernels use the device far better than one
  * work-item per query row. */
-static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv, af_attn_view out, int n_q,
-                          int n_kv, int heads, int d, int n_batch, float scale) {
+static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv, af_attn_view out,
+                          int n_q, int n_kv, int heads, int d, int n_batch, float scale) {
   size_t per = (size_t)heads * n_q * n_kv;
   cl_mem sc = NULL;
   int rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, per * sizeof(float), NULL, &sc);
@@ -27,10 +27,10 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
   for (int b = 0; b < n_batch && !rc; b++) {
     cl_event ev = NULL;
     CLBlastStatusCode st = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, (size_t)n_q, (size_t)n_kv, (size_t)d, scale,
-        qv.mem, qv.off + (size_t)b * qv.batch, (size_t)qv.row, (size_t)d, kk.mem, kk.off + (size_t)b * kk.batch,
-        (size_t)kk.row, (size_t)d, 0.0f, sc, 0, (size_t)n_kv, (size_t)n_q * n_kv, (size_t)heads, &q->q,
-        q->cl->profiling ? &ev : NULL);
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, (size_t)n_q, (size_t)n_kv, (size_t)d,
+        scale, qv.mem, qv.off + (size_t)b * qv.batch, (size_t)qv.row, (size_t)d, kk.mem,
+        kk.off + (size_t)b * kk.batch, (size_t)kk.row, (size_t)d, 0.0f, sc, 0, (size_t)n_kv,
+        (size_t)n_q * n_kv, (size_t)heads, &q->q, q->cl->profiling ? &ev : NULL);
     if (st != CLBlastSuccess) {
       rc = af_err((int)st, "attention scores: CLBlast: %s", af_strerror(st));
       break;
@@ -38,13 +38,15 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
     if (ev) af_queue_profile_event(q, ev, "attention_qk");
     af_dbuf scores = {sc, 0};
     if ((rc = af_op_softmax(q, scores, (size_t)heads * n_q, (size_t)n_kv, 1.0f, 0, 0, 0))) break;
-    st = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n_q,
-                                    (size_t)d, (size_t)n_kv, 1.0f, sc, 0, (size_t)n_kv, (size_t)n_q * n_kv, vv.mem,
-                                    vv.off + (size_t)b * vv.batch, (size_t)vv.row, (size_t)d, 0.0f, out.mem,
-                                    out.off + (size_t)b * out.batch, (size_t)out.row, (size_t)d, (size_t)heads,
-                                    &q->q, q->cl->profiling ? &ev : NULL);
-    if (st != CLBlastSuccess) rc = af_err((int)st, "attention context: CLBlast: %s", af_strerror(st));
-    else if (ev) af_queue_profile_event(q, ev, "attention_pv");
+    st = CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n_q, (size_t)d, (size_t)n_kv,
+        1.0f, sc, 0, (size_t)n_kv, (size_t)n_q * n_kv, vv.mem, vv.off + (size_t)b * vv.batch, (size_t)vv.row,
+        (size_t)d, 0.0f, out.mem, out.off + (size_t)b * out.batch, (size_t)out.row, (size_t)d, (size_t)heads,
+        &q->q, q->cl->profiling ? &ev : NULL);
+    if (st != CLBlastSuccess)
+      rc = af_err((int)st, "attention context: CLBlast: %s", af_strerror(st));
+    else if (ev)
+      af_queue_profile_event(q, ev, "attention_pv");
   }
   clFinish(q->q); /* the scratch buffer is released below */
   clReleaseMemObject(sc);
@@ -91,8 +93,8 @@ int af_attention(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv,
   return af_queue_run(q, k, 3, g, l, "attention");
 }
 
-int af_kv_store(af_queue *q, af_dbuf src, int rows, int n, cl_mem cache, int half, size_t slot_stride, cl_mem slot,
-                cl_mem pos) {
+int af_kv_store(af_queue *q, af_dbuf src, int rows, int n, cl_mem cache, int half, size_t slot_stride,
+                cl_mem slot, cl_mem pos) {
   if (rows <= 0 || n <= 0) return 0;
   cl_kernel k;
   int rc = af_queue_kernel(q, "attention.cl", half ? "af_kv_store_f16" : "af_kv_store_f32", NULL, &k);

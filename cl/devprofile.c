@@ -329,7 +329,8 @@ static int load_file(const char *path, af_devprofile *p, match_rule *m) {
       if (parse_long(val, &p->memory_budget_mb) || p->memory_budget_mb < 0)
         rc = bad(&r, vn, "memory_budget_mb must be a non-negative integer");
     } else
-      rc = bad(&r, kn, "unknown key '%s' (name, match, clblast, kernels, batch, weights, kv_cache, memory_budget_mb)",
+      rc = bad(&r, kn,
+               "unknown key '%s' (name, match, clblast, kernels, batch, weights, kv_cache, memory_budget_mb)",
                key);
   }
   yaml_document_delete(&doc);
@@ -572,7 +573,9 @@ void af_devprofile_describe(const af_devprofile *p, FILE *f) {
   if (p->n_defines) fprintf(f, "        kernel defines: %s\n", af_devprofile_defines(p));
   fprintf(f, "        batch: vit %d, qformer %d, llm %d; weights: %s; KV cache: %s; memory budget: %s",
           p->batch_vit, p->batch_qformer, p->batch_llm, p->fp16_storage ? "fp16 storage" : "fp32 copy",
-          p->kv_cache == AF_KV_F16 ? "f16" : p->kv_cache == AF_KV_F32 ? "f32" : "auto",
+          p->kv_cache == AF_KV_F16   ? "f16"
+          : p->kv_cache == AF_KV_F32 ? "f32"
+                                     : "auto",
           p->memory_budget_mb ? "" : "device limits\n");
   if (p->memory_budget_mb) fprintf(f, "%ld MiB\n", p->memory_budget_mb);
 }

@@ -6,8 +6,11 @@
 
 #include <string.h>
 
-#define F(name, expr) \
-  static double name(double m, double n, double k, double b) { (void)m, (void)n, (void)k, (void)b; return expr; }
+#define F(name, expr)                                          \
+  static double name(double m, double n, double k, double b) { \
+    (void)m, (void)n, (void)k, (void)b;                        \
+    return expr;                                               \
+  }
 F(gemm_flops, 2 * m * n * k)
 F(gemm_bytes, 4 * (m * k + k * n + m * n))
 F(gemv_flops, 2 * n * k * b)
@@ -41,7 +44,8 @@ const af_opdesc af_opdescs[] = {
     {"silu", "m elements", 1e-6, gelu_flops, elem_bytes},
     {"add", "m elements", 1e-7, elem_flops, elem2_bytes},
     {"mul", "m elements", 1e-7, elem_flops, elem2_bytes},
-    {"rope", "m tokens of n values", 5e-5, /* fp32 angles up to position 2048, 4-ulp cos/sin */ rope_flops, rope_bytes},
+    {"rope", "m tokens of n values", 5e-5, /* fp32 angles up to position 2048, 4-ulp cos/sin */ rope_flops,
+     rope_bytes},
     {"gather", "m rows of n", 0, zero, gather_bytes},
     {"f16_to_f32", "m elements", 0, zero, cvt_bytes},
     {"f32_to_f16", "m elements", 0, zero, cvt_bytes},

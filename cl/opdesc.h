@@ -7,8 +7,8 @@
 
 typedef struct af_opdesc {
   const char *name;
-  const char *shape;  /* what m, n, k, b mean */
-  double tolerance;   /* normalised L2 error allowed against the plain-C reference */
+  const char *shape; /* what m, n, k, b mean */
+  double tolerance;  /* normalised L2 error allowed against the plain-C reference */
   double (*flops)(double m, double n, double k, double b);
   double (*bytes)(double m, double n, double k, double b); /* minimum device traffic */
 } af_opdesc;

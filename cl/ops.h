@@ -61,7 +61,8 @@ int af_op_rmsnorm(af_queue *q, af_dbuf x, size_t rows, size_t n, cl_mem w, float
 
 /* In-place row softmax of scale * x over rows x n; with causal, row r keeps
  * columns <= (r % q_rows) + offset (the rest become 0). */
-int af_op_softmax(af_queue *q, af_dbuf x, size_t rows, size_t n, float scale, int causal, int q_rows, int offset);
+int af_op_softmax(af_queue *q, af_dbuf x, size_t rows, size_t n, float scale, int causal, int q_rows,
+                  int offset);
 
 /* In place over n elements. */
 int af_op_gelu(af_queue *q, af_dbuf x, size_t n); /* exact erf GELU */

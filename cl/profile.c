@@ -52,8 +52,8 @@ void af_cl_profile_print(af_cl *cl, FILE *f) {
   fprintf(f, "  %-32s %10s %8s %10s %6s\n", "kernel", "total ms", "calls", "ms/call", "%");
   for (int i = 0; i < cl->nprof; i++) {
     struct af_prof_entry *e = &cl->prof[i];
-    fprintf(f, "  %-32s %10.2f %8ld %10.4f %5.1f%%\n", e->label, e->total_ms, e->count, e->total_ms / e->count,
-            all > 0 ? 100.0 * e->total_ms / all : 0.0);
+    fprintf(f, "  %-32s %10.2f %8ld %10.4f %5.1f%%\n", e->label, e->total_ms, e->count,
+            e->total_ms / e->count, all > 0 ? 100.0 * e->total_ms / all : 0.0);
   }
   fprintf(f, "  %-32s %10.2f\n", "all", all);
 }

@@ -192,7 +192,8 @@ static int build(af_cl *cl, const char *file, const char *opts, cl_program *out)
       cl_int e, st;
       const unsigned char *bp = bin;
       p = clCreateProgramWithBinary(cl->ctx, 1, &cl->device, &blen, &bp, &st, &e);
-      if (e == CL_SUCCESS && st == CL_SUCCESS && clBuildProgram(p, 1, &cl->device, opts, NULL, NULL) == CL_SUCCESS)
+      if (e == CL_SUCCESS && st == CL_SUCCESS &&
+          clBuildProgram(p, 1, &cl->device, opts, NULL, NULL) == CL_SUCCESS)
         goto done;
       if (p) clReleaseProgram(p); /* stale or corrupt binary: rebuild from source */
       p = NULL;
@@ -238,7 +239,8 @@ int af_cl_program(af_cl *cl, const char *file, const char *options, cl_program *
     rc = af_err(AF_ERR_NOMEM, "out of memory");
     goto out;
   }
-  snprintf(opts, n, "-cl-std=CL1.2 %s %s", options ? options : "", cl->tuning_defines ? cl->tuning_defines : "");
+  snprintf(opts, n, "-cl-std=CL1.2 %s %s", options ? options : "",
+           cl->tuning_defines ? cl->tuning_defines : "");
   for (af_prog_entry *e = cl->progs; e; e = e->next)
     if (!strcmp(e->file, file) && !strcmp(e->options, opts)) {
       *out = e->prog;

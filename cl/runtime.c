@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "cl/devprofile.h"
-#include "formats/quant.h"
 #include "cl/runtime_internal.h"
+#include "formats/quant.h"
 
 /* PoCL fails silently (CL_DEVICE_NOT_FOUND) when it cannot create its kernel
  * cache folder.  When neither POCL_CACHE_DIR nor a usable XDG/HOME cache exists,
@@ -248,7 +248,8 @@ int af_cl_half_lut(af_cl *cl, cl_mem *out) {
     float *t = malloc(65536 * sizeof *t);
     if (!t) rc = af_err(AF_ERR_NOMEM, "out of memory");
     for (uint32_t h = 0; t && h < 65536; h++) t[h] = af_f16_to_f32((uint16_t)h);
-    if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 65536 * sizeof *t, t, &cl->half_lut);
+    if (!rc)
+      rc = af_cl_alloc(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 65536 * sizeof *t, t, &cl->half_lut);
     free(t);
   }
   *out = cl->half_lut;
@@ -335,7 +336,9 @@ void af_queue_free(af_queue *q) {
   free(q);
 }
 
-static int streq0(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
+static int streq0(const char *a, const char *b) {
+  return strcmp(a ? a : "", b ? b : "") == 0;
+}
 
 int af_queue_kernel(af_queue *q, const char *file, const char *name, const char *options, cl_kernel *out) {
   af_kernel_entry *stale = NULL;
@@ -353,8 +356,7 @@ int af_queue_kernel(af_queue *q, const char *file, const char *name, const char 
   if (rc) return rc;
   cl_int e;
   cl_kernel k = clCreateKernel(prog, name, &e);
-  if (e != CL_SUCCESS)
-    return af_err(e, "kernel '%s' not found in %s: %s", name, file, af_strerror(e));
+  if (e != CL_SUCCESS) return af_err(e, "kernel '%s' not found in %s: %s", name, file, af_strerror(e));
   if (stale) {
     clReleaseKernel(stale->k);
     stale->k = k;

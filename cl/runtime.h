@@ -25,50 +25,48 @@ extern "C" {
 
 /* Returns from the calling function with the CL error code and a message
  * naming the expression, the CL error and file:line. */
-#define AF_CL_CHECK(expr)                                                          \
-  do {                                                                             \
-    cl_int af_cl_e_ = (expr);                                                      \
-    if (af_cl_e_ != CL_SUCCESS)                                                    \
-      return af_err(af_cl_e_, "%s:%d: %s: %s", __FILE__, __LINE__, #expr,         \
-                    af_strerror(af_cl_e_));                                        \
+#define AF_CL_CHECK(expr)                                                                         \
+  do {                                                                                            \
+    cl_int af_cl_e_ = (expr);                                                                     \
+    if (af_cl_e_ != CL_SUCCESS)                                                                   \
+      return af_err(af_cl_e_, "%s:%d: %s: %s", __FILE__, __LINE__, #expr, af_strerror(af_cl_e_)); \
   } while (0)
 
 /* Same, but stores the code in `rc` and jumps to `label` (one exit path). */
-#define AF_CL_TRY(rc, expr, label)                                                 \
-  do {                                                                             \
-    cl_int af_cl_e_ = (expr);                                                      \
-    if (af_cl_e_ != CL_SUCCESS) {                                                  \
-      (rc) = af_err(af_cl_e_, "%s:%d: %s: %s", __FILE__, __LINE__, #expr,         \
-                    af_strerror(af_cl_e_));                                        \
-      goto label;                                                                  \
-    }                                                                              \
+#define AF_CL_TRY(rc, expr, label)                                                                \
+  do {                                                                                            \
+    cl_int af_cl_e_ = (expr);                                                                     \
+    if (af_cl_e_ != CL_SUCCESS) {                                                                 \
+      (rc) = af_err(af_cl_e_, "%s:%d: %s: %s", __FILE__, __LINE__, #expr, af_strerror(af_cl_e_)); \
+      goto label;                                                                                 \
+    }                                                                                             \
   } while (0)
 
 /* Propagates a non-zero int status. */
-#define AF_TRY(rc, expr, label)                                                    \
-  do {                                                                             \
-    (rc) = (expr);                                                                 \
-    if ((rc) != 0) goto label;                                                     \
+#define AF_TRY(rc, expr, label) \
+  do {                          \
+    (rc) = (expr);              \
+    if ((rc) != 0) goto label;  \
   } while (0)
 
 typedef struct af_device_info {
-  int index;              /* global index over all platforms' devices */
-  char platform[256];     /* platform name */
+  int index;          /* global index over all platforms' devices */
+  char platform[256]; /* platform name */
   char platform_version[256];
-  char name[256];         /* device name */
+  char name[256]; /* device name */
   char vendor[256];
-  char driver[128];       /* driver version */
-  char version[128];      /* device OpenCL version */
-  char c_version[128];    /* OpenCL C version */
+  char driver[128];    /* driver version */
+  char version[128];   /* device OpenCL version */
+  char c_version[128]; /* OpenCL C version */
   cl_device_type type;
   cl_uint compute_units;
   cl_uint clock_mhz;
   cl_ulong global_mem;
   cl_ulong local_mem;
   cl_ulong max_alloc;
-  size_t max_wg;          /* max work-group size */
-  int fp16;               /* cl_khr_fp16 present */
-  int fp64;               /* cl_khr_fp64 present */
+  size_t max_wg; /* max work-group size */
+  int fp16;      /* cl_khr_fp16 present */
+  int fp64;      /* cl_khr_fp64 present */
   int is_cpu, is_gpu;
 } af_device_info;
 
@@ -94,16 +92,16 @@ typedef struct af_cl {
   cl_device_id device;
   cl_context ctx;
   af_device_info info;
-  int profiling;          /* ARTFLOW_PROFILE=1: queues record kernel times */
-  char *tuning_defines;   /* "-DNAME=V ..." from the profile, added to every build */
-  unsigned tuning_gen;    /* bumped by af_cl_set_tuning: queues drop kernels built before */
-  char *cache_dir;        /* disk cache folder, NULL = disabled */
-  pthread_mutex_t lock;   /* guards progs and the profile table */
+  int profiling;        /* ARTFLOW_PROFILE=1: queues record kernel times */
+  char *tuning_defines; /* "-DNAME=V ..." from the profile, added to every build */
+  unsigned tuning_gen;  /* bumped by af_cl_set_tuning: queues drop kernels built before */
+  char *cache_dir;      /* disk cache folder, NULL = disabled */
+  pthread_mutex_t lock; /* guards progs and the profile table */
   af_prog_entry *progs;
   struct af_devprofile *profile; /* tuned parameters in effect (cl/devprofile.h) */
-  struct af_prof_entry *prof; /* per-kernel accumulated times */
+  struct af_prof_entry *prof;    /* per-kernel accumulated times */
   int nprof, capprof;
-  cl_mem half_lut;        /* 65536 floats: the value of every fp16 bit pattern (lazy, under lock) */
+  cl_mem half_lut; /* 65536 floats: the value of every fp16 bit pattern (lazy, under lock) */
   /* model stages reading weights in place take turns (af_weights_turn_*):
    * a ticket lock, first come first served */
   pthread_mutex_t turn_lock;
@@ -162,15 +160,14 @@ void af_queue_free(af_queue *q);
 
 /* Kernel `name` from source file `file` built with `options` (NULL = none).
  * Cached in the queue; owned by it (do not release). */
-int af_queue_kernel(af_queue *q, const char *file, const char *name,
-                    const char *options, cl_kernel *out);
+int af_queue_kernel(af_queue *q, const char *file, const char *name, const char *options, cl_kernel *out);
 
 /* Enqueues a kernel over `dims` dimensions.  `global` is rounded up to a
  * multiple of `local` (when local != NULL) because PoCL lacks non-uniform
  * work-groups; kernels must bounds-check.  `label` names the kernel in the
  * ARTFLOW_PROFILE table (NULL = the kernel's own name). */
-int af_queue_run(af_queue *q, cl_kernel k, cl_uint dims, const size_t *global,
-                 const size_t *local, const char *label);
+int af_queue_run(af_queue *q, cl_kernel k, cl_uint dims, const size_t *global, const size_t *local,
+                 const char *label);
 
 /* Records the time of an event under `label` when profiling (used for CLBlast
  * calls); releases the event. */
@@ -183,8 +180,7 @@ int af_queue_write(af_queue *q, cl_mem dst, size_t off, size_t bytes, const void
 int af_queue_read(af_queue *q, cl_mem src, size_t off, size_t bytes, void *dst);
 
 /* Sets kernel arguments; returns the CL error with file:line. */
-#define AF_ARG(rc, k, i, v, label) \
-  AF_CL_TRY(rc, clSetKernelArg((k), (i), sizeof(v), &(v)), label)
+#define AF_ARG(rc, k, i, v, label) AF_CL_TRY(rc, clSetKernelArg((k), (i), sizeof(v), &(v)), label)
 
 #ifdef __cplusplus
 }

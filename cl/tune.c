@@ -39,11 +39,16 @@ static const af_tune_knob KNOBS[] = {
     {"AF_GEMV_RB", "4 8 16 32", "16", 1, "CPU GEMV: rows per work-item"},
     {"AF_GEMV_CPU_WG", "1 2 4", "1", 1, "CPU GEMV: work-items per group"},
     {"AF_GEMV_R1", "4 8 16", "8", 1, "CPU GEMV, one vector: rows walked at once"},
-    {"AF_GEMV_LUT", "0 1", "1", 1, "CPU GEMV: Q8_0/Q4_0 scales through a 65536-entry table (0: from the bits)"},
-    {"AF_GEMV_PF", "0 256 384 512 1024", "384", 1, "CPU GEMV: bytes prefetched ahead of each row stream (0: off)"},
-    {"AF_GEMV_PF_NEXT", "0 1", "1", 1, "CPU GEMV: prefetch runs on into the stream's next row (0: into the row after)"},
-    {"AF_GEMV_PERM", "0 1", "1", 1, "CPU GEMV: Q4_0 nibbles through the AVX-512 permute table (0: byte path)"},
-    {"AF_GEMV_KC", "0 8 16 32", "16", 1, "CPU GEMV, several vectors: Q8_0/Q4_0 blocks per chunk of k (0: all)"},
+    {"AF_GEMV_LUT", "0 1", "1", 1,
+     "CPU GEMV: Q8_0/Q4_0 scales through a 65536-entry table (0: from the bits)"},
+    {"AF_GEMV_PF", "0 256 384 512 1024", "384", 1,
+     "CPU GEMV: bytes prefetched ahead of each row stream (0: off)"},
+    {"AF_GEMV_PF_NEXT", "0 1", "1", 1,
+     "CPU GEMV: prefetch runs on into the stream's next row (0: into the row after)"},
+    {"AF_GEMV_PERM", "0 1", "1", 1,
+     "CPU GEMV: Q4_0 nibbles through the AVX-512 permute table (0: byte path)"},
+    {"AF_GEMV_KC", "0 8 16 32", "16", 1,
+     "CPU GEMV, several vectors: Q8_0/Q4_0 blocks per chunk of k (0: all)"},
     {NULL, NULL, NULL, 0, NULL},
 };
 
@@ -61,7 +66,8 @@ int af_tune_parse_budget(const char *s, double *out) {
     char *e;
     errno = 0;
     double v = strtod(p, &e);
-    if (e == p || errno || v < 0) return af_err(AF_ERR_INVALID, "budget '%s': expected a number like 90s, 10m, 1h", s);
+    if (e == p || errno || v < 0)
+      return af_err(AF_ERR_INVALID, "budget '%s': expected a number like 90s, 10m, 1h", s);
     double unit = 1;
     if (*e == 's')
       e++;
@@ -89,8 +95,8 @@ int af_tune_parse_shapes(const char *s, af_tune_shape **out, int *n) {
   while (*p) {
     unsigned long long m, nn, k;
     int used = 0;
-    if (sscanf(p, "%llux%llux%llu%n", &m, &nn, &k, &used) != 3 || !m || !nn || !k || m > 65536 || nn > 65536 ||
-        k > 65536 || (p[used] && p[used] != ',')) {
+    if (sscanf(p, "%llux%llux%llu%n", &m, &nn, &k, &used) != 3 || !m || !nn || !k || m > 65536 ||
+        nn > 65536 || k > 65536 || (p[used] && p[used] != ',')) {
       free(v);
       return af_err(AF_ERR_INVALID, "--shapes '%s': expected MxNxK[,MxNxK...] with sizes 1..65536", s);
     }
@@ -134,8 +140,8 @@ static uint32_t meta(const af_gguf *g, const char *key, uint32_t def) {
   return af_gguf_get_u32(g, key, &v) ? def : v;
 }
 
-int af_tune_model_shapes(const char *path, const char *stages, int vb, int qb, int prefill, af_tune_shape **out,
-                         int *n) {
+int af_tune_model_shapes(const char *path, const char *stages, int vb, int qb, int prefill,
+                         af_tune_shape **out, int *n) {
   *out = NULL, *n = 0;
   for (const char *p = stages; p && *p;) {
     size_t l = strcspn(p, ",");
@@ -306,9 +312,11 @@ static int run_once(af_queue *q, enum fam f, const bench_shape *b, int half_w) {
   if (f == FAM_TILED)
     return af_gemm_tiled(q, 0, 1, s->m, s->n, s->k, 1.0f, b->a, 0, s->k, b->b, 0, s->k, 0.0f, b->c, 0, s->n);
   CLBlastStatusCode st =
-      CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, s->m, s->n, s->k, 1.0f, b->a, 0,
-                   s->k, b->b, 0, s->k, 0.0f, b->c, 0, s->n, &q->q, NULL);
-  return st == CLBlastSuccess ? 0 : af_err((int)st, "CLBlastSgemm %zux%zux%zu: %s", s->m, s->n, s->k, af_strerror((int)st));
+      CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, s->m, s->n, s->k, 1.0f,
+                   b->a, 0, s->k, b->b, 0, s->k, 0.0f, b->c, 0, s->n, &q->q, NULL);
+  return st == CLBlastSuccess
+             ? 0
+             : af_err((int)st, "CLBlastSgemm %zux%zux%zu: %s", s->m, s->n, s->k, af_strerror((int)st));
 }
 
 #define TOL 1e-4
@@ -357,8 +365,8 @@ static int measure(af_cl *cl, enum fam f, bench_shape *sh, int nsh, int repeat, 
 
 /* ------------------------------------------------------------- candidates */
 
-static const char *const XGEMM_NAMES[16] = {"GEMMK", "KREG", "KWG",   "KWI",   "MDIMA", "MDIMC", "MWG", "NDIMB",
-                                            "NDIMC", "NWG",  "SA",    "SB",    "STRM",  "STRN",  "VWM", "VWN"};
+static const char *const XGEMM_NAMES[16] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                                            "NDIMC", "NWG",  "SA",  "SB",  "STRM",  "STRN",  "VWM", "VWN"};
 
 typedef struct xgemm {
   size_t v[16]; /* in XGEMM_NAMES order */
@@ -392,7 +400,8 @@ static int xgemm_random(uint64_t *st, const af_device_info *di, xgemm *x) {
   for (int tries = 0; tries < 100000; tries++) {
     x->v[0] = 0, x->v[1] = 1, x->v[2] = PICK(KW), x->v[3] = 2, x->v[4] = PICK(DIM), x->v[5] = PICK(DIM);
     x->v[6] = PICK(WG), x->v[7] = PICK(DIM), x->v[8] = PICK(DIM), x->v[9] = PICK(WG), x->v[10] = PICK(B01);
-    x->v[11] = PICK(B01), x->v[12] = PICK(B01), x->v[13] = PICK(B01), x->v[14] = PICK(VW), x->v[15] = PICK(VW);
+    x->v[11] = PICK(B01), x->v[12] = PICK(B01), x->v[13] = PICK(B01), x->v[14] = PICK(VW),
+    x->v[15] = PICK(VW);
     if (xgemm_valid(x, di)) return 1;
   }
 #undef PICK
@@ -402,8 +411,11 @@ static int xgemm_random(uint64_t *st, const af_device_info *di, xgemm *x) {
 static int xgemm_apply(af_cl *cl, const xgemm *x) {
   const char *names[16];
   for (int i = 0; i < 16; i++) names[i] = XGEMM_NAMES[i];
-  CLBlastStatusCode st = CLBlastOverrideParameters(cl->device, "Xgemm", CLBlastPrecisionSingle, 16, names, x->v);
-  return st == CLBlastSuccess ? 0 : af_err((int)st, "CLBlast rejects the Xgemm override: %s", af_strerror((int)st));
+  CLBlastStatusCode st =
+      CLBlastOverrideParameters(cl->device, "Xgemm", CLBlastPrecisionSingle, 16, names, x->v);
+  return st == CLBlastSuccess
+             ? 0
+             : af_err((int)st, "CLBlast rejects the Xgemm override: %s", af_strerror((int)st));
 }
 
 static const af_clblast_override *find_xgemm(const af_devprofile *p) {
@@ -477,7 +489,8 @@ static record *add_rec(tuner *t, const char *key) {
 static void shapes_sig(const tuner *t, char *out, size_t cap) {
   size_t l = (size_t)snprintf(out, cap, "device=%s shapes=", t->cl->info.name);
   for (int i = 0; i < t->nsh && l < cap; i++)
-    l += (size_t)snprintf(out + l, cap - l, "%s%zux%zux%zu", i ? "," : "", t->sh[i].s.m, t->sh[i].s.n, t->sh[i].s.k);
+    l += (size_t)snprintf(out + l, cap - l, "%s%zux%zux%zu", i ? "," : "", t->sh[i].s.m, t->sh[i].s.n,
+                          t->sh[i].s.k);
   if (l < cap) snprintf(out + l, cap - l, " gemv_f16=%d repeat=%d", t->half_w, t->repeat);
 }
 
@@ -492,13 +505,14 @@ static const char *fmt_s(double s, char *buf, size_t cap) {
   return buf;
 }
 
-static void progress(tuner *t, const char *what, const char *label, const record *r, int reused, double best) {
+static void progress(tuner *t, const char *what, const char *label, const record *r, int reused,
+                     double best) {
   FILE *f = t->o->progress;
   if (!f) return;
   char cost[48], b[48];
-  fprintf(f, "tune [%5.1f/%.0f s] #%-3d %-7s %-30.30s %12s%s  best %s%s%.60s\n", now() - t->t0, t->o->budget_s,
-          t->count, what, label, r->ok ? fmt_s(r->cost, cost, sizeof cost) : "failed", reused ? " (state)" : "",
-          fmt_s(best, b, sizeof b), r->ok ? "" : ": ", r->ok ? "" : r->why);
+  fprintf(f, "tune [%5.1f/%.0f s] #%-3d %-7s %-30.30s %12s%s  best %s%s%.60s\n", now() - t->t0,
+          t->o->budget_s, t->count, what, label, r->ok ? fmt_s(r->cost, cost, sizeof cost) : "failed",
+          reused ? " (state)" : "", fmt_s(best, b, sizeof b), r->ok ? "" : ": ", r->ok ? "" : r->why);
   fflush(f);
 }
 
@@ -551,8 +565,8 @@ static const record *evaluate_as(tuner *t, enum fam f, const char *label, const 
   return r;
 }
 
-static const record *evaluate(tuner *t, enum fam f, const char *label, const af_devprofile *cand, const xgemm *x,
-                              double best) {
+static const record *evaluate(tuner *t, enum fam f, const char *label, const af_devprofile *cand,
+                              const xgemm *x, double best) {
   return evaluate_as(t, f, label, cand, x, best, 0);
 }
 
@@ -562,8 +576,8 @@ static const record *evaluate(tuner *t, enum fam f, const char *label, const af_
  * Returns 1 when the challenger still wins; the costs are updated.  The
  * second measurements are candidates of their own ("again ..." in the state
  * file), so a resumed run takes the same decisions. */
-static int challenger_wins(tuner *t, enum fam f, const char *label, const af_devprofile *inc, double *inc_cost,
-                           const af_devprofile *ch, double *ch_cost) {
+static int challenger_wins(tuner *t, enum fam f, const char *label, const af_devprofile *inc,
+                           double *inc_cost, const af_devprofile *ch, double *ch_cost) {
   char l2[96];
   snprintf(l2, sizeof l2, "again: the best so far");
   const record *a = evaluate_as(t, f, l2, inc, NULL, *inc_cost, 1);
@@ -579,7 +593,8 @@ static int challenger_wins(tuner *t, enum fam f, const char *label, const af_dev
  * knobs, else the tiled GEMM's), one define at a time from *best: a value
  * that beats *best_s (and wins its second measurement) becomes the new best.
  * knobs: a comma list restricting the defines, or NULL for all. */
-static void sweep_knobs(tuner *t, enum fam f, int gemv, const char *knobs, af_devprofile *best, double *best_s) {
+static void sweep_knobs(tuner *t, enum fam f, int gemv, const char *knobs, af_devprofile *best,
+                        double *best_s) {
   af_devprofile cand;
   for (const af_tune_knob *k = KNOBS; k->define && !t->stopped; k++) {
     if (k->gemv != gemv || (knobs && !want(knobs, k->define))) continue;
@@ -666,7 +681,8 @@ static void yaml_str(FILE *f, const char *s) {
 static void gflops_note(FILE *f, const tuner *t, int gemv, double cost) {
   double flop = 0;
   for (int i = 0; i < t->nsh; i++)
-    if ((t->sh[i].s.m == 1) == gemv) flop += 2.0 * t->sh[i].s.m * t->sh[i].s.n * t->sh[i].s.k * t->sh[i].s.weight;
+    if ((t->sh[i].s.m == 1) == gemv)
+      flop += 2.0 * t->sh[i].s.m * t->sh[i].s.n * t->sh[i].s.k * t->sh[i].s.weight;
   char b[48];
   if (cost > 0 && isfinite(cost))
     fprintf(f, "%s, %.1f GFLOPS", fmt_s(cost, b, sizeof b), flop / cost / 1e9);
@@ -705,7 +721,8 @@ static void knob_trials(FILE *f, const tuner *t, const char *define) {
     int dup = 0;
     for (int j = 0; j < i; j++) {
       const char *q = strncmp(t->rec[j].key, fam, strlen(fam)) ? NULL : strstr(t->rec[j].key, pat);
-      if (q && !strncmp(q + strlen(pat), v, (size_t)vl) && (q[strlen(pat) + (size_t)vl] == ' ' || !q[strlen(pat) + (size_t)vl]))
+      if (q && !strncmp(q + strlen(pat), v, (size_t)vl) &&
+          (q[strlen(pat) + (size_t)vl] == ' ' || !q[strlen(pat) + (size_t)vl]))
         dup = 1;
     }
     if (dup) continue;
@@ -733,8 +750,8 @@ static int write_profile(tuner *t, const af_devprofile *best, int impl, double t
   time_t now_t = time(NULL);
   char date[32];
   strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now_t));
-  fprintf(f, "# Written by `artflow tune` on %s for this device:\n#   %s / %s (driver %s)\n", date, di->platform,
-          di->name, di->driver);
+  fprintf(f, "# Written by `artflow tune` on %s for this device:\n#   %s / %s (driver %s)\n", date,
+          di->platform, di->name, di->driver);
   if (t->o->command) fprintf(f, "# command: %s\n", t->o->command);
   fprintf(f, "# Started from the profile '%s' (%s).\n", t->cl->profile->name, t->cl->profile->why);
   fprintf(f, "# Shapes (M x N x K, calls per unit of work):");
@@ -743,15 +760,19 @@ static int write_profile(tuner *t, const af_devprofile *best, int impl, double t
             t->sh[i].s.stage, t->sh[i].s.weight);
   fprintf(f, "\n# Candidates: %d measured now, %d from the state file, %d failed (build, run or check);\n",
           t->res->measured, t->res->reused, t->res->failed);
-  fprintf(f, "# each result checked against double-precision dot products (normalised error <= %.0e),\n", TOL);
-  fprintf(f, "# time = sum over shapes of calls x best of %d runs.  Machine noise applies: compare within a run.\n",
-          t->repeat);
+  fprintf(f, "# each result checked against double-precision dot products (normalised error <= %.0e),\n",
+          TOL);
+  fprintf(
+      f,
+      "# time = sum over shapes of calls x best of %d runs.  Machine noise applies: compare within a run.\n",
+      t->repeat);
   if (t->n_gemm) {
     fprintf(f, "# GEMM shapes: own tiled kernel ");
     gflops_note(f, t, 0, tiled_s);
     fprintf(f, "; CLBlast ");
     gflops_note(f, t, 0, clb_s);
-    fprintf(f, "\n# the starting profile (%s): ", af_devprofile_gemm_impl(t->cl->profile) == AF_GEMM_IMPL_TILED ? "tiled" : "CLBlast");
+    fprintf(f, "\n# the starting profile (%s): ",
+            af_devprofile_gemm_impl(t->cl->profile) == AF_GEMM_IMPL_TILED ? "tiled" : "CLBlast");
     gflops_note(f, t, 0, base_s);
     fputc('\n', f);
   }
@@ -760,7 +781,8 @@ static int write_profile(tuner *t, const af_devprofile *best, int impl, double t
     gflops_note(f, t, 1, gemv_s);
     fputc('\n', f);
   }
-  if (t->ran_out) fprintf(f, "# The budget (%.0f s) ran out: rerun the same command to continue.\n", t->o->budget_s);
+  if (t->ran_out)
+    fprintf(f, "# The budget (%.0f s) ran out: rerun the same command to continue.\n", t->o->budget_s);
   /* name: tuned-<device>, letters, digits and dashes */
   char name[64] = "tuned-";
   size_t l = strlen(name);
@@ -781,8 +803,8 @@ static int write_profile(tuner *t, const af_devprofile *best, int impl, double t
   fprintf(f, "\n  type: %s\n", di->is_gpu ? "gpu" : di->is_cpu ? "cpu" : "accelerator");
   /* CLBlast: the swept Xgemm winner, and the starting profile's other entries */
   int n_ov = 0;
-  for (int i = 0; i < best->n_overrides; i++) n_ov += !(have_bx && !strcmp(best->overrides[i].kernel, "Xgemm") &&
-                                                          best->overrides[i].precision == 32);
+  for (int i = 0; i < best->n_overrides; i++)
+    n_ov += !(have_bx && !strcmp(best->overrides[i].kernel, "Xgemm") && best->overrides[i].precision == 32);
   if (n_ov || have_bx) fprintf(f, "clblast:\n");
   if (have_bx) {
     fprintf(f, "  Xgemm: {precision: 32, params: {");
@@ -825,18 +847,21 @@ static int write_profile(tuner *t, const af_devprofile *best, int impl, double t
   if (!chk) return af_err(AF_ERR_NOMEM, "out of memory");
   int rc = af_devprofile_select(di, tmp, chk);
   free(chk);
-  if (rc) return af_err_replace(rc, "tune wrote a profile that does not load (a bug): %s", af_error_message());
+  if (rc)
+    return af_err_replace(rc, "tune wrote a profile that does not load (a bug): %s", af_error_message());
   if (rename(tmp, t->o->out_path)) return af_err(AF_ERR_IO, "%s: %s", t->o->out_path, strerror(errno));
   return 0;
 }
 
 int af_tune_run(af_cl *cl, const af_tune_opts *o, af_tune_result *res) {
   memset(res, 0, sizeof *res);
-  if (!o->out_path || !o->n_shapes) return af_err(AF_ERR_INVALID, "tune: an output file and shapes are needed");
+  if (!o->out_path || !o->n_shapes)
+    return af_err(AF_ERR_INVALID, "tune: an output file and shapes are needed");
   for (const char *p = o->knobs; p && *p;) { /* every listed define must be a knob */
     size_t l = strcspn(p, ",");
     int found = 0;
-    for (const af_tune_knob *k = KNOBS; k->define; k++) found |= strlen(k->define) == l && !strncmp(k->define, p, l);
+    for (const af_tune_knob *k = KNOBS; k->define; k++)
+      found |= strlen(k->define) == l && !strncmp(k->define, p, l);
     if (!found) {
       char names[600];
       size_t n = 0;
@@ -929,10 +954,12 @@ int af_tune_run(af_cl *cl, const af_tune_opts *o, af_tune_result *res) {
   t.limit = o->budget_s;
   t.stopped = t.ran_out;
   if (o->clblast && t.n_gemm && !indirect && o->progress)
-    fprintf(o->progress, "tune: no shape reaches CLBlast's indirect GEMM (m*n*k >= 896^3): Xgemm not swept\n");
+    fprintf(o->progress,
+            "tune: no shape reaches CLBlast's indirect GEMM (m*n*k >= 896^3): Xgemm not swept\n");
   /* (a random set replaces the profile's only when the profile's was measured) */
   if (o->clblast && t.n_gemm && indirect && !clb_base_done && o->progress)
-    fprintf(o->progress, "tune: CLBlast's starting point was not measured within the budget: Xgemm not swept\n");
+    fprintf(o->progress,
+            "tune: CLBlast's starting point was not measured within the budget: Xgemm not swept\n");
   if (o->clblast && t.n_gemm && indirect && clb_base_done) {
     uint64_t st = 0x9E3779B97F4A7C15ull ^ (uint64_t)o->seed;
     memcpy(&cand, &best, sizeof cand);
@@ -941,7 +968,8 @@ int af_tune_run(af_cl *cl, const af_tune_opts *o, af_tune_result *res) {
       xgemm x;
       if (!xgemm_random(&st, &cl->info, &x)) break;
       char label[80];
-      snprintf(label, sizeof label, "Xgemm MWG%zu NWG%zu KWG%zu VW%zu/%zu", x.v[6], x.v[9], x.v[2], x.v[14], x.v[15]);
+      snprintf(label, sizeof label, "Xgemm MWG%zu NWG%zu KWG%zu VW%zu/%zu", x.v[6], x.v[9], x.v[2], x.v[14],
+               x.v[15]);
       if ((r = evaluate(&t, FAM_CLBLAST, label, &cand, &x, clb_s)) && r->ok && r->cost < clb_s)
         clb_s = r->cost, bx = x, have_bx = 1;
     }
@@ -949,11 +977,13 @@ int af_tune_run(af_cl *cl, const af_tune_opts *o, af_tune_result *res) {
   if (t.n_gemm) { /* the starting profile's time: the better of its measurements */
     memcpy(&cand, &base, sizeof cand);
     set_define(&cand, "AF_GEMM_IMPL", "tiled");
-    base_s = af_devprofile_gemm_impl(&base) == AF_GEMM_IMPL_TILED ? best_time(&t, FAM_TILED, &cand) : base_clb_s;
+    base_s =
+        af_devprofile_gemm_impl(&base) == AF_GEMM_IMPL_TILED ? best_time(&t, FAM_TILED, &cand) : base_clb_s;
   }
   /* the implementation: the faster when both were measured, else the starting profile's */
   int impl = af_devprofile_gemm_impl(&base);
-  if (isfinite(tiled_s) && isfinite(clb_s)) impl = tiled_s <= clb_s ? AF_GEMM_IMPL_TILED : AF_GEMM_IMPL_CLBLAST;
+  if (isfinite(tiled_s) && isfinite(clb_s))
+    impl = tiled_s <= clb_s ? AF_GEMM_IMPL_TILED : AF_GEMM_IMPL_CLBLAST;
   t.ran_out |= greedy_cut;
   res->gemm_impl = impl;
   res->base_s = base_s;

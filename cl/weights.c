@@ -20,8 +20,8 @@ struct af_weights {
   pthread_mutex_t lock;
   entry *list;
   uint64_t bytes;
-  uint64_t in_place;  /* of which used in place from the file mapping */
-  size_t zc_align;    /* zero-copy allowed: the base-address alignment it needs; 0 = never */
+  uint64_t in_place; /* of which used in place from the file mapping */
+  size_t zc_align;   /* zero-copy allowed: the base-address alignment it needs; 0 = never */
 };
 
 static int check_pair(const af_gguf *a, const af_gguf *b); /* two-file overlay, at the end */
@@ -39,7 +39,8 @@ static size_t zero_copy_align(af_cl *cl) {
   if (af_cl_tuning_int(cl, "AF_WEIGHTS_ZERO_COPY", 0) != 1) return 0;
   cl_bool unified = CL_FALSE;
   cl_uint bits = 0;
-  if (clGetDeviceInfo(cl->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) != CL_SUCCESS ||
+  if (clGetDeviceInfo(cl->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) !=
+          CL_SUCCESS ||
       !unified)
     return 0;
   if (clGetDeviceInfo(cl->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL) != CL_SUCCESS)
@@ -85,9 +86,15 @@ void af_weights_free(af_weights *w) {
   free(w);
 }
 
-const af_gguf *af_weights_gguf(const af_weights *w) { return w->g; }
-uint64_t af_weights_device_bytes(const af_weights *w) { return w->bytes; }
-uint64_t af_weights_in_place_bytes(const af_weights *w) { return w->in_place; }
+const af_gguf *af_weights_gguf(const af_weights *w) {
+  return w->g;
+}
+uint64_t af_weights_device_bytes(const af_weights *w) {
+  return w->bytes;
+}
+uint64_t af_weights_in_place_bytes(const af_weights *w) {
+  return w->in_place;
+}
 
 void af_weights_release_host(af_weights *w) {
   if (w) af_gguf_release_all(w->g), af_gguf_release_all(w->g2);
@@ -116,8 +123,8 @@ void af_weights_turn_end(af_weights *w, int took) {
 static int upload(af_weights *w, const af_gguf_tensor *gt, int want, entry *e) {
   int type = want < 0 ? gt->type : want;
   if (type != gt->type && type != AF_GGML_F32)
-    return af_err(AF_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", af_gguf_path(w->g), gt->name,
-                  af_ggml_type_name(gt->type), af_ggml_type_name(type));
+    return af_err(AF_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", af_gguf_path(w->g),
+                  gt->name, af_ggml_type_name(gt->type), af_ggml_type_name(type));
   if (type == gt->type && type != AF_GGML_F32 && type != AF_GGML_F16 && type != AF_GGML_Q8_0 &&
       type != AF_GGML_Q4_0)
     return af_err(AF_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which artflow's kernels do not read",
@@ -139,7 +146,8 @@ static int upload(af_weights *w, const af_gguf_tensor *gt, int want, entry *e) {
   cl_mem m = NULL;
   int in_place = !tmp && w->zc_align && nbytes && (uintptr_t)src % w->zc_align == 0;
   /* the kernels only read weight buffers, so the read-only mapping is safe */
-  int rc = in_place ? af_cl_alloc(w->cl, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR, nbytes, (void *)(uintptr_t)src, &m)
+  int rc = in_place ? af_cl_alloc(w->cl, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR, nbytes,
+                                  (void *)(uintptr_t)src, &m)
                     : af_cl_alloc(w->cl, CL_MEM_READ_ONLY, nbytes, NULL, &m);
   if (rc) {
     free(tmp);
@@ -151,7 +159,8 @@ static int upload(af_weights *w, const af_gguf_tensor *gt, int want, entry *e) {
     clReleaseMemObject(m);
     return rc;
   }
-  if (in_place) w->in_place += nbytes;
+  if (in_place)
+    w->in_place += nbytes;
   else { /* the device has its copy: the file's pages need not stay in this process's resident set */
     af_gguf_release(w->g, gt->data, gt->nbytes);
     af_gguf_release(w->g2, gt->data, gt->nbytes);
@@ -215,7 +224,9 @@ int af_weights_expect(af_weights *w, const char *name, int want_type, uint32_t n
 /* ---- two-file models (af_weights_open_pair): lookups search the primary
  * file, then the fallback; check_pair rejects pairs that cannot work together */
 
-const af_gguf *af_weights_fallback(const af_weights *w) { return w->g2; }
+const af_gguf *af_weights_fallback(const af_weights *w) {
+  return w->g2;
+}
 
 const af_gguf *af_weights_meta(const af_weights *w, const char *key) {
   if (af_gguf_find(w->g, key) || !w->g2) return w->g;
@@ -232,7 +243,8 @@ const af_gguf_tensor *af_weights_find(const af_weights *w, const char *name) {
   return t || !w->g2 ? t : af_gguf_find_tensor(w->g2, name);
 }
 
-static const af_gguf_tensor *find2(const af_gguf *a, const af_gguf *b, const char *name, const af_gguf **from) {
+static const af_gguf_tensor *find2(const af_gguf *a, const af_gguf *b, const char *name,
+                                   const af_gguf **from) {
   const af_gguf_tensor *t = af_gguf_find_tensor(a, name);
   *from = t ? a : b;
   return t ? t : af_gguf_find_tensor(b, name);
@@ -245,8 +257,8 @@ static const char *rope_layout(const af_gguf *g) {
 
 static int check_pair(const af_gguf *a, const af_gguf *b) {
   const char *pa = af_gguf_path(a), *pb = af_gguf_path(b);
-  static const char *const keys[] = {"llama.embedding_length", "llama.block_count", "llama.attention.head_count",
-                                     "llama.feed_forward_length"};
+  static const char *const keys[] = {"llama.embedding_length", "llama.block_count",
+                                     "llama.attention.head_count", "llama.feed_forward_length"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
     uint32_t va, vb;
     if (af_gguf_get_u32(a, keys[i], &va) == 0 && af_gguf_get_u32(b, keys[i], &vb) == 0 && va != vb)
@@ -256,7 +268,8 @@ static int check_pair(const af_gguf *a, const af_gguf *b) {
   const af_gguf_tensor *embd = find2(a, b, "token_embd.weight", &fe);
   const af_gguf_tensor *proj = af_gguf_find_tensor(a, "proj.weight");
   if (embd && embd->n_dims == 2 && proj && proj->n_dims == 2 && proj->ne[1] != embd->ne[0])
-    return af_err(AF_ERR_MISMATCH, "%s: the projection gives width %llu but the LLM in %s has hidden size %llu", pa,
+    return af_err(AF_ERR_MISMATCH,
+                  "%s: the projection gives width %llu but the LLM in %s has hidden size %llu", pa,
                   (unsigned long long)proj->ne[1], af_gguf_path(fe), (unsigned long long)embd->ne[0]);
   /* the tokenizer in use is the primary's when it has one */
   const af_gguf_str *ta = NULL, *tb = NULL;
@@ -265,8 +278,8 @@ static int check_pair(const af_gguf *a, const af_gguf *b) {
   int has_b = af_gguf_get_arr_str(b, "tokenizer.ggml.tokens", &tb, &nb) == 0;
   if (has_a && has_b) {
     if (na != nb)
-      return af_err(AF_ERR_MISMATCH, "%s: vocabulary of %llu tokens but %llu in %s (a different tokenizer)", pa,
-                    (unsigned long long)na, (unsigned long long)nb, pb);
+      return af_err(AF_ERR_MISMATCH, "%s: vocabulary of %llu tokens but %llu in %s (a different tokenizer)",
+                    pa, (unsigned long long)na, (unsigned long long)nb, pb);
     /* padding rows are named freely ("[PAD]", llama.cpp's "[PAD420]"): compare the
      * SentencePiece pieces (types normal, unknown, control, byte) */
     int32_t *ya = malloc(na * sizeof *ya), *yb = malloc(na * sizeof *yb);
@@ -290,7 +303,7 @@ static int check_pair(const af_gguf *a, const af_gguf *b) {
   /* q and k rows must follow one RoPE layout: the file they come from says which */
   if (find2(a, b, "blk.0.attn_q.weight", &fq) && find2(a, b, "blk.0.attn_k.weight", &fk) && fq != fk &&
       strcmp(rope_layout(fq), rope_layout(fk)))
-    return af_err(AF_ERR_MISMATCH, "%s: attn_q rows in %s layout but attn_k from %s in %s layout", af_gguf_path(fq),
-                  rope_layout(fq), af_gguf_path(fk), rope_layout(fk));
+    return af_err(AF_ERR_MISMATCH, "%s: attn_q rows in %s layout but attn_k from %s in %s layout",
+                  af_gguf_path(fq), rope_layout(fq), af_gguf_path(fk), rope_layout(fk));
   return 0;
 }

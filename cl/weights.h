@@ -19,13 +19,13 @@ extern "C" {
 #endif
 
 typedef struct af_dtensor {
-  const char *name;    /* borrowed from the GGUF */
-  int type;            /* af_ggml_type of the device copy */
+  const char *name; /* borrowed from the GGUF */
+  int type;         /* af_ggml_type of the device copy */
   uint32_t n_dims;
-  uint64_t ne[4];      /* ne[0] innermost (a PyTorch [rows, cols] weight has ne = {cols, rows}) */
+  uint64_t ne[4]; /* ne[0] innermost (a PyTorch [rows, cols] weight has ne = {cols, rows}) */
   uint64_t n_elements;
-  size_t nbytes;       /* bytes on the device */
-  cl_mem mem;          /* owned by af_weights */
+  size_t nbytes; /* bytes on the device */
+  cl_mem mem;    /* owned by af_weights */
 } af_dtensor;
 
 typedef struct af_weights af_weights;

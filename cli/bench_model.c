@@ -89,7 +89,9 @@ static double copy_bandwidth(af_cl *cl, af_queue *q) {
   if (bytes > cl->info.max_alloc / 2) bytes = (size_t)(cl->info.max_alloc / 2);
   cl_mem a = NULL, b = NULL;
   double best = 0;
-  if (af_cl_alloc(cl, CL_MEM_READ_WRITE, bytes, NULL, &a) || af_cl_alloc(cl, CL_MEM_READ_WRITE, bytes, NULL, &b)) goto out;
+  if (af_cl_alloc(cl, CL_MEM_READ_WRITE, bytes, NULL, &a) ||
+      af_cl_alloc(cl, CL_MEM_READ_WRITE, bytes, NULL, &b))
+    goto out;
   float zero = 0;
   clEnqueueFillBuffer(q->q, a, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
   clFinish(q->q);
@@ -146,8 +148,10 @@ done:
 static const char fma_src[] =
     "__kernel void af_bench_fma(__global float *out, const int iters, const float a, const float b) {\n"
     "  float s0 = (float)get_global_id(0) * 1e-6f;\n"
-    "  float16 x0 = s0 + (float16)(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f) * 0.01f;\n"
-    "  float16 x1 = x0 + 0.1f, x2 = x0 + 0.2f, x3 = x0 + 0.3f, x4 = x0 + 0.4f, x5 = x0 + 0.5f, x6 = x0 + 0.6f, x7 = x0 + 0.7f;\n"
+    "  float16 x0 = s0 + (float16)(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, "
+    "14.f, 15.f) * 0.01f;\n"
+    "  float16 x1 = x0 + 0.1f, x2 = x0 + 0.2f, x3 = x0 + 0.3f, x4 = x0 + 0.4f, x5 = x0 + 0.5f, x6 = x0 + "
+    "0.6f, x7 = x0 + 0.7f;\n"
     "  for (int i = 0; i < iters; i++) {\n"
     "    x0 = fma(x0, a, b); x1 = fma(x1, a, b); x2 = fma(x2, a, b); x3 = fma(x3, a, b);\n"
     "    x4 = fma(x4, a, b); x5 = fma(x5, a, b); x6 = fma(x6, a, b); x7 = fma(x7, a, b);\n"
@@ -192,7 +196,8 @@ static double fma_peak_measured(af_cl *cl, af_queue *q, int *checked) {
     clSetKernelArg(k, 3, sizeof b, &b);
     size_t l = 1;
     double t0 = now();
-    if (clEnqueueNDRangeKernel(q->q, k, 1, NULL, &items, &l, 0, NULL, NULL) != CL_SUCCESS || clFinish(q->q) != CL_SUCCESS)
+    if (clEnqueueNDRangeKernel(q->q, k, 1, NULL, &items, &l, 0, NULL, NULL) != CL_SUCCESS ||
+        clFinish(q->q) != CL_SUCCESS)
       goto done;
     double t = now() - t0;
     if (r == 0) { /* check, and size the run to about 50 ms */
@@ -220,10 +225,11 @@ static const struct {
   const char *name;
   double gflops;
 } GPU_PEAK[] = {
-    {"H200", 66900},   {"H100 PCIe", 51200}, {"H100", 66900},   {"A100", 19500},      {"A10", 31200},
-    {"L40S", 91600},   {"L4", 30300},        {"V100", 15700},   {"T4", 8100},         {"RTX 4090", 82600},
-    {"RTX 3090", 35600}, {"MI300X", 163400}, {"MI250X", 47900}, {"MI210", 22600},     {"MI100", 23100},
-    {"gfx942", 163400}, {"gfx90a", 47900},   {"gfx908", 23100}, {"Arc(TM) A770", 19700},
+    {"H200", 66900},   {"H100 PCIe", 51200}, {"H100", 66900},         {"A100", 19500},
+    {"A10", 31200},    {"L40S", 91600},      {"L4", 30300},           {"V100", 15700},
+    {"T4", 8100},      {"RTX 4090", 82600},  {"RTX 3090", 35600},     {"MI300X", 163400},
+    {"MI250X", 47900}, {"MI210", 22600},     {"MI100", 23100},        {"gfx942", 163400},
+    {"gfx90a", 47900}, {"gfx908", 23100},    {"Arc(TM) A770", 19700},
 };
 
 static double fma_peak(af_cl *cl, af_queue *q, const char **source) {
@@ -252,9 +258,9 @@ typedef struct llm_res {
   int ok, layers, hidden, n_prompt;
   double prefill_s, decode_s, flops_per_pos;
   unsigned long long wbytes;
-  int dbatch;            /* sequences of the batched decode timing (0 = not run) */
-  double dbatch_s;       /* seconds per batched step (dbatch tokens) */
-  double pbatch_s;       /* seconds of the batched prefill (dbatch x n_prompt positions) */
+  int dbatch;      /* sequences of the batched decode timing (0 = not run) */
+  double dbatch_s; /* seconds per batched step (dbatch tokens) */
+  double pbatch_s; /* seconds of the batched prefill (dbatch x n_prompt positions) */
   unsigned long long kv_bytes;
   int kv_half;
 } llm_res;
@@ -305,7 +311,8 @@ static int bench_llm(af_cl *cl, af_weights *w, int n_prompt, int n_decode, int d
    * prefill's); then batched decode: n_decode steps of one token for all */
   double dstep = 0, pstep = 0;
   if (!rc && dbatch > 1) {
-    float *xb = malloc(sizeof(float) * (size_t)dbatch * H), *lb = malloc(sizeof(float) * (size_t)dbatch * s->vocab);
+    float *xb = malloc(sizeof(float) * (size_t)dbatch * H),
+          *lb = malloc(sizeof(float) * (size_t)dbatch * s->vocab);
     float *xp = malloc(sizeof(float) * (size_t)dbatch * (size_t)n_prompt * H);
     int *slots = malloc(sizeof(int) * (size_t)dbatch), *pos = malloc(sizeof(int) * (size_t)dbatch);
     if (!xb || !lb || !xp || !slots || !pos) rc = af_err(AF_ERR_NOMEM, "out of memory");
@@ -369,7 +376,8 @@ static int bench_vision(af_cl *cl, af_weights *w, const bench_opts *o, vis_res *
     goto out; /* warm-up: uploads weights, compiles kernels */
   res->warm = now() - t0;
   int images = o->images > 0 ? o->images : batch;
-  res->sizes[0] = 1, res->sizes[1] = batch, res->nsizes = batch > 1 || images > 1 ? 2 : 1, res->images = images;
+  res->sizes[0] = 1, res->sizes[1] = batch, res->nsizes = batch > 1 || images > 1 ? 2 : 1,
+  res->images = images;
   for (int s = 0; s < res->nsizes && !rc; s++) {
     int n_img = s ? images : 1;
     double bv = INFINITY, bq = INFINITY;
@@ -449,19 +457,21 @@ static int run_profile(const bench_opts *o, const char *profile, run_res *r) {
 
 static void print_text(const bench_opts *o, const run_res *r) {
   printf("profile: %s (%s)\n", r->profile, r->why);
-  printf("device peak: copy %.1f GB/s, streaming read %.1f GB/s (measured), FMA %.0f GFLOPS (%s)\n", r->copy_gbs,
-         r->read_gbs, r->fma_gflops, r->fma_source);
+  printf("device peak: copy %.1f GB/s, streaming read %.1f GB/s (measured), FMA %.0f GFLOPS (%s)\n",
+         r->copy_gbs, r->read_gbs, r->fma_gflops, r->fma_source);
   const vis_res *v = &r->v;
   if (v->ok) {
-    printf("vision: ViT %d blocks, %d tokens x %d; Q-Former %d layers; first call (upload + compile) %.1f s\n",
-           v->layers, v->tokens, v->width, v->qlayers, v->warm);
+    printf(
+        "vision: ViT %d blocks, %d tokens x %d; Q-Former %d layers; first call (upload + compile) %.1f s\n",
+        v->layers, v->tokens, v->width, v->qlayers, v->warm);
     printf("%-6s %7s %13s %10s %15s %16s %11s %15s\n", "batch", "images", "vit s/image", "vit img/s",
            "vit GFLOPS", "qformer s/image", "qformer img/s", "qformer GFLOPS");
     for (int s = 0; s < v->nsizes; s++) {
       double g = v->vf / v->vit_s[s] / 1e9, gq = v->qff / v->qf_s[s] / 1e9;
       printf("%-6d %7d %13.4f %10.3f %8.1f (%3.0f%%) %16.4f %11.2f %8.1f (%3.0f%%)\n", v->sizes[s],
-             s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s], g, r->fma_gflops > 0 ? 100 * g / r->fma_gflops : 0,
-             v->qf_s[s], 1 / v->qf_s[s], gq, r->fma_gflops > 0 ? 100 * gq / r->fma_gflops : 0);
+             s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s], g,
+             r->fma_gflops > 0 ? 100 * g / r->fma_gflops : 0, v->qf_s[s], 1 / v->qf_s[s], gq,
+             r->fma_gflops > 0 ? 100 * gq / r->fma_gflops : 0);
     }
     printf("(ViT %.1f GFLOP/image, Q-Former %.2f GFLOP/image; %% of the FMA peak; best of %d)\n", v->vf / 1e9,
            v->qff / 1e9, o->repeat);
@@ -472,18 +482,20 @@ static void print_text(const bench_opts *o, const run_res *r) {
     printf("LLM (%d layers, hidden %d, %.2f GB of device weights):\n", l->layers, l->hidden, l->wbytes / 1e9);
     printf("  batch 1 prefill %d positions: %.2f tokens/s, %.1f GFLOPS (%.0f%% of FMA peak)\n", l->n_prompt,
            l->n_prompt / l->prefill_s, pg, r->fma_gflops > 0 ? 100 * pg / r->fma_gflops : 0);
-    printf("  batch 1 decode: %.1f ms/token = %.2f tokens/s, %.1f GB/s of weights (%.0f%% of streaming read, "
-           "%.0f%% of copy bandwidth)\n",
-           l->decode_s * 1e3, 1 / l->decode_s, gbs, r->read_gbs > 0 ? 100 * gbs / r->read_gbs : 0,
-           r->copy_gbs > 0 ? 100 * gbs / r->copy_gbs : 0);
+    printf(
+        "  batch 1 decode: %.1f ms/token = %.2f tokens/s, %.1f GB/s of weights (%.0f%% of streaming read, "
+        "%.0f%% of copy bandwidth)\n",
+        l->decode_s * 1e3, 1 / l->decode_s, gbs, r->read_gbs > 0 ? 100 * gbs / r->read_gbs : 0,
+        r->copy_gbs > 0 ? 100 * gbs / r->copy_gbs : 0);
     if (l->dbatch) {
       printf("  batch %d prefill %d x %d positions: %.2f tokens/s aggregated (%.2fx the batch-1 prefill)\n",
              l->dbatch, l->dbatch, l->n_prompt, l->dbatch * l->n_prompt / l->pbatch_s,
              l->dbatch * l->prefill_s / l->pbatch_s);
-      printf("  batch %d decode: %.1f ms/step = %.2f tokens/s aggregated, %.2f tokens/s per sequence (%.2fx the "
-             "batch-1 throughput)\n",
-             l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
-             l->dbatch * l->decode_s / l->dbatch_s);
+      printf(
+          "  batch %d decode: %.1f ms/step = %.2f tokens/s aggregated, %.2f tokens/s per sequence (%.2fx the "
+          "batch-1 throughput)\n",
+          l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
+          l->dbatch * l->decode_s / l->dbatch_s);
     }
     int nseq = l->dbatch ? l->dbatch : 1;
     printf("  KV cache: %.1f MB (%s, %d sequence%s of %llu positions)\n", l->kv_bytes / 1e6,
@@ -491,9 +503,10 @@ static void print_text(const bench_opts *o, const run_res *r) {
            l->kv_bytes / (2ull * l->layers * l->hidden * (l->kv_half ? 2 : 4) * nseq));
   }
   if (r->e2e_s > 0)
-    printf("end-to-end per described image (estimate: ViT + Q-Former at batch 1, prefill of %d positions, 32 "
-           "decode steps): %.3f s\n",
-           v->queries + 40, r->e2e_s);
+    printf(
+        "end-to-end per described image (estimate: ViT + Q-Former at batch 1, prefill of %d positions, 32 "
+        "decode steps): %.3f s\n",
+        v->queries + 40, r->e2e_s);
 }
 
 /* a JSON string (quotes, backslashes and control characters escaped) */
@@ -523,24 +536,28 @@ static void print_json_run(const run_res *r) {
     printf(",\"first_call_s\":%.3f,\"vit_gflop_per_image\":%.2f,\"qformer_gflop_per_image\":%.3f,\"runs\":[",
            v->warm, v->vf / 1e9, v->qff / 1e9);
     for (int s = 0; s < v->nsizes; s++)
-      printf("%s{\"batch\":%d,\"images\":%d,\"vit_s_per_image\":%.4f,\"vit_images_s\":%.4f,\"vit_gflops\":%.2f,"
-             "\"qformer_s_per_image\":%.4f,\"qformer_images_s\":%.3f,\"qformer_gflops\":%.2f}",
-             s ? "," : "", v->sizes[s], s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s], v->vf / v->vit_s[s] / 1e9,
-             v->qf_s[s], 1 / v->qf_s[s], v->qff / v->qf_s[s] / 1e9);
+      printf(
+          "%s{\"batch\":%d,\"images\":%d,\"vit_s_per_image\":%.4f,\"vit_images_s\":%.4f,\"vit_gflops\":%.2f,"
+          "\"qformer_s_per_image\":%.4f,\"qformer_images_s\":%.3f,\"qformer_gflops\":%.2f}",
+          s ? "," : "", v->sizes[s], s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s],
+          v->vf / v->vit_s[s] / 1e9, v->qf_s[s], 1 / v->qf_s[s], v->qff / v->qf_s[s] / 1e9);
     printf("]");
   }
   const llm_res *l = &r->l;
   if (l->ok)
-    printf(",\"llm_layers\":%d,\"hidden\":%d,\"prefill_tokens\":%d,\"prefill_tokens_s\":%.2f,\"prefill_gflops\":%.2f,"
-           "\"decode_ms_per_token\":%.2f,\"decode_tokens_s\":%.3f,\"weight_gb_s\":%.2f",
-           l->layers, l->hidden, l->n_prompt, l->n_prompt / l->prefill_s,
-           l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, l->decode_s * 1e3, 1 / l->decode_s,
-           l->wbytes / l->decode_s / 1e9);
+    printf(
+        ",\"llm_layers\":%d,\"hidden\":%d,\"prefill_tokens\":%d,\"prefill_tokens_s\":%.2f,\"prefill_gflops\":"
+        "%.2f,"
+        "\"decode_ms_per_token\":%.2f,\"decode_tokens_s\":%.3f,\"weight_gb_s\":%.2f",
+        l->layers, l->hidden, l->n_prompt, l->n_prompt / l->prefill_s,
+        l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, l->decode_s * 1e3, 1 / l->decode_s,
+        l->wbytes / l->decode_s / 1e9);
   if (l->ok && l->dbatch)
-    printf(",\"decode_batch\":%d,\"decode_batch_ms_per_step\":%.2f,\"decode_batch_tokens_s\":%.3f,"
-           "\"decode_batch_tokens_s_per_seq\":%.3f,\"prefill_batch_tokens_s\":%.2f",
-           l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
-           l->dbatch * l->n_prompt / l->pbatch_s);
+    printf(
+        ",\"decode_batch\":%d,\"decode_batch_ms_per_step\":%.2f,\"decode_batch_tokens_s\":%.3f,"
+        "\"decode_batch_tokens_s_per_seq\":%.3f,\"prefill_batch_tokens_s\":%.2f",
+        l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
+        l->dbatch * l->n_prompt / l->pbatch_s);
   if (l->ok) printf(",\"kv_cache_bytes\":%llu,\"kv_cache\":\"%s\"", l->kv_bytes, l->kv_half ? "f16" : "f32");
   if (r->e2e_s > 0) printf(",\"e2e_s_per_image\":%.4f", r->e2e_s);
 }
@@ -588,7 +605,8 @@ static int count_overrides(const char *file, const af_cl *probe, int *n, char *n
   *n = rc ? 0 : p->n_overrides;
   names[0] = 0;
   for (int i = 0, l = 0; !rc && i < p->n_overrides && (size_t)l < cap; i++)
-    l += snprintf(names + l, cap - (size_t)l, "%s%s/%d", i ? " " : "", p->overrides[i].kernel, p->overrides[i].precision);
+    l += snprintf(names + l, cap - (size_t)l, "%s%s/%d", i ? " " : "", p->overrides[i].kernel,
+                  p->overrides[i].precision);
   free(p);
   return rc;
 }
@@ -620,16 +638,20 @@ int af_bench_model(int argc, char **argv) {
       if (o.batch < 1 || o.batch > 64) return af_cli_usage_error("bench", usage, "--batch must be 1..64");
     } else if (i + 1 < argc && !strcmp(argv[i], "--images")) {
       o.images = atoi(argv[++i]);
-      if (o.images < 1 || o.images > 4096) return af_cli_usage_error("bench", usage, "--images must be 1..4096");
+      if (o.images < 1 || o.images > 4096)
+        return af_cli_usage_error("bench", usage, "--images must be 1..4096");
     } else if (i + 1 < argc && !strcmp(argv[i], "--repeat")) {
       o.repeat = atoi(argv[++i]);
-      if (o.repeat < 1 || o.repeat > 100) return af_cli_usage_error("bench", usage, "--repeat must be 1..100");
+      if (o.repeat < 1 || o.repeat > 100)
+        return af_cli_usage_error("bench", usage, "--repeat must be 1..100");
     } else {
       return af_cli_usage_error("bench", usage, "unknown option or missing value '%s'", argv[i]);
     }
   }
-  if (!o.model) return af_cli_usage_error("bench", usage, "--model is required for the whole-model benchmark");
-  if (o.llm_only && o.vision_only) return af_cli_usage_error("bench", usage, "--llm-only and --vision-only exclude each other");
+  if (!o.model)
+    return af_cli_usage_error("bench", usage, "--model is required for the whole-model benchmark");
+  if (o.llm_only && o.vision_only)
+    return af_cli_usage_error("bench", usage, "--llm-only and --vision-only exclude each other");
   run_res *res = calloc(2, sizeof *res);
   if (!res) return af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), NULL);
   const char *files[2] = {profile, compare};
@@ -645,7 +667,8 @@ int af_bench_model(int argc, char **argv) {
     if (compare) {
       int n[2];
       char names[2][512];
-      for (int k = 0; k < 2 && !rc; k++) rc = count_overrides(files[k], probe, &n[k], names[k], sizeof names[k]);
+      for (int k = 0; k < 2 && !rc; k++)
+        rc = count_overrides(files[k], probe, &n[k], names[k], sizeof names[k]);
       if (!rc && n[1] < n[0]) order[0] = 1, order[1] = 0;
       if (!rc && n[0] && n[1] && strcmp(names[0], names[1]))
         fprintf(stderr,
@@ -661,7 +684,9 @@ int af_bench_model(int argc, char **argv) {
   }
   for (int k = 0; k < nruns && !rc; k++) {
     int i = order[k];
-    if (!o.json) fprintf(stderr, "bench: run %d of %d with profile %s\n", k + 1, nruns, files[i] ? files[i] : "(device's own)");
+    if (!o.json)
+      fprintf(stderr, "bench: run %d of %d with profile %s\n", k + 1, nruns,
+              files[i] ? files[i] : "(device's own)");
     if ((rc = run_profile(&o, files[i], &res[i]))) rc = af_cli_fail(rc, o.model);
   }
   if (!rc) {
@@ -685,7 +710,8 @@ int af_bench_model(int argc, char **argv) {
     } else {
       printf("device: %s\nmodel: %s\n", device_name, o.model);
       for (int i = 0; i < nruns; i++) {
-        if (compare) printf("\n== %s profile: %s\n", i ? "second" : "first", files[i] ? files[i] : "(device's own)");
+        if (compare)
+          printf("\n== %s profile: %s\n", i ? "second" : "first", files[i] ? files[i] : "(device's own)");
         print_text(&o, &res[i]);
       }
       if (compare) print_ratios(&o, &res[0], &res[1]);

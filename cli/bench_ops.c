@@ -89,14 +89,16 @@ typedef struct {
 } gcase;
 
 static const gcase gcases[] = {
-    {"f32", 4096, 4096, 1},  {"f16", 4096, 4096, 1},  {"f16", 11008, 4096, 1}, {"q8_0", 4096, 4096, 1},
-    {"q8_0", 11008, 4096, 1}, {"q4_0", 4096, 4096, 1}, {"q4_0", 11008, 4096, 1}, {"f16", 11008, 4096, 8},
+    {"f32", 4096, 4096, 1},   {"f16", 4096, 4096, 1},   {"f16", 11008, 4096, 1},  {"q8_0", 4096, 4096, 1},
+    {"q8_0", 11008, 4096, 1}, {"q4_0", 4096, 4096, 1},  {"q4_0", 11008, 4096, 1}, {"f16", 11008, 4096, 8},
     {"q8_0", 11008, 4096, 8}, {"q4_0", 11008, 4096, 8},
 };
 
 static size_t gcase_bytes(const gcase *c) {
   size_t n = c->rows * c->k;
-  return !strcmp(c->type, "f32") ? 4 * n : !strcmp(c->type, "f16") ? 2 * n : n / 32 * (c->type[1] == '8' ? 34 : 18);
+  return !strcmp(c->type, "f32")   ? 4 * n
+         : !strcmp(c->type, "f16") ? 2 * n
+                                   : n / 32 * (c->type[1] == '8' ? 34 : 18);
 }
 
 static int gemv_run(af_queue *q, const gcase *c, cl_mem w, cl_mem x, cl_mem y) {
@@ -107,8 +109,8 @@ static int gemv_run(af_queue *q, const gcase *c, cl_mem w, cl_mem x, cl_mem y) {
 
 /* best seconds per pass over the n copies / n (after a warm-up pass);
  * stream = 1 times the read probe instead of the GEMV */
-static int time_copies(af_queue *q, const gcase *c, cl_mem *w, int n, cl_mem x, cl_mem y, int repeat, int stream,
-                       double *out) {
+static int time_copies(af_queue *q, const gcase *c, cl_mem *w, int n, cl_mem x, cl_mem y, int repeat,
+                       int stream, double *out) {
   cl_kernel sk = NULL;
   int rc = stream ? af_queue_kernel(q, "gemv_cpu.cl", "af_gemv_cpu_stream", NULL, &sk) : 0;
   size_t bytes = gcase_bytes(c);
@@ -161,9 +163,11 @@ static int bench_gemv_dram(af_cl *cl, af_queue *q, int json, int repeat) {
   if (json)
     printf(",\"gemv_dram\":[");
   else
-    printf("\ndecode GEMV, weights streamed from DRAM (>= 640 MiB of copies; portable = ops.cl, cpu = gemv_cpu.cl):\n"
-           "%-10s %-22s %10s %10s %10s %10s %9s\n",
-           "weights", "vectors x k x rows", "read GB/s", "portable", "cpu ms", "cpu GB/s", "of read");
+    printf(
+        "\ndecode GEMV, weights streamed from DRAM (>= 640 MiB of copies; portable = ops.cl, cpu = "
+        "gemv_cpu.cl):\n"
+        "%-10s %-22s %10s %10s %10s %10s %9s\n",
+        "weights", "vectors x k x rows", "read GB/s", "portable", "cpu ms", "cpu GB/s", "of read");
   for (size_t ci = 0; ci < sizeof gcases / sizeof *gcases && !rc; ci++) {
     const gcase *c = &gcases[ci];
     size_t bytes = gcase_bytes(c);
@@ -185,9 +189,10 @@ static int bench_gemv_dram(af_cl *cl, af_queue *q, int json, int repeat) {
     if (rc) break;
     double gs = bytes / t[0] / 1e9, gp = bytes / t[1] / 1e9, gc = bytes / t[2] / 1e9;
     if (json)
-      printf("%s{\"type\":\"%s\",\"nb\":%d,\"k\":%zu,\"rows\":%zu,\"read_gb_s\":%.2f,\"portable_ms\":%.4f,"
-             "\"portable_gb_s\":%.2f,\"cpu_ms\":%.4f,\"cpu_gb_s\":%.2f,\"cpu_of_read\":%.3f}",
-             ci ? "," : "", c->type, c->nb, c->k, c->rows, gs, t[1] * 1e3, gp, t[2] * 1e3, gc, gc / gs);
+      printf(
+          "%s{\"type\":\"%s\",\"nb\":%d,\"k\":%zu,\"rows\":%zu,\"read_gb_s\":%.2f,\"portable_ms\":%.4f,"
+          "\"portable_gb_s\":%.2f,\"cpu_ms\":%.4f,\"cpu_gb_s\":%.2f,\"cpu_of_read\":%.3f}",
+          ci ? "," : "", c->type, c->nb, c->k, c->rows, gs, t[1] * 1e3, gp, t[2] * 1e3, gc, gc / gs);
     else {
       char shape[48], pv[24];
       snprintf(shape, sizeof shape, "%dx%zux%zu", c->nb, c->k, c->rows);
@@ -257,12 +262,14 @@ int af_bench_ops(int argc, char **argv, const char *device) {
       rc = af_cli_fail(rc, c->op);
       goto out;
     }
-    double fl = d->flops(c->m, c->n, c->k, c->b) / best / 1e9, gb = d->bytes(c->m, c->n, c->k, c->b) / best / 1e9;
+    double fl = d->flops(c->m, c->n, c->k, c->b) / best / 1e9,
+           gb = d->bytes(c->m, c->n, c->k, c->b) / best / 1e9;
     if (json)
       printf("%s{\"op\":\"%s\",\"shape\":\"%s\",\"ms\":%.4f,\"gflops\":%.2f,\"gb_s\":%.2f,\"of_copy\":%.3f}",
              i ? "," : "", c->op, c->label, best * 1e3, fl, gb, gb / bw);
     else
-      printf("%-10s %-30s %10.3f %10.1f %10.1f %8.0f%%\n", c->op, c->label, best * 1e3, fl, gb, 100 * gb / bw);
+      printf("%-10s %-30s %10.3f %10.1f %10.1f %8.0f%%\n", c->op, c->label, best * 1e3, fl, gb,
+             100 * gb / bw);
   }
   if (json) printf("]");
   if ((rc = bench_gemv_dram(cl, q, json, repeat < 2 ? repeat : 2))) {

@@ -16,17 +16,17 @@
 #define AF_EXIT_FAIL 1
 #define AF_EXIT_USAGE 2
 
-#define AF_CLI_COMMANDS(X)                                                           \
-  X(run, "run a pipeline described by a YAML file")                                 \
-  X(describe, "describe images with the model (vision path and text generation)")   \
-  X(chat, "chat about images, turn after turn (interactive on a terminal)")        \
-  X(convert, "convert the original checkpoints into one GGUF model file")           \
-  X(inspect, "show a model file, the stage list or one stage's parameters")        \
-  X(tokenize, "print the token ids of a text")                                      \
-  X(devices, "list OpenCL platforms and devices and the profile each gets")         \
-  X(tune, "tune kernels and CLBlast for this device and write a profile")          \
-  X(bench, "benchmark the ops or the whole model on this device")                   \
-  X(mkmodel, "write a random-weight model of any size")                             \
+#define AF_CLI_COMMANDS(X)                                                        \
+  X(run, "run a pipeline described by a YAML file")                               \
+  X(describe, "describe images with the model (vision path and text generation)") \
+  X(chat, "chat about images, turn after turn (interactive on a terminal)")       \
+  X(convert, "convert the original checkpoints into one GGUF model file")         \
+  X(inspect, "show a model file, the stage list or one stage's parameters")       \
+  X(tokenize, "print the token ids of a text")                                    \
+  X(devices, "list OpenCL platforms and devices and the profile each gets")       \
+  X(tune, "tune kernels and CLBlast for this device and write a profile")         \
+  X(bench, "benchmark the ops or the whole model on this device")                 \
+  X(mkmodel, "write a random-weight model of any size")                           \
   X(version, "print the version and library versions")
 
 #define AF_CLI_DECL(name, doc) int af_cmd_##name(int argc, char **argv);
@@ -79,6 +79,5 @@ int af_cli_fail(int code, const char *what);
 /* Shared handling of the common flags: returns 1 if argv[i] is --help/-h
  * (help printed to stdout), else 0. */
 int af_cli_is_help(const char *arg);
-
 
 #endif

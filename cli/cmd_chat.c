@@ -40,7 +40,8 @@ static const char usage[] =
     "  --max-new-tokens N    longest answer in tokens (default 300)\n"
     "  --max-length N        conversation + answer positions kept (default 2000, the original's);\n"
     "                        older positions are left out with a warning\n"
-    "  --json                one JSON object per turn: {\"turn\",\"question\",\"answer\",\"ids\",\"positions\"}\n"
+    "  --json                one JSON object per turn: "
+    "{\"turn\",\"question\",\"answer\",\"ids\",\"positions\"}\n"
     "  --dump DIR            write DIR/turn<N>/{prompt_ids,ids,answer,info}.txt per turn\n"
     "  --device D            OpenCL device index or name substring\n";
 
@@ -88,8 +89,8 @@ int af_cmd_chat(int argc, char **argv) {
     goto out;
   }
   if (tty)
-    fprintf(stderr, "artflow chat: %d image%s; ask a question (/reset starts again, /quit or Ctrl-D ends)\n", n_images,
-            n_images == 1 ? "" : "s");
+    fprintf(stderr, "artflow chat: %d image%s; ask a question (/reset starts again, /quit or Ctrl-D ends)\n",
+            n_images, n_images == 1 ? "" : "s");
   for (;;) {
     const char *question = NULL;
     if (first) {
@@ -114,7 +115,8 @@ int af_cmd_chat(int argc, char **argv) {
     int n_ids = 0, positions = 0;
     turn++;
     if (dump) snprintf(dir, sizeof dir, "%s/turn%d", dump, turn);
-    int r = af_chat_turn(chat, question, json ? NULL : stdout, dump ? dir : NULL, &answer, &ids, &n_ids, &positions);
+    int r = af_chat_turn(chat, question, json ? NULL : stdout, dump ? dir : NULL, &answer, &ids, &n_ids,
+                         &positions);
     if (!r && json) {
       cJSON *j = cJSON_CreateObject();
       cJSON_AddNumberToObject(j, "turn", turn);
@@ -132,7 +134,8 @@ int af_cmd_chat(int argc, char **argv) {
     } else {
       failures++;
       if (!json) fputc('\n', stdout);
-      fprintf(stderr, "artflow chat: turn %d: %s\n", turn, af_error_message()[0] ? af_error_message() : af_strerror(r));
+      fprintf(stderr, "artflow chat: turn %d: %s\n", turn,
+              af_error_message()[0] ? af_error_message() : af_strerror(r));
       af_error_clear();
     }
     fflush(stdout);

@@ -38,22 +38,31 @@ int af_cmd_convert(int argc, char **argv) {
       o.no_llm_base = 1;
       continue;
     }
-    static const char *const valued[] = {"--arch", "--vit", "--qformer", "--llm", "--adapter",
-                                         "-o",     "--output", "--type", "--demo"};
+    static const char *const valued[] = {"--arch", "--vit",    "--qformer", "--llm", "--adapter",
+                                         "-o",     "--output", "--type",    "--demo"};
     int known = 0;
     for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(a, valued[k]) == 0;
     if (!known) return af_cli_usage_error("convert", usage, "unknown option %s", a);
     if (i + 1 >= argc) return af_cli_usage_error("convert", usage, "%s needs a value", a);
     const char *v = argv[++i];
-    if (strcmp(a, "--arch") == 0) o.arch = v;
-    else if (strcmp(a, "--vit") == 0) o.vit = v;
-    else if (strcmp(a, "--qformer") == 0) o.qformer = v;
-    else if (strcmp(a, "--llm") == 0) o.llm = v;
-    else if (strcmp(a, "--adapter") == 0) o.adapter = v;
-    else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) o.out = v;
-    else if (strcmp(a, "--type") == 0) type_name = v;
-    else if (strcmp(a, "--demo") == 0) o.demo = v;
-    else return af_cli_usage_error("convert", usage, "unknown option %s", a);
+    if (strcmp(a, "--arch") == 0)
+      o.arch = v;
+    else if (strcmp(a, "--vit") == 0)
+      o.vit = v;
+    else if (strcmp(a, "--qformer") == 0)
+      o.qformer = v;
+    else if (strcmp(a, "--llm") == 0)
+      o.llm = v;
+    else if (strcmp(a, "--adapter") == 0)
+      o.adapter = v;
+    else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+      o.out = v;
+    else if (strcmp(a, "--type") == 0)
+      type_name = v;
+    else if (strcmp(a, "--demo") == 0)
+      o.demo = v;
+    else
+      return af_cli_usage_error("convert", usage, "unknown option %s", a);
   }
   if (!o.arch || !o.vit || !o.qformer || !o.llm || !o.out)
     return af_cli_usage_error("convert", usage, "--arch, --vit, --qformer, --llm and -o are required");

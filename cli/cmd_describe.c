@@ -88,8 +88,8 @@ int af_cmd_describe(int argc, char **argv) {
     if (llm && i > a.first_image) af_describer_release_host(llm);
     int r = af_cli_embed(&e, path);
     if (!r && dump) {
-      int64_t ps[3] = {3, e.S, e.S}, vsh[2] = {(int64_t)e.T, (int64_t)e.W}, qsh[2] = {(int64_t)e.Q, (int64_t)e.D},
-              psh[2] = {(int64_t)e.Q, (int64_t)e.L};
+      int64_t ps[3] = {3, e.S, e.S}, vsh[2] = {(int64_t)e.T, (int64_t)e.W},
+              qsh[2] = {(int64_t)e.Q, (int64_t)e.D}, psh[2] = {(int64_t)e.Q, (int64_t)e.L};
       r = dump_dir(dump, path, dir, sizeof dir);
       if (!r) r = dump_tensor(dir, "pixels.npy", 3, ps, e.pix);
       if (!r) r = dump_tensor(dir, "vit.npy", 2, vsh, e.vt);
@@ -101,7 +101,8 @@ int af_cmd_describe(int argc, char **argv) {
      * model's here): peak RSS of a 7B q4_0 model with ViT-g 6.0 -> 4.0 GiB,
      * time within 1 % (docs/profiles.md); the pages come back from the page cache */
     if (llm) af_weights_release_host(e.w);
-    if (!r && llm) r = af_describer_run(llm, path, e.po, (int)e.Q, dir[0] ? dir : NULL, stdout, NULL, NULL, NULL);
+    if (!r && llm)
+      r = af_describer_run(llm, path, e.po, (int)e.Q, dir[0] ? dir : NULL, stdout, NULL, NULL, NULL);
     if (!r && !llm) {
       if (json)
         printf("{\"image\":\"%s\",\"status\":\"ok\",\"text\":null}\n", path);

@@ -22,7 +22,9 @@ static const char usage[] =
     "options:\n"
     "  --json     one JSON object per device, one per line\n";
 
-static double mib(cl_ulong b) { return b / 1048576.0; }
+static double mib(cl_ulong b) {
+  return b / 1048576.0;
+}
 
 int af_cmd_devices(int argc, char **argv) {
   int json = 0;
@@ -82,7 +84,8 @@ int af_cmd_devices(int argc, char **argv) {
     printf("      vendor:        %s\n", d->vendor);
     printf("      driver:        %s\n", d->driver);
     printf("      version:       %s, %s\n", d->version, d->c_version);
-    printf("      compute units: %u at %u MHz, max work-group %zu\n", d->compute_units, d->clock_mhz, d->max_wg);
+    printf("      compute units: %u at %u MHz, max work-group %zu\n", d->compute_units, d->clock_mhz,
+           d->max_wg);
     printf("      memory:        global %.0f MiB, local %.0f KiB, max allocation %.0f MiB\n",
            mib(d->global_mem), d->local_mem / 1024.0, mib(d->max_alloc));
     printf("      fp16: %s, fp64: %s\n", d->fp16 ? "yes (cl_khr_fp16)" : "storage only (no cl_khr_fp16)",

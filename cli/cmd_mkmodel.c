@@ -6,8 +6,8 @@
 #include "artflow/status.h"
 #include "cli/cli.h"
 #include "convert/arch.h"
-#include "formats/gguf.h"
 #include "convert/mkmodel.h"
+#include "formats/gguf.h"
 
 static const char usage[] =
     "usage: artflow mkmodel --arch ARCH.yaml --random [--seed S] [--type f32|f16|q8_0|q4_0]\n"
@@ -45,10 +45,14 @@ int af_cmd_mkmodel(int argc, char **argv) {
     if (!known) return af_cli_usage_error("mkmodel", usage, "unknown option %s", a);
     if (i + 1 >= argc) return af_cli_usage_error("mkmodel", usage, "%s needs a value", a);
     const char *v = argv[++i];
-    if (strcmp(a, "--arch") == 0) arch_path = v;
-    else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) out = v;
-    else if (strcmp(a, "--tokenizer") == 0) tok = v;
-    else if (strcmp(a, "--type") == 0) type_name = v;
+    if (strcmp(a, "--arch") == 0)
+      arch_path = v;
+    else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+      out = v;
+    else if (strcmp(a, "--tokenizer") == 0)
+      tok = v;
+    else if (strcmp(a, "--type") == 0)
+      type_name = v;
     else if (strcmp(a, "--seed") == 0) {
       char *end;
       seed = strtoull(v, &end, 10);
@@ -64,7 +68,8 @@ int af_cmd_mkmodel(int argc, char **argv) {
     return af_cli_usage_error("mkmodel", usage, "--type must be f32, f16, q8_0 or q4_0 (not %s)", type_name);
   af_arch arch;
   int rc = af_arch_load(arch_path, &arch);
-  if (rc) return rc == AF_ERR_CONFIG ? (af_cli_fail(rc, "mkmodel"), AF_EXIT_USAGE) : af_cli_fail(rc, "mkmodel");
+  if (rc)
+    return rc == AF_ERR_CONFIG ? (af_cli_fail(rc, "mkmodel"), AF_EXIT_USAGE) : af_cli_fail(rc, "mkmodel");
   af_mkmodel_opts o = {.seed = seed, .type = type, .tokenizer = tok, .log = stderr};
   rc = af_mkmodel(&arch, arch_path, &o, out);
   if (rc) return af_cli_fail(rc, "mkmodel");

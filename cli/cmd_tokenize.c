@@ -89,7 +89,7 @@ int af_cmd_tokenize(int argc, char **argv) {
       if (ids) ids[n++] = (int32_t)v;
     }
     char *out = NULL;
-    rc = !ids ? af_err(AF_ERR_NOMEM, "out of memory")
+    rc = !ids    ? af_err(AF_ERR_NOMEM, "out of memory")
          : plain ? af_spm_decode(t, ids, n, &out)
                  : af_spm_decode_hf(t, ids, n, &out);
     if (!rc) printf("%s\n", out);

@@ -74,13 +74,15 @@ int af_cmd_tune(int argc, char **argv) {
     } else if (!strcmp(a, "--state")) {
       state = argv[++i];
     } else if (!strcmp(a, "--budget")) {
-      if (af_tune_parse_budget(argv[++i], &budget)) return af_cli_usage_error("tune", usage, "%s", af_error_message());
+      if (af_tune_parse_budget(argv[++i], &budget))
+        return af_cli_usage_error("tune", usage, "%s", af_error_message());
     } else if (!strcmp(a, "--repeat")) {
       repeat = atoi(argv[++i]);
       if (repeat < 1 || repeat > 100) return af_cli_usage_error("tune", usage, "--repeat must be 1..100");
     } else if (!strcmp(a, "--prefill")) {
       prefill = atoi(argv[++i]);
-      if (prefill < 2 || prefill > 65536) return af_cli_usage_error("tune", usage, "--prefill must be 2..65536");
+      if (prefill < 2 || prefill > 65536)
+        return af_cli_usage_error("tune", usage, "--prefill must be 2..65536");
     } else if (!strcmp(a, "--seed")) {
       seed = (unsigned)strtoul(argv[++i], NULL, 10);
     } else {
@@ -92,7 +94,8 @@ int af_cmd_tune(int argc, char **argv) {
   if (stages && !model) return af_cli_usage_error("tune", usage, "--stages needs --model");
   af_tune_shape *sh = NULL;
   int nsh = 0;
-  if (shapes && af_tune_parse_shapes(shapes, &sh, &nsh)) return af_cli_usage_error("tune", usage, "%s", af_error_message());
+  if (shapes && af_tune_parse_shapes(shapes, &sh, &nsh))
+    return af_cli_usage_error("tune", usage, "%s", af_error_message());
   af_cl *cl = NULL;
   int rc = af_cl_open(&cl, device);
   if (rc) {
@@ -100,9 +103,11 @@ int af_cmd_tune(int argc, char **argv) {
     return af_cli_fail(rc, NULL);
   }
   if (model) {
-    rc = af_tune_model_shapes(model, stages, cl->profile->batch_vit, cl->profile->batch_qformer, prefill, &sh, &nsh);
+    rc = af_tune_model_shapes(model, stages, cl->profile->batch_vit, cl->profile->batch_qformer, prefill, &sh,
+                              &nsh);
     if (rc) {
-      rc = rc == AF_ERR_INVALID ? af_cli_usage_error("tune", usage, "%s", af_error_message()) : af_cli_fail(rc, model);
+      rc = rc == AF_ERR_INVALID ? af_cli_usage_error("tune", usage, "%s", af_error_message())
+                                : af_cli_fail(rc, model);
       af_cl_close(cl);
       return rc;
     }
@@ -141,7 +146,8 @@ int af_cmd_tune(int argc, char **argv) {
     rc = rc == AF_ERR_INVALID && !res.measured ? af_cli_usage_error("tune", usage, "%s", af_error_message())
                                                : af_cli_fail(rc, out);
   } else {
-    fprintf(stderr, "tune: %d candidates measured, %d replayed, %d failed\n", res.measured, res.reused, res.failed);
+    fprintf(stderr, "tune: %d candidates measured, %d replayed, %d failed\n", res.measured, res.reused,
+            res.failed);
     printf("wrote %s: GEMM %s", out, res.gemm_impl == AF_GEMM_IMPL_TILED ? "own tiled kernel" : "CLBlast");
     if (res.base_s > 0 && res.best_s > 0 && res.best_s < 1e300 && res.base_s < 1e300)
       printf(", %.4g s vs %.4g s with the starting profile on these shapes (%.2fx)", res.best_s, res.base_s,

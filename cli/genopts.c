@@ -8,8 +8,19 @@
 #include "net/describer.h"
 
 enum {
-  O_MODEL = 256, O_QUESTION, O_DUMP, O_JSON, O_DEVICE,
-  AF_OPT_LLM = 1000, AF_OPT_GREEDY, AF_OPT_TEMP, AF_OPT_TOPK, AF_OPT_TOPP, AF_OPT_SEED, AF_OPT_MAXNEW, AF_OPT_MAXLEN,
+  O_MODEL = 256,
+  O_QUESTION,
+  O_DUMP,
+  O_JSON,
+  O_DEVICE,
+  AF_OPT_LLM = 1000,
+  AF_OPT_GREEDY,
+  AF_OPT_TEMP,
+  AF_OPT_TOPK,
+  AF_OPT_TOPP,
+  AF_OPT_SEED,
+  AF_OPT_MAXNEW,
+  AF_OPT_MAXLEN,
   AF_OPT_REPPEN
 };
 
@@ -18,8 +29,12 @@ enum {
 static int gen_option(int c, const char *arg, af_describe_opts *o, int min_new_tokens) {
   char *end = NULL;
   switch (c) {
-    case AF_OPT_LLM: o->llm_model = arg; return 1;
-    case AF_OPT_GREEDY: o->sampling.greedy = 1; return 1;
+    case AF_OPT_LLM:
+      o->llm_model = arg;
+      return 1;
+    case AF_OPT_GREEDY:
+      o->sampling.greedy = 1;
+      return 1;
     case AF_OPT_TEMP:
       o->sampling.temperature = strtof(arg, &end);
       return *end || !(o->sampling.temperature > 0) ? -1 : 1;
@@ -41,7 +56,8 @@ static int gen_option(int c, const char *arg, af_describe_opts *o, int min_new_t
     case AF_OPT_MAXLEN:
       o->max_length = (int)strtol(arg, &end, 10);
       return *end || o->max_length < 2 ? -1 : 1;
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -54,16 +70,22 @@ static const char *optname(char **argv, int optind_now, const char *value) {
 
 int af_cli_image_args_parse(int argc, char **argv, const char *cmd, const char *usage, int min_new_tokens,
                             af_describe_opts *o, af_cli_image_args *a) {
-  static const struct option opts[] = {
-      {"model", required_argument, 0, O_MODEL},     {"question", required_argument, 0, O_QUESTION},
-      {"dump", required_argument, 0, O_DUMP},       {"json", no_argument, 0, O_JSON},
-      {"device", required_argument, 0, O_DEVICE},   {"help", no_argument, 0, 'h'},
-      {"llm", required_argument, 0, AF_OPT_LLM},    {"greedy", no_argument, 0, AF_OPT_GREEDY},
-      {"temperature", required_argument, 0, AF_OPT_TEMP}, {"top-k", required_argument, 0, AF_OPT_TOPK},
-      {"top-p", required_argument, 0, AF_OPT_TOPP}, {"seed", required_argument, 0, AF_OPT_SEED},
-      {"max-new-tokens", required_argument, 0, AF_OPT_MAXNEW}, {"max-length", required_argument, 0, AF_OPT_MAXLEN},
-      {"repetition-penalty", required_argument, 0, AF_OPT_REPPEN},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
+                                       {"question", required_argument, 0, O_QUESTION},
+                                       {"dump", required_argument, 0, O_DUMP},
+                                       {"json", no_argument, 0, O_JSON},
+                                       {"device", required_argument, 0, O_DEVICE},
+                                       {"help", no_argument, 0, 'h'},
+                                       {"llm", required_argument, 0, AF_OPT_LLM},
+                                       {"greedy", no_argument, 0, AF_OPT_GREEDY},
+                                       {"temperature", required_argument, 0, AF_OPT_TEMP},
+                                       {"top-k", required_argument, 0, AF_OPT_TOPK},
+                                       {"top-p", required_argument, 0, AF_OPT_TOPP},
+                                       {"seed", required_argument, 0, AF_OPT_SEED},
+                                       {"max-new-tokens", required_argument, 0, AF_OPT_MAXNEW},
+                                       {"max-length", required_argument, 0, AF_OPT_MAXLEN},
+                                       {"repetition-penalty", required_argument, 0, AF_OPT_REPPEN},
+                                       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   optind = 1;
   opterr = 0;
@@ -72,12 +94,24 @@ int af_cli_image_args_parse(int argc, char **argv, const char *cmd, const char *
     if (g > 0) continue;
     if (g < 0) goto bad;
     switch (c) {
-      case 'h': fputs(usage, stdout); return AF_EXIT_OK;
-      case O_MODEL: a->model = optarg; break;
-      case O_QUESTION: a->question = optarg; break;
-      case O_DUMP: a->dump = optarg; break;
-      case O_JSON: a->json = 1; break;
-      case O_DEVICE: a->device = optarg; break;
+      case 'h':
+        fputs(usage, stdout);
+        return AF_EXIT_OK;
+      case O_MODEL:
+        a->model = optarg;
+        break;
+      case O_QUESTION:
+        a->question = optarg;
+        break;
+      case O_DUMP:
+        a->dump = optarg;
+        break;
+      case O_JSON:
+        a->json = 1;
+        break;
+      case O_DEVICE:
+        a->device = optarg;
+        break;
       case '?':
         if (optopt) return af_cli_usage_error(cmd, usage, "option '%s' needs a value", argv[optind - 1]);
         return af_cli_usage_error(cmd, usage, "unknown option '%s'", argv[optind - 1]);

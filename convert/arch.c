@@ -21,7 +21,8 @@ typedef struct {
   int required;
 } field;
 
-#define F(sec, key, k, member, req) {sec, key, k, offsetof(af_arch, member), req}
+#define F(sec, key, k, member, req) \
+  { sec, key, k, offsetof(af_arch, member), req }
 static const field k_fields[] = {
     F("vision", "image_size", K_INT, vision.image_size, 1),
     F("vision", "patch_size", K_INT, vision.patch_size, 1),
@@ -64,7 +65,9 @@ typedef struct {
   char seen[N_FIELDS];
 } ctx;
 
-static int line_of(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+static int line_of(const yaml_node_t *n) {
+  return (int)n->start_mark.line + 1;
+}
 
 static const char *scalar(const yaml_node_t *n) {
   return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
@@ -99,8 +102,10 @@ static int parse_float(ctx *c, const yaml_node_t *n, const field *f, float *out)
 static int parse_value(ctx *c, const yaml_node_t *n, const field *f) {
   char *dst = (char *)c->a + f->off;
   switch (f->k) {
-    case K_INT: return parse_int(c, n, f, (int *)dst);
-    case K_FLOAT: return parse_float(c, n, f, (float *)dst);
+    case K_INT:
+      return parse_int(c, n, f, (int *)dst);
+    case K_FLOAT:
+      return parse_float(c, n, f, (float *)dst);
     case K_STR: {
       const char *s = scalar(n);
       if (!s) return bad(c, n, f->section, f->key, "expected a string");
@@ -124,7 +129,8 @@ static int parse_value(ctx *c, const yaml_node_t *n, const field *f) {
       if (cnt > AF_ARCH_MAX_STOP) return bad(c, n, f->section, f->key, "too many stop strings (8 at most)");
       for (int i = 0; i < cnt; i++) {
         const char *s = scalar(yaml_document_get_node(c->doc, n->data.sequence.items.start[i]));
-        if (!s || !*s || strlen(s) >= 64) return bad(c, n, f->section, f->key, "stop strings: 1..63 bytes each");
+        if (!s || !*s || strlen(s) >= 64)
+          return bad(c, n, f->section, f->key, "stop strings: 1..63 bytes each");
         strcpy(c->a->prompt.stop[i], s);
       }
       c->a->prompt.n_stop = cnt;
@@ -250,7 +256,8 @@ int af_arch_require_llm(af_arch *a, const char *path) {
   return 0;
 }
 
-int af_arch_check(const char *arch_path, const char *key, int *yaml_val, long long found, const char *source) {
+int af_arch_check(const char *arch_path, const char *key, int *yaml_val, long long found,
+                  const char *source) {
   if (*yaml_val <= 0) {
     *yaml_val = (int)found;
     return 0;

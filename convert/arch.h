@@ -66,8 +66,7 @@ int af_arch_require_llm(af_arch *a, const char *path);
  * Returns 0 when equal or when the YAML value is unset (< 0; then *yaml_val
  * is set to `found`), else AF_ERR_MISMATCH with a message naming the arch
  * file, the key, both values and where `found` came from. */
-int af_arch_check(const char *arch_path, const char *key, int *yaml_val, long long found,
-                  const char *source);
+int af_arch_check(const char *arch_path, const char *key, int *yaml_val, long long found, const char *source);
 
 #ifdef __cplusplus
 }

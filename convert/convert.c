@@ -12,9 +12,9 @@
 
 #include "artflow/status.h"
 #include "convert/arch.h"
+#include "convert/mkmodel.h"
 #include "formats/gguf.h"
 #include "formats/hfconfig.h"
-#include "convert/mkmodel.h"
 #include "formats/quant.h"
 #include "formats/tensorsrc.h"
 
@@ -45,7 +45,9 @@ static int mark_used(conv *c, int f, const char *name) {
   return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static int is_used(const conv *c, int f, const char *name) {
   return c->n_used[f] && bsearch(&name, c->used[f], c->n_used[f], sizeof(char *), cmp_str) != NULL;
@@ -148,9 +150,12 @@ static int source_of(const conv *c, const af_tspec *t, mapping *m) {
   /* split "v.blk.3.ffn_up.weight" into class 'v', layer 3, part "ffn_up", suffix "weight" */
   char cls = 0;
   const char *rest = NULL;
-  if (strncmp(t->name, "v.blk.", 6) == 0) cls = 'v', rest = t->name + 6;
-  else if (strncmp(t->name, "q.blk.", 6) == 0) cls = 'q', rest = t->name + 6;
-  else if (strncmp(t->name, "blk.", 4) == 0) cls = 'l', rest = t->name + 4;
+  if (strncmp(t->name, "v.blk.", 6) == 0)
+    cls = 'v', rest = t->name + 6;
+  else if (strncmp(t->name, "q.blk.", 6) == 0)
+    cls = 'q', rest = t->name + 6;
+  else if (strncmp(t->name, "blk.", 4) == 0)
+    cls = 'l', rest = t->name + 4;
   if (rest) {
     layer = atoi(rest);
     rest = strchr(rest, '.') + 1;
@@ -215,8 +220,8 @@ static int check_shape(const conv *c, const af_tspec *t, const af_tsrc_tensor *s
   for (uint32_t d = t->n_dims; d-- > 0;)
     snprintf(want + strlen(want), sizeof want - strlen(want), "%llu%s", (unsigned long long)t->ne[d],
              d ? ", " : "]");
-  return af_err(AF_ERR_MISMATCH, "%s: tensor %s in %s has shape %s but %s implies %s for %s", s->file, s->name,
-                s->file, have, c->o->arch, want, t->name);
+  return af_err(AF_ERR_MISMATCH, "%s: tensor %s in %s has shape %s but %s implies %s for %s", s->file,
+                s->name, s->file, have, c->o->arch, want, t->name);
 }
 
 static long long dim_of(const af_tsrc_tensor *t, int d) {
@@ -231,18 +236,19 @@ static int derive(conv *c) {
   const af_tsrc_tensor *t;
   int rc = 0;
   char where[600], cfg[600];
-#define CHECK_DIM(key, field, val, what)                                                   \
-  do {                                                                                     \
-    if (!rc && (val) >= 0) {                                                               \
-      snprintf(where, sizeof where, "%s", what);                                           \
-      rc = af_arch_check(ap, key, &(field), (val), where);                                 \
-    }                                                                                      \
+#define CHECK_DIM(key, field, val, what)                   \
+  do {                                                     \
+    if (!rc && (val) >= 0) {                               \
+      snprintf(where, sizeof where, "%s", what);           \
+      rc = af_arch_check(ap, key, &(field), (val), where); \
+    }                                                      \
   } while (0)
   /* vision */
   t = af_tsrc_find(c->s[SRC_VIT], "cls_token");
   CHECK_DIM("vision.width", a->vision.width, dim_of(t, -1), "eva_vit_g.pth (cls_token)");
   t = af_tsrc_find(c->s[SRC_VIT], "patch_embed.proj.weight");
-  CHECK_DIM("vision.patch_size", a->vision.patch_size, dim_of(t, 2), "eva_vit_g.pth (patch_embed.proj.weight)");
+  CHECK_DIM("vision.patch_size", a->vision.patch_size, dim_of(t, 2),
+            "eva_vit_g.pth (patch_embed.proj.weight)");
   t = af_tsrc_find(c->s[SRC_VIT], "blocks.0.mlp.fc1.weight");
   CHECK_DIM("vision.mlp_width", a->vision.mlp_width, dim_of(t, 0), "eva_vit_g.pth (blocks.0.mlp.fc1.weight)");
   int vblocks = count_blocks(c, SRC_VIT, "blocks.");
@@ -255,9 +261,11 @@ static int derive(conv *c) {
   CHECK_DIM("qformer.queries", a->qformer.queries, t && t->ndim >= 2 ? dim_of(t, -2) : -1,
             "the BLIP-2 checkpoint (query_tokens)");
   int qblocks = count_blocks(c, SRC_QF, "Qformer.bert.encoder.layer.");
-  CHECK_DIM("qformer.layers", a->qformer.layers, (long long)qblocks, "the BLIP-2 checkpoint (encoder layers)");
+  CHECK_DIM("qformer.layers", a->qformer.layers, (long long)qblocks,
+            "the BLIP-2 checkpoint (encoder layers)");
   t = af_tsrc_find(c->s[SRC_QF], "Qformer.bert.encoder.layer.0.intermediate_query.dense.weight");
-  CHECK_DIM("qformer.ffn_width", a->qformer.ffn_width, dim_of(t, 0), "the BLIP-2 checkpoint (intermediate_query)");
+  CHECK_DIM("qformer.ffn_width", a->qformer.ffn_width, dim_of(t, 0),
+            "the BLIP-2 checkpoint (intermediate_query)");
   /* LLM: config.json first, then the tensors */
   af_hfconfig hf;
   if (!rc) rc = af_hfconfig_load(c->o->llm, &hf);
@@ -273,12 +281,12 @@ static int derive(conv *c) {
      * that disagrees is an error, not a silent override */
     if (!rc && a->llm.rms_eps > 0 && hf.rms_norm_eps > 0 &&
         fabs((double)a->llm.rms_eps - hf.rms_norm_eps) > 1e-6 * hf.rms_norm_eps)
-      rc = af_err(AF_ERR_MISMATCH, "%s: llm.rms_eps is %g but %s says rms_norm_eps %g", ap, (double)a->llm.rms_eps,
-                  cfg, hf.rms_norm_eps);
+      rc = af_err(AF_ERR_MISMATCH, "%s: llm.rms_eps is %g but %s says rms_norm_eps %g", ap,
+                  (double)a->llm.rms_eps, cfg, hf.rms_norm_eps);
     if (!rc && a->llm.rope_base > 0 && hf.rope_theta > 0 &&
         fabs((double)a->llm.rope_base - hf.rope_theta) > 1e-6 * hf.rope_theta)
-      rc = af_err(AF_ERR_MISMATCH, "%s: llm.rope_base is %g but %s says rope_theta %g", ap, (double)a->llm.rope_base,
-                  cfg, hf.rope_theta);
+      rc = af_err(AF_ERR_MISMATCH, "%s: llm.rope_base is %g but %s says rope_theta %g", ap,
+                  (double)a->llm.rope_base, cfg, hf.rope_theta);
     if (a->llm.rms_eps <= 0 && hf.rms_norm_eps > 0) a->llm.rms_eps = (float)hf.rms_norm_eps;
     if (a->llm.rope_base <= 0 && hf.rope_theta > 0) a->llm.rope_base = (float)hf.rope_theta;
     /* the ids generate() uses: transformers loads generation_config.json
@@ -307,11 +315,13 @@ static int derive(conv *c) {
           ? NULL
           : find(c, SRC_AD, "llama_model.model.layers.%d.self_attn.1.down.weight", 0);
   if (!rc && t) {
-    CHECK_DIM("llm.adapter_width", a->llm.adapter_width, dim_of(t, 0), "the adapter file (self_attn.1.down.weight)");
+    CHECK_DIM("llm.adapter_width", a->llm.adapter_width, dim_of(t, 0),
+              "the adapter file (self_attn.1.down.weight)");
   } else if (!rc && (a->llm.adapter_width > 0 || strcmp(a->architecture, "artgpt4") == 0)) {
-    rc = af_err(AF_ERR_NOT_FOUND, "%s: architecture artgpt4 needs the ImageAdapter tensors "
-                "(llama_model.model.layers.N.self_attn.1.*) but %s has none", ap,
-                c->o->adapter ? c->o->adapter : "no --adapter file was given and the LLM");
+    rc = af_err(AF_ERR_NOT_FOUND,
+                "%s: architecture artgpt4 needs the ImageAdapter tensors "
+                "(llama_model.model.layers.N.self_attn.1.*) but %s has none",
+                ap, c->o->adapter ? c->o->adapter : "no --adapter file was given and the LLM");
   }
 #undef CHECK_DIM
   if (!rc) rc = af_arch_require_llm(a, ap);
@@ -330,7 +340,8 @@ static const char *ignore_reason(const conv *c, int f, const char *k) {
     if (strstr(k, "Qformer.bert.embeddings.word_embeddings") || strstr(k, "position_embeddings"))
       return "Q-Former text embeddings (deleted by MiniGPT-4)";
     if (strncmp(k, "Qformer.bert.encoder.layer.", 27) == 0 &&
-        (strstr(k, ".intermediate.dense.") || strstr(k, ".output.dense.") || strstr(k, ".output.LayerNorm.")) &&
+        (strstr(k, ".intermediate.dense.") || strstr(k, ".output.dense.") ||
+         strstr(k, ".output.LayerNorm.")) &&
         !strstr(k, "attention.output"))
       return "Q-Former text FFN (deleted by MiniGPT-4)";
     if (strncmp(k, "visual_encoder.", 15) == 0) return "ViT copy (eva_vit_g.pth is used)";
@@ -356,9 +367,12 @@ static void report(conv *c, size_t n_missing) {
     size_t n = af_tsrc_count(c->s[f]), used = 0, ign = 0, unk = 0;
     for (size_t i = 0; i < n; i++) {
       const char *k = af_tsrc_get(c->s[f], i)->name;
-      if (is_used(c, f, k)) used++;
-      else if (ignore_reason(c, f, k)) ign++;
-      else unk++;
+      if (is_used(c, f, k))
+        used++;
+      else if (ignore_reason(c, f, k))
+        ign++;
+      else
+        unk++;
     }
     fprintf(r, "  %-7s %s: %zu keys, %zu used, %zu ignored, %zu unknown\n", k_src_name[f], paths[f], n, used,
             ign, unk);
@@ -373,7 +387,8 @@ static void report(conv *c, size_t n_missing) {
         continue;
       }
       size_t j;
-      for (j = 0; j < n_seen && seen[j] != why; j++) {}
+      for (j = 0; j < n_seen && seen[j] != why; j++) {
+      }
       if (j < n_seen || n_seen == 16) continue;
       seen[n_seen++] = why;
       size_t cnt = 0;
@@ -422,8 +437,9 @@ static int write_tensor(conv *c, af_gguf_writer *w, const af_tspec *t, const map
   int64_t rows = s->ndim ? s->shape[0] : 1;
   uint64_t row = rows ? s->numel / (uint64_t)rows : 0;
   int store = af_model_store_type(t, c->o->type), half = llm_half_values(c, t, store);
-  if (s->contiguous && s->numel && ((store == AF_GGML_F16 && s->dtype == AF_TSRC_F16) ||
-                                    (store == AF_GGML_F32 && s->dtype == AF_TSRC_F32 && !half))) {
+  if (s->contiguous && s->numel &&
+      ((store == AF_GGML_F16 && s->dtype == AF_TSRC_F16) ||
+       (store == AF_GGML_F32 && s->dtype == AF_TSRC_F32 && !half))) {
     /* same encoding: copy the mapped bytes as they are.  Reading one row
      * first runs the storage's integrity (zip CRC) check, as every read does. */
     float one[1];
@@ -521,7 +537,8 @@ int af_convert(const af_convert_opts *o) {
   if ((rc = af_vocab_pad(&voc, (size_t)c.a.llm.vocab, pad_name, 1))) goto out;
   if (voc.pad < 0 && voc.n > n_pieces) voc.pad = (int)n_pieces;
   if ((rc = af_gguf_writer_new(&w)) || (rc = af_model_write_meta(w, &c.a, o->type)) ||
-      (rc = af_vocab_write(w, &voc)) || (o->demo && (rc = af_gguf_writer_set_str(w, "artflow.demo", o->demo))))
+      (rc = af_vocab_write(w, &voc)) ||
+      (o->demo && (rc = af_gguf_writer_set_str(w, "artflow.demo", o->demo))))
     goto out;
   /* --no-llm-base: the base LLM's tensors come from another file at run time */
   if (o->no_llm_base && (rc = af_gguf_writer_set_str(w, "artflow.llm_base", "separate"))) goto out;

@@ -33,7 +33,8 @@ static int field(pb *b, uint32_t *num, uint32_t *wt, uint64_t *v, pb *sub) {
   *num = (uint32_t)(key >> 3);
   *wt = (uint32_t)(key & 7);
   switch (*wt) {
-    case 0: return varint(b, v);
+    case 0:
+      return varint(b, v);
     case 1:
       if (b->end - b->p < 8) return -1;
       memcpy(v, b->p, 8);
@@ -53,7 +54,8 @@ static int field(pb *b, uint32_t *num, uint32_t *wt, uint64_t *v, pb *sub) {
       sub->end = b->p + *v;
       b->p += *v;
       return 0;
-    default: return -1;
+    default:
+      return -1;
   }
 }
 
@@ -99,9 +101,13 @@ static int parse_spm(const char *path, const uint8_t *data, size_t size, af_voca
       int32_t type = 1;
       while (sub.p < sub.end) {
         if (field(&sub, &num, &wt, &val, &f)) goto bad;
-        if (num == 1 && wt == 2) ps = f.p, plen = (size_t)(f.end - f.p);
-        else if (num == 2 && wt == 5) { uint32_t u = (uint32_t)val; memcpy(&score, &u, 4); }
-        else if (num == 3 && wt == 0) type = (int32_t)val;
+        if (num == 1 && wt == 2)
+          ps = f.p, plen = (size_t)(f.end - f.p);
+        else if (num == 2 && wt == 5) {
+          uint32_t u = (uint32_t)val;
+          memcpy(&score, &u, 4);
+        } else if (num == 3 && wt == 0)
+          type = (int32_t)val;
       }
       if (!ps) goto bad;
       if (type < 1 || type > 6) type = 1;
@@ -117,9 +123,12 @@ static int parse_spm(const char *path, const uint8_t *data, size_t size, af_voca
           if (num == 41) v->bos = id;
           if (num == 42) v->eos = id;
           if (num == 43) v->pad = id;
-        } else if (trainer && num == 35) v->byte_fallback = val != 0;
-        else if (!trainer && num == 3) v->add_dummy_prefix = val != 0;
-        else if (!trainer && num == 4) v->remove_extra_whitespaces = val != 0;
+        } else if (trainer && num == 35)
+          v->byte_fallback = val != 0;
+        else if (!trainer && num == 3)
+          v->add_dummy_prefix = val != 0;
+        else if (!trainer && num == 4)
+          v->remove_extra_whitespaces = val != 0;
       }
     }
   }
@@ -162,8 +171,21 @@ out:
 }
 
 int af_vocab_builtin(af_vocab *v) {
-  static const char *merges[] = {"\xe2\x96\x81t", "he", "\xe2\x96\x81the", "in", "er", "an", "\xe2\x96\x81" "a",
-                                 "on", "re", "\xe2\x96\x81i", "##", "###", "\xe2\x96\x81" "###"};
+  static const char *merges[] = {"\xe2\x96\x81t",
+                                 "he",
+                                 "\xe2\x96\x81the",
+                                 "in",
+                                 "er",
+                                 "an",
+                                 "\xe2\x96\x81"
+                                 "a",
+                                 "on",
+                                 "re",
+                                 "\xe2\x96\x81i",
+                                 "##",
+                                 "###",
+                                 "\xe2\x96\x81"
+                                 "###"};
   int rc = 0;
   char s[16];
   memset(v, 0, sizeof *v);
@@ -216,7 +238,8 @@ void af_vocab_free(af_vocab *v) {
 
 int af_vocab_write(af_gguf_writer *w, const af_vocab *v) {
   int rc = af_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
-  if (!rc) rc = af_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->pieces, NULL, v->n);
+  if (!rc)
+    rc = af_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->pieces, NULL, v->n);
   if (!rc) rc = af_gguf_writer_set_arr(w, "tokenizer.ggml.scores", AF_GGUF_FLOAT32, v->scores, v->n);
   if (!rc) rc = af_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", AF_GGUF_INT32, v->types, v->n);
   if (!rc && v->bos >= 0) rc = af_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
@@ -227,7 +250,8 @@ int af_vocab_write(af_gguf_writer *w, const af_vocab *v) {
   if (!rc) rc = af_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
   if (!rc) rc = af_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", v->add_dummy_prefix != 0);
   if (!rc)
-    rc = af_gguf_writer_set_bool(w, "tokenizer.ggml.remove_extra_whitespaces", v->remove_extra_whitespaces != 0);
+    rc = af_gguf_writer_set_bool(w, "tokenizer.ggml.remove_extra_whitespaces",
+                                 v->remove_extra_whitespaces != 0);
   if (!rc) rc = af_gguf_writer_set_bool(w, "artflow.tokenizer.byte_fallback", v->byte_fallback != 0);
   if (!rc && v->n_model && v->n_model < v->n)
     rc = af_gguf_writer_set_u32(w, "artflow.tokenizer.pieces", (uint32_t)v->n_model);

@@ -8,7 +8,8 @@
 #include "formats/gguf.h"
 
 static const char *vtype_name(af_gguf_vtype t) {
-  static const char *n[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "str", "arr", "u64", "i64", "f64"};
+  static const char *n[] = {"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",
+                            "bool", "str", "arr", "u64", "i64", "f64"};
   return (unsigned)t < sizeof n / sizeof n[0] ? n[t] : "?";
 }
 
@@ -17,9 +18,12 @@ static void put_str(FILE *out, const af_gguf_str *s, size_t max) {
   fputc('"', out);
   for (uint64_t i = 0; i < s->len && i < max; i++) {
     unsigned char c = (unsigned char)s->s[i];
-    if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
-    else if (c < 0x20 || c == 0x7f) fprintf(out, "\\x%02x", c);
-    else fputc(c, out);
+    if (c == '"' || c == '\\')
+      fprintf(out, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      fprintf(out, "\\x%02x", c);
+    else
+      fputc(c, out);
   }
   fputc('"', out);
   if (s->len > max) fprintf(out, "...(%" PRIu64 " bytes)", s->len);
@@ -27,17 +31,32 @@ static void put_str(FILE *out, const af_gguf_str *s, size_t max) {
 
 static void put_scalar(FILE *out, const af_gguf_value *v) {
   switch (v->type) {
-    case AF_GGUF_UINT8: case AF_GGUF_UINT16: case AF_GGUF_UINT32: case AF_GGUF_UINT64:
+    case AF_GGUF_UINT8:
+    case AF_GGUF_UINT16:
+    case AF_GGUF_UINT32:
+    case AF_GGUF_UINT64:
       fprintf(out, "%" PRIu64, v->v.u);
       break;
-    case AF_GGUF_INT8: case AF_GGUF_INT16: case AF_GGUF_INT32: case AF_GGUF_INT64:
+    case AF_GGUF_INT8:
+    case AF_GGUF_INT16:
+    case AF_GGUF_INT32:
+    case AF_GGUF_INT64:
       fprintf(out, "%" PRId64, v->v.i);
       break;
-    case AF_GGUF_FLOAT32: fprintf(out, "%.7g", v->v.f); break;
-    case AF_GGUF_FLOAT64: fprintf(out, "%.15g", v->v.f); break;
-    case AF_GGUF_BOOL: fputs(v->v.b ? "true" : "false", out); break;
-    case AF_GGUF_STRING: put_str(out, &v->v.str, 160); break;
-    default: break;
+    case AF_GGUF_FLOAT32:
+      fprintf(out, "%.7g", v->v.f);
+      break;
+    case AF_GGUF_FLOAT64:
+      fprintf(out, "%.15g", v->v.f);
+      break;
+    case AF_GGUF_BOOL:
+      fputs(v->v.b ? "true" : "false", out);
+      break;
+    case AF_GGUF_STRING:
+      put_str(out, &v->v.str, 160);
+      break;
+    default:
+      break;
   }
 }
 
@@ -51,9 +70,12 @@ static void put_value(FILE *out, const af_gguf_value *v) {
   if (n) fputs(" ", out);
   for (uint64_t i = 0; i < show; i++) {
     if (i) fputs(", ", out);
-    if (v->v.arr.type == AF_GGUF_STRING) put_str(out, &v->v.arr.strs[i], 40);
-    else if (v->v.arr.type == AF_GGUF_ARRAY) fprintf(out, "[%" PRIu64 " items]", v->v.arr.items[i].v.arr.n);
-    else fprintf(out, "%.7g", af_gguf_arr_num(v, i));
+    if (v->v.arr.type == AF_GGUF_STRING)
+      put_str(out, &v->v.arr.strs[i], 40);
+    else if (v->v.arr.type == AF_GGUF_ARRAY)
+      fprintf(out, "[%" PRIu64 " items]", v->v.arr.items[i].v.arr.n);
+    else
+      fprintf(out, "%.7g", af_gguf_arr_num(v, i));
   }
   if (show < n) fputs(", ...", out);
 }
@@ -85,7 +107,8 @@ int af_model_inspect_print(const char *path, FILE *out) {
     elems += t->n_elements;
     if (t->type >= 0 && t->type < 32) by_type_bytes[t->type] += t->nbytes, by_type_n[t->type]++;
   }
-  fprintf(out, "\ntotals: %" PRIu64 " tensors, %" PRIu64 " parameters (%.3f G), %" PRIu64 " bytes (%.3f GiB)\n",
+  fprintf(out,
+          "\ntotals: %" PRIu64 " tensors, %" PRIu64 " parameters (%.3f G), %" PRIu64 " bytes (%.3f GiB)\n",
           af_gguf_n_tensors(g), elems, (double)elems / 1e9, total, (double)total / (1024.0 * 1024 * 1024));
   for (int ty = 0; ty < 32; ty++)
     if (by_type_n[ty])

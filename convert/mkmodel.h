@@ -30,7 +30,7 @@ typedef struct af_tspec {
   uint32_t n_dims;
   uint64_t ne[4]; /* ggml order: ne[0] innermost = PyTorch's last dim */
   af_tkind kind;
-  int layer;      /* block index for per-layer tensors, -1 otherwise */
+  int layer; /* block index for per-layer tensors, -1 otherwise */
 } af_tspec;
 
 /* Lists the tensors of `a` (LLM section must be complete; adapters included
@@ -51,9 +51,9 @@ int af_model_write_meta(af_gguf_writer *w, const af_arch *a, int type);
 /* A tokenizer vocabulary as stored in GGUF metadata (llama.cpp keys). */
 typedef struct af_vocab {
   size_t n;
-  char **pieces;   /* UTF-8, SentencePiece spelling ("\xe2\x96\x81" for space) */
+  char **pieces; /* UTF-8, SentencePiece spelling ("\xe2\x96\x81" for space) */
   float *scores;
-  int32_t *types;  /* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte */
+  int32_t *types;         /* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte */
   int bos, eos, unk, pad; /* -1 when none */
   int add_dummy_prefix, remove_extra_whitespaces, byte_fallback;
   size_t n_model; /* entries the tokenizer itself has, when af_vocab_pad added more (else 0) */

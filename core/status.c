@@ -16,6 +16,7 @@ static _Thread_local int err_code;
 
 static const char *cl_name(int code) {
   switch (code) {
+    // clang-format off
     CASE(CL_DEVICE_NOT_FOUND) CASE(CL_DEVICE_NOT_AVAILABLE) CASE(CL_COMPILER_NOT_AVAILABLE)
     CASE(CL_MEM_OBJECT_ALLOCATION_FAILURE) CASE(CL_OUT_OF_RESOURCES) CASE(CL_OUT_OF_HOST_MEMORY)
     CASE(CL_PROFILING_INFO_NOT_AVAILABLE) CASE(CL_MEM_COPY_OVERLAP) CASE(CL_IMAGE_FORMAT_MISMATCH)
@@ -37,66 +38,115 @@ static const char *cl_name(int code) {
     CASE(CL_INVALID_BUFFER_SIZE) CASE(CL_INVALID_MIP_LEVEL) CASE(CL_INVALID_GLOBAL_WORK_SIZE)
     CASE(CL_INVALID_PROPERTY) CASE(CL_INVALID_IMAGE_DESCRIPTOR) CASE(CL_INVALID_COMPILER_OPTIONS)
     CASE(CL_INVALID_LINKER_OPTIONS) CASE(CL_INVALID_DEVICE_PARTITION_COUNT)
-    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
-    default: return NULL;
+        // clang-format on
+        case -1001 : return "CL_PLATFORM_NOT_FOUND_KHR";
+    default:
+      return NULL;
   }
 }
 
 /* CLBlast's StatusCode values that are not OpenCL codes (clblast_c.h). */
 static const char *clblast_name(int code) {
   switch (code) {
-    case -1024: return "CLBlastNotImplemented";
-    case -1022: return "CLBlastInvalidMatrixA";
-    case -1021: return "CLBlastInvalidMatrixB";
-    case -1020: return "CLBlastInvalidMatrixC";
-    case -1019: return "CLBlastInvalidVectorX";
-    case -1018: return "CLBlastInvalidVectorY";
-    case -1017: return "CLBlastInvalidDimension";
-    case -1016: return "CLBlastInvalidLeadDimA";
-    case -1015: return "CLBlastInvalidLeadDimB";
-    case -1014: return "CLBlastInvalidLeadDimC";
-    case -1013: return "CLBlastInvalidIncrementX";
-    case -1012: return "CLBlastInvalidIncrementY";
-    case -1011: return "CLBlastInsufficientMemoryA";
-    case -1010: return "CLBlastInsufficientMemoryB";
-    case -1009: return "CLBlastInsufficientMemoryC";
-    case -1008: return "CLBlastInsufficientMemoryX";
-    case -1007: return "CLBlastInsufficientMemoryY";
-    case -2050: return "CLBlastInsufficientMemoryTemp";
-    case -2049: return "CLBlastInvalidBatchCount";
-    case -2048: return "CLBlastInvalidOverrideKernel";
-    case -2047: return "CLBlastMissingOverrideParameter";
-    case -2046: return "CLBlastInvalidLocalMemUsage";
-    case -2045: return "CLBlastNoHalfPrecision";
-    case -2044: return "CLBlastNoDoublePrecision";
-    case -2043: return "CLBlastInvalidVectorScalar";
-    case -2042: return "CLBlastInsufficientMemoryScalar";
-    case -2041: return "CLBlastDatabaseError";
-    case -2040: return "CLBlastUnknownError";
-    case -2039: return "CLBlastUnexpectedError";
-    default: return NULL;
+    case -1024:
+      return "CLBlastNotImplemented";
+    case -1022:
+      return "CLBlastInvalidMatrixA";
+    case -1021:
+      return "CLBlastInvalidMatrixB";
+    case -1020:
+      return "CLBlastInvalidMatrixC";
+    case -1019:
+      return "CLBlastInvalidVectorX";
+    case -1018:
+      return "CLBlastInvalidVectorY";
+    case -1017:
+      return "CLBlastInvalidDimension";
+    case -1016:
+      return "CLBlastInvalidLeadDimA";
+    case -1015:
+      return "CLBlastInvalidLeadDimB";
+    case -1014:
+      return "CLBlastInvalidLeadDimC";
+    case -1013:
+      return "CLBlastInvalidIncrementX";
+    case -1012:
+      return "CLBlastInvalidIncrementY";
+    case -1011:
+      return "CLBlastInsufficientMemoryA";
+    case -1010:
+      return "CLBlastInsufficientMemoryB";
+    case -1009:
+      return "CLBlastInsufficientMemoryC";
+    case -1008:
+      return "CLBlastInsufficientMemoryX";
+    case -1007:
+      return "CLBlastInsufficientMemoryY";
+    case -2050:
+      return "CLBlastInsufficientMemoryTemp";
+    case -2049:
+      return "CLBlastInvalidBatchCount";
+    case -2048:
+      return "CLBlastInvalidOverrideKernel";
+    case -2047:
+      return "CLBlastMissingOverrideParameter";
+    case -2046:
+      return "CLBlastInvalidLocalMemUsage";
+    case -2045:
+      return "CLBlastNoHalfPrecision";
+    case -2044:
+      return "CLBlastNoDoublePrecision";
+    case -2043:
+      return "CLBlastInvalidVectorScalar";
+    case -2042:
+      return "CLBlastInsufficientMemoryScalar";
+    case -2041:
+      return "CLBlastDatabaseError";
+    case -2040:
+      return "CLBlastUnknownError";
+    case -2039:
+      return "CLBlastUnexpectedError";
+    default:
+      return NULL;
   }
 }
 
 const char *af_strerror(int code) {
   switch (code) {
-    case AF_OK: return "success";
-    case AF_ERR_NOMEM: return "out of host memory";
-    case AF_ERR_IO: return "I/O error";
-    case AF_ERR_FORMAT: return "malformed file";
-    case AF_ERR_INVALID: return "invalid argument";
-    case AF_ERR_UNSUPPORTED: return "unsupported";
-    case AF_ERR_NO_PLATFORM: return "no OpenCL platform";
-    case AF_ERR_NO_DEVICE: return "no OpenCL device";
-    case AF_ERR_BUILD: return "kernel build failed";
-    case AF_ERR_DEVICE_MEM: return "out of device memory";
-    case AF_ERR_RANGE: return "value out of range";
-    case AF_ERR_NOT_FOUND: return "not found";
-    case AF_ERR_CONFIG: return "configuration error";
-    case AF_ERR_INTERRUPTED: return "interrupted";
-    case AF_ERR_NOT_IMPLEMENTED: return "not implemented";
-    case AF_ERR_MISMATCH: return "mismatch";
-    default: break;
+    case AF_OK:
+      return "success";
+    case AF_ERR_NOMEM:
+      return "out of host memory";
+    case AF_ERR_IO:
+      return "I/O error";
+    case AF_ERR_FORMAT:
+      return "malformed file";
+    case AF_ERR_INVALID:
+      return "invalid argument";
+    case AF_ERR_UNSUPPORTED:
+      return "unsupported";
+    case AF_ERR_NO_PLATFORM:
+      return "no OpenCL platform";
+    case AF_ERR_NO_DEVICE:
+      return "no OpenCL device";
+    case AF_ERR_BUILD:
+      return "kernel build failed";
+    case AF_ERR_DEVICE_MEM:
+      return "out of device memory";
+    case AF_ERR_RANGE:
+      return "value out of range";
+    case AF_ERR_NOT_FOUND:
+      return "not found";
+    case AF_ERR_CONFIG:
+      return "configuration error";
+    case AF_ERR_INTERRUPTED:
+      return "interrupted";
+    case AF_ERR_NOT_IMPLEMENTED:
+      return "not implemented";
+    case AF_ERR_MISMATCH:
+      return "mismatch";
+    default:
+      break;
   }
   const char *s = cl_name(code);
   if (!s) s = clblast_name(code);
@@ -127,8 +177,12 @@ int af_err_replace(int code, const char *fmt, ...) {
   return code;
 }
 
-const char *af_error_message(void) { return err_msg; }
-int af_error_code(void) { return err_code; }
+const char *af_error_message(void) {
+  return err_msg;
+}
+int af_error_code(void) {
+  return err_code;
+}
 void af_error_clear(void) {
   err_msg[0] = 0;
   err_code = 0;

@@ -24,12 +24,12 @@ typedef struct {
 } type_info;
 
 static const type_info k_types[] = {
-    {AF_GGML_F32, "f32", 1, 4},       {AF_GGML_F16, "f16", 1, 2},      {AF_GGML_Q4_0, "q4_0", 32, 18},
-    {AF_GGML_Q4_1, "q4_1", 32, 20},   {AF_GGML_Q5_0, "q5_0", 32, 22},  {AF_GGML_Q5_1, "q5_1", 32, 24},
-    {AF_GGML_Q8_0, "q8_0", 32, 34},   {AF_GGML_Q8_1, "q8_1", 32, 36},  {AF_GGML_Q2_K, "q2_k", 256, 84},
+    {AF_GGML_F32, "f32", 1, 4},       {AF_GGML_F16, "f16", 1, 2},       {AF_GGML_Q4_0, "q4_0", 32, 18},
+    {AF_GGML_Q4_1, "q4_1", 32, 20},   {AF_GGML_Q5_0, "q5_0", 32, 22},   {AF_GGML_Q5_1, "q5_1", 32, 24},
+    {AF_GGML_Q8_0, "q8_0", 32, 34},   {AF_GGML_Q8_1, "q8_1", 32, 36},   {AF_GGML_Q2_K, "q2_k", 256, 84},
     {AF_GGML_Q3_K, "q3_k", 256, 110}, {AF_GGML_Q4_K, "q4_k", 256, 144}, {AF_GGML_Q5_K, "q5_k", 256, 176},
     {AF_GGML_Q6_K, "q6_k", 256, 210}, {AF_GGML_Q8_K, "q8_k", 256, 292}, {AF_GGML_I8, "i8", 1, 1},
-    {AF_GGML_I16, "i16", 1, 2},       {AF_GGML_I32, "i32", 1, 4},      {AF_GGML_I64, "i64", 1, 8},
+    {AF_GGML_I16, "i16", 1, 2},       {AF_GGML_I32, "i32", 1, 4},       {AF_GGML_I64, "i64", 1, 8},
     {AF_GGML_F64, "f64", 1, 8},       {AF_GGML_BF16, "bf16", 1, 2},
 };
 
@@ -165,11 +165,23 @@ static int rd_str(cursor *c, af_gguf_str *s) {
 
 static size_t vtype_size(af_gguf_vtype t) {
   switch (t) {
-    case AF_GGUF_UINT8: case AF_GGUF_INT8: case AF_GGUF_BOOL: return 1;
-    case AF_GGUF_UINT16: case AF_GGUF_INT16: return 2;
-    case AF_GGUF_UINT32: case AF_GGUF_INT32: case AF_GGUF_FLOAT32: return 4;
-    case AF_GGUF_UINT64: case AF_GGUF_INT64: case AF_GGUF_FLOAT64: return 8;
-    default: return 0;
+    case AF_GGUF_UINT8:
+    case AF_GGUF_INT8:
+    case AF_GGUF_BOOL:
+      return 1;
+    case AF_GGUF_UINT16:
+    case AF_GGUF_INT16:
+      return 2;
+    case AF_GGUF_UINT32:
+    case AF_GGUF_INT32:
+    case AF_GGUF_FLOAT32:
+      return 4;
+    case AF_GGUF_UINT64:
+    case AF_GGUF_INT64:
+    case AF_GGUF_FLOAT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -177,15 +189,42 @@ static void decode_scalar(af_gguf_vtype t, const uint8_t *p, af_gguf_value *v) {
   uint64_t raw = rd_le(p, (int)vtype_size(t));
   v->type = t;
   switch (t) {
-    case AF_GGUF_UINT8: case AF_GGUF_UINT16: case AF_GGUF_UINT32: case AF_GGUF_UINT64: v->v.u = raw; break;
-    case AF_GGUF_INT8: v->v.i = (int8_t)raw; break;
-    case AF_GGUF_INT16: v->v.i = (int16_t)raw; break;
-    case AF_GGUF_INT32: v->v.i = (int32_t)raw; break;
-    case AF_GGUF_INT64: v->v.i = (int64_t)raw; break;
-    case AF_GGUF_BOOL: v->v.b = raw != 0; break;
-    case AF_GGUF_FLOAT32: { uint32_t u = (uint32_t)raw; float f; memcpy(&f, &u, 4); v->v.f = f; break; }
-    case AF_GGUF_FLOAT64: { double d; memcpy(&d, &raw, 8); v->v.f = d; break; }
-    default: break;
+    case AF_GGUF_UINT8:
+    case AF_GGUF_UINT16:
+    case AF_GGUF_UINT32:
+    case AF_GGUF_UINT64:
+      v->v.u = raw;
+      break;
+    case AF_GGUF_INT8:
+      v->v.i = (int8_t)raw;
+      break;
+    case AF_GGUF_INT16:
+      v->v.i = (int16_t)raw;
+      break;
+    case AF_GGUF_INT32:
+      v->v.i = (int32_t)raw;
+      break;
+    case AF_GGUF_INT64:
+      v->v.i = (int64_t)raw;
+      break;
+    case AF_GGUF_BOOL:
+      v->v.b = raw != 0;
+      break;
+    case AF_GGUF_FLOAT32: {
+      uint32_t u = (uint32_t)raw;
+      float f;
+      memcpy(&f, &u, 4);
+      v->v.f = f;
+      break;
+    }
+    case AF_GGUF_FLOAT64: {
+      double d;
+      memcpy(&d, &raw, 8);
+      v->v.f = d;
+      break;
+    }
+    default:
+      break;
   }
 }
 
@@ -336,10 +375,11 @@ static int parse(af_gguf *g) {
       return af_err(AF_ERR_FORMAT, "%s: tensor %s: offset %llu is not aligned to %llu", g->path, t->name,
                     (unsigned long long)t->offset, (unsigned long long)g->alignment);
     if (t->offset > data_size || t->nbytes > data_size - t->offset)
-      return af_err(AF_ERR_FORMAT,
-                    "%s: tensor %s: data [%llu, +%llu bytes) runs past the end of the file (data section %llu bytes)",
-                    g->path, t->name, (unsigned long long)t->offset, (unsigned long long)t->nbytes,
-                    (unsigned long long)data_size);
+      return af_err(
+          AF_ERR_FORMAT,
+          "%s: tensor %s: data [%llu, +%llu bytes) runs past the end of the file (data section %llu bytes)",
+          g->path, t->name, (unsigned long long)t->offset, (unsigned long long)t->nbytes,
+          (unsigned long long)data_size);
     t->data = g->base + g->data_off + t->offset;
     order[i] = t;
   }
@@ -419,7 +459,9 @@ int af_gguf_open(const char *path, af_gguf **out) {
   return open_common(g, out);
 }
 
-void af_gguf_close(af_gguf *g) { gguf_free(g); }
+void af_gguf_close(af_gguf *g) {
+  gguf_free(g);
+}
 
 void af_gguf_release(const af_gguf *g, const void *p, size_t n) {
   if (!g || !g->mapped || !g->base || !p) return;
@@ -435,15 +477,31 @@ void af_gguf_release_all(const af_gguf *g) {
   if (g) af_gguf_release(g, g->base, (size_t)g->size);
 }
 
-const char *af_gguf_path(const af_gguf *g) { return g->path; }
-uint32_t af_gguf_version(const af_gguf *g) { return g->version; }
-uint64_t af_gguf_alignment(const af_gguf *g) { return g->alignment; }
-uint64_t af_gguf_file_size(const af_gguf *g) { return g->size; }
-uint64_t af_gguf_data_offset(const af_gguf *g) { return g->data_off; }
-uint64_t af_gguf_n_kv(const af_gguf *g) { return g->n_kv; }
-uint64_t af_gguf_n_tensors(const af_gguf *g) { return g->n_tensors; }
+const char *af_gguf_path(const af_gguf *g) {
+  return g->path;
+}
+uint32_t af_gguf_version(const af_gguf *g) {
+  return g->version;
+}
+uint64_t af_gguf_alignment(const af_gguf *g) {
+  return g->alignment;
+}
+uint64_t af_gguf_file_size(const af_gguf *g) {
+  return g->size;
+}
+uint64_t af_gguf_data_offset(const af_gguf *g) {
+  return g->data_off;
+}
+uint64_t af_gguf_n_kv(const af_gguf *g) {
+  return g->n_kv;
+}
+uint64_t af_gguf_n_tensors(const af_gguf *g) {
+  return g->n_tensors;
+}
 
-const af_gguf_kv *af_gguf_kv_at(const af_gguf *g, uint64_t i) { return i < g->n_kv ? &g->kv[i] : NULL; }
+const af_gguf_kv *af_gguf_kv_at(const af_gguf *g, uint64_t i) {
+  return i < g->n_kv ? &g->kv[i] : NULL;
+}
 
 const af_gguf_tensor *af_gguf_tensor_at(const af_gguf *g, uint64_t i) {
   return i < g->n_tensors ? &g->tensors[i] : NULL;

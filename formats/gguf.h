@@ -107,11 +107,11 @@ struct af_gguf_value {
     bool b;          /* BOOL */
     af_gguf_str str; /* STRING */
     struct {
-      af_gguf_vtype type; /* element type */
-      uint64_t n;         /* element count */
-      const uint8_t *raw; /* numeric/bool elements: little-endian bytes in the
-                             map, possibly unaligned (use the accessors) */
-      af_gguf_str *strs;  /* STRING elements (owned by the af_gguf) */
+      af_gguf_vtype type;   /* element type */
+      uint64_t n;           /* element count */
+      const uint8_t *raw;   /* numeric/bool elements: little-endian bytes in the
+                               map, possibly unaligned (use the accessors) */
+      af_gguf_str *strs;    /* STRING elements (owned by the af_gguf) */
       af_gguf_value *items; /* ARRAY elements (nested arrays) */
     } arr;
   } v;
@@ -124,13 +124,13 @@ typedef struct af_gguf_kv {
 
 typedef struct af_gguf_tensor {
   const char *name;
-  int type;                       /* af_ggml_type */
+  int type; /* af_ggml_type */
   uint32_t n_dims;
-  uint64_t ne[AF_GGUF_MAX_DIMS];  /* ne[0] innermost; unused dims are 1 */
+  uint64_t ne[AF_GGUF_MAX_DIMS]; /* ne[0] innermost; unused dims are 1 */
   uint64_t n_elements;
-  uint64_t offset;                /* from the start of the data section */
+  uint64_t offset; /* from the start of the data section */
   uint64_t nbytes;
-  const void *data;               /* into the mapping (read-only) */
+  const void *data; /* into the mapping (read-only) */
 } af_gguf_tensor;
 
 typedef struct af_gguf af_gguf;

@@ -110,25 +110,57 @@ double af_gguf_arr_num(const af_gguf_value *v, uint64_t i) {
   const uint8_t *p;
   size_t es;
   switch (v->v.arr.type) {
-    case AF_GGUF_UINT8: case AF_GGUF_INT8: case AF_GGUF_BOOL: es = 1; break;
-    case AF_GGUF_UINT16: case AF_GGUF_INT16: es = 2; break;
-    case AF_GGUF_UINT32: case AF_GGUF_INT32: case AF_GGUF_FLOAT32: es = 4; break;
-    default: es = 8; break;
+    case AF_GGUF_UINT8:
+    case AF_GGUF_INT8:
+    case AF_GGUF_BOOL:
+      es = 1;
+      break;
+    case AF_GGUF_UINT16:
+    case AF_GGUF_INT16:
+      es = 2;
+      break;
+    case AF_GGUF_UINT32:
+    case AF_GGUF_INT32:
+    case AF_GGUF_FLOAT32:
+      es = 4;
+      break;
+    default:
+      es = 8;
+      break;
   }
   p = v->v.arr.raw + i * es;
   uint64_t raw = 0;
   for (size_t k = es; k-- > 0;) raw = (raw << 8) | p[k];
   e.type = v->v.arr.type;
   switch (e.type) {
-    case AF_GGUF_UINT8: case AF_GGUF_UINT16: case AF_GGUF_UINT32: case AF_GGUF_UINT64: return (double)raw;
-    case AF_GGUF_INT8: return (double)(int8_t)raw;
-    case AF_GGUF_INT16: return (double)(int16_t)raw;
-    case AF_GGUF_INT32: return (double)(int32_t)raw;
-    case AF_GGUF_INT64: return (double)(int64_t)raw;
-    case AF_GGUF_BOOL: return raw ? 1.0 : 0.0;
-    case AF_GGUF_FLOAT32: { uint32_t u = (uint32_t)raw; float f; memcpy(&f, &u, 4); return f; }
-    case AF_GGUF_FLOAT64: { double d; memcpy(&d, &raw, 8); return d; }
-    default: return 0.0;
+    case AF_GGUF_UINT8:
+    case AF_GGUF_UINT16:
+    case AF_GGUF_UINT32:
+    case AF_GGUF_UINT64:
+      return (double)raw;
+    case AF_GGUF_INT8:
+      return (double)(int8_t)raw;
+    case AF_GGUF_INT16:
+      return (double)(int16_t)raw;
+    case AF_GGUF_INT32:
+      return (double)(int32_t)raw;
+    case AF_GGUF_INT64:
+      return (double)(int64_t)raw;
+    case AF_GGUF_BOOL:
+      return raw ? 1.0 : 0.0;
+    case AF_GGUF_FLOAT32: {
+      uint32_t u = (uint32_t)raw;
+      float f;
+      memcpy(&f, &u, 4);
+      return f;
+    }
+    case AF_GGUF_FLOAT64: {
+      double d;
+      memcpy(&d, &raw, 8);
+      return d;
+    }
+    default:
+      return 0.0;
   }
 }
 
@@ -189,5 +221,6 @@ int af_model_demo_note(const char *path, char *out, size_t n) {
 void af_model_warn_demo(const char *path, FILE *f) {
   char note[512];
   if (af_model_demo_note(path, note, sizeof note))
-    fprintf(f, "artflow: warning: %s holds DEMO weights (%s): the text it writes is not meaningful\n", path, note);
+    fprintf(f, "artflow: warning: %s holds DEMO weights (%s): the text it writes is not meaningful\n", path,
+            note);
 }

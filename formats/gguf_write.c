@@ -96,10 +96,10 @@ static int begin_kv(af_gguf_writer *w, const char *key, af_gguf_vtype type) {
   return rc ? rc : put_le(w, (uint64_t)type, 4);
 }
 
-#define SETTER(fn, ctype, vt, n)                                             \
-  int fn(af_gguf_writer *w, const char *key, ctype v) {                      \
-    int rc = begin_kv(w, key, vt);                                           \
-    return rc ? rc : put_le(w, (uint64_t)v, n);                              \
+#define SETTER(fn, ctype, vt, n)                        \
+  int fn(af_gguf_writer *w, const char *key, ctype v) { \
+    int rc = begin_kv(w, key, vt);                      \
+    return rc ? rc : put_le(w, (uint64_t)v, n);         \
   }
 SETTER(af_gguf_writer_set_u8, uint8_t, AF_GGUF_UINT8, 1)
 SETTER(af_gguf_writer_set_i8, int8_t, AF_GGUF_INT8, 1)
@@ -148,11 +148,27 @@ int af_gguf_writer_set_arr(af_gguf_writer *w, const char *key, af_gguf_vtype ele
                            uint64_t n) {
   size_t es;
   switch (elem) {
-    case AF_GGUF_UINT8: case AF_GGUF_INT8: case AF_GGUF_BOOL: es = 1; break;
-    case AF_GGUF_UINT16: case AF_GGUF_INT16: es = 2; break;
-    case AF_GGUF_UINT32: case AF_GGUF_INT32: case AF_GGUF_FLOAT32: es = 4; break;
-    case AF_GGUF_UINT64: case AF_GGUF_INT64: case AF_GGUF_FLOAT64: es = 8; break;
-    default: return af_err(AF_ERR_INVALID, "gguf writer: %s: set_arr takes numeric elements", key);
+    case AF_GGUF_UINT8:
+    case AF_GGUF_INT8:
+    case AF_GGUF_BOOL:
+      es = 1;
+      break;
+    case AF_GGUF_UINT16:
+    case AF_GGUF_INT16:
+      es = 2;
+      break;
+    case AF_GGUF_UINT32:
+    case AF_GGUF_INT32:
+    case AF_GGUF_FLOAT32:
+      es = 4;
+      break;
+    case AF_GGUF_UINT64:
+    case AF_GGUF_INT64:
+    case AF_GGUF_FLOAT64:
+      es = 8;
+      break;
+    default:
+      return af_err(AF_ERR_INVALID, "gguf writer: %s: set_arr takes numeric elements", key);
   }
   int rc = begin_kv(w, key, AF_GGUF_ARRAY);
   if (!rc) rc = put_le(w, (uint64_t)elem, 4);
@@ -185,7 +201,8 @@ int af_gguf_writer_add_tensor(af_gguf_writer *w, const char *name, int type, uin
   if (n_dims < 1 || n_dims > AF_GGUF_MAX_DIMS)
     return af_err(AF_ERR_INVALID, "gguf writer: tensor %s: %u dims", name, n_dims);
   for (uint64_t i = 0; i < w->n_t; i++)
-    if (strcmp(w->t[i].name, name) == 0) return af_err(AF_ERR_INVALID, "gguf writer: duplicate tensor %s", name);
+    if (strcmp(w->t[i].name, name) == 0)
+      return af_err(AF_ERR_INVALID, "gguf writer: duplicate tensor %s", name);
   winfo t = {0};
   uint64_t n = 1;
   t.type = type;
@@ -197,8 +214,9 @@ int af_gguf_writer_add_tensor(af_gguf_writer *w, const char *name, int type, uin
     n *= ne[i];
   }
   if (ne[0] % af_ggml_blck_size(type))
-    return af_err(AF_ERR_INVALID, "gguf writer: tensor %s: row of %llu is not a multiple of the %s block (%zu)",
-                  name, (unsigned long long)ne[0], af_ggml_type_name(type), af_ggml_blck_size(type));
+    return af_err(AF_ERR_INVALID,
+                  "gguf writer: tensor %s: row of %llu is not a multiple of the %s block (%zu)", name,
+                  (unsigned long long)ne[0], af_ggml_type_name(type), af_ggml_blck_size(type));
   t.nbytes = af_ggml_nbytes(type, ne[0], n);
   if (w->n_t == w->cap_t) {
     uint64_t cap = w->cap_t ? w->cap_t * 2 : 64;
@@ -212,7 +230,9 @@ int af_gguf_writer_add_tensor(af_gguf_writer *w, const char *name, int type, uin
   return 0;
 }
 
-static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+static uint64_t align_up(uint64_t x, uint64_t a) {
+  return (x + a - 1) / a * a;
+}
 
 /* Offsets are laid out on demand (also for af_gguf_writer_file_size). */
 static uint64_t layout(af_gguf_writer *w, uint64_t *data_off) {
@@ -342,10 +362,12 @@ int af_gguf_writer_append_f32(af_gguf_writer *w, const float *src, uint64_t n) {
 int af_gguf_writer_finish(af_gguf_writer *w) {
   if (!w->begun || w->finished) return af_err(AF_ERR_INVALID, "gguf writer: finish without begin");
   if (w->cur < w->n_t)
-    return af_err(AF_ERR_INVALID, "%s: tensor %s: only %llu of %llu bytes written", w->path, w->t[w->cur].name,
-                  (unsigned long long)w->cur_written, (unsigned long long)w->t[w->cur].nbytes);
+    return af_err(AF_ERR_INVALID, "%s: tensor %s: only %llu of %llu bytes written", w->path,
+                  w->t[w->cur].name, (unsigned long long)w->cur_written,
+                  (unsigned long long)w->t[w->cur].nbytes);
   int rc = 0;
-  if (fflush(w->f) != 0 || ferror(w->f)) rc = af_err(AF_ERR_IO, "%s: write failed: %s", w->path, strerror(errno));
+  if (fflush(w->f) != 0 || ferror(w->f))
+    rc = af_err(AF_ERR_IO, "%s: write failed: %s", w->path, strerror(errno));
   if (fclose(w->f) != 0 && !rc) rc = af_err(AF_ERR_IO, "%s: close failed: %s", w->path, strerror(errno));
   w->f = NULL;
   if (rc) {

@@ -55,19 +55,22 @@ int af_hfconfig_parse(const char *json, const char *label, af_hfconfig *out) {
   }
   get_str(cJSON_GetObjectItemCaseSensitive(j, "model_type"), out->model_type, sizeof out->model_type);
   get_str(cJSON_GetObjectItemCaseSensitive(j, "torch_dtype"), out->torch_dtype, sizeof out->torch_dtype);
-  get_str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "architectures"), 0),
-          out->architecture, sizeof out->architecture);
-  struct { const char *k; int64_t *v; } ints[] = {
-    {"hidden_size", &out->hidden_size},
-    {"num_hidden_layers", &out->num_hidden_layers},
-    {"num_attention_heads", &out->num_attention_heads},
-    {"num_key_value_heads", &out->num_key_value_heads},
-    {"intermediate_size", &out->intermediate_size},
-    {"vocab_size", &out->vocab_size},
-    {"max_position_embeddings", &out->max_position_embeddings},
-    {"bos_token_id", &out->bos_token_id},
-    {"eos_token_id", &out->eos_token_id},
-    {"pad_token_id", &out->pad_token_id},
+  get_str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "architectures"), 0), out->architecture,
+          sizeof out->architecture);
+  struct {
+    const char *k;
+    int64_t *v;
+  } ints[] = {
+      {"hidden_size", &out->hidden_size},
+      {"num_hidden_layers", &out->num_hidden_layers},
+      {"num_attention_heads", &out->num_attention_heads},
+      {"num_key_value_heads", &out->num_key_value_heads},
+      {"intermediate_size", &out->intermediate_size},
+      {"vocab_size", &out->vocab_size},
+      {"max_position_embeddings", &out->max_position_embeddings},
+      {"bos_token_id", &out->bos_token_id},
+      {"eos_token_id", &out->eos_token_id},
+      {"pad_token_id", &out->pad_token_id},
   };
   for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
     rc = get_int(j, ints[i].k, label, ints[i].v);
@@ -96,7 +99,8 @@ int af_hfconfig_load(const char *path, af_hfconfig *out) {
   fclose(f);
   if (!text) return af_err(AF_ERR_NOMEM, "%s: out of memory", path);
   int rc;
-  if (n > MAX_CONFIG_BYTES) rc = af_err(AF_ERR_FORMAT, "%s: larger than %u bytes", path, MAX_CONFIG_BYTES);
+  if (n > MAX_CONFIG_BYTES)
+    rc = af_err(AF_ERR_FORMAT, "%s: larger than %u bytes", path, MAX_CONFIG_BYTES);
   else {
     text[n] = 0;
     rc = af_hfconfig_parse(text, path, out);

@@ -15,20 +15,20 @@ extern "C" {
 #endif
 
 typedef struct af_hfconfig {
-  char model_type[32];    /* "llama"; "" when absent */
-  char architecture[64];  /* architectures[0], e.g. "LlamaForCausalLM" */
-  char torch_dtype[16];   /* "float16"; "" when absent */
+  char model_type[32];   /* "llama"; "" when absent */
+  char architecture[64]; /* architectures[0], e.g. "LlamaForCausalLM" */
+  char torch_dtype[16];  /* "float16"; "" when absent */
   int64_t hidden_size;
   int64_t num_hidden_layers;
   int64_t num_attention_heads;
-  int64_t num_key_value_heads;   /* -1 when absent (= num_attention_heads) */
+  int64_t num_key_value_heads; /* -1 when absent (= num_attention_heads) */
   int64_t intermediate_size;
   int64_t vocab_size;
   int64_t max_position_embeddings;
   int64_t bos_token_id, eos_token_id, pad_token_id; /* -1 when absent/null */
-  double rms_norm_eps;           /* 0 when absent */
-  double rope_theta;             /* 0 when absent (LLaMA default 10000) */
-  int tie_word_embeddings;       /* -1 absent, 0/1 */
+  double rms_norm_eps;                              /* 0 when absent */
+  double rope_theta;                                /* 0 when absent (LLaMA default 10000) */
+  int tie_word_embeddings;                          /* -1 absent, 0/1 */
 } af_hfconfig;
 
 /* path: a config.json file or a folder holding one.  Fills *out.  Returns 0,

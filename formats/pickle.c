@@ -16,7 +16,11 @@
 #define MAX_STR (256u << 20)
 #define MAX_ARENA ((size_t)1 << 30)
 
-typedef struct chunk { struct chunk *next; size_t used, cap; max_align_t data[]; } chunk;
+typedef struct chunk {
+  struct chunk *next;
+  size_t used, cap;
+  max_align_t data[];
+} chunk;
 
 struct af_pickle {
   chunk *chunks;
@@ -26,56 +30,68 @@ struct af_pickle {
 
 /* ---- allow-list ---- */
 enum {
-  G_ORDERED_DICT = 1, G_DICT_LIKE, G_REBUILD_TENSOR_V2, G_REBUILD_TENSOR,
-  G_REBUILD_PARAM, G_REBUILD_PARAM_STATE, G_CODECS_ENCODE, G_SIZE,
-  G_STORAGE, G_DTYPE, G_OPAQUE
+  G_ORDERED_DICT = 1,
+  G_DICT_LIKE,
+  G_REBUILD_TENSOR_V2,
+  G_REBUILD_TENSOR,
+  G_REBUILD_PARAM,
+  G_REBUILD_PARAM_STATE,
+  G_CODECS_ENCODE,
+  G_SIZE,
+  G_STORAGE,
+  G_DTYPE,
+  G_OPAQUE
 };
-typedef struct { const char *name; int id; af_tsrc_dtype dt; } gdef;
+typedef struct {
+  const char *name;
+  int id;
+  af_tsrc_dtype dt;
+} gdef;
 static const gdef GLOBALS[] = {
-  {"collections.OrderedDict", G_ORDERED_DICT, 0},
-  {"collections.defaultdict", G_DICT_LIKE, 0},
-  {"torch._utils._rebuild_tensor_v2", G_REBUILD_TENSOR_V2, 0},
-  {"torch._utils._rebuild_tensor", G_REBUILD_TENSOR, 0},
-  {"torch._utils._rebuild_parameter", G_REBUILD_PARAM, 0},
-  {"torch._utils._rebuild_parameter_with_state", G_REBUILD_PARAM_STATE, 0},
-  {"_codecs.encode", G_CODECS_ENCODE, 0},
-  {"torch.Size", G_SIZE, 0},
-  {"torch.FloatStorage", G_STORAGE, AF_TSRC_F32},
-  {"torch.HalfStorage", G_STORAGE, AF_TSRC_F16},
-  {"torch.BFloat16Storage", G_STORAGE, AF_TSRC_BF16},
-  {"torch.DoubleStorage", G_STORAGE, AF_TSRC_F64},
-  {"torch.LongStorage", G_STORAGE, AF_TSRC_I64},
-  {"torch.IntStorage", G_STORAGE, AF_TSRC_I32},
-  {"torch.ShortStorage", G_STORAGE, AF_TSRC_I16},
-  {"torch.CharStorage", G_STORAGE, AF_TSRC_I8},
-  {"torch.ByteStorage", G_STORAGE, AF_TSRC_U8},
-  {"torch.BoolStorage", G_STORAGE, AF_TSRC_BOOL},
-  {"torch.UntypedStorage", G_STORAGE, AF_TSRC_U8},
-  {"torch.float32", G_DTYPE, AF_TSRC_F32},
-  {"torch.float16", G_DTYPE, AF_TSRC_F16},
-  {"torch.bfloat16", G_DTYPE, AF_TSRC_BF16},
-  {"torch.float64", G_DTYPE, AF_TSRC_F64},
-  {"torch.int64", G_DTYPE, AF_TSRC_I64},
-  {"torch.int32", G_DTYPE, AF_TSRC_I32},
-  {"torch.int16", G_DTYPE, AF_TSRC_I16},
-  {"torch.int8", G_DTYPE, AF_TSRC_I8},
-  {"torch.uint8", G_DTYPE, AF_TSRC_U8},
-  {"torch.bool", G_DTYPE, AF_TSRC_BOOL},
-  /* harmless classes that appear in training checkpoints (args, numpy
-   * scalars, devices): kept as opaque objects, never constructed */
-  {"torch.device", G_OPAQUE, 0},
-  {"torch.torch_version.TorchVersion", G_OPAQUE, 0},
-  {"argparse.Namespace", G_OPAQUE, 0},
-  {"numpy.core.multiarray.scalar", G_OPAQUE, 0},
-  {"numpy.core.multiarray._reconstruct", G_OPAQUE, 0},
-  {"numpy.ndarray", G_OPAQUE, 0},
-  {"numpy.dtype", G_OPAQUE, 0},
-  {"builtins.set", G_OPAQUE, 0},
-  {"builtins.frozenset", G_OPAQUE, 0},
-  {"builtins.slice", G_OPAQUE, 0},
-  {"builtins.complex", G_OPAQUE, 0},
-  {"builtins.object", G_OPAQUE, 0},
-  {"copyreg._reconstructor", G_OPAQUE, 0},
+    {"collections.OrderedDict", G_ORDERED_DICT, 0},
+    {"collections.defaultdict", G_DICT_LIKE, 0},
+    {"torch._utils._rebuild_tensor_v2", G_REBUILD_TENSOR_V2, 0},
+    {"torch._utils._rebuild_tensor", G_REBUILD_TENSOR, 0},
+    {"torch._utils._rebuild_parameter", G_REBUILD_PARAM, 0},
+    {"torch._utils._rebuild_parameter_with_state", G_REBUILD_PARAM_STATE, 0},
+    {"_codecs.encode", G_CODECS_ENCODE, 0},
+    {"torch.Size", G_SIZE, 0},
+    {"torch.FloatStorage", G_STORAGE, AF_TSRC_F32},
+    {"torch.HalfStorage", G_STORAGE, AF_TSRC_F16},
+    {"torch.BFloat16Storage", G_STORAGE, AF_TSRC_BF16},
+    {"torch.DoubleStorage", G_STORAGE, AF_TSRC_F64},
+    {"torch.LongStorage", G_STORAGE, AF_TSRC_I64},
+    {"torch.IntStorage", G_STORAGE, AF_TSRC_I32},
+    {"torch.ShortStorage", G_STORAGE, AF_TSRC_I16},
+    {"torch.CharStorage", G_STORAGE, AF_TSRC_I8},
+    {"torch.ByteStorage", G_STORAGE, AF_TSRC_U8},
+    {"torch.BoolStorage", G_STORAGE, AF_TSRC_BOOL},
+    {"torch.UntypedStorage", G_STORAGE, AF_TSRC_U8},
+    {"torch.float32", G_DTYPE, AF_TSRC_F32},
+    {"torch.float16", G_DTYPE, AF_TSRC_F16},
+    {"torch.bfloat16", G_DTYPE, AF_TSRC_BF16},
+    {"torch.float64", G_DTYPE, AF_TSRC_F64},
+    {"torch.int64", G_DTYPE, AF_TSRC_I64},
+    {"torch.int32", G_DTYPE, AF_TSRC_I32},
+    {"torch.int16", G_DTYPE, AF_TSRC_I16},
+    {"torch.int8", G_DTYPE, AF_TSRC_I8},
+    {"torch.uint8", G_DTYPE, AF_TSRC_U8},
+    {"torch.bool", G_DTYPE, AF_TSRC_BOOL},
+    /* harmless classes that appear in training checkpoints (args, numpy
+     * scalars, devices): kept as opaque objects, never constructed */
+    {"torch.device", G_OPAQUE, 0},
+    {"torch.torch_version.TorchVersion", G_OPAQUE, 0},
+    {"argparse.Namespace", G_OPAQUE, 0},
+    {"numpy.core.multiarray.scalar", G_OPAQUE, 0},
+    {"numpy.core.multiarray._reconstruct", G_OPAQUE, 0},
+    {"numpy.ndarray", G_OPAQUE, 0},
+    {"numpy.dtype", G_OPAQUE, 0},
+    {"builtins.set", G_OPAQUE, 0},
+    {"builtins.frozenset", G_OPAQUE, 0},
+    {"builtins.slice", G_OPAQUE, 0},
+    {"builtins.complex", G_OPAQUE, 0},
+    {"builtins.object", G_OPAQUE, 0},
+    {"copyreg._reconstructor", G_OPAQUE, 0},
 };
 
 /* ---- machine ---- */
@@ -100,8 +116,7 @@ static int fail(vm *m, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return af_err(code, "%s: pickle: %s (opcode 0x%02x at offset %zu)", m->label, msg, m->op,
-                m->op_off);
+  return af_err(code, "%s: pickle: %s (opcode 0x%02x at offset %zu)", m->label, msg, m->op, m->op_off);
 }
 
 static void *arena_alloc(af_pickle *pk, size_t n) {
@@ -158,7 +173,9 @@ static int push(vm *m, af_pk_value *v) {
   return 0;
 }
 
-static size_t base_sp(vm *m) { return m->nmarks ? m->marks[m->nmarks - 1] : 0; }
+static size_t base_sp(vm *m) {
+  return m->nmarks ? m->marks[m->nmarks - 1] : 0;
+}
 
 static int pop(vm *m, af_pk_value **out) {
   if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
@@ -264,8 +281,7 @@ static int int_tuple(vm *m, const af_pk_value *t, int64_t *out, int *n, const ch
   if (!t || (t->kind != AF_PK_TUPLE && t->kind != AF_PK_LIST))
     return fail(m, AF_ERR_FORMAT, "tensor %s is not a tuple", what);
   if (t->u.seq.n > AF_TSRC_MAX_DIMS)
-    return fail(m, AF_ERR_UNSUPPORTED, "tensor has %zu dimensions (max %d)", t->u.seq.n,
-                AF_TSRC_MAX_DIMS);
+    return fail(m, AF_ERR_UNSUPPORTED, "tensor has %zu dimensions (max %d)", t->u.seq.n, AF_TSRC_MAX_DIMS);
   for (size_t i = 0; i < t->u.seq.n; i++)
     if (!as_int(t->u.seq.v[i], &out[i]) || out[i] < 0)
       return fail(m, AF_ERR_FORMAT, "tensor %s has a bad entry", what);
@@ -304,51 +320,52 @@ static int codecs_encode(vm *m, const af_pk_value *args, af_pk_value **out) {
   uint8_t *b = arena_alloc(m->pk, n + 1);
   if (!b) return fail(m, AF_ERR_NOMEM, "out of memory (arena limit)");
   for (size_t i = 0; i < n; i++) {
-    if (s[i] < 0x80) b[k++] = s[i];
+    if (s[i] < 0x80)
+      b[k++] = s[i];
     else if ((s[i] & 0xFE) == 0xC2 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
       b[k++] = (uint8_t)((s[i] & 1) << 6 | (s[i + 1] & 0x3F));
       i++;
-    } else return fail(m, AF_ERR_FORMAT, "_codecs.encode: character outside latin-1");
+    } else
+      return fail(m, AF_ERR_FORMAT, "_codecs.encode: character outside latin-1");
   }
   *out = new_str(m, AF_PK_BYTES, b, k);
   return *out ? 0 : fail(m, AF_ERR_NOMEM, "out of memory (arena limit)");
 }
 
 static int call(vm *m, af_pk_value *fn, af_pk_value *args, af_pk_value **out) {
-  if (fn->kind != AF_PK_GLOBAL)
-    return fail(m, AF_ERR_FORMAT, "cannot call a %s", af_pk_kind_name(fn->kind));
+  if (fn->kind != AF_PK_GLOBAL) return fail(m, AF_ERR_FORMAT, "cannot call a %s", af_pk_kind_name(fn->kind));
   if (args->kind != AF_PK_TUPLE)
     return fail(m, AF_ERR_FORMAT, "arguments are a %s, not a tuple", af_pk_kind_name(args->kind));
   af_pk_value *v = NULL;
   switch (fn->u.global.id) {
-  case G_ORDERED_DICT:
-  case G_DICT_LIKE:
-    v = new_val(m, AF_PK_DICT);
-    break;
-  case G_REBUILD_TENSOR_V2:
-  case G_REBUILD_TENSOR:
-    return make_tensor(m, args, out);
-  case G_REBUILD_PARAM:
-  case G_REBUILD_PARAM_STATE:
-    if (args->u.seq.n < 1 || args->u.seq.v[0]->kind != AF_PK_TENSOR)
-      return fail(m, AF_ERR_FORMAT, "_rebuild_parameter needs a tensor");
-    *out = args->u.seq.v[0];
-    return 0;
-  case G_CODECS_ENCODE:
-    return codecs_encode(m, args, out);
-  case G_SIZE:
-    if (args->u.seq.n == 1 && args->u.seq.v[0]->kind == AF_PK_TUPLE) {
+    case G_ORDERED_DICT:
+    case G_DICT_LIKE:
+      v = new_val(m, AF_PK_DICT);
+      break;
+    case G_REBUILD_TENSOR_V2:
+    case G_REBUILD_TENSOR:
+      return make_tensor(m, args, out);
+    case G_REBUILD_PARAM:
+    case G_REBUILD_PARAM_STATE:
+      if (args->u.seq.n < 1 || args->u.seq.v[0]->kind != AF_PK_TENSOR)
+        return fail(m, AF_ERR_FORMAT, "_rebuild_parameter needs a tensor");
       *out = args->u.seq.v[0];
       return 0;
-    }
-    v = new_seq(m, AF_PK_TUPLE, NULL, 0);
-    break;
-  case G_OPAQUE:
-    v = new_val(m, AF_PK_OBJECT);
-    if (v) v->u.global = fn->u.global;
-    break;
-  default:
-    return fail(m, AF_ERR_UNSUPPORTED, "calling '%s' is not supported", fn->u.global.name);
+    case G_CODECS_ENCODE:
+      return codecs_encode(m, args, out);
+    case G_SIZE:
+      if (args->u.seq.n == 1 && args->u.seq.v[0]->kind == AF_PK_TUPLE) {
+        *out = args->u.seq.v[0];
+        return 0;
+      }
+      v = new_seq(m, AF_PK_TUPLE, NULL, 0);
+      break;
+    case G_OPAQUE:
+      v = new_val(m, AF_PK_OBJECT);
+      if (v) v->u.global = fn->u.global;
+      break;
+    default:
+      return fail(m, AF_ERR_UNSUPPORTED, "calling '%s' is not supported", fn->u.global.name);
   }
   if (!v) return fail(m, AF_ERR_NOMEM, "out of memory (arena limit)");
   *out = v;
@@ -368,13 +385,15 @@ static int persistent_load(vm *m, af_pk_value *pid, af_pk_value **out) {
     v->u.storage.dtype = global_dtype(a[1]);
   else
     return fail(m, AF_ERR_FORMAT, "persistent id names no storage type");
-  if (a[2]->kind == AF_PK_STR) v->u.storage.key = a[2]->u.str.s;
+  if (a[2]->kind == AF_PK_STR)
+    v->u.storage.key = a[2]->u.str.s;
   else if (a[2]->kind == AF_PK_INT) {
     char *k = arena_alloc(m->pk, 24);
     if (!k) return fail(m, AF_ERR_NOMEM, "out of memory (arena limit)");
     snprintf(k, 24, "%lld", (long long)a[2]->u.i);
     v->u.storage.key = k;
-  } else return fail(m, AF_ERR_FORMAT, "storage key is a %s", af_pk_kind_name(a[2]->kind));
+  } else
+    return fail(m, AF_ERR_FORMAT, "storage key is a %s", af_pk_kind_name(a[2]->kind));
   v->u.storage.location = a[3]->kind == AF_PK_STR ? a[3]->u.str.s : "?";
   int64_t numel;
   if (!as_int(a[4], &numel) || numel < 0) return fail(m, AF_ERR_FORMAT, "bad storage size");
@@ -438,172 +457,191 @@ static int step(vm *m, int *stop) {
   m->op_off = (size_t)(m->p - m->start);
   m->op = *m->p++;
   switch (m->op) {
-  case 0x80: return need(m, 1, &q);          /* PROTO */
-  case 0x95: return need(m, 8, &q);          /* FRAME: only a read-ahead hint */
-  case '.':                                  /* STOP */
-    if ((rc = pop(m, &a))) return rc;
-    m->pk->root = a;
-    *stop = 1;
-    return 0;
-  case '(':                                  /* MARK */
-    if (m->nmarks >= MAX_MARKS) return fail(m, AF_ERR_FORMAT, "more than %u nested MARKs", MAX_MARKS);
-    m->marks[m->nmarks++] = m->sp;
-    return 0;
-  case '0': return pop(m, &a);               /* POP */
-  case '1':                                  /* POP_MARK */
-    if ((rc = pop_mark(m, &from))) return rc;
-    m->sp = from;
-    return 0;
-  case '2':                                  /* DUP */
-    if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
-    return push(m, m->stack[m->sp - 1]);
-  case 'N': return push(m, new_val(m, AF_PK_NONE));
-  case 0x88:
-  case 0x89:
-    if ((a = new_val(m, AF_PK_BOOL))) a->u.b = m->op == 0x88;
-    return push(m, a);
-  case 'J':
-    if ((rc = need(m, 4, &q))) return rc;
-    return push(m, new_int(m, (int32_t)(uint32_t)le(q, 4)));
-  case 'K':
-    if ((rc = need(m, 1, &q))) return rc;
-    return push(m, new_int(m, q[0]));
-  case 'M':
-    if ((rc = need(m, 2, &q))) return rc;
-    return push(m, new_int(m, (int64_t)le(q, 2)));
-  case 0x8a:                                 /* LONG1: little-endian two's complement */
-  case 0x8b: {                               /* LONG4 */
-    int lb = m->op == 0x8a ? 1 : 4;
-    if ((rc = need(m, (size_t)lb, &q))) return rc;
-    uint64_t n = le(q, lb);
-    if (n > (size_t)(m->end - m->p)) return fail(m, AF_ERR_FORMAT, "truncated data");
-    if ((rc = need(m, (size_t)n, &q))) return rc;
-    uint64_t v = 0;
-    int neg = n && (q[n - 1] & 0x80);
-    for (uint64_t i = 0; i < n; i++) {
-      uint8_t ext = neg ? 0xFF : 0x00;
-      if (i >= 8) {
-        if (q[i] != ext) return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
-        continue;
+    case 0x80:
+      return need(m, 1, &q); /* PROTO */
+    case 0x95:
+      return need(m, 8, &q); /* FRAME: only a read-ahead hint */
+    case '.':                /* STOP */
+      if ((rc = pop(m, &a))) return rc;
+      m->pk->root = a;
+      *stop = 1;
+      return 0;
+    case '(': /* MARK */
+      if (m->nmarks >= MAX_MARKS) return fail(m, AF_ERR_FORMAT, "more than %u nested MARKs", MAX_MARKS);
+      m->marks[m->nmarks++] = m->sp;
+      return 0;
+    case '0':
+      return pop(m, &a); /* POP */
+    case '1':            /* POP_MARK */
+      if ((rc = pop_mark(m, &from))) return rc;
+      m->sp = from;
+      return 0;
+    case '2': /* DUP */
+      if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
+      return push(m, m->stack[m->sp - 1]);
+    case 'N':
+      return push(m, new_val(m, AF_PK_NONE));
+    case 0x88:
+    case 0x89:
+      if ((a = new_val(m, AF_PK_BOOL))) a->u.b = m->op == 0x88;
+      return push(m, a);
+    case 'J':
+      if ((rc = need(m, 4, &q))) return rc;
+      return push(m, new_int(m, (int32_t)(uint32_t)le(q, 4)));
+    case 'K':
+      if ((rc = need(m, 1, &q))) return rc;
+      return push(m, new_int(m, q[0]));
+    case 'M':
+      if ((rc = need(m, 2, &q))) return rc;
+      return push(m, new_int(m, (int64_t)le(q, 2)));
+    case 0x8a:   /* LONG1: little-endian two's complement */
+    case 0x8b: { /* LONG4 */
+      int lb = m->op == 0x8a ? 1 : 4;
+      if ((rc = need(m, (size_t)lb, &q))) return rc;
+      uint64_t n = le(q, lb);
+      if (n > (size_t)(m->end - m->p)) return fail(m, AF_ERR_FORMAT, "truncated data");
+      if ((rc = need(m, (size_t)n, &q))) return rc;
+      uint64_t v = 0;
+      int neg = n && (q[n - 1] & 0x80);
+      for (uint64_t i = 0; i < n; i++) {
+        uint8_t ext = neg ? 0xFF : 0x00;
+        if (i >= 8) {
+          if (q[i] != ext) return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
+          continue;
+        }
+        v |= (uint64_t)q[i] << (8 * i);
       }
-      v |= (uint64_t)q[i] << (8 * i);
+      if (neg && n < 8) v |= ~(uint64_t)0 << (8 * n);
+      if (n > 8 && (((v >> 63) & 1) != (uint64_t)neg))
+        return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
+      return push(m, new_int(m, (int64_t)v));
     }
-    if (neg && n < 8) v |= ~(uint64_t)0 << (8 * n);
-    if (n > 8 && (((v >> 63) & 1) != (uint64_t)neg))
-      return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
-    return push(m, new_int(m, (int64_t)v));
-  }
-  case 'G': {                                /* BINFLOAT, big-endian */
-    if ((rc = need(m, 8, &q))) return rc;
-    uint64_t bits = 0;
-    for (int i = 0; i < 8; i++) bits = bits << 8 | q[i];
-    if ((a = new_val(m, AF_PK_FLOAT))) memcpy(&a->u.f, &bits, 8);
-    return push(m, a);
-  }
-  case 'X': return read_string_op(m, 4, AF_PK_STR);
-  case 0x8c: return read_string_op(m, 1, AF_PK_STR);
-  case 0x8d: return read_string_op(m, 8, AF_PK_STR);
-  case 'T': return read_string_op(m, 4, AF_PK_STR);   /* BINSTRING (py2 str) */
-  case 'U': return read_string_op(m, 1, AF_PK_STR);
-  case 'B': return read_string_op(m, 4, AF_PK_BYTES);
-  case 'C': return read_string_op(m, 1, AF_PK_BYTES);
-  case 0x8e: return read_string_op(m, 8, AF_PK_BYTES);
-  case 0x96: return read_string_op(m, 8, AF_PK_BYTES); /* BYTEARRAY8 */
-  case '}': return push(m, new_val(m, AF_PK_DICT));
-  case ']': return push(m, new_val(m, AF_PK_LIST));
-  case 0x8f: return push(m, new_val(m, AF_PK_LIST));    /* EMPTY_SET as a list */
-  case ')': return push(m, new_seq(m, AF_PK_TUPLE, NULL, 0));
-  case 0x85:
-  case 0x86:
-  case 0x87: {
-    size_t n = (size_t)(m->op - 0x84);
-    if (m->sp - base_sp(m) < n) return fail(m, AF_ERR_FORMAT, "stack underflow");
-    m->sp -= n;
-    return push(m, new_seq(m, AF_PK_TUPLE, m->stack + m->sp, n));
-  }
-  case 't':                                  /* TUPLE */
-  case 'l':                                  /* LIST */
-  case 0x91:                                 /* FROZENSET */
-    if ((rc = pop_mark(m, &from))) return rc;
-    a = new_seq(m, m->op == 'l' ? AF_PK_LIST : AF_PK_TUPLE, m->stack + from, m->sp - from);
-    m->sp = from;
-    return push(m, a);
-  case 'd':                                  /* DICT */
-    if ((rc = pop_mark(m, &from))) return rc;
-    if (!(a = new_val(m, AF_PK_DICT))) return push(m, NULL);
-    rc = dict_set(m, a, m->stack + from, m->sp - from);
-    m->sp = from;
-    return rc ? rc : push(m, a);
-  case 'a':                                  /* APPEND */
-    if ((rc = pop(m, &b))) return rc;
-    if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
-    return list_add(m, m->stack[m->sp - 1], &b, 1);
-  case 'e':                                  /* APPENDS */
-  case 0x90:                                 /* ADDITEMS */
-    if ((rc = pop_mark(m, &from))) return rc;
-    if (from <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
-    rc = list_add(m, m->stack[from - 1], m->stack + from, m->sp - from);
-    m->sp = from;
-    return rc;
-  case 's':                                  /* SETITEM */
-    if (m->sp - base_sp(m) < 3) return fail(m, AF_ERR_FORMAT, "stack underflow");
-    m->sp -= 2;
-    return dict_set(m, m->stack[m->sp - 1], m->stack + m->sp, 2);
-  case 'u':                                  /* SETITEMS */
-    if ((rc = pop_mark(m, &from))) return rc;
-    if (from <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
-    rc = dict_set(m, m->stack[from - 1], m->stack + from, m->sp - from);
-    m->sp = from;
-    return rc;
-  case 'q':
-    if ((rc = need(m, 1, &q))) return rc;
-    return memo_put(m, q[0]);
-  case 'r':
-    if ((rc = need(m, 4, &q))) return rc;
-    return memo_put(m, le(q, 4));
-  case 0x94: return memo_put(m, m->memo_len); /* MEMOIZE */
-  case 'h':
-    if ((rc = need(m, 1, &q))) return rc;
-    return memo_get(m, q[0]);
-  case 'j':
-    if ((rc = need(m, 4, &q))) return rc;
-    return memo_get(m, le(q, 4));
-  case 'c': {                                /* GLOBAL "module\nname\n" */
-    const uint8_t *mod = m->p, *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
-    if (!nl1) return fail(m, AF_ERR_FORMAT, "truncated GLOBAL");
-    const uint8_t *name = nl1 + 1, *nl2 = memchr(name, '\n', (size_t)(m->end - name));
-    if (!nl2) return fail(m, AF_ERR_FORMAT, "truncated GLOBAL");
-    m->p = nl2 + 1;
-    return global_lookup(m, (const char *)mod, (size_t)(nl1 - mod), (const char *)name,
-                         (size_t)(nl2 - name));
-  }
-  case 0x93:                                 /* STACK_GLOBAL */
-    if ((rc = pop(m, &b)) || (rc = pop(m, &a))) return rc;
-    if (a->kind != AF_PK_STR || b->kind != AF_PK_STR)
-      return fail(m, AF_ERR_FORMAT, "STACK_GLOBAL needs two strings");
-    return global_lookup(m, a->u.str.s, a->u.str.len, b->u.str.s, b->u.str.len);
-  case 'R':                                  /* REDUCE */
-  case 0x81:                                 /* NEWOBJ */
-    if ((rc = pop(m, &b)) || (rc = pop(m, &a))) return rc;
-    if ((rc = call(m, a, b, &c))) return rc;
-    return push(m, c);
-  case 0x92:                                 /* NEWOBJ_EX: cls, args, kwargs */
-    if ((rc = pop(m, &c)) || (rc = pop(m, &b)) || (rc = pop(m, &a))) return rc;
-    if ((rc = call(m, a, b, &c))) return rc;
-    return push(m, c);
-  case 'b':                                  /* BUILD */
-    if ((rc = pop(m, &b))) return rc;
-    if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
-    a = m->stack[m->sp - 1];
-    if (a->kind == AF_PK_DICT) a->u.dict.attrs = b; /* OrderedDict._metadata */
-    else if (a->kind != AF_PK_OBJECT && a->kind != AF_PK_TENSOR)
-      return fail(m, AF_ERR_FORMAT, "BUILD on a %s", af_pk_kind_name(a->kind));
-    return 0;
-  case 'Q':                                  /* BINPERSID */
-    if ((rc = pop(m, &a)) || (rc = persistent_load(m, a, &b))) return rc;
-    return push(m, b);
-  default:
-    return fail(m, AF_ERR_UNSUPPORTED, "unsupported opcode");
+    case 'G': { /* BINFLOAT, big-endian */
+      if ((rc = need(m, 8, &q))) return rc;
+      uint64_t bits = 0;
+      for (int i = 0; i < 8; i++) bits = bits << 8 | q[i];
+      if ((a = new_val(m, AF_PK_FLOAT))) memcpy(&a->u.f, &bits, 8);
+      return push(m, a);
+    }
+    case 'X':
+      return read_string_op(m, 4, AF_PK_STR);
+    case 0x8c:
+      return read_string_op(m, 1, AF_PK_STR);
+    case 0x8d:
+      return read_string_op(m, 8, AF_PK_STR);
+    case 'T':
+      return read_string_op(m, 4, AF_PK_STR); /* BINSTRING (py2 str) */
+    case 'U':
+      return read_string_op(m, 1, AF_PK_STR);
+    case 'B':
+      return read_string_op(m, 4, AF_PK_BYTES);
+    case 'C':
+      return read_string_op(m, 1, AF_PK_BYTES);
+    case 0x8e:
+      return read_string_op(m, 8, AF_PK_BYTES);
+    case 0x96:
+      return read_string_op(m, 8, AF_PK_BYTES); /* BYTEARRAY8 */
+    case '}':
+      return push(m, new_val(m, AF_PK_DICT));
+    case ']':
+      return push(m, new_val(m, AF_PK_LIST));
+    case 0x8f:
+      return push(m, new_val(m, AF_PK_LIST)); /* EMPTY_SET as a list */
+    case ')':
+      return push(m, new_seq(m, AF_PK_TUPLE, NULL, 0));
+    case 0x85:
+    case 0x86:
+    case 0x87: {
+      size_t n = (size_t)(m->op - 0x84);
+      if (m->sp - base_sp(m) < n) return fail(m, AF_ERR_FORMAT, "stack underflow");
+      m->sp -= n;
+      return push(m, new_seq(m, AF_PK_TUPLE, m->stack + m->sp, n));
+    }
+    case 't':  /* TUPLE */
+    case 'l':  /* LIST */
+    case 0x91: /* FROZENSET */
+      if ((rc = pop_mark(m, &from))) return rc;
+      a = new_seq(m, m->op == 'l' ? AF_PK_LIST : AF_PK_TUPLE, m->stack + from, m->sp - from);
+      m->sp = from;
+      return push(m, a);
+    case 'd': /* DICT */
+      if ((rc = pop_mark(m, &from))) return rc;
+      if (!(a = new_val(m, AF_PK_DICT))) return push(m, NULL);
+      rc = dict_set(m, a, m->stack + from, m->sp - from);
+      m->sp = from;
+      return rc ? rc : push(m, a);
+    case 'a': /* APPEND */
+      if ((rc = pop(m, &b))) return rc;
+      if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
+      return list_add(m, m->stack[m->sp - 1], &b, 1);
+    case 'e':  /* APPENDS */
+    case 0x90: /* ADDITEMS */
+      if ((rc = pop_mark(m, &from))) return rc;
+      if (from <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
+      rc = list_add(m, m->stack[from - 1], m->stack + from, m->sp - from);
+      m->sp = from;
+      return rc;
+    case 's': /* SETITEM */
+      if (m->sp - base_sp(m) < 3) return fail(m, AF_ERR_FORMAT, "stack underflow");
+      m->sp -= 2;
+      return dict_set(m, m->stack[m->sp - 1], m->stack + m->sp, 2);
+    case 'u': /* SETITEMS */
+      if ((rc = pop_mark(m, &from))) return rc;
+      if (from <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
+      rc = dict_set(m, m->stack[from - 1], m->stack + from, m->sp - from);
+      m->sp = from;
+      return rc;
+    case 'q':
+      if ((rc = need(m, 1, &q))) return rc;
+      return memo_put(m, q[0]);
+    case 'r':
+      if ((rc = need(m, 4, &q))) return rc;
+      return memo_put(m, le(q, 4));
+    case 0x94:
+      return memo_put(m, m->memo_len); /* MEMOIZE */
+    case 'h':
+      if ((rc = need(m, 1, &q))) return rc;
+      return memo_get(m, q[0]);
+    case 'j':
+      if ((rc = need(m, 4, &q))) return rc;
+      return memo_get(m, le(q, 4));
+    case 'c': { /* GLOBAL "module\nname\n" */
+      const uint8_t *mod = m->p, *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
+      if (!nl1) return fail(m, AF_ERR_FORMAT, "truncated GLOBAL");
+      const uint8_t *name = nl1 + 1, *nl2 = memchr(name, '\n', (size_t)(m->end - name));
+      if (!nl2) return fail(m, AF_ERR_FORMAT, "truncated GLOBAL");
+      m->p = nl2 + 1;
+      return global_lookup(m, (const char *)mod, (size_t)(nl1 - mod), (const char *)name,
+                           (size_t)(nl2 - name));
+    }
+    case 0x93: /* STACK_GLOBAL */
+      if ((rc = pop(m, &b)) || (rc = pop(m, &a))) return rc;
+      if (a->kind != AF_PK_STR || b->kind != AF_PK_STR)
+        return fail(m, AF_ERR_FORMAT, "STACK_GLOBAL needs two strings");
+      return global_lookup(m, a->u.str.s, a->u.str.len, b->u.str.s, b->u.str.len);
+    case 'R':  /* REDUCE */
+    case 0x81: /* NEWOBJ */
+      if ((rc = pop(m, &b)) || (rc = pop(m, &a))) return rc;
+      if ((rc = call(m, a, b, &c))) return rc;
+      return push(m, c);
+    case 0x92: /* NEWOBJ_EX: cls, args, kwargs */
+      if ((rc = pop(m, &c)) || (rc = pop(m, &b)) || (rc = pop(m, &a))) return rc;
+      if ((rc = call(m, a, b, &c))) return rc;
+      return push(m, c);
+    case 'b': /* BUILD */
+      if ((rc = pop(m, &b))) return rc;
+      if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
+      a = m->stack[m->sp - 1];
+      if (a->kind == AF_PK_DICT)
+        a->u.dict.attrs = b; /* OrderedDict._metadata */
+      else if (a->kind != AF_PK_OBJECT && a->kind != AF_PK_TENSOR)
+        return fail(m, AF_ERR_FORMAT, "BUILD on a %s", af_pk_kind_name(a->kind));
+      return 0;
+    case 'Q': /* BINPERSID */
+      if ((rc = pop(m, &a)) || (rc = persistent_load(m, a, &b))) return rc;
+      return push(m, b);
+    default:
+      return fail(m, AF_ERR_UNSUPPORTED, "unsupported opcode");
   }
 }
 
@@ -655,7 +693,9 @@ void af_pickle_free(af_pickle *p) {
   free(p);
 }
 
-const af_pk_value *af_pickle_root(const af_pickle *p) { return p ? p->root : NULL; }
+const af_pk_value *af_pickle_root(const af_pickle *p) {
+  return p ? p->root : NULL;
+}
 
 const af_pk_value *af_pk_dict_get(const af_pk_value *d, const char *key) {
   if (!d || d->kind != AF_PK_DICT || !key) return NULL;
@@ -667,8 +707,7 @@ const af_pk_value *af_pk_dict_get(const af_pk_value *d, const char *key) {
 }
 
 const char *af_pk_kind_name(af_pk_kind k) {
-  static const char *names[] = {"None", "bool", "int", "float", "str", "bytes", "tuple",
-                                "list", "dict", "global", "storage", "tensor", "object",
-                                "dtype"};
+  static const char *names[] = {"None", "bool", "int",    "float",   "str",    "bytes",  "tuple",
+                                "list", "dict", "global", "storage", "tensor", "object", "dtype"};
   return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }

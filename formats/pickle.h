@@ -27,7 +27,7 @@ typedef enum af_pk_kind {
   AF_PK_BOOL,
   AF_PK_INT,
   AF_PK_FLOAT,
-  AF_PK_STR,     /* UTF-8 as stored */
+  AF_PK_STR, /* UTF-8 as stored */
   AF_PK_BYTES,
   AF_PK_TUPLE,
   AF_PK_LIST,
@@ -62,14 +62,23 @@ struct af_pk_value {
     int b;
     int64_t i;
     double f;
-    struct { const char *s; size_t len; } str;  /* STR, BYTES (NUL added) */
-    struct { af_pk_value **v; size_t n, cap; } seq; /* TUPLE, LIST */
     struct {
-      af_pk_value **kv; /* keys at even, values at odd indices */
-      size_t n, cap;    /* n = number of pairs */
+      const char *s;
+      size_t len;
+    } str; /* STR, BYTES (NUL added) */
+    struct {
+      af_pk_value **v;
+      size_t n, cap;
+    } seq; /* TUPLE, LIST */
+    struct {
+      af_pk_value **kv;   /* keys at even, values at odd indices */
+      size_t n, cap;      /* n = number of pairs */
       af_pk_value *attrs; /* BUILD state (e.g. {'_metadata': ...}) or NULL */
     } dict;
-    struct { const char *name; int id; } global; /* GLOBAL, OBJECT, DTYPE */
+    struct {
+      const char *name;
+      int id;
+    } global; /* GLOBAL, OBJECT, DTYPE */
     af_pk_storage storage;
     af_pk_tensor tensor;
   } u;
@@ -82,8 +91,7 @@ typedef struct af_pickle af_pickle;
  * arena; af_pickle_root gives the unpickled object.  Returns 0,
  * AF_ERR_FORMAT (malformed, truncated, limits), AF_ERR_UNSUPPORTED (global
  * outside the allow-list, unknown opcode), AF_ERR_NOMEM. */
-int af_pickle_load(const uint8_t *data, size_t size, const char *label,
-                   af_pickle **out);
+int af_pickle_load(const uint8_t *data, size_t size, const char *label, af_pickle **out);
 void af_pickle_free(af_pickle *p); /* NULL is fine */
 const af_pk_value *af_pickle_root(const af_pickle *p);
 

@@ -31,7 +31,7 @@ uint16_t af_f32_to_f16(float f) {
     /* subnormal half (or zero): scale so the half ulp (2^-24) becomes 1 and
      * let the float adder round to nearest even. */
     float v = bits_f32(ax) * 16777216.0f; /* 2^24 */
-    uint32_t m = (uint32_t)lrintf(v);      /* 0..1024 */
+    uint32_t m = (uint32_t)lrintf(v);     /* 0..1024 */
     return (uint16_t)(sign | m);
   }
   /* normal: rebias exponent, round mantissa 23 -> 10 bits to nearest even */
@@ -60,7 +60,9 @@ uint16_t af_f32_to_bf16(float f) {
   return (uint16_t)(x >> 16);
 }
 
-float af_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float af_bf16_to_f32(uint16_t h) {
+  return bits_f32((uint32_t)h << 16);
+}
 
 static void put_f16(uint8_t *p, float v) {
   uint16_t h = af_f32_to_f16(v);
@@ -68,7 +70,9 @@ static void put_f16(uint8_t *p, float v) {
   p[1] = (uint8_t)(h >> 8);
 }
 
-static float get_f16(const uint8_t *p) { return af_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+static float get_f16(const uint8_t *p) {
+  return af_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+}
 
 void af_quantize_q8_0(const float *src, void *dst, size_t n) {
   uint8_t *out = dst;

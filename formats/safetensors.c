@@ -22,21 +22,21 @@ struct af_safetensors {
   const uint8_t *base;
   uint64_t size;
   int mapped;
-  cJSON *json;            /* owns the tensor names */
+  cJSON *json; /* owns the tensor names */
   af_tsrc_tensor *t;
   size_t n;
 };
 
-static int parse_tensor(af_safetensors *st, const cJSON *it, const uint8_t *data,
-                        uint64_t data_size, af_tsrc_tensor *t) {
+static int parse_tensor(af_safetensors *st, const cJSON *it, const uint8_t *data, uint64_t data_size,
+                        af_tsrc_tensor *t) {
   const char *nm = it->string;
   const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
   const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
   const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
   if (!cJSON_IsObject(it) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) ||
       cJSON_GetArraySize(of) != 2)
-    return af_err(AF_ERR_FORMAT, "%s: tensor '%s': header entry needs dtype, shape, data_offsets",
-                  st->path, nm);
+    return af_err(AF_ERR_FORMAT, "%s: tensor '%s': header entry needs dtype, shape, data_offsets", st->path,
+                  nm);
   memset(t, 0, sizeof *t);
   t->name = nm;
   t->file = st->path;
@@ -63,17 +63,16 @@ static int parse_tensor(af_safetensors *st, const cJSON *it, const uint8_t *data
     stride *= t->shape[i] ? t->shape[i] : 1;
   }
   double b0 = cJSON_GetArrayItem(of, 0)->valuedouble, b1 = cJSON_GetArrayItem(of, 1)->valuedouble;
-  if (!cJSON_IsNumber(cJSON_GetArrayItem(of, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(of, 1)) ||
-      b0 < 0 || b1 < b0 || b1 > (double)data_size)
-    return af_err(AF_ERR_FORMAT,
-                  "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the %llu-byte data area",
+  if (!cJSON_IsNumber(cJSON_GetArrayItem(of, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(of, 1)) || b0 < 0 ||
+      b1 < b0 || b1 > (double)data_size)
+    return af_err(AF_ERR_FORMAT, "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the %llu-byte data area",
                   st->path, nm, b0, b1, (unsigned long long)data_size);
   uint64_t nbytes;
   ovf |= __builtin_mul_overflow(numel, (uint64_t)af_tsrc_dtype_size(t->dtype), &nbytes);
   if (ovf || nbytes != (uint64_t)b1 - (uint64_t)b0)
     return af_err(AF_ERR_FORMAT, "%s: tensor '%s': %llu bytes at data_offsets but %s x shape needs %llu",
-                  st->path, nm, (unsigned long long)((uint64_t)b1 - (uint64_t)b0),
-                  dt->valuestring, (unsigned long long)nbytes);
+                  st->path, nm, (unsigned long long)((uint64_t)b1 - (uint64_t)b0), dt->valuestring,
+                  (unsigned long long)nbytes);
   t->numel = numel;
   t->nbytes = nbytes;
   t->contiguous = 1;
@@ -87,7 +86,8 @@ static int parse(af_safetensors *st) {
   uint64_t hl = 0;
   for (int i = 7; i >= 0; i--) hl = hl << 8 | st->base[i];
   if (hl > MAX_HEADER || hl > st->size - 8)
-    return af_err(AF_ERR_FORMAT, "%s: not a PyTorch or safetensors file, or truncated (safetensors header "
+    return af_err(AF_ERR_FORMAT,
+                  "%s: not a PyTorch or safetensors file, or truncated (safetensors header "
                   "length %llu, file %llu bytes)",
                   st->path, (unsigned long long)hl, (unsigned long long)st->size);
   st->json = cJSON_ParseWithLength((const char *)st->base + 8, (size_t)hl);
@@ -173,8 +173,12 @@ void af_safetensors_close(af_safetensors *st) {
   free(st);
 }
 
-size_t af_safetensors_count(const af_safetensors *st) { return st ? st->n : 0; }
-const af_tsrc_tensor *af_safetensors_tensors(const af_safetensors *st) { return st ? st->t : NULL; }
+size_t af_safetensors_count(const af_safetensors *st) {
+  return st ? st->n : 0;
+}
+const af_tsrc_tensor *af_safetensors_tensors(const af_safetensors *st) {
+  return st ? st->t : NULL;
+}
 
 /* ---- shard index ---- */
 static char *slurp(const char *path, size_t max, size_t *len) {
@@ -230,8 +234,7 @@ int af_shard_index_load(const char *index_path, char ***files, size_t *n) {
       goto out;
     }
     int seen = 0;
-    for (size_t i = 0; i < *n && !seen; i++)
-      seen = !strcmp((*files)[i] + dlen, it->valuestring);
+    for (size_t i = 0; i < *n && !seen; i++) seen = !strcmp((*files)[i] + dlen, it->valuestring);
     if (seen) continue;
     char **nf = realloc(*files, (*n + 1) * sizeof *nf);
     if (!nf) {

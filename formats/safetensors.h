@@ -21,8 +21,7 @@ typedef struct af_safetensors af_safetensors;
  * AF_ERR_NOMEM.  Free with af_safetensors_close. */
 int af_safetensors_open(const char *path, af_safetensors **out);
 /* Same over caller memory (borrowed), for tests and fuzzers. */
-int af_safetensors_open_mem(const void *data, size_t size, const char *label,
-                            af_safetensors **out);
+int af_safetensors_open_mem(const void *data, size_t size, const char *label, af_safetensors **out);
 void af_safetensors_close(af_safetensors *st);
 
 /* Tensors in header order (borrowed, valid until close). */

@@ -105,8 +105,8 @@ static void default_opts(af_spm_opts *o) {
   o->pad_id = -1;
 }
 
-int af_spm_new(const char *const *pieces, const size_t *lens, const float *scores, const int32_t *types, int n,
-               const af_spm_opts *opts, af_spm **out) {
+int af_spm_new(const char *const *pieces, const size_t *lens, const float *scores, const int32_t *types,
+               int n, const af_spm_opts *opts, af_spm **out) {
   *out = NULL;
   af_spm *t = calloc(1, sizeof *t);
   if (!t || !(t->p = calloc((size_t)(n > 0 ? n : 1), sizeof *t->p))) {
@@ -161,7 +161,9 @@ static int field(pb *r, uint32_t *fno, int *wire, uint64_t *val, const uint8_t *
   *fno = (uint32_t)(key >> 3);
   *wire = (int)(key & 7);
   switch (*wire) {
-    case 0: *val = varint(r); break;
+    case 0:
+      *val = varint(r);
+      break;
     case 1:
       if (r->end - r->p < 8) return r->bad = 1, 0;
       memcpy(val, r->p, 8), r->p += 8;
@@ -178,7 +180,8 @@ static int field(pb *r, uint32_t *fno, int *wire, uint64_t *val, const uint8_t *
       *bytes = r->p, *blen = (size_t)l, r->p += l;
       break;
     }
-    default: return r->bad = 1, 0;
+    default:
+      return r->bad = 1, 0;
   }
   return !r->bad;
 }
@@ -248,18 +251,29 @@ int af_spm_load_buffer(const void *buf, size_t n, const char *name, af_spm **out
       size_t ssl = 0;
       while (field(&sub, &g, &ww, &x, &ss, &ssl)) {
         if (f == 2 && ww == 0) {
-          if (g == 3) model_type = (int)x;
-          else if (g == 35) t->o.byte_fallback = x != 0;
-          else if (g == 24) t->o.treat_whitespace_as_suffix = x != 0;
-          else if (g == 40) t->o.unk_id = (int32_t)x;
-          else if (g == 41) t->o.bos_id = (int32_t)x;
-          else if (g == 42) t->o.eos_id = (int32_t)x;
-          else if (g == 43) t->o.pad_id = (int32_t)x;
+          if (g == 3)
+            model_type = (int)x;
+          else if (g == 35)
+            t->o.byte_fallback = x != 0;
+          else if (g == 24)
+            t->o.treat_whitespace_as_suffix = x != 0;
+          else if (g == 40)
+            t->o.unk_id = (int32_t)x;
+          else if (g == 41)
+            t->o.bos_id = (int32_t)x;
+          else if (g == 42)
+            t->o.eos_id = (int32_t)x;
+          else if (g == 43)
+            t->o.pad_id = (int32_t)x;
         } else if (f == 3) {
-          if (g == 1 && ww == 2) snprintf(norm_name, sizeof norm_name, "%.*s", (int)ssl, (const char *)ss);
-          else if (g == 3 && ww == 0) t->o.add_dummy_prefix = x != 0;
-          else if (g == 4 && ww == 0) t->o.remove_extra_whitespaces = x != 0;
-          else if (g == 5 && ww == 0) t->o.escape_whitespaces = x != 0;
+          if (g == 1 && ww == 2)
+            snprintf(norm_name, sizeof norm_name, "%.*s", (int)ssl, (const char *)ss);
+          else if (g == 3 && ww == 0)
+            t->o.add_dummy_prefix = x != 0;
+          else if (g == 4 && ww == 0)
+            t->o.remove_extra_whitespaces = x != 0;
+          else if (g == 5 && ww == 0)
+            t->o.escape_whitespaces = x != 0;
         }
       }
       if (sub.bad) {
@@ -273,12 +287,14 @@ int af_spm_load_buffer(const void *buf, size_t n, const char *name, af_spm **out
     goto out;
   }
   if (model_type != 2) {
-    rc = af_err(AF_ERR_UNSUPPORTED, "%s: SentencePiece model type %d is not BPE (only BPE, as LLaMA uses, is supported)",
-                name, model_type);
+    rc = af_err(AF_ERR_UNSUPPORTED,
+                "%s: SentencePiece model type %d is not BPE (only BPE, as LLaMA uses, is supported)", name,
+                model_type);
     goto out;
   }
   if (norm_name[0] && strcmp(norm_name, "identity")) {
-    rc = af_err(AF_ERR_UNSUPPORTED, "%s: normaliser '%s' is not supported (LLaMA uses 'identity')", name, norm_name);
+    rc = af_err(AF_ERR_UNSUPPORTED, "%s: normaliser '%s' is not supported (LLaMA uses 'identity')", name,
+                norm_name);
     goto out;
   }
   if (t->o.pad_id >= t->n) t->o.pad_id = -1;
@@ -315,19 +331,33 @@ int af_spm_load(const char *path, af_spm **out) {
   return rc;
 }
 
-int af_spm_n_vocab(const af_spm *t) { return t->n; }
-const char *af_spm_piece(const af_spm *t, int32_t id) { return id >= 0 && id < t->n ? t->p[id].s : NULL; }
-float af_spm_score(const af_spm *t, int32_t id) { return id >= 0 && id < t->n ? t->p[id].score : 0.0f; }
-int af_spm_type(const af_spm *t, int32_t id) { return id >= 0 && id < t->n ? t->p[id].type : 0; }
-const af_spm_opts *af_spm_options(const af_spm *t) { return &t->o; }
+int af_spm_n_vocab(const af_spm *t) {
+  return t->n;
+}
+const char *af_spm_piece(const af_spm *t, int32_t id) {
+  return id >= 0 && id < t->n ? t->p[id].s : NULL;
+}
+float af_spm_score(const af_spm *t, int32_t id) {
+  return id >= 0 && id < t->n ? t->p[id].score : 0.0f;
+}
+int af_spm_type(const af_spm *t, int32_t id) {
+  return id >= 0 && id < t->n ? t->p[id].type : 0;
+}
+const af_spm_opts *af_spm_options(const af_spm *t) {
+  return &t->o;
+}
 
 /* ---- used by spm_encode.c ---- */
 int32_t af_spm_lookup_internal(const af_spm *t, const char *s, size_t n);
 int32_t af_spm_byte_id_internal(const af_spm *t, unsigned char b);
 int af_spm_user_prefix_internal(const af_spm *t, const char *s, size_t n);
 
-int32_t af_spm_lookup_internal(const af_spm *t, const char *s, size_t n) { return lookup(t, s, n); }
-int32_t af_spm_byte_id_internal(const af_spm *t, unsigned char b) { return t->byte_id[b]; }
+int32_t af_spm_lookup_internal(const af_spm *t, const char *s, size_t n) {
+  return lookup(t, s, n);
+}
+int32_t af_spm_byte_id_internal(const af_spm *t, unsigned char b) {
+  return t->byte_id[b];
+}
 
 /* length of the longest user-defined symbol at s, or 0 */
 int af_spm_user_prefix_internal(const af_spm *t, const char *s, size_t n) {

@@ -15,13 +15,20 @@ extern "C" {
 #endif
 
 /* SentencePiece piece types (sentencepiece_model.proto). */
-enum { AF_SPM_NORMAL = 1, AF_SPM_UNKNOWN = 2, AF_SPM_CONTROL = 3, AF_SPM_USER = 4, AF_SPM_UNUSED = 5, AF_SPM_BYTE = 6 };
+enum {
+  AF_SPM_NORMAL = 1,
+  AF_SPM_UNKNOWN = 2,
+  AF_SPM_CONTROL = 3,
+  AF_SPM_USER = 4,
+  AF_SPM_UNUSED = 5,
+  AF_SPM_BYTE = 6
+};
 
 typedef struct af_spm_opts {
-  int add_dummy_prefix;      /* prepend U+2581 to non-empty input (default 1) */
+  int add_dummy_prefix;         /* prepend U+2581 to non-empty input (default 1) */
   int remove_extra_whitespaces; /* collapse runs of spaces, trim (LLaMA: 0) */
-  int escape_whitespaces;    /* ' ' -> U+2581 (default 1) */
-  int byte_fallback;         /* unknown characters -> <0xXX> pieces (LLaMA: 1) */
+  int escape_whitespaces;       /* ' ' -> U+2581 (default 1) */
+  int byte_fallback;            /* unknown characters -> <0xXX> pieces (LLaMA: 1) */
   int treat_whitespace_as_suffix;
   int32_t unk_id, bos_id, eos_id, pad_id; /* -1 = none */
   /* ids from n_pieces on are rows the model has beyond its tokenizer (Vicuna
@@ -39,8 +46,8 @@ int af_spm_load(const char *path, af_spm **out);
 /* Same from memory; `name` is used in messages. */
 int af_spm_load_buffer(const void *buf, size_t n, const char *name, af_spm **out);
 /* Builds a tokenizer from arrays (e.g. GGUF metadata); everything is copied. */
-int af_spm_new(const char *const *pieces, const size_t *lens, const float *scores, const int32_t *types, int n,
-               const af_spm_opts *opts, af_spm **out);
+int af_spm_new(const char *const *pieces, const size_t *lens, const float *scores, const int32_t *types,
+               int n, const af_spm_opts *opts, af_spm **out);
 void af_spm_free(af_spm *t);
 
 int af_spm_n_vocab(const af_spm *t);

@@ -76,11 +76,14 @@ static size_t utf8_len(unsigned char c) {
  * surrogates, <= U+10FFFF), or 0 when invalid */
 static size_t utf8_valid(const unsigned char *b, size_t n) {
   if (b[0] < 0x80) return 1;
-  size_t l = b[0] >= 0xc2 && b[0] <= 0xdf ? 2 : b[0] >= 0xe0 && b[0] <= 0xef ? 3 : b[0] >= 0xf0 && b[0] <= 0xf4 ? 4 : 0;
+  size_t l = b[0] >= 0xc2 && b[0] <= 0xdf   ? 2
+             : b[0] >= 0xe0 && b[0] <= 0xef ? 3
+             : b[0] >= 0xf0 && b[0] <= 0xf4 ? 4
+                                            : 0;
   if (!l || l > n) return 0;
   for (size_t k = 1; k < l; k++)
     if ((b[k] & 0xc0) != 0x80) return 0;
-  if (b[0] == 0xe0 && b[1] < 0xa0) return 0; /* overlong */
+  if (b[0] == 0xe0 && b[1] < 0xa0) return 0;  /* overlong */
   if (b[0] == 0xed && b[1] >= 0xa0) return 0; /* surrogate */
   if (b[0] == 0xf0 && b[1] < 0x90) return 0;
   if (b[0] == 0xf4 && b[1] >= 0x90) return 0;
@@ -155,13 +158,13 @@ int af_spm_encode(const af_spm *t, const char *text, size_t len, int add_bos, in
     if (ns > 0) sy[ns - 1].next = ns;
     i += l;
   }
-#define TRY_PAIR(a, b)                                                                   \
-  do {                                                                                   \
-    if ((a) >= 0 && (b) >= 0 && !sy[a].freeze && !sy[b].freeze) {                       \
-      size_t sz = sy[a].len + sy[b].len;                                                 \
-      int32_t id = af_spm_lookup_internal(t, s + sy[a].start, sz);                       \
-      if (id >= 0 && push(&h, (cand){af_spm_score(t, id), (a), (b), sz})) goto nomem;    \
-    }                                                                                    \
+#define TRY_PAIR(a, b)                                                                \
+  do {                                                                                \
+    if ((a) >= 0 && (b) >= 0 && !sy[a].freeze && !sy[b].freeze) {                     \
+      size_t sz = sy[a].len + sy[b].len;                                              \
+      int32_t id = af_spm_lookup_internal(t, s + sy[a].start, sz);                    \
+      if (id >= 0 && push(&h, (cand){af_spm_score(t, id), (a), (b), sz})) goto nomem; \
+    }                                                                                 \
   } while (0)
   for (int i = 1; i < ns; i++) TRY_PAIR(i - 1, i);
   while (h.n) {
@@ -227,7 +230,8 @@ int af_spm_encode_hf(const af_spm *t, const char *text, size_t len, int add_bos,
   for (size_t i = 0, start = 0; i <= len; i++) {
     int hit = -1;
     for (int k = 0; k < 3 && i < len; k++)
-      if (spl[k] && spl[k] <= len - i && !memcmp(text + i, sp[k], spl[k]) && (hit < 0 || spl[k] > spl[hit])) hit = k;
+      if (spl[k] && spl[k] <= len - i && !memcmp(text + i, sp[k], spl[k]) && (hit < 0 || spl[k] > spl[hit]))
+        hit = k;
     if (hit < 0 && i < len) continue;
     if (i > start) {
       int32_t *part = NULL;

@@ -22,7 +22,8 @@ int af_spm_from_gguf(const af_gguf *g, af_spm **out) {
   *out = NULL;
   const char *model = NULL;
   if (af_gguf_get_str(g, "tokenizer.ggml.model", &model) || strcmp(model, "llama"))
-    return af_err(AF_ERR_UNSUPPORTED, "%s: no SentencePiece (tokenizer.ggml.model = llama) tokenizer in the file",
+    return af_err(AF_ERR_UNSUPPORTED,
+                  "%s: no SentencePiece (tokenizer.ggml.model = llama) tokenizer in the file",
                   af_gguf_path(g));
   const af_gguf_str *toks;
   uint64_t n = 0, ns = 0, nt = 0;
@@ -37,7 +38,8 @@ int af_spm_from_gguf(const af_gguf *g, af_spm **out) {
     rc = af_err(AF_ERR_NOMEM, "out of memory");
     goto out;
   }
-  for (uint64_t i = 0; i < n; i++) pieces[i] = toks[i].s, lens[i] = (size_t)toks[i].len, types[i] = AF_SPM_NORMAL;
+  for (uint64_t i = 0; i < n; i++)
+    pieces[i] = toks[i].s, lens[i] = (size_t)toks[i].len, types[i] = AF_SPM_NORMAL;
   if (af_gguf_get_arr_f32(g, "tokenizer.ggml.scores", NULL, &ns) == 0 && ns == n)
     af_gguf_get_arr_f32(g, "tokenizer.ggml.scores", scores, &ns);
   if (af_gguf_get_arr_i32(g, "tokenizer.ggml.token_type", NULL, &nt) == 0 && nt == n)

@@ -25,11 +25,14 @@ struct af_tsrc {
 };
 
 /* ---- dtypes and scalar conversions ---- */
-static const struct { const char *name; size_t size; } DT[AF_TSRC_DTYPE_COUNT] = {
-  [AF_TSRC_F32] = {"F32", 4}, [AF_TSRC_F16] = {"F16", 2}, [AF_TSRC_BF16] = {"BF16", 2},
-  [AF_TSRC_F64] = {"F64", 8}, [AF_TSRC_I64] = {"I64", 8}, [AF_TSRC_I32] = {"I32", 4},
-  [AF_TSRC_I16] = {"I16", 2}, [AF_TSRC_I8] = {"I8", 1},   [AF_TSRC_U8] = {"U8", 1},
-  [AF_TSRC_BOOL] = {"BOOL", 1},
+static const struct {
+  const char *name;
+  size_t size;
+} DT[AF_TSRC_DTYPE_COUNT] = {
+    [AF_TSRC_F32] = {"F32", 4},   [AF_TSRC_F16] = {"F16", 2}, [AF_TSRC_BF16] = {"BF16", 2},
+    [AF_TSRC_F64] = {"F64", 8},   [AF_TSRC_I64] = {"I64", 8}, [AF_TSRC_I32] = {"I32", 4},
+    [AF_TSRC_I16] = {"I16", 2},   [AF_TSRC_I8] = {"I8", 1},   [AF_TSRC_U8] = {"U8", 1},
+    [AF_TSRC_BOOL] = {"BOOL", 1},
 };
 
 const char *af_tsrc_dtype_name(af_tsrc_dtype dt) {
@@ -87,17 +90,49 @@ float af_tsrc_bf16_to_float(uint16_t b) {
  * not be aligned. */
 static float load_f32(af_tsrc_dtype dt, const uint8_t *p) {
   switch (dt) {
-  case AF_TSRC_F32: { float v; memcpy(&v, p, 4); return v; }
-  case AF_TSRC_F16: { uint16_t v; memcpy(&v, p, 2); return af_tsrc_half_to_float(v); }
-  case AF_TSRC_BF16: { uint16_t v; memcpy(&v, p, 2); return af_tsrc_bf16_to_float(v); }
-  case AF_TSRC_F64: { double v; memcpy(&v, p, 8); return (float)v; }
-  case AF_TSRC_I64: { int64_t v; memcpy(&v, p, 8); return (float)v; }
-  case AF_TSRC_I32: { int32_t v; memcpy(&v, p, 4); return (float)v; }
-  case AF_TSRC_I16: { int16_t v; memcpy(&v, p, 2); return (float)v; }
-  case AF_TSRC_I8: return (float)(int8_t)p[0];
-  case AF_TSRC_U8: return (float)p[0];
-  case AF_TSRC_BOOL: return p[0] ? 1.0f : 0.0f;
-  default: return 0;
+    case AF_TSRC_F32: {
+      float v;
+      memcpy(&v, p, 4);
+      return v;
+    }
+    case AF_TSRC_F16: {
+      uint16_t v;
+      memcpy(&v, p, 2);
+      return af_tsrc_half_to_float(v);
+    }
+    case AF_TSRC_BF16: {
+      uint16_t v;
+      memcpy(&v, p, 2);
+      return af_tsrc_bf16_to_float(v);
+    }
+    case AF_TSRC_F64: {
+      double v;
+      memcpy(&v, p, 8);
+      return (float)v;
+    }
+    case AF_TSRC_I64: {
+      int64_t v;
+      memcpy(&v, p, 8);
+      return (float)v;
+    }
+    case AF_TSRC_I32: {
+      int32_t v;
+      memcpy(&v, p, 4);
+      return (float)v;
+    }
+    case AF_TSRC_I16: {
+      int16_t v;
+      memcpy(&v, p, 2);
+      return (float)v;
+    }
+    case AF_TSRC_I8:
+      return (float)(int8_t)p[0];
+    case AF_TSRC_U8:
+      return (float)p[0];
+    case AF_TSRC_BOOL:
+      return p[0] ? 1.0f : 0.0f;
+    default:
+      return 0;
   }
 }
 
@@ -112,20 +147,22 @@ static void half_lut_init(void) {
 }
 
 /* Converts n elements src[0], src[stride], ... into dst[0..n). */
-static void run(const af_tsrc_tensor *t, const uint8_t *src, int64_t stride, size_t n, int kind,
-                void *dst) {
+static void run(const af_tsrc_tensor *t, const uint8_t *src, int64_t stride, size_t n, int kind, void *dst) {
   size_t el = DT[t->dtype].size;
   size_t step = (size_t)stride * el;
   if (kind == OUT_RAW) {
-    if (stride == 1) memcpy(dst, src, n * el);
+    if (stride == 1)
+      memcpy(dst, src, n * el);
     else
       for (size_t i = 0; i < n; i++) memcpy((uint8_t *)dst + i * el, src + i * step, el);
   } else if (kind == OUT_F16 && t->dtype == AF_TSRC_F16) {
-    if (stride == 1) memcpy(dst, src, n * 2);
+    if (stride == 1)
+      memcpy(dst, src, n * 2);
     else
       for (size_t i = 0; i < n; i++) memcpy((uint16_t *)dst + i, src + i * step, 2);
   } else if (kind == OUT_F16) {
-    for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = af_tsrc_float_to_half(load_f32(t->dtype, src + i * step));
+    for (size_t i = 0; i < n; i++)
+      ((uint16_t *)dst)[i] = af_tsrc_float_to_half(load_f32(t->dtype, src + i * step));
   } else if (t->dtype == AF_TSRC_F32 && stride == 1) {
     memcpy(dst, src, n * 4);
   } else if (t->dtype == AF_TSRC_F16) {
@@ -155,8 +192,8 @@ static int copy_rows(const af_tsrc_tensor *t, int64_t row0, int64_t nrows, int k
     return af_err(AF_ERR_INVALID, "af_tsrc_read: bad tensor");
   int64_t rows = t->ndim ? t->shape[0] : 1;
   if (row0 < 0 || nrows < 0 || row0 > rows || nrows > rows - row0)
-    return af_err(AF_ERR_INVALID, "%s: tensor '%s': rows [%lld, +%lld) out of range (%lld rows)",
-                  t->file, t->name, (long long)row0, (long long)nrows, (long long)rows);
+    return af_err(AF_ERR_INVALID, "%s: tensor '%s': rows [%lld, +%lld) out of range (%lld rows)", t->file,
+                  t->name, (long long)row0, (long long)nrows, (long long)rows);
   if (t->numel == 0 || nrows == 0) return 0;
   int rc = check_blob(t);
   if (rc) return rc;
@@ -305,8 +342,7 @@ static int open_path(af_tsrc *src, const char *path, const char *root_key) {
     if (stat(buf, &sb) == 0) return add_file(src, buf, root_key, 0);
   }
   return af_err(AF_ERR_NOT_FOUND,
-                "%s: folder has no model.safetensors[.index.json] or pytorch_model.bin[.index.json]",
-                path);
+                "%s: folder has no model.safetensors[.index.json] or pytorch_model.bin[.index.json]", path);
 }
 
 int af_tsrc_open_root(const char *path, const char *root_key, af_tsrc **out) {
@@ -325,8 +361,8 @@ int af_tsrc_open_root(const char *path, const char *root_key, af_tsrc **out) {
     qsort(src->sorted, src->n, sizeof *src->sorted, cmp_name);
     for (size_t i = 1; i < src->n && !rc; i++)
       if (!strcmp(src->sorted[i]->name, src->sorted[i - 1]->name))
-        rc = af_err(AF_ERR_MISMATCH, "%s: tensor '%s' appears twice (%s and %s)", path,
-                    src->sorted[i]->name, src->sorted[i - 1]->file, src->sorted[i]->file);
+        rc = af_err(AF_ERR_MISMATCH, "%s: tensor '%s' appears twice (%s and %s)", path, src->sorted[i]->name,
+                    src->sorted[i - 1]->file, src->sorted[i]->file);
   }
   if (rc) {
     af_tsrc_close(src);
@@ -336,7 +372,9 @@ int af_tsrc_open_root(const char *path, const char *root_key, af_tsrc **out) {
   return 0;
 }
 
-int af_tsrc_open(const char *path, af_tsrc **out) { return af_tsrc_open_root(path, NULL, out); }
+int af_tsrc_open(const char *path, af_tsrc **out) {
+  return af_tsrc_open_root(path, NULL, out);
+}
 
 void af_tsrc_close(af_tsrc *src) {
   if (!src) return;
@@ -350,11 +388,15 @@ void af_tsrc_close(af_tsrc *src) {
   free(src);
 }
 
-size_t af_tsrc_count(const af_tsrc *src) { return src ? src->n : 0; }
+size_t af_tsrc_count(const af_tsrc *src) {
+  return src ? src->n : 0;
+}
 const af_tsrc_tensor *af_tsrc_get(const af_tsrc *src, size_t i) {
   return src && i < src->n ? &src->t[i] : NULL;
 }
-const char *af_tsrc_path(const af_tsrc *src) { return src ? src->path : ""; }
+const char *af_tsrc_path(const af_tsrc *src) {
+  return src ? src->path : "";
+}
 
 const af_tsrc_tensor *af_tsrc_find(const af_tsrc *src, const char *name) {
   if (!src || !name) return NULL;
@@ -363,8 +405,10 @@ const af_tsrc_tensor *af_tsrc_find(const af_tsrc *src, const char *name) {
     size_t mid = lo + (hi - lo) / 2;
     int c = strcmp(src->sorted[mid]->name, name);
     if (!c) return src->sorted[mid];
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return NULL;
 }

@@ -49,25 +49,25 @@ typedef enum af_tsrc_dtype {
  * therefore not thread-safe until each storage has been read once. */
 struct af_tsrc_blob {
   int (*verify)(struct af_tsrc_blob *b); /* NULL: nothing to check */
-  int state;                 /* 0 unchecked, 1 verified, <0 failure code */
-  const void *ctx, *ctx2;    /* owner's data for verify */
-  uint8_t *owned;            /* inflated copy (deflated storages), or NULL */
+  int state;                             /* 0 unchecked, 1 verified, <0 failure code */
+  const void *ctx, *ctx2;                /* owner's data for verify */
+  uint8_t *owned;                        /* inflated copy (deflated storages), or NULL */
 };
 
 /* One tensor as a view into mapped file bytes.  All pointers are borrowed from
  * the source and stay valid until af_tsrc_close. */
 typedef struct af_tsrc_tensor {
-  const char *name;   /* full key, e.g. "model.layers.0.mlp.up_proj.weight" */
-  const char *file;   /* path of the file that holds the data (for messages) */
+  const char *name; /* full key, e.g. "model.layers.0.mlp.up_proj.weight" */
+  const char *file; /* path of the file that holds the data (for messages) */
   af_tsrc_dtype dtype;
   int ndim;                          /* 0 for a scalar */
   int64_t shape[AF_TSRC_MAX_DIMS];   /* row-major (PyTorch order) */
   int64_t strides[AF_TSRC_MAX_DIMS]; /* in elements; 0 for broadcast dims */
   uint64_t numel;                    /* product of shape (1 for a scalar) */
   uint64_t nbytes;                   /* numel * element size */
-  int contiguous;    /* 1: data[0 .. nbytes) is the tensor in row-major order */
-  const uint8_t *data; /* element [0,0,..]; may be NULL when numel == 0 */
-  struct af_tsrc_blob *blob_; /* internal; do not touch */
+  int contiguous;                    /* 1: data[0 .. nbytes) is the tensor in row-major order */
+  const uint8_t *data;               /* element [0,0,..]; may be NULL when numel == 0 */
+  struct af_tsrc_blob *blob_;        /* internal; do not touch */
 } af_tsrc_tensor;
 
 typedef struct af_tsrc af_tsrc;
@@ -98,8 +98,7 @@ const char *af_tsrc_path(const af_tsrc *src);
 int af_tsrc_read_f32(const af_tsrc_tensor *t, float *dst);
 /* Rows [row0, row0+nrows) of dimension 0 (numel/shape[0] floats per row);
  * for streaming large tensors.  A 0-d tensor has one row. */
-int af_tsrc_read_rows_f32(const af_tsrc_tensor *t, int64_t row0, int64_t nrows,
-                          float *dst);
+int af_tsrc_read_rows_f32(const af_tsrc_tensor *t, int64_t row0, int64_t nrows, float *dst);
 /* Copies the tensor into dst (nbytes) in its own dtype, row-major contiguous. */
 int af_tsrc_read_raw(const af_tsrc_tensor *t, void *dst);
 /* Same as af_tsrc_read_f32 but writes IEEE half (uint16 bit patterns, round to

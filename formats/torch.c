@@ -17,9 +17,9 @@ struct af_torch {
   char *path;
   af_zip *zip;
   af_pickle *pk;
-  char *prefix;                 /* "archive/" (with the slash) or "" */
-  struct af_tsrc_blob *blobs;   /* one per zip entry, lazily filled */
-  char **names;                 /* tensor names handed out */
+  char *prefix;               /* "archive/" (with the slash) or "" */
+  struct af_tsrc_blob *blobs; /* one per zip entry, lazily filled */
+  char **names;               /* tensor names handed out */
   size_t nnames, names_cap;
 };
 
@@ -49,13 +49,11 @@ static int open_common(af_torch *ck, int rc_zip, const uint8_t *head, uint64_t h
   for (size_t i = 0; i < af_zip_count(ck->zip); i++) {
     const af_zip_entry *e = af_zip_at(ck->zip, i);
     size_t l = strlen(e->name);
-    if (l < 8 || strcmp(e->name + l - 8, "data.pkl") || (l > 8 && e->name[l - 9] != '/'))
-      continue;
+    if (l < 8 || strcmp(e->name + l - 8, "data.pkl") || (l > 8 && e->name[l - 9] != '/')) continue;
     if (!pkl || l < strlen(pkl->name)) pkl = e;
   }
   if (!pkl)
-    return af_err(AF_ERR_FORMAT, "%s: zip archive has no data.pkl: not a PyTorch checkpoint",
-                  ck->path);
+    return af_err(AF_ERR_FORMAT, "%s: zip archive has no data.pkl: not a PyTorch checkpoint", ck->path);
   size_t plen = strlen(pkl->name) - 8;
   ck->prefix = strndup(pkl->name, plen);
   ck->blobs = calloc(af_zip_count(ck->zip), sizeof *ck->blobs);
@@ -67,7 +65,8 @@ static int open_common(af_torch *ck, int rc_zip, const uint8_t *head, uint64_t h
   if (!rc) {
     size_t ll = strlen(ck->path) + strlen(pkl->name) + 2;
     char *label = malloc(ll);
-    if (!label) rc = af_err(AF_ERR_NOMEM, "%s: out of memory", ck->path);
+    if (!label)
+      rc = af_err(AF_ERR_NOMEM, "%s: out of memory", ck->path);
     else {
       snprintf(label, ll, "%s:%s", ck->path, pkl->name);
       rc = af_pickle_load(data, (size_t)pkl->usize, label, &ck->pk);
@@ -137,8 +136,12 @@ void af_torch_close(af_torch *ck) {
   free(ck);
 }
 
-const af_pk_value *af_torch_root(const af_torch *ck) { return ck ? af_pickle_root(ck->pk) : NULL; }
-const char *af_torch_path(const af_torch *ck) { return ck ? ck->path : ""; }
+const af_pk_value *af_torch_root(const af_torch *ck) {
+  return ck ? af_pickle_root(ck->pk) : NULL;
+}
+const char *af_torch_path(const af_torch *ck) {
+  return ck ? ck->path : "";
+}
 
 const af_pk_value *af_torch_pick_root(const af_torch *ck, const char *root_key) {
   const af_pk_value *top = af_torch_root(ck);
@@ -160,14 +163,12 @@ static int resolve(af_torch *ck, const char *name, const af_pk_tensor *pt, af_ts
     return af_err(AF_ERR_FORMAT, "%s: tensor '%s': storage key too long", ck->path, name);
   const af_zip_entry *e = af_zip_find(ck->zip, ename);
   if (!e)
-    return af_err(AF_ERR_FORMAT, "%s: tensor '%s': storage '%s' is missing from the archive",
-                  ck->path, name, s->key);
+    return af_err(AF_ERR_FORMAT, "%s: tensor '%s': storage '%s' is missing from the archive", ck->path, name,
+                  s->key);
   uint64_t sbytes;
   if (__builtin_mul_overflow(s->numel, (uint64_t)el, &sbytes) || sbytes > e->usize)
-    return af_err(AF_ERR_FORMAT,
-                  "%s: storage '%s' declares %llu elements of %zu bytes but holds %llu bytes",
-                  ck->path, s->key, (unsigned long long)s->numel, el,
-                  (unsigned long long)e->usize);
+    return af_err(AF_ERR_FORMAT, "%s: storage '%s' declares %llu elements of %zu bytes but holds %llu bytes",
+                  ck->path, s->key, (unsigned long long)s->numel, el, (unsigned long long)e->usize);
   memset(t, 0, sizeof *t);
   t->name = name;
   t->file = ck->path;
@@ -193,8 +194,7 @@ static int resolve(af_torch *ck, const char *name, const af_pk_tensor *pt, af_ts
     return af_err(AF_ERR_FORMAT,
                   "%s: tensor '%s' reads past the end of storage '%s' (offset %llu, storage "
                   "%llu elements)",
-                  ck->path, name, s->key, (unsigned long long)pt->offset,
-                  (unsigned long long)s->numel);
+                  ck->path, name, s->key, (unsigned long long)pt->offset, (unsigned long long)s->numel);
   t->numel = numel;
   t->nbytes = nbytes;
   int64_t expect = 1;
@@ -258,29 +258,35 @@ static int add_tensor(walk *w, const char *name, const af_pk_tensor *pt) {
 
 static int walk_value(walk *w, const af_pk_value *v, char *name, size_t len, size_t cap, int depth) {
   if (depth > MAX_DEPTH)
-    return af_err(AF_ERR_RANGE, "%s: objects nested deeper than %d (cyclic?) at '%s'",
-                  w->ck->path, MAX_DEPTH, name);
+    return af_err(AF_ERR_RANGE, "%s: objects nested deeper than %d (cyclic?) at '%s'", w->ck->path, MAX_DEPTH,
+                  name);
   if (++w->visits > MAX_VISITS)
     return af_err(AF_ERR_RANGE, "%s: more than %d objects reachable from the root (hostile file?)",
                   w->ck->path, MAX_VISITS);
   if (v->kind == AF_PK_TENSOR) return add_tensor(w, name, &v->u.tensor);
-  size_t n = v->kind == AF_PK_DICT ? v->u.dict.n
-             : (v->kind == AF_PK_LIST || v->kind == AF_PK_TUPLE) ? v->u.seq.n : 0;
+  size_t n = v->kind == AF_PK_DICT                               ? v->u.dict.n
+             : (v->kind == AF_PK_LIST || v->kind == AF_PK_TUPLE) ? v->u.seq.n
+                                                                 : 0;
   for (size_t i = 0; i < n; i++) {
     const af_pk_value *child, *key = NULL;
     if (v->kind == AF_PK_DICT) {
       key = v->u.dict.kv[2 * i];
       child = v->u.dict.kv[2 * i + 1];
-    } else child = v->u.seq.v[i];
-    if (child->kind != AF_PK_TENSOR && child->kind != AF_PK_DICT &&
-        child->kind != AF_PK_LIST && child->kind != AF_PK_TUPLE)
+    } else
+      child = v->u.seq.v[i];
+    if (child->kind != AF_PK_TENSOR && child->kind != AF_PK_DICT && child->kind != AF_PK_LIST &&
+        child->kind != AF_PK_TUPLE)
       continue;
     int k;
     const char *dot = len ? "." : "";
-    if (!key) k = snprintf(name + len, cap - len, "%s%zu", dot, i);
-    else if (key->kind == AF_PK_STR) k = snprintf(name + len, cap - len, "%s%s", dot, key->u.str.s);
-    else if (key->kind == AF_PK_INT) k = snprintf(name + len, cap - len, "%s%lld", dot, (long long)key->u.i);
-    else continue; /* keys of other kinds name nothing we can use */
+    if (!key)
+      k = snprintf(name + len, cap - len, "%s%zu", dot, i);
+    else if (key->kind == AF_PK_STR)
+      k = snprintf(name + len, cap - len, "%s%s", dot, key->u.str.s);
+    else if (key->kind == AF_PK_INT)
+      k = snprintf(name + len, cap - len, "%s%lld", dot, (long long)key->u.i);
+    else
+      continue; /* keys of other kinds name nothing we can use */
     if (k < 0 || (size_t)k >= cap - len)
       return af_err(AF_ERR_FORMAT, "%s: tensor name too long under '%s'", w->ck->path, name);
     int rc = walk_value(w, child, name, len + (size_t)k, cap, depth + 1);
@@ -290,8 +296,8 @@ static int walk_value(walk *w, const af_pk_value *v, char *name, size_t len, siz
   return 0;
 }
 
-int af_torch_tensors(af_torch *ck, const af_pk_value *root, const char *prefix,
-                     af_tsrc_tensor **list, size_t *n) {
+int af_torch_tensors(af_torch *ck, const af_pk_value *root, const char *prefix, af_tsrc_tensor **list,
+                     size_t *n) {
   if (!ck || !list || !n) return af_err(AF_ERR_INVALID, "af_torch_tensors: bad arguments");
   if (!root) return 0;
   char name[1024];

@@ -26,8 +26,7 @@ typedef struct af_torch af_torch;
  * Free with af_torch_close. */
 int af_torch_open(const char *path, af_torch **out);
 /* Same over caller memory (borrowed), for tests and fuzzers. */
-int af_torch_open_mem(const void *data, size_t size, const char *label,
-                      af_torch **out);
+int af_torch_open_mem(const void *data, size_t size, const char *label, af_torch **out);
 void af_torch_close(af_torch *ck); /* NULL is fine */
 
 /* The unpickled top-level object (borrowed). */
@@ -42,8 +41,8 @@ const char *af_torch_path(const af_torch *ck);
  * are inflated once and kept by ck.  Appends to *list (realloc'd, *n
  * updated); names are allocated in ck and live until af_torch_close.
  * Returns 0, AF_ERR_FORMAT, AF_ERR_RANGE (nesting too deep), AF_ERR_NOMEM. */
-int af_torch_tensors(af_torch *ck, const af_pk_value *root, const char *prefix,
-                     af_tsrc_tensor **list, size_t *n);
+int af_torch_tensors(af_torch *ck, const af_pk_value *root, const char *prefix, af_tsrc_tensor **list,
+                     size_t *n);
 
 /* The root chosen for a tensor source: dict "model" or "state_dict" when the
  * top level is a dict holding such a dict, else the top level; root_key ""

@@ -27,17 +27,18 @@ struct af_zip {
   char *path;
   const uint8_t *base;
   uint64_t size;
-  int mapped;              /* 1 when base must be munmap'ed */
+  int mapped; /* 1 when base must be munmap'ed */
   af_zip_entry *entries;
   size_t n;
-  size_t *sorted;          /* entry indices sorted by name */
-  char *names;             /* all names, NUL-separated */
+  size_t *sorted; /* entry indices sorted by name */
+  char *names;    /* all names, NUL-separated */
 };
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint16_t rd16(const uint8_t *p) {
+  return (uint16_t)(p[0] | p[1] << 8);
+}
 static uint32_t rd32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static uint64_t rd64(const uint8_t *p) {
   return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
@@ -58,25 +59,23 @@ static int cmp_idx(const void *a, const void *b) {
  * comment length fits the file. */
 static int find_eocd(const af_zip *z, uint64_t *pos) {
   if (z->size < 22)
-    return af_err(AF_ERR_FORMAT, "%s: not a zip archive (too short, %llu bytes)",
-                  z->path, (unsigned long long)z->size);
+    return af_err(AF_ERR_FORMAT, "%s: not a zip archive (too short, %llu bytes)", z->path,
+                  (unsigned long long)z->size);
   uint64_t lo = z->size > 22 + 65535 ? z->size - 22 - 65535 : 0;
   for (uint64_t p = z->size - 22 + 1; p-- > lo;) {
-    if (rd32(z->base + p) == SIG_EOCD &&
-        p + 22 + rd16(z->base + p + 20) <= z->size) {
+    if (rd32(z->base + p) == SIG_EOCD && p + 22 + rd16(z->base + p + 20) <= z->size) {
       *pos = p;
       return 0;
     }
   }
-  return af_err(AF_ERR_FORMAT,
-                "%s: not a zip archive or truncated (no end-of-central-directory record)",
+  return af_err(AF_ERR_FORMAT, "%s: not a zip archive or truncated (no end-of-central-directory record)",
                 z->path);
 }
 
 /* Applies a zip64 extended-information extra field to the fields that were
  * saturated at 0xFFFFFFFF. */
-static int apply_zip64_extra(const af_zip *z, const uint8_t *ex, size_t exlen,
-                             uint64_t *usize, uint64_t *csize, uint64_t *off) {
+static int apply_zip64_extra(const af_zip *z, const uint8_t *ex, size_t exlen, uint64_t *usize,
+                             uint64_t *csize, uint64_t *off) {
   size_t p = 0;
   while (p + 4 <= exlen) {
     uint16_t id = rd16(ex + p), len = rd16(ex + p + 2);
@@ -87,8 +86,7 @@ static int apply_zip64_extra(const af_zip *z, const uint8_t *ex, size_t exlen,
       uint64_t *f[3] = {usize, csize, off};
       for (int k = 0; k < 3; k++) {
         if (*f[k] != 0xFFFFFFFFu) continue;
-        if (q + 8 > len)
-          return af_err(AF_ERR_FORMAT, "%s: zip64 extra field too short", z->path);
+        if (q + 8 > len) return af_err(AF_ERR_FORMAT, "%s: zip64 extra field too short", z->path);
         *f[k] = rd64(d + q);
         q += 8;
       }
@@ -97,8 +95,7 @@ static int apply_zip64_extra(const af_zip *z, const uint8_t *ex, size_t exlen,
     p += 4 + (size_t)len;
   }
   if (*usize == 0xFFFFFFFFu || *csize == 0xFFFFFFFFu || *off == 0xFFFFFFFFu)
-    return af_err(AF_ERR_FORMAT, "%s: entry needs a zip64 extra field but has none",
-                  z->path);
+    return af_err(AF_ERR_FORMAT, "%s: entry needs a zip64 extra field but has none", z->path);
   return 0;
 }
 
@@ -109,14 +106,12 @@ static int read_directory(af_zip *z) {
   const uint8_t *e = z->base + eocd;
   uint64_t count = rd16(e + 10), cd_size = rd32(e + 12), cd_off = rd32(e + 16);
   if (rd16(e + 4) != 0 || rd16(e + 6) != 0)
-    return af_err(AF_ERR_UNSUPPORTED, "%s: multi-disk zip archives are not supported",
-                  z->path);
+    return af_err(AF_ERR_UNSUPPORTED, "%s: multi-disk zip archives are not supported", z->path);
   /* zip64: a locator sits right before the EOCD */
   if (eocd >= 20 && rd32(z->base + eocd - 20) == SIG_LOC64) {
     uint64_t r = rd64(z->base + eocd - 20 + 8);
     if (!in_file(z, r, 56) || rd32(z->base + r) != SIG_EOCD64)
-      return af_err(AF_ERR_FORMAT, "%s: bad zip64 end-of-central-directory record",
-                    z->path);
+      return af_err(AF_ERR_FORMAT, "%s: bad zip64 end-of-central-directory record", z->path);
     count = rd64(z->base + r + 32);
     cd_size = rd64(z->base + r + 40);
     cd_off = rd64(z->base + r + 48);
@@ -128,8 +123,8 @@ static int read_directory(af_zip *z) {
                   z->path, (unsigned long long)cd_off, (unsigned long long)cd_size,
                   (unsigned long long)z->size);
   if (count > cd_size / 46)
-    return af_err(AF_ERR_FORMAT, "%s: %llu entries cannot fit a %llu-byte central directory",
-                  z->path, (unsigned long long)count, (unsigned long long)cd_size);
+    return af_err(AF_ERR_FORMAT, "%s: %llu entries cannot fit a %llu-byte central directory", z->path,
+                  (unsigned long long)count, (unsigned long long)cd_size);
   z->entries = calloc(count ? count : 1, sizeof *z->entries);
   z->sorted = calloc(count ? count : 1, sizeof *z->sorted);
   z->names = malloc(cd_size + 1);
@@ -139,14 +134,13 @@ static int read_directory(af_zip *z) {
   uint64_t p = cd_off, end = cd_off + cd_size;
   for (uint64_t i = 0; i < count; i++) {
     if (p + 46 > end || rd32(z->base + p) != SIG_CDH)
-      return af_err(AF_ERR_FORMAT, "%s: corrupt central directory at entry %llu",
-                    z->path, (unsigned long long)i);
+      return af_err(AF_ERR_FORMAT, "%s: corrupt central directory at entry %llu", z->path,
+                    (unsigned long long)i);
     const uint8_t *h = z->base + p;
-    uint16_t flags = rd16(h + 8), nlen = rd16(h + 28), xlen = rd16(h + 30),
-             clen = rd16(h + 32);
+    uint16_t flags = rd16(h + 8), nlen = rd16(h + 28), xlen = rd16(h + 30), clen = rd16(h + 32);
     if (p + 46 + nlen + xlen + clen > end)
-      return af_err(AF_ERR_FORMAT, "%s: central directory entry %llu overruns the directory",
-                    z->path, (unsigned long long)i);
+      return af_err(AF_ERR_FORMAT, "%s: central directory entry %llu overruns the directory", z->path,
+                    (unsigned long long)i);
     af_zip_entry *en = &z->entries[i];
     en->method = rd16(h + 10);
     en->crc32 = rd32(h + 16);
@@ -162,22 +156,20 @@ static int read_directory(af_zip *z) {
     name_pos += (size_t)nlen + 1;
     rc = apply_zip64_extra(z, h + 46 + nlen, xlen, &en->usize, &en->csize, &loc);
     if (rc) return rc;
-    if (flags & 1)
-      return af_err(AF_ERR_UNSUPPORTED, "%s: entry '%s' is encrypted", z->path, en->name);
+    if (flags & 1) return af_err(AF_ERR_UNSUPPORTED, "%s: entry '%s' is encrypted", z->path, en->name);
     if (!in_file(z, loc, 30) || rd32(z->base + loc) != SIG_LFH)
-      return af_err(AF_ERR_FORMAT, "%s: entry '%s': bad local header offset %llu (truncated?)",
-                    z->path, en->name, (unsigned long long)loc);
+      return af_err(AF_ERR_FORMAT, "%s: entry '%s': bad local header offset %llu (truncated?)", z->path,
+                    en->name, (unsigned long long)loc);
     en->data_offset = loc + 30 + rd16(z->base + loc + 26) + rd16(z->base + loc + 28);
     if (!in_file(z, en->data_offset, en->csize))
       return af_err(AF_ERR_FORMAT,
                     "%s: entry '%s' (%llu bytes at offset %llu) reaches past the end of "
                     "the file (%llu bytes): truncated?",
-                    z->path, en->name, (unsigned long long)en->csize,
-                    (unsigned long long)en->data_offset, (unsigned long long)z->size);
+                    z->path, en->name, (unsigned long long)en->csize, (unsigned long long)en->data_offset,
+                    (unsigned long long)z->size);
     if (en->method == 0 && en->csize != en->usize)
-      return af_err(AF_ERR_FORMAT, "%s: stored entry '%s' has different sizes (%llu, %llu)",
-                    z->path, en->name, (unsigned long long)en->csize,
-                    (unsigned long long)en->usize);
+      return af_err(AF_ERR_FORMAT, "%s: stored entry '%s' has different sizes (%llu, %llu)", z->path,
+                    en->name, (unsigned long long)en->csize, (unsigned long long)en->usize);
     z->sorted[i] = i;
     p += 46 + (uint64_t)nlen + xlen + clen;
   }
@@ -186,8 +178,7 @@ static int read_directory(af_zip *z) {
   qsort(z->sorted, z->n, sizeof *z->sorted, cmp_idx);
   for (size_t i = 1; i < z->n; i++)
     if (!strcmp(z->entries[z->sorted[i]].name, z->entries[z->sorted[i - 1]].name))
-      return af_err(AF_ERR_FORMAT, "%s: duplicate entry '%s'", z->path,
-                    z->entries[z->sorted[i]].name);
+      return af_err(AF_ERR_FORMAT, "%s: duplicate entry '%s'", z->path, z->entries[z->sorted[i]].name);
   return 0;
 }
 
@@ -256,13 +247,21 @@ void af_zip_close(af_zip *z) {
   free(z);
 }
 
-size_t af_zip_count(const af_zip *z) { return z ? z->n : 0; }
+size_t af_zip_count(const af_zip *z) {
+  return z ? z->n : 0;
+}
 const af_zip_entry *af_zip_at(const af_zip *z, size_t i) {
   return z && i < z->n ? &z->entries[i] : NULL;
 }
-const char *af_zip_path(const af_zip *z) { return z ? z->path : ""; }
-const uint8_t *af_zip_base(const af_zip *z) { return z ? z->base : NULL; }
-uint64_t af_zip_size(const af_zip *z) { return z ? z->size : 0; }
+const char *af_zip_path(const af_zip *z) {
+  return z ? z->path : "";
+}
+const uint8_t *af_zip_base(const af_zip *z) {
+  return z ? z->base : NULL;
+}
+uint64_t af_zip_size(const af_zip *z) {
+  return z ? z->size : 0;
+}
 
 const af_zip_entry *af_zip_find(const af_zip *z, const char *name) {
   if (!z || !name) return NULL;
@@ -272,8 +271,10 @@ const af_zip_entry *af_zip_find(const af_zip *z, const char *name) {
     const af_zip_entry *e = &z->entries[z->sorted[mid]];
     int c = strcmp(e->name, name);
     if (c == 0) return e;
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return NULL;
 }
@@ -294,8 +295,8 @@ int af_zip_verify(const af_zip *z, const af_zip_entry *e) {
   if (e->method != 0) return 0; /* checked while inflating */
   uint32_t c = crc_of(z->base + e->data_offset, e->csize);
   if (c != e->crc32)
-    return af_err(AF_ERR_FORMAT, "%s: bad CRC in entry '%s' (stored %08x, computed %08x)",
-                  z->path, e->name, e->crc32, c);
+    return af_err(AF_ERR_FORMAT, "%s: bad CRC in entry '%s' (stored %08x, computed %08x)", z->path, e->name,
+                  e->crc32, c);
   return 0;
 }
 
@@ -304,8 +305,7 @@ int af_zip_verify(const af_zip *z, const af_zip_entry *e) {
 static int inflate_entry(const af_zip *z, const af_zip_entry *e, uint8_t *dst) {
   z_stream s;
   memset(&s, 0, sizeof s);
-  if (inflateInit2(&s, -MAX_WBITS) != Z_OK)
-    return af_err(AF_ERR_NOMEM, "%s: inflateInit failed", z->path);
+  if (inflateInit2(&s, -MAX_WBITS) != Z_OK) return af_err(AF_ERR_NOMEM, "%s: inflateInit failed", z->path);
   const uint8_t *in = z->base + e->data_offset;
   uint64_t in_left = e->csize, out_left = e->usize + 1;
   int rc = 0;
@@ -323,69 +323,63 @@ static int inflate_entry(const af_zip *z, const af_zip_entry *e, uint8_t *dst) {
     }
     int zr = inflate(&s, Z_NO_FLUSH);
     if (s.total_out > e->usize) {
-      rc = af_err(AF_ERR_FORMAT,
-                  "%s: entry '%s' inflates past its declared size of %llu bytes (zip bomb?)",
+      rc = af_err(AF_ERR_FORMAT, "%s: entry '%s' inflates past its declared size of %llu bytes (zip bomb?)",
                   z->path, e->name, (unsigned long long)e->usize);
       goto out;
     }
     if (zr == Z_STREAM_END) break;
     if (zr == Z_BUF_ERROR && s.avail_in == 0 && in_left == 0) {
-      rc = af_err(AF_ERR_FORMAT, "%s: entry '%s': deflate data ends early (truncated?)",
-                  z->path, e->name);
+      rc = af_err(AF_ERR_FORMAT, "%s: entry '%s': deflate data ends early (truncated?)", z->path, e->name);
       goto out;
     }
     if (zr != Z_OK && zr != Z_BUF_ERROR) {
-      rc = af_err(AF_ERR_FORMAT, "%s: entry '%s': corrupt deflate data (%s)", z->path,
-                  e->name, s.msg ? s.msg : "inflate error");
+      rc = af_err(AF_ERR_FORMAT, "%s: entry '%s': corrupt deflate data (%s)", z->path, e->name,
+                  s.msg ? s.msg : "inflate error");
       goto out;
     }
   }
   if (s.total_out != e->usize)
-    rc = af_err(AF_ERR_FORMAT, "%s: entry '%s' inflates to %llu bytes, declared %llu",
-                z->path, e->name, (unsigned long long)s.total_out,
-                (unsigned long long)e->usize);
+    rc = af_err(AF_ERR_FORMAT, "%s: entry '%s' inflates to %llu bytes, declared %llu", z->path, e->name,
+                (unsigned long long)s.total_out, (unsigned long long)e->usize);
 out:
   inflateEnd(&s);
   return rc;
 }
 
-int af_zip_read(const af_zip *z, const af_zip_entry *e, uint64_t max_size,
-                const uint8_t **data, uint8_t **owned) {
+int af_zip_read(const af_zip *z, const af_zip_entry *e, uint64_t max_size, const uint8_t **data,
+                uint8_t **owned) {
   if (!z || !e || !data || !owned) return af_err(AF_ERR_INVALID, "af_zip_read: bad arguments");
   *data = NULL;
   *owned = NULL;
   if (e->method == 0) {
     if (max_size && e->usize > max_size)
-      return af_err(AF_ERR_RANGE, "%s: entry '%s' is %llu bytes, more than the %llu allowed",
-                    z->path, e->name, (unsigned long long)e->usize, (unsigned long long)max_size);
+      return af_err(AF_ERR_RANGE, "%s: entry '%s' is %llu bytes, more than the %llu allowed", z->path,
+                    e->name, (unsigned long long)e->usize, (unsigned long long)max_size);
     *data = z->base + e->data_offset;
     return 0;
   }
   if (e->method != 8)
-    return af_err(AF_ERR_UNSUPPORTED, "%s: entry '%s' uses compression method %u",
-                  z->path, e->name, e->method);
+    return af_err(AF_ERR_UNSUPPORTED, "%s: entry '%s' uses compression method %u", z->path, e->name,
+                  e->method);
   if (e->usize / DEFLATE_MAX_RATIO > e->csize + 1)
     return af_err(AF_ERR_FORMAT,
                   "%s: entry '%s' claims %llu bytes from %llu compressed, more than "
                   "deflate can produce (zip bomb?)",
-                  z->path, e->name, (unsigned long long)e->usize,
-                  (unsigned long long)e->csize);
+                  z->path, e->name, (unsigned long long)e->usize, (unsigned long long)e->csize);
   if (max_size && e->usize > max_size)
-    return af_err(AF_ERR_RANGE, "%s: entry '%s' is %llu bytes, more than the %llu allowed",
-                  z->path, e->name, (unsigned long long)e->usize,
-                  (unsigned long long)max_size);
-  if (e->usize > SIZE_MAX - 1)
-    return af_err(AF_ERR_RANGE, "%s: entry '%s' too large", z->path, e->name);
+    return af_err(AF_ERR_RANGE, "%s: entry '%s' is %llu bytes, more than the %llu allowed", z->path, e->name,
+                  (unsigned long long)e->usize, (unsigned long long)max_size);
+  if (e->usize > SIZE_MAX - 1) return af_err(AF_ERR_RANGE, "%s: entry '%s' too large", z->path, e->name);
   uint8_t *buf = malloc((size_t)e->usize + 1);
   if (!buf)
-    return af_err(AF_ERR_NOMEM, "%s: out of memory inflating '%s' (%llu bytes)", z->path,
-                  e->name, (unsigned long long)e->usize);
+    return af_err(AF_ERR_NOMEM, "%s: out of memory inflating '%s' (%llu bytes)", z->path, e->name,
+                  (unsigned long long)e->usize);
   int rc = inflate_entry(z, e, buf);
   if (!rc) {
     uint32_t c = crc_of(buf, e->usize);
     if (c != e->crc32)
-      rc = af_err(AF_ERR_FORMAT, "%s: bad CRC in entry '%s' (stored %08x, computed %08x)",
-                  z->path, e->name, e->crc32, c);
+      rc = af_err(AF_ERR_FORMAT, "%s: bad CRC in entry '%s' (stored %08x, computed %08x)", z->path, e->name,
+                  e->crc32, c);
   }
   if (rc) {
     free(buf);

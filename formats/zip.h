@@ -25,7 +25,7 @@ typedef struct af_zip_entry {
   uint64_t csize;       /* compressed size */
   uint64_t usize;       /* uncompressed size */
   uint32_t crc32;
-  uint16_t method;      /* 0 stored, 8 deflated */
+  uint16_t method; /* 0 stored, 8 deflated */
 } af_zip_entry;
 
 typedef struct af_zip af_zip;
@@ -35,8 +35,7 @@ typedef struct af_zip af_zip;
 int af_zip_open(const char *path, af_zip **out);
 /* Same over caller memory (borrowed; must outlive the zip).  label names the
  * data in error messages.  Used by tests and fuzzers. */
-int af_zip_open_mem(const void *data, size_t size, const char *label,
-                    af_zip **out);
+int af_zip_open_mem(const void *data, size_t size, const char *label, af_zip **out);
 void af_zip_close(af_zip *z); /* NULL is fine */
 
 size_t af_zip_count(const af_zip *z);
@@ -55,8 +54,8 @@ uint64_t af_zip_size(const af_zip *z);
  * entries whose uncompressed size is larger (0 = no limit beyond the zip-bomb
  * rules).  Returns 0, AF_ERR_FORMAT, AF_ERR_RANGE, AF_ERR_NOMEM,
  * AF_ERR_UNSUPPORTED (method other than 0/8, encrypted). */
-int af_zip_read(const af_zip *z, const af_zip_entry *e, uint64_t max_size,
-                const uint8_t **data, uint8_t **owned);
+int af_zip_read(const af_zip *z, const af_zip_entry *e, uint64_t max_size, const uint8_t **data,
+                uint8_t **owned);
 /* Checks the CRC-32 of a stored entry's bytes (deflated entries are checked
  * by af_zip_read).  Returns 0 or AF_ERR_FORMAT ("bad CRC"). */
 int af_zip_verify(const af_zip *z, const af_zip_entry *e);

@@ -11,11 +11,11 @@
 #include <string.h>
 
 #include "cl/weights.h"
-#include "net/describer.h"
-#include "formats/gguf.h"
-#include "formats/spm.h"
 #include "core/iofile.h"
+#include "formats/gguf.h"
 #include "formats/npy.h"
+#include "formats/spm.h"
+#include "net/describer.h"
 #include "net/lm.h"
 
 #define MAX_STOPS 8
@@ -53,7 +53,9 @@ void af_describer_release_host(af_describer *d) {
   if (d) af_weights_release_host(d->w);
 }
 
-af_weights *af_describer_weights(af_describer *d) { return d ? d->w : NULL; }
+af_weights *af_describer_weights(af_describer *d) {
+  return d ? d->w : NULL;
+}
 
 void af_describer_free(af_describer *d) {
   if (!d) return;
@@ -76,8 +78,8 @@ static int generate_id(const af_describer *d, const char *model, const char *key
   }
   if (rc) return rc;
   if (v < -1 || v >= af_lm_shape_of(d->lm)->vocab)
-    return af_err(AF_ERR_FORMAT, "%s: %s is %d, not a token id of the %d-piece vocabulary (or -1)", model, key, v,
-                  af_lm_shape_of(d->lm)->vocab);
+    return af_err(AF_ERR_FORMAT, "%s: %s is %d, not a token id of the %d-piece vocabulary (or -1)", model,
+                  key, v, af_lm_shape_of(d->lm)->vocab);
   *id = v;
   return 0;
 }
@@ -90,7 +92,8 @@ int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af
   int rc = af_weights_open_pair(cl, model, o->llm_model, &d->w);
   const char *base = NULL; /* made by convert --no-llm-base: the LLM is in another file */
   if (!rc && !o->llm_model && af_gguf_get_str(af_weights_gguf(d->w), "artflow.llm_base", &base) == 0)
-    rc = af_err(AF_ERR_NOT_FOUND, "%s: holds no base LLM (converted with --no-llm-base); give --llm VICUNA.gguf", model);
+    rc = af_err(AF_ERR_NOT_FOUND,
+                "%s: holds no base LLM (converted with --no-llm-base); give --llm VICUNA.gguf", model);
   if (!rc) rc = af_lm_new(cl, d->w, 0, &d->lm);
   if (!rc) rc = af_spm_from_gguf(af_weights_meta(d->w, "tokenizer.ggml.tokens"), &d->tok);
   if (!rc) rc = af_queue_new(cl, &d->q);
@@ -154,7 +157,7 @@ typedef struct {
   FILE *out;
   dseq *s;
   int n, next;
-  int last_rc;    /* the latest failure, for items failing from the same cause */
+  int last_rc; /* the latest failure, for items failing from the same cause */
   char *last_msg;
 } dout;
 
@@ -197,8 +200,9 @@ static void seq_fail(dout *o, int i, int rc) {
   q->it->rc = rc;
   /* af_err keeps the first message until cleared: take it, clear it for the
    * next item's own, and keep it for other items failing from the same cause */
-  const char *m = af_error_message()[0] ? af_error_message() : o->last_rc == rc && o->last_msg ? o->last_msg
-                                                                                                : af_strerror(rc);
+  const char *m = af_error_message()[0]             ? af_error_message()
+                  : o->last_rc == rc && o->last_msg ? o->last_msg
+                                                    : af_strerror(rc);
   q->it->error = strdup(m);
   af_error_clear();
   free(o->last_msg);
@@ -215,7 +219,8 @@ static void seq_fail(dout *o, int i, int rc) {
  * dummy 0 a first generated 1 goes too (Vicuna v0 configs say bos 0).  The
  * text is Hugging Face's slow-tokenizer decode of the kept ids.  *out and
  * *text are malloc'd. */
-static int answer_ids(const af_describer *d, const int32_t *ids, int n, int32_t **out, int *nout, char **text) {
+static int answer_ids(const af_describer *d, const int32_t *ids, int n, int32_t **out, int *nout,
+                      char **text) {
   int32_t *r = malloc(sizeof(int32_t) * (size_t)(n + 1));
   *out = NULL, *nout = 0, *text = NULL;
   if (!r) return af_err(AF_ERR_NOMEM, "out of memory");
@@ -367,8 +372,8 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
   }
   for (int i = 0; i < B; i++) sq[i].it = &items[i];
   /* the prompt: the same text for every image, tokenised once */
-  if (!(rc = af_prompt_fill(d->tmpl, d->question, &prompt)) && !(rc = af_prompt_split(prompt, &segs, &nseg)) &&
-      nseg != 2)
+  if (!(rc = af_prompt_fill(d->tmpl, d->question, &prompt)) &&
+      !(rc = af_prompt_split(prompt, &segs, &nseg)) && nseg != 2)
     rc = af_err(AF_ERR_FORMAT, "the prompt template has %d image places; describe gives one image", nseg - 1);
   if (!rc && !(rc = af_spm_encode_hf(d->tok, segs[0], strlen(segs[0]), 1, &pre, &npre)))
     rc = af_spm_encode_hf(d->tok, segs[1], strlen(segs[1]), 0, &post, &npost);
@@ -389,15 +394,19 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
     }
     int n_full = (int)(npre + (size_t)it->n_img + npost), begin = n_full + max_new - max_len;
     if (max_new < 1 || begin >= n_full) {
-      seq_fail(&o, i, af_err(AF_ERR_RANGE, "%s: max_new_tokens %d leaves no room for the prompt in the %d positions "
-                                           "(max_length, at most the model's context)", it->image, max_new, max_len));
+      seq_fail(&o, i,
+               af_err(AF_ERR_RANGE,
+                      "%s: max_new_tokens %d leaves no room for the prompt in the %d positions "
+                      "(max_length, at most the model's context)",
+                      it->image, max_new, max_len));
       continue;
     }
     if (begin > 0)
-      fprintf(stderr,
-              "warning: %s: the prompt (%d positions) and max_new_tokens %d exceed max_length %d; the model will "
-              "not see the first %d positions (as the original Chat.answer)\n",
-              it->image, n_full, max_new, max_len, begin);
+      fprintf(
+          stderr,
+          "warning: %s: the prompt (%d positions) and max_new_tokens %d exceed max_length %d; the model will "
+          "not see the first %d positions (as the original Chat.answer)\n",
+          it->image, n_full, max_new, max_len, begin);
     sq[i].n = n_full - (begin > 0 ? begin : 0);
     sq[i].max_new = max_new;
     if (sq[i].n + max_new > need) need = sq[i].n + max_new;
@@ -445,7 +454,8 @@ int af_describer_run_batch(af_describer *d, af_describe_item *items, int B, FILE
     size_t rows = (size_t)plen[g0];
     while (g1 < np && rows + (size_t)plen[g1] <= PREFILL_ROWS) rows += (size_t)plen[g1++];
     int r = -1; /* one prompt: af_lm_prefill below */
-    if (g1 - g0 > 1) r = af_lm_prefill_batch(d->lm, d->q, g1 - g0, pitem + g0, plen + g0, all + prow[g0] * H, lg);
+    if (g1 - g0 > 1)
+      r = af_lm_prefill_batch(d->lm, d->q, g1 - g0, pitem + g0, plen + g0, all + prow[g0] * H, lg);
     if (!r)
       for (int k = g0; k < g1; k++) memcpy(sq[pitem[k]].logits, lg + (size_t)(k - g0) * V, sizeof(float) * V);
     else
@@ -580,9 +590,10 @@ static int chat_parse_template(af_chat *c) {
   if (!b || strncmp(b, sep, ls) != 0 || lb < ls + 2 || b[lb - 1] != ':' || strstr(b + ls, sep) ||
       memchr(a + ls, sep[0], (size_t)(colon - a - (ptrdiff_t)ls)) || !strstr(colon, AF_IMAGE_PLACEHOLDER) ||
       strstr(colon, AF_IMAGE_PLACEHOLDER) > q)
-    return af_err(AF_ERR_UNSUPPORTED,
-                  "%s: the prompt template is not 'SYSTEM%sROLE: <image message> {question}%sROLE:', which chat needs",
-                  af_gguf_path(af_weights_gguf(c->d->w)), sep, sep);
+    return af_err(
+        AF_ERR_UNSUPPORTED,
+        "%s: the prompt template is not 'SYSTEM%sROLE: <image message> {question}%sROLE:', which chat needs",
+        af_gguf_path(af_weights_gguf(c->d->w)), sep, sep);
   c->system = chat_strndup(t, (size_t)(a - t));
   c->roles[0] = chat_strndup(a + ls, (size_t)(colon - a) - ls);
   c->img_msg = chat_strndup(colon + 2, (size_t)(q - colon) - 2);
@@ -735,7 +746,8 @@ int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_d
   }
   if ((rc = af_prompt_split(prompt, &segs, &nseg))) goto out;
   if (nseg != c->n_images + 1) {
-    rc = af_err(AF_ERR_INVALID, "the conversation has %d image places for %d images (is there an %s in the question?)",
+    rc = af_err(AF_ERR_INVALID,
+                "the conversation has %d image places for %d images (is there an %s in the question?)",
                 nseg - 1, c->n_images, AF_IMAGE_PLACEHOLDER);
     goto out;
   }
@@ -754,11 +766,14 @@ int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_d
   int max_new = d->o.max_new_tokens, max_len = d->o.max_length > 0 ? d->o.max_length : 2000;
   int begin = n + max_new - max_len > 0 ? n + max_new - max_len : 0, keep = n - begin;
   if (begin > 0)
-    fprintf(stderr, "artflow chat: warning: the conversation (%d positions and %d new tokens) exceeds the max length "
-                    "of %d; the oldest %d positions are left out\n", n, max_new, max_len, begin);
+    fprintf(stderr,
+            "artflow chat: warning: the conversation (%d positions and %d new tokens) exceeds the max length "
+            "of %d; the oldest %d positions are left out\n",
+            n, max_new, max_len, begin);
   if (keep + max_new > s->ctx) max_new = s->ctx - keep; /* the model's context holds prompt + answer */
   if (keep < 1 || max_new < 1) {
-    rc = af_err(AF_ERR_RANGE, "chat: %d prompt positions and %d new tokens do not fit max length %d / context %d", n,
+    rc = af_err(AF_ERR_RANGE,
+                "chat: %d prompt positions and %d new tokens do not fit max length %d / context %d", n,
                 d->o.max_new_tokens, max_len, s->ctx);
     goto out;
   }
@@ -803,7 +818,8 @@ int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_d
       printed = upto;
     }
     if (last) break;
-    if ((rc = af_lm_embed(d->lm, &id, 1, seq)) || (rc = af_lm_forward(d->lm, d->q, seq, 1, pos, logits))) goto out;
+    if ((rc = af_lm_embed(d->lm, &id, 1, seq)) || (rc = af_lm_forward(d->lm, d->q, seq, 1, pos, logits)))
+      goto out;
   }
   if (!final && (rc = answer_ids(d, ids, produced, &kept, &nk, &final))) goto out; /* max_new 0 */
   if (!(answer = af_answer_postprocess(final, d->sep)) || !(c->msg[c->n_msg - 1].text = strdup(answer))) {
@@ -833,8 +849,8 @@ out:
   }
   free(undo);
   for (int i = 0; tok && i < nseg; i++) free(tok[i]);
-  free(tok), free(ntok), free(answer), free(text), free(ids), free(kept), free(final), free(seq), free(logits),
-      free(prompt);
+  free(tok), free(ntok), free(answer), free(text), free(ids), free(kept), free(final), free(seq),
+      free(logits), free(prompt);
   af_prompt_free_segments(segs, nseg);
   return rc;
 }

@@ -1,7 +1,7 @@
-/* The text half of describing an image (`artflow describe`, the llm stage): given one image's projected embeddings
- * (Q rows of the LLM width), build the prompt, run the LLM and print the answer
- * (streaming plain text, or one JSON object with --json); with a dump folder
- * also write logits0.npy, prompt_ids.txt and ids.txt there. */
+/* The text half of describing an image (`artflow describe`, the llm stage): given one image's projected
+ * embeddings (Q rows of the LLM width), build the prompt, run the LLM and print the answer (streaming plain
+ * text, or one JSON object with --json); with a dump folder also write logits0.npy, prompt_ids.txt and
+ * ids.txt there. */
 #ifndef AF_NET_DESCRIBER_H
 #define AF_NET_DESCRIBER_H
 
@@ -11,15 +11,15 @@
 #include "net/sampling.h"
 
 typedef struct af_describe_opts {
-  const char *question;   /* NULL = the model's default question */
+  const char *question; /* NULL = the model's default question */
   af_sampling sampling;
   int max_new_tokens;
-  int max_length;         /* prompt + answer positions (the original Chat.answer's
-                             max_length, 2000): longer prompts keep their last
-                             max_length - max_new_tokens positions (with a warning) */
-  const char *dump_dir;   /* root of --dump, or NULL */
+  int max_length;       /* prompt + answer positions (the original Chat.answer's
+                           max_length, 2000): longer prompts keep their last
+                           max_length - max_new_tokens positions (with a warning) */
+  const char *dump_dir; /* root of --dump, or NULL */
   int json;
-  const char *llm_model;  /* a second GGUF with the base LLM (two-file model), or NULL */
+  const char *llm_model; /* a second GGUF with the base LLM (two-file model), or NULL */
   /* af_describer_run_batch calls it once the prompts are prefilled (step 0),
    * then after every decode step: `active` answers still growing, `done`
    * finished (or failed), of n items.  NULL = not called. */
@@ -53,14 +53,14 @@ int af_describer_run(af_describer *d, const char *image, const float *proj, int 
  * Returns 0 when every item succeeded, else the first failed item's status;
  * each item's own status and message are in the item. */
 typedef struct af_describe_item {
-  const char *image;    /* name printed and put in the JSON */
-  const float *proj;    /* n_img x hidden floats (host) */
+  const char *image; /* name printed and put in the JSON */
+  const float *proj; /* n_img x hidden floats (host) */
   int n_img;
   const char *dump_dir; /* this image's dump folder or NULL */
   /* results (free answer, ids, error) */
   int rc;
-  char *error;          /* malloc'd message when rc != 0 */
-  char *answer;         /* malloc'd post-processed answer */
+  char *error;  /* malloc'd message when rc != 0 */
+  char *answer; /* malloc'd post-processed answer */
   int32_t *ids;
   int n_ids;
 } af_describe_item;
@@ -96,8 +96,8 @@ int af_chat_reset(af_chat *c);
  * prompt_ids.txt (one line per segment), ids.txt, answer.txt and info.txt
  * ("positions P begin B": prompt positions and the truncation start).
  * answer / ids (malloc'd, caller frees) and positions may be NULL. */
-int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_dir, char **answer, int32_t **ids,
-                 int *n_ids, int *positions);
+int af_chat_turn(af_chat *c, const char *question, FILE *out, const char *dump_dir, char **answer,
+                 int32_t **ids, int *n_ids, int *positions);
 void af_chat_free(af_chat *c);
 
 #endif

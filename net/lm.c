@@ -26,7 +26,8 @@
 #define F32 AF_GGML_F32
 
 typedef struct {
-  const af_dtensor *attn_norm, *wq, *wk, *wv, *wo, *ad_dw, *ad_db, *ad_uw, *ad_ub, *ffn_norm, *gate, *up, *down;
+  const af_dtensor *attn_norm, *wq, *wk, *wv, *wo, *ad_dw, *ad_db, *ad_uw, *ad_ub, *ffn_norm, *gate, *up,
+      *down;
   cl_mem k_cache, v_cache; /* (slots, slot_len, hidden) each, fp32 or fp16 */
 } lm_layer;
 
@@ -36,18 +37,18 @@ struct af_lm {
   af_lm_shape s;
   lm_layer *lay;
   const af_dtensor *out_norm, *lm_head;
-  const af_gguf_tensor *embd; /* host copy in the mmap */
-  af_dbuf wscratch;           /* fp32 copy of one fp16 matrix, for prefill GEMMs (lazy) */
-  size_t wscratch_n;          /* its floats; 0 = all matrices are fp32 */
-  int cap;                    /* positions the work buffers hold */
+  const af_gguf_tensor *embd;                /* host copy in the mmap */
+  af_dbuf wscratch;                          /* fp32 copy of one fp16 matrix, for prefill GEMMs (lazy) */
+  size_t wscratch_n;                         /* its floats; 0 = all matrices are fp32 */
+  int cap;                                   /* positions the work buffers hold */
   af_dbuf x, h, q, k, v, ctx, tmp, ad, g, u; /* (cap, H) / (cap, A) / (cap, F) */
-  cl_mem rslot, rpos;         /* (cap) ints: each row's cache slot and position */
-  cl_mem rope_tab;            /* af_rope_table for positions 0..ctx-1 (HF's fp32 cos/sin cache) */
-  int *hslot, *hpos;          /* host staging of the same */
-  int lcap;                   /* rows the logits buffer holds */
-  af_dbuf logits;             /* (lcap, V) */
-  int kv_half;                /* KV cache stored as fp16 */
-  int slots, slot_len;        /* KV cache geometry (0 until first use) */
+  cl_mem rslot, rpos;                        /* (cap) ints: each row's cache slot and position */
+  cl_mem rope_tab;     /* af_rope_table for positions 0..ctx-1 (HF's fp32 cos/sin cache) */
+  int *hslot, *hpos;   /* host staging of the same */
+  int lcap;            /* rows the logits buffer holds */
+  af_dbuf logits;      /* (lcap, V) */
+  int kv_half;         /* KV cache stored as fp16 */
+  int slots, slot_len; /* KV cache geometry (0 until first use) */
 };
 
 static int u32(const af_weights *w, const char *key, int *out, int def) {
@@ -150,8 +151,8 @@ int af_lm_reserve(af_lm *m, af_queue *q, int slots, int positions) {
   for (size_t i = 0; i < 2 * L && !rc && m->slots; i++) { /* keep what the sequences hold */
     cl_mem old = i % 2 ? m->lay[i / 2].v_cache : m->lay[i / 2].k_cache;
     for (int sl = 0; sl < m->slots && !rc; sl++) {
-      cl_int e = clEnqueueCopyBuffer(q->q, old, nb[i], (size_t)sl * old_slot, (size_t)sl * new_slot, old_slot, 0,
-                                     NULL, NULL);
+      cl_int e = clEnqueueCopyBuffer(q->q, old, nb[i], (size_t)sl * old_slot, (size_t)sl * new_slot, old_slot,
+                                     0, NULL, NULL);
       if (e != CL_SUCCESS) rc = af_err(e, "llm: KV cache copy: %s", af_strerror(e));
     }
   }
@@ -169,7 +170,9 @@ int af_lm_reserve(af_lm *m, af_queue *q, int slots, int positions) {
   return 0;
 }
 
-int af_lm_kv_half(const af_lm *m) { return m->kv_half; }
+int af_lm_kv_half(const af_lm *m) {
+  return m->kv_half;
+}
 
 uint64_t af_lm_kv_bytes(const af_lm *m) {
   return 2ull * (uint64_t)m->s.layers * (uint64_t)m->slots * (uint64_t)m->slot_len * (uint64_t)m->s.hidden *
@@ -187,41 +190,51 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
   int rc = 0, ctx_len = 0;
   int keep_f16 = cl->profile && cl->profile->fp16_storage;
 #define wt(w, out, l, name, ne0, ne1) wt_t(w, keep_f16, out, l, name, ne0, ne1)
-  if ((rc = u32(w, "llama.embedding_length", &s->hidden, -1)) || (rc = u32(w, "llama.block_count", &s->layers, -1)) ||
+  if ((rc = u32(w, "llama.embedding_length", &s->hidden, -1)) ||
+      (rc = u32(w, "llama.block_count", &s->layers, -1)) ||
       (rc = u32(w, "llama.attention.head_count", &s->heads, -1)) ||
-      (rc = u32(w, "llama.feed_forward_length", &s->ffn, -1)) || (rc = u32(w, "artflow.adapter.width", &s->adapter, 0)) ||
+      (rc = u32(w, "llama.feed_forward_length", &s->ffn, -1)) ||
+      (rc = u32(w, "artflow.adapter.width", &s->adapter, 0)) ||
       (rc = u32(w, "llama.context_length", &ctx_len, 2048)))
     goto out;
   s->rms_eps = 1e-6f;
   s->rope_base = 10000.0f;
-  af_gguf_get_f32(af_weights_meta(w, "llama.attention.layer_norm_rms_epsilon"), "llama.attention.layer_norm_rms_epsilon",
-                  &s->rms_eps);
+  af_gguf_get_f32(af_weights_meta(w, "llama.attention.layer_norm_rms_epsilon"),
+                  "llama.attention.layer_norm_rms_epsilon", &s->rms_eps);
   af_gguf_get_f32(af_weights_meta(w, "llama.rope.freq_base"), "llama.rope.freq_base", &s->rope_base);
   const char *layout = NULL;
-  const af_gguf *gq = af_weights_tensor_file(w, "blk.0.attn_q.weight"); /* the q rows' file knows their layout */
-  s->rope_interleaved = !(af_gguf_get_str(gq ? gq : g, "artflow.rope_layout", &layout) == 0 && !strcmp(layout, "neox"));
+  const af_gguf *gq =
+      af_weights_tensor_file(w, "blk.0.attn_q.weight"); /* the q rows' file knows their layout */
+  s->rope_interleaved =
+      !(af_gguf_get_str(gq ? gq : g, "artflow.rope_layout", &layout) == 0 && !strcmp(layout, "neox"));
   s->ctx = max_ctx > 0 ? max_ctx : ctx_len;
   if (s->ctx < 1 || s->ctx > (1 << 20)) {
     rc = af_err(AF_ERR_FORMAT, "%s: context length %d is outside 1..1048576", af_gguf_path(g), s->ctx);
     goto out;
   }
   uint32_t kvh = 0;
-  if (af_gguf_get_u32(af_weights_meta(w, "llama.attention.head_count_kv"), "llama.attention.head_count_kv", &kvh) == 0 && (int)kvh != s->heads) {
-    rc = af_err(AF_ERR_UNSUPPORTED, "%s: grouped-query attention (%u KV heads) is not supported", af_gguf_path(g), kvh);
+  if (af_gguf_get_u32(af_weights_meta(w, "llama.attention.head_count_kv"), "llama.attention.head_count_kv",
+                      &kvh) == 0 &&
+      (int)kvh != s->heads) {
+    rc = af_err(AF_ERR_UNSUPPORTED, "%s: grouped-query attention (%u KV heads) is not supported",
+                af_gguf_path(g), kvh);
     goto out;
   }
   m->embd = af_weights_find(w, "token_embd.weight");
   if (!m->embd || m->embd->n_dims != 2 || (int)m->embd->ne[0] != s->hidden) {
-    rc = af_err(AF_ERR_NOT_FOUND, "%s: token_embd.weight missing or not [vocab, %d]", af_gguf_path(g), s->hidden);
+    rc = af_err(AF_ERR_NOT_FOUND, "%s: token_embd.weight missing or not [vocab, %d]", af_gguf_path(g),
+                s->hidden);
     goto out;
   }
   s->vocab = (int)m->embd->ne[1];
   uint64_t H = (uint64_t)s->hidden, F = (uint64_t)s->ffn, A = (uint64_t)s->adapter, V = (uint64_t)s->vocab;
   if (s->hidden % s->heads || (s->hidden / s->heads) % 2 || s->hidden / s->heads > 128) {
-    rc = af_err(AF_ERR_UNSUPPORTED, "%s: head size %d is not supported", af_gguf_path(g), s->hidden / s->heads);
+    rc = af_err(AF_ERR_UNSUPPORTED, "%s: head size %d is not supported", af_gguf_path(g),
+                s->hidden / s->heads);
     goto out;
   }
-  if ((rc = wt(w, &m->out_norm, -1, "output_norm.weight", H, 0)) || (rc = wt(w, &m->lm_head, -1, "output.weight", H, V)))
+  if ((rc = wt(w, &m->out_norm, -1, "output_norm.weight", H, 0)) ||
+      (rc = wt(w, &m->lm_head, -1, "output.weight", H, V)))
     goto out;
   m->lay = calloc((size_t)s->layers, sizeof *m->lay);
   if (!m->lay) {
@@ -230,20 +243,25 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
   }
   for (int l = 0; l < s->layers && !rc; l++) {
     lm_layer *L = &m->lay[l];
-    if ((rc = wt(w, &L->attn_norm, l, "attn_norm.weight", H, 0)) || (rc = wt(w, &L->wq, l, "attn_q.weight", H, H)) ||
-        (rc = wt(w, &L->wk, l, "attn_k.weight", H, H)) || (rc = wt(w, &L->wv, l, "attn_v.weight", H, H)) ||
-        (rc = wt(w, &L->wo, l, "attn_output.weight", H, H)) || (rc = wt(w, &L->ffn_norm, l, "ffn_norm.weight", H, 0)) ||
-        (rc = wt(w, &L->gate, l, "ffn_gate.weight", H, F)) || (rc = wt(w, &L->up, l, "ffn_up.weight", H, F)) ||
-        (rc = wt(w, &L->down, l, "ffn_down.weight", F, H)))
+    if ((rc = wt(w, &L->attn_norm, l, "attn_norm.weight", H, 0)) ||
+        (rc = wt(w, &L->wq, l, "attn_q.weight", H, H)) || (rc = wt(w, &L->wk, l, "attn_k.weight", H, H)) ||
+        (rc = wt(w, &L->wv, l, "attn_v.weight", H, H)) ||
+        (rc = wt(w, &L->wo, l, "attn_output.weight", H, H)) ||
+        (rc = wt(w, &L->ffn_norm, l, "ffn_norm.weight", H, 0)) ||
+        (rc = wt(w, &L->gate, l, "ffn_gate.weight", H, F)) ||
+        (rc = wt(w, &L->up, l, "ffn_up.weight", H, F)) || (rc = wt(w, &L->down, l, "ffn_down.weight", F, H)))
       break;
-    if (A && ((rc = wt(w, &L->ad_dw, l, "adapter_down.weight", H, A)) || (rc = wt(w, &L->ad_db, l, "adapter_down.bias", A, 0)) ||
-              (rc = wt(w, &L->ad_uw, l, "adapter_up.weight", A, H)) || (rc = wt(w, &L->ad_ub, l, "adapter_up.bias", H, 0))))
+    if (A && ((rc = wt(w, &L->ad_dw, l, "adapter_down.weight", H, A)) ||
+              (rc = wt(w, &L->ad_db, l, "adapter_down.bias", A, 0)) ||
+              (rc = wt(w, &L->ad_uw, l, "adapter_up.weight", A, H)) ||
+              (rc = wt(w, &L->ad_ub, l, "adapter_up.bias", H, 0))))
       break;
   }
   int narrow = m->lm_head && m->lm_head->type != F32;
   for (int l = 0; !rc && l < s->layers; l++) {
     const lm_layer *L = &m->lay[l];
-    narrow |= L->wq->type != F32 || L->gate->type != F32 || L->down->type != F32 || (L->ad_dw && L->ad_dw->type != F32);
+    narrow |= L->wq->type != F32 || L->gate->type != F32 || L->down->type != F32 ||
+              (L->ad_dw && L->ad_dw->type != F32);
   }
   /* KV cache storage: the profile's kv_cache, auto = fp16 unless the file's
    * matrices are fp32 (whatever the profile's weights: policy) */
@@ -253,7 +271,7 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
     m->kv_half = kv == AF_KV_F16 || (kv == AF_KV_AUTO && (tq ? tq->type != F32 : narrow));
   }
   if (!rc && narrow) { /* room for the largest fp16/quantised layer matrix widened to fp32 (lm_head
-                         * always runs as GEMVs, see run_rows: never widened) */
+                        * always runs as GEMVs, see run_rows: never widened) */
     uint64_t big = H * (F > H ? F : H);
     if (A && H * A > big) big = H * A;
     m->wscratch_n = (size_t)big; /* allocated by the first GEMM that needs it */
@@ -263,7 +281,8 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
     float *tab = malloc(sizeof(float) * n);
     if (!tab) rc = af_err(AF_ERR_NOMEM, "out of memory");
     if (tab) af_rope_table(s->rope_base, s->hidden / s->heads, s->ctx, tab);
-    if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof(float) * n, tab, &m->rope_tab);
+    if (!rc)
+      rc = af_cl_alloc(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof(float) * n, tab, &m->rope_tab);
     free(tab);
   }
 out:
@@ -288,14 +307,17 @@ void af_lm_free(af_lm *m) {
   free(m);
 }
 
-const af_lm_shape *af_lm_shape_of(const af_lm *m) { return &m->s; }
+const af_lm_shape *af_lm_shape_of(const af_lm *m) {
+  return &m->s;
+}
 
 int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out) {
   size_t H = (size_t)m->s.hidden, row = (size_t)af_ggml_nbytes(m->embd->type, H, H);
   for (int i = 0; i < n; i++) {
     if (ids[i] < 0 || ids[i] >= m->s.vocab)
       return af_err(AF_ERR_RANGE, "token id %d outside the vocabulary (0..%d)", ids[i], m->s.vocab - 1);
-    int rc = af_convert_to_f32(m->embd->type, (const uint8_t *)m->embd->data + (size_t)ids[i] * row, out + i * H, H);
+    int rc = af_convert_to_f32(m->embd->type, (const uint8_t *)m->embd->data + (size_t)ids[i] * row,
+                               out + i * H, H);
     if (rc) return af_err(rc, "token_embd.weight: cannot read type %s", af_ggml_type_name(m->embd->type));
   }
   return 0;
@@ -325,7 +347,7 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, co
     int rc = m->wscratch.mem ? 0 : nn_alloc(m->cl, m->wscratch_n, &m->wscratch);
     if (rc) return rc;
     rc = quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
-                   : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
+               : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
     if (rc) return rc;
     wf.type = AF_GGML_F32;
     wf.mem = m->wscratch.mem;
@@ -343,7 +365,8 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, co
  * GEMMs of at most `chunk` rows per call, 0 = all); then the final norm and
  * lm_head on the rows out[0..n_out), gathered and one at a time, or when out
  * is NULL on every row at once; logits read into the host */
-static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int *out, int n_out, float *logits) {
+static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int *out, int n_out,
+                    float *logits) {
   const af_lm_shape *s = &m->s;
   size_t H = (size_t)s->hidden, N = (size_t)n, F = (size_t)s->ffn, A = (size_t)s->adapter;
   int d = s->hidden / s->heads, rc;
@@ -358,8 +381,10 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
     if ((rc = af_op_rmsnorm(q, m->x, N, H, L->attn_norm->mem, s->rms_eps, m->h)) ||
         (rc = lin(q, m->h, n, L->wq, NULL, m->q)) || (rc = lin(q, m->h, n, L->wk, NULL, m->k)) ||
         (rc = lin(q, m->h, n, L->wv, NULL, m->v)) ||
-        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved, m->rope_tab)) ||
-        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved, m->rope_tab)) ||
+        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved,
+                             m->rope_tab)) ||
+        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved,
+                             m->rope_tab)) ||
         (rc = af_kv_store(q, m->k, n, (int)H, L->k_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
         (rc = af_kv_store(q, m->v, n, (int)H, L->v_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
         (rc = af_attention_cached(q, m->q, n, s->heads, d, L->k_cache, L->v_cache, m->kv_half, slot_stride,
@@ -367,8 +392,9 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
         (rc = lin(q, m->ctx, n, L->wo, NULL, m->tmp)) || (rc = af_op_add(q, m->x, m->tmp, N * H)))
       return rc;
     /* ImageAdapter: x = up(GELU(down(x))) + x */
-    if (A && ((rc = lin(q, m->x, n, L->ad_dw, L->ad_db, m->ad)) || (rc = af_op_gelu(q, m->ad, N * A)) ||
-              (rc = lin(q, m->ad, n, L->ad_uw, L->ad_ub, m->tmp)) || (rc = af_op_add(q, m->x, m->tmp, N * H))))
+    if (A &&
+        ((rc = lin(q, m->x, n, L->ad_dw, L->ad_db, m->ad)) || (rc = af_op_gelu(q, m->ad, N * A)) ||
+         (rc = lin(q, m->ad, n, L->ad_uw, L->ad_ub, m->tmp)) || (rc = af_op_add(q, m->x, m->tmp, N * H))))
       return rc;
     /* SwiGLU MLP */
     if ((rc = af_op_rmsnorm(q, m->x, N, H, L->ffn_norm->mem, s->rms_eps, m->h)) ||
@@ -381,13 +407,15 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
   af_dbuf first = m->x;
   if (out) { /* the wanted rows, in order, into tmp (n_out <= n rows) */
     for (int i = 0; i < n_out; i++) {
-      cl_int e = clEnqueueCopyBuffer(q->q, m->x.mem, m->tmp.mem, sizeof(float) * (m->x.off + (size_t)out[i] * H),
-                                     sizeof(float) * (m->tmp.off + (size_t)i * H), sizeof(float) * H, 0, NULL, NULL);
+      cl_int e =
+          clEnqueueCopyBuffer(q->q, m->x.mem, m->tmp.mem, sizeof(float) * (m->x.off + (size_t)out[i] * H),
+                              sizeof(float) * (m->tmp.off + (size_t)i * H), sizeof(float) * H, 0, NULL, NULL);
       if (e != CL_SUCCESS) return af_err(e, "llm: row copy: %s", af_strerror(e));
     }
     first = m->tmp;
   }
-  if ((rc = grow_logits(m, (int)rows)) || (rc = af_op_rmsnorm(q, first, rows, H, m->out_norm->mem, s->rms_eps, m->h)))
+  if ((rc = grow_logits(m, (int)rows)) ||
+      (rc = af_op_rmsnorm(q, first, rows, H, m->out_norm->mem, s->rms_eps, m->h)))
     return rc;
   /* lm_head: gathered rows one at a time (a GEMV with several vectors may
    * round differently from one with one: a prompt's logits do not depend on

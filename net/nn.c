@@ -9,7 +9,6 @@
 #include "cl/gemm_tiled.h"
 #include "formats/gguf.h"
 
-
 int nn_alloc(af_cl *cl, size_t n, af_dbuf *out) {
   out->off = 0;
   return af_cl_alloc(cl, CL_MEM_READ_WRITE, (n ? n : 1) * sizeof(float), NULL, &out->mem);
@@ -40,8 +39,8 @@ int nn_linear(af_queue *q, af_dbuf x, size_t ldx, size_t rows, const af_dtensor 
     return af_err(AF_ERR_UNSUPPORTED, "linear: weight '%s' must be f32 or f16 on this path (is %s)", w->name,
                   af_ggml_type_name(w->type));
   if (bias && bias->n_elements != out)
-    return af_err(AF_ERR_MISMATCH, "linear: bias '%s' has %llu values, weight '%s' has %zu outputs", bias->name,
-                  (unsigned long long)bias->n_elements, w->name, out);
+    return af_err(AF_ERR_MISMATCH, "linear: bias '%s' has %llu values, weight '%s' has %zu outputs",
+                  bias->name, (unsigned long long)bias->n_elements, w->name, out);
   if (!ldx) ldx = in;
   if (!ldy) ldy = out;
   if (rows == 0) return 0;
@@ -49,7 +48,8 @@ int nn_linear(af_queue *q, af_dbuf x, size_t ldx, size_t rows, const af_dtensor 
   int rc;
   if (w->type == AF_GGML_F16 && af_gemm_tiled_enabled(q->cl)) {
     /* fp16 storage: the profile's own GEMM reads the halves in place */
-    rc = af_gemm_tiled_f16b(q, rows, out, in, 1.0f, x.mem, x.off, ldx, w->mem, 0, in, 0.0f, y.mem, y.off, ldy);
+    rc =
+        af_gemm_tiled_f16b(q, rows, out, in, 1.0f, x.mem, x.off, ldx, w->mem, 0, in, 0.0f, y.mem, y.off, ldy);
   } else if (w->type == AF_GGML_F16) {
     /* fp16 storage elsewhere: widen into a temporary fp32 matrix for the
      * GEMM (released once the queue is done with it) */
@@ -65,17 +65,21 @@ int nn_linear(af_queue *q, af_dbuf x, size_t ldx, size_t rows, const af_dtensor 
   return bias ? af_op_add_bias(q, y, ldy, rows, out, bias->mem) : 0;
 }
 
-int nn_layernorm(af_queue *q, af_dbuf x, size_t rows, size_t n, const af_dtensor *w, const af_dtensor *b, float eps,
-                 af_dbuf y) {
+int nn_layernorm(af_queue *q, af_dbuf x, size_t rows, size_t n, const af_dtensor *w, const af_dtensor *b,
+                 float eps, af_dbuf y) {
   if (w->n_elements != n || b->n_elements != n)
     return af_err(AF_ERR_MISMATCH, "layernorm '%s': %llu gains for rows of %zu", w->name,
                   (unsigned long long)w->n_elements, n);
   return af_op_layernorm(q, x, rows, n, w->mem, b->mem, eps, y);
 }
 
-int nn_gelu(af_queue *q, af_dbuf x, size_t n) { return af_op_gelu(q, x, n); }
+int nn_gelu(af_queue *q, af_dbuf x, size_t n) {
+  return af_op_gelu(q, x, n);
+}
 
-int nn_add(af_queue *q, af_dbuf y, af_dbuf x, size_t n) { return af_op_add(q, y, x, n); }
+int nn_add(af_queue *q, af_dbuf y, af_dbuf x, size_t n) {
+  return af_op_add(q, y, x, n);
+}
 
 int nn_matrix_type(const af_cl *cl, af_weights *w, const char *name) {
   const af_gguf_tensor *t = af_gguf_find_tensor(af_weights_gguf(w), name);

@@ -29,12 +29,12 @@ struct af_qformer {
   const af_dtensor *query, *emb_w, *emb_b;
   lin proj;
   qf_layer *lay;
-  af_dbuf img;            /* (B*T, Dv) */
-  af_dbuf x;              /* (B*Q, D) */
-  af_dbuf qb, kb, vb;     /* (B*max(Q,T), D) */
-  af_dbuf ctx, tmp;       /* (B*Q, D) */
-  af_dbuf ff;             /* (B*Q, F) */
-  af_dbuf out;            /* (B*Q, Dl) */
+  af_dbuf img;        /* (B*T, Dv) */
+  af_dbuf x;          /* (B*Q, D) */
+  af_dbuf qb, kb, vb; /* (B*max(Q,T), D) */
+  af_dbuf ctx, tmp;   /* (B*Q, D) */
+  af_dbuf ff;         /* (B*Q, F) */
+  af_dbuf out;        /* (B*Q, Dl) */
 };
 
 static int get_u32(const af_gguf *g, const char *key, int *out) {
@@ -49,11 +49,13 @@ static int get_u32(const af_gguf *g, const char *key, int *out) {
 }
 
 /* "<base>.weight" [out, in] and "<base>.bias" [out] (bias optional when no_bias) */
-static int get_lin(const af_cl *cl, af_weights *w, lin *l, const char *base, uint64_t in, uint64_t out, int is_norm) {
+static int get_lin(const af_cl *cl, af_weights *w, lin *l, const char *base, uint64_t in, uint64_t out,
+                   int is_norm) {
   char name[160];
   uint64_t ne[2] = {is_norm ? out : in, out};
   snprintf(name, sizeof name, "%s.weight", base);
-  int rc = af_weights_expect(w, name, is_norm ? F32 : nn_matrix_type(cl, w, name), is_norm ? 1 : 2, ne, &l->w);
+  int rc =
+      af_weights_expect(w, name, is_norm ? F32 : nn_matrix_type(cl, w, name), is_norm ? 1 : 2, ne, &l->w);
   if (rc) return rc;
   snprintf(name, sizeof name, "%s.bias", base);
   ne[0] = out;
@@ -70,7 +72,8 @@ int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af
   s->image_tokens = image_tokens;
   int rc = 0;
   char b[96];
-  if ((rc = get_u32(g, "qformer.embedding_length", &s->width)) || (rc = get_u32(g, "qformer.block_count", &s->layers)) ||
+  if ((rc = get_u32(g, "qformer.embedding_length", &s->width)) ||
+      (rc = get_u32(g, "qformer.block_count", &s->layers)) ||
       (rc = get_u32(g, "qformer.head_count", &s->heads)) ||
       (rc = get_u32(g, "qformer.feed_forward_length", &s->ffn)) ||
       (rc = get_u32(g, "qformer.query_count", &s->queries)) ||
@@ -79,12 +82,14 @@ int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af
       (rc = get_u32(g, "llama.embedding_length", &s->proj_out)))
     goto out;
   if ((rc = af_gguf_get_f32(g, "qformer.attention.layer_norm_epsilon", &s->ln_eps))) {
-    if (rc == AF_ERR_NOT_FOUND) rc = af_err(rc, "%s: metadata key 'qformer.attention.layer_norm_epsilon' is missing", af_gguf_path(g));
+    if (rc == AF_ERR_NOT_FOUND)
+      rc = af_err(rc, "%s: metadata key 'qformer.attention.layer_norm_epsilon' is missing", af_gguf_path(g));
     goto out;
   }
   uint64_t D = (uint64_t)s->width, F = (uint64_t)s->ffn, Dv = (uint64_t)s->vision_width;
   if (s->width % s->heads || s->width / s->heads > 128) {
-    rc = af_err(AF_ERR_FORMAT, "%s: Q-Former width %d with %d heads is unsupported", af_gguf_path(g), s->width, s->heads);
+    rc = af_err(AF_ERR_FORMAT, "%s: Q-Former width %d with %d heads is unsupported", af_gguf_path(g),
+                s->width, s->heads);
     goto out;
   }
   uint64_t qne[2] = {D, (uint64_t)s->queries};
@@ -101,15 +106,17 @@ int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af
   }
   for (int l = 0; l < s->layers; l++) {
     qf_layer *L = &f->lay[l];
-#define G(field, name, in, o, norm)                          \
-  snprintf(b, sizeof b, "q.blk.%d." name, l);                \
+#define G(field, name, in, o, norm)           \
+  snprintf(b, sizeof b, "q.blk.%d." name, l); \
   if ((rc = get_lin(cl, w, &L->field, b, in, o, norm))) goto out;
-    G(sa_q, "sa_q", D, D, 0) G(sa_k, "sa_k", D, D, 0) G(sa_v, "sa_v", D, D, 0) G(sa_out, "sa_out", D, D, 0)
-    G(sa_ln, "sa_ln", D, D, 1)
-    L->cross = l % s->cross_every == 0;
+    G(sa_q, "sa_q", D, D, 0)
+    G(sa_k, "sa_k", D, D, 0)
+    G(sa_v, "sa_v", D, D, 0)
+    G(sa_out, "sa_out", D, D, 0) G(sa_ln, "sa_ln", D, D, 1) L->cross = l % s->cross_every == 0;
     if (L->cross) {
-      G(ca_q, "ca_q", D, D, 0) G(ca_k, "ca_k", Dv, D, 0) G(ca_v, "ca_v", Dv, D, 0) G(ca_out, "ca_out", D, D, 0)
-      G(ca_ln, "ca_ln", D, D, 1)
+      G(ca_q, "ca_q", D, D, 0)
+      G(ca_k, "ca_k", Dv, D, 0)
+      G(ca_v, "ca_v", Dv, D, 0) G(ca_out, "ca_out", D, D, 0) G(ca_ln, "ca_ln", D, D, 1)
     }
     G(ff_up, "ffn_up", D, F, 0) G(ff_down, "ffn_down", F, D, 0) G(ff_ln, "ffn_ln", D, D, 1)
 #undef G
@@ -139,7 +146,9 @@ void af_qformer_free(af_qformer *f) {
   free(f);
 }
 
-const af_qformer_shape *af_qformer_shape_of(const af_qformer *f) { return &f->s; }
+const af_qformer_shape *af_qformer_shape_of(const af_qformer *f) {
+  return &f->s;
+}
 
 /* x = LN(out(attn(q(x) -> k(src), v(src))) + x) over n batches of nq queries and nk keys */
 static int attn_block(af_qformer *f, af_queue *q, int n, af_dbuf src, int nk, int src_width, const lin *lq,
@@ -155,28 +164,33 @@ static int attn_block(af_qformer *f, af_queue *q, int n, af_dbuf src, int nk, in
   af_attn_view qv = {f->qb.mem, 0, D, (long)Q * D}, kv = {f->kb.mem, 0, D, (long)nk * D};
   af_attn_view vv = {f->vb.mem, 0, D, (long)nk * D}, ov = {f->ctx.mem, 0, D, (long)Q * D};
   if ((rc = af_attention(q, qv, kv, vv, ov, Q, nk, s->heads, hd, n, 1.0f / sqrtf((float)hd), 0, 0)) ||
-      (rc = nn_linear(q, f->ctx, 0, rows, lo->w, lo->b, f->tmp, 0)) || (rc = nn_add(q, f->tmp, f->x, rows * D)))
+      (rc = nn_linear(q, f->ctx, 0, rows, lo->w, lo->b, f->tmp, 0)) ||
+      (rc = nn_add(q, f->tmp, f->x, rows * D)))
     return rc;
   return nn_layernorm(q, f->tmp, rows, D, ln->w, ln->b, s->ln_eps, f->x);
 }
 
 int af_qformer_forward(af_qformer *f, af_queue *q, const float *image, int n, float *q_out, float *proj_out) {
   const af_qformer_shape *s = &f->s;
-  if (n < 1 || n > f->max_batch) return af_err(AF_ERR_INVALID, "qformer: batch %d outside 1..%d", n, f->max_batch);
+  if (n < 1 || n > f->max_batch)
+    return af_err(AF_ERR_INVALID, "qformer: batch %d outside 1..%d", n, f->max_batch);
   int rc, D = s->width, Q = s->queries, F = s->ffn, T = s->image_tokens;
   size_t rows = (size_t)n * Q;
   if ((rc = af_queue_write(q, f->img.mem, 0, sizeof(float) * n * T * s->vision_width, image))) return rc;
   af_dbuf query = {f->query->mem, 0};
   for (int b = 0; b < n; b++) /* embeddings: LayerNorm of the raw query tokens, no positions */
-    if ((rc = nn_layernorm(q, query, Q, D, f->emb_w, f->emb_b, s->ln_eps, af_dbuf_at(f->x, (size_t)b * Q * D))))
+    if ((rc = nn_layernorm(q, query, Q, D, f->emb_w, f->emb_b, s->ln_eps,
+                           af_dbuf_at(f->x, (size_t)b * Q * D))))
       return rc;
   for (int l = 0; l < s->layers; l++) {
     qf_layer *L = &f->lay[l];
-    if ((rc = attn_block(f, q, n, f->x, Q, D, &L->sa_q, &L->sa_k, &L->sa_v, &L->sa_out, &L->sa_ln))) return rc;
-    if (L->cross &&
-        (rc = attn_block(f, q, n, f->img, T, s->vision_width, &L->ca_q, &L->ca_k, &L->ca_v, &L->ca_out, &L->ca_ln)))
+    if ((rc = attn_block(f, q, n, f->x, Q, D, &L->sa_q, &L->sa_k, &L->sa_v, &L->sa_out, &L->sa_ln)))
       return rc;
-    if ((rc = nn_linear(q, f->x, 0, rows, L->ff_up.w, L->ff_up.b, f->ff, 0)) || (rc = nn_gelu(q, f->ff, rows * F)) ||
+    if (L->cross && (rc = attn_block(f, q, n, f->img, T, s->vision_width, &L->ca_q, &L->ca_k, &L->ca_v,
+                                     &L->ca_out, &L->ca_ln)))
+      return rc;
+    if ((rc = nn_linear(q, f->x, 0, rows, L->ff_up.w, L->ff_up.b, f->ff, 0)) ||
+        (rc = nn_gelu(q, f->ff, rows * F)) ||
         (rc = nn_linear(q, f->ff, 0, rows, L->ff_down.w, L->ff_down.b, f->tmp, 0)) ||
         (rc = nn_add(q, f->tmp, f->x, rows * D)) ||
         (rc = nn_layernorm(q, f->tmp, rows, D, L->ff_ln.w, L->ff_ln.b, s->ln_eps, f->x)))

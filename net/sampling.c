@@ -195,8 +195,8 @@ static size_t py_space(const unsigned char *p, size_t n) {
     return 0;
   for (size_t k = 1; k < l; k++)
     if ((p[k] & 0xc0) != 0x80) return 0;
-  int sp = c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
-           c == 0x202f || c == 0x205f || c == 0x3000;
+  int sp = c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 ||
+           c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
   return sp ? l : 0;
 }
 

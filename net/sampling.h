@@ -28,7 +28,6 @@ int af_prompt_fill(const char *tmpl, const char *question, char **out);
 int af_prompt_split(const char *prompt, char ***segs, int *n_segs);
 void af_prompt_free_segments(char **segs, int n_segs);
 
-
 /* Sampling parameters.  Defaults (af_sampling_default) are the original
  * demo's: do_sample, temperature 1.0, top_k 50 (transformers' default),
  * top_p 0.9, repetition_penalty 1.0. */
@@ -47,8 +46,8 @@ void af_sampling_default(af_sampling *s);
 typedef struct af_sampler {
   af_sampling p;
   uint64_t state;
-  float *work;     /* scratch, vocab floats */
-  int32_t *idx;    /* scratch, vocab ints */
+  float *work;  /* scratch, vocab floats */
+  int32_t *idx; /* scratch, vocab ints */
   int vocab;
   /* an id generate() holds before the first generated one (-1: none): the
    * repetition penalty counts it, as transformers does with the dummy BOS

@@ -12,8 +12,8 @@
 #include "net/nn.h"
 
 #define F32 AF_GGML_F32
-#define TRY(x)            \
-  do {                    \
+#define TRY(x)                     \
+  do {                             \
     if ((rc = (x)) != 0) goto out; \
   } while (0)
 
@@ -27,7 +27,7 @@ struct af_vit {
   af_vit_shape s;
   int max_batch;
   const af_dtensor *patch_w, *patch_b, *cls, *pos, *lnv_w, *lnv_b;
-  cl_mem pos_mem;   /* (T, W) position embeddings in use: the file's, or resized (owned) */
+  cl_mem pos_mem; /* (T, W) position embeddings in use: the file's, or resized (owned) */
   int pos_owned;
   vit_block *blk;
   af_dbuf pix;     /* (B, 3*S*S) */
@@ -46,7 +46,8 @@ static int meta_u32(const af_gguf *g, const char *key, int *out) {
   if (rc == AF_ERR_NOT_FOUND)
     return af_err(AF_ERR_NOT_FOUND, "%s: metadata key '%s' is missing", af_gguf_path(g), key);
   if (rc) return rc;
-  if (v == 0 || v > (1u << 24)) return af_err(AF_ERR_FORMAT, "%s: metadata %s = %u is out of range", af_gguf_path(g), key, v);
+  if (v == 0 || v > (1u << 24))
+    return af_err(AF_ERR_FORMAT, "%s: metadata %s = %u is out of range", af_gguf_path(g), key, v);
   *out = (int)v;
   return 0;
 }
@@ -60,8 +61,8 @@ static int meta_f32(const af_gguf *g, const char *key, float *out) {
 
 /* weight with expected dims (ne order): vectors as f32, matrices as f32 or
  * kept fp16 when the profile says so (nn_matrix_type) */
-static int want(const af_cl *cl, af_weights *w, const af_dtensor **out, uint64_t ne0, uint64_t ne1, const char *fmt, int i,
-                const char *suffix) {
+static int want(const af_cl *cl, af_weights *w, const af_dtensor **out, uint64_t ne0, uint64_t ne1,
+                const char *fmt, int i, const char *suffix) {
   char name[160];
   snprintf(name, sizeof name, fmt, i);
   strncat(name, suffix, sizeof name - strlen(name) - 1);
@@ -113,14 +114,15 @@ static void resize_grid(const float *in, int g, int n, int W, float *out) {
 static int resized_pos(af_vit *v, af_weights *w, int g, int n, int W) {
   const af_gguf_tensor *t = af_gguf_find_tensor(af_weights_gguf(w), "v.pos_embd");
   if (!t || t->type != AF_GGML_F32)
-    return af_err(AF_ERR_FORMAT, "%s: v.pos_embd must be f32 to be resized", af_gguf_path(af_weights_gguf(w)));
+    return af_err(AF_ERR_FORMAT, "%s: v.pos_embd must be f32 to be resized",
+                  af_gguf_path(af_weights_gguf(w)));
   const float *src = t->data;
   float *dst = malloc(sizeof(float) * (size_t)(1 + n * n) * W);
   if (!dst) return af_err(AF_ERR_NOMEM, "out of memory");
   memcpy(dst, src, sizeof(float) * W);
   resize_grid(src + W, g, n, W, dst + W);
-  int rc = af_cl_alloc(v->cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof(float) * (size_t)(1 + n * n) * W, dst,
-                       &v->pos_mem);
+  int rc = af_cl_alloc(v->cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                       sizeof(float) * (size_t)(1 + n * n) * W, dst, &v->pos_mem);
   free(dst);
   if (!rc) v->pos_owned = 1;
   return rc;
@@ -161,7 +163,8 @@ int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af
   }
   int G = S / P;
   s->tokens = 1 + G * G;
-  uint64_t pne[4] = {(uint64_t)P, (uint64_t)P, 3, (uint64_t)W}, pos_ne[2] = {(uint64_t)W, (uint64_t)s->tokens};
+  uint64_t pne[4] = {(uint64_t)P, (uint64_t)P, 3, (uint64_t)W},
+           pos_ne[2] = {(uint64_t)W, (uint64_t)s->tokens};
   if (image_size > 0 && image_size != S) { /* another input size: resize the position grid */
     if (image_size % P) {
       rc = af_err(AF_ERR_CONFIG, "image size %d is not a multiple of the patch size %d", image_size, P);
@@ -174,7 +177,8 @@ int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af
     G = n;
     s->tokens = 1 + G * G;
   }
-  TRY(af_weights_expect(w, "v.patch_embd.weight", nn_matrix_type(cl, w, "v.patch_embd.weight"), 4, pne, &v->patch_w));
+  TRY(af_weights_expect(w, "v.patch_embd.weight", nn_matrix_type(cl, w, "v.patch_embd.weight"), 4, pne,
+                        &v->patch_w));
   TRY(want(cl, w, &v->patch_b, W, 0, "v.patch_embd.bias", 0, ""));
   TRY(want(cl, w, &v->cls, W, 0, "v.cls", 0, ""));
   if (!v->pos_owned) {
@@ -230,7 +234,9 @@ void af_vit_free(af_vit *v) {
   free(v);
 }
 
-const af_vit_shape *af_vit_shape_of(const af_vit *v) { return &v->s; }
+const af_vit_shape *af_vit_shape_of(const af_vit *v) {
+  return &v->s;
+}
 
 static int run2(af_queue *q, const char *kname, size_t g0, size_t g1, const char *label, cl_kernel *k) {
   size_t g[2] = {g0, g1}, l[2] = {8, 1};
@@ -268,7 +274,8 @@ fail:
 
 int af_vit_encode(af_vit *v, af_queue *q, const float *pixels, int n, float *out) {
   const af_vit_shape *s = &v->s;
-  if (n < 1 || n > v->max_batch) return af_err(AF_ERR_INVALID, "vit: batch %d outside 1..%d", n, v->max_batch);
+  if (n < 1 || n > v->max_batch)
+    return af_err(AF_ERR_INVALID, "vit: batch %d outside 1..%d", n, v->max_batch);
   int rc, T = s->tokens, W = s->width, M = s->mlp_width, hd = W / s->heads;
   size_t rows = (size_t)n * T, S = (size_t)s->image_size;
   if ((rc = af_queue_write(q, v->pix.mem, 0, sizeof(float) * n * 3 * S * S, pixels))) return rc;
@@ -279,7 +286,8 @@ int af_vit_encode(af_vit *v, af_queue *q, const float *pixels, int n, float *out
     /* x = x + proj(attn(LN1(x))) */
     if ((rc = nn_layernorm(q, v->x, rows, W, b->ln1_w, b->ln1_b, s->ln_eps, v->h))) return rc;
     if ((rc = nn_linear(q, v->h, 0, rows, b->qkv_w, b->qkv_b, v->qkv, 0))) return rc; /* (rows, 3W): Q|K|V */
-    af_attn_view qv = {v->qkv.mem, 0, 3 * W, (long)T * 3 * W}, kv = qv, vv = qv, ov = {v->ctx.mem, 0, W, (long)T * W};
+    af_attn_view qv = {v->qkv.mem, 0, 3 * W, (long)T * 3 * W}, kv = qv, vv = qv,
+                 ov = {v->ctx.mem, 0, W, (long)T * W};
     kv.off = (size_t)W;
     vv.off = 2 * (size_t)W;
     if ((rc = af_attention(q, qv, kv, vv, ov, T, T, s->heads, hd, n, scale, 0, 0))) return rc;

@@ -12,9 +12,12 @@
 #include "pipeline/pipeline.h"
 
 /* Every built-in stage, in the order `artflow inspect stages` lists them. */
-#define AF_BUILTIN_STAGES(X)                                                                              \
-  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) X(decode) X(preprocess) X(vit) X(qformer) X(llm) \
-      X(checksum) X(jsonl) X(csv) X(npy)
+// clang-format off
+#define AF_BUILTIN_STAGES(X) \
+  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) \
+  X(decode) X(preprocess) X(vit) X(qformer) X(llm) X(checksum) \
+  X(jsonl) X(csv) X(npy)
+// clang-format on
 
 #define AF_REG_DECL(sym) extern const af_stage_desc af_stage_##sym;
 AF_BUILTIN_STAGES(AF_REG_DECL)

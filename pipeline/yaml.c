@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "pipeline/internal.h"
 #include "core/iofile.h"
+#include "pipeline/internal.h"
 
 typedef struct loader {
   af_pipeline *p;

@@ -43,11 +43,12 @@ static void llm_progress(void *arg, int step, int active, int done, int n) {
   double now = mono_s();
   if (!s->ctx || !s->ctx->log) return;
   if (step == 0) {
-    s->ctx->log(s->ctx, AF_LOG_INFO, "%d image%s: prompts prefilled in %.1f s, generating", n, n == 1 ? "" : "s",
-                now - s->t0);
+    s->ctx->log(s->ctx, AF_LOG_INFO, "%d image%s: prompts prefilled in %.1f s, generating", n,
+                n == 1 ? "" : "s", now - s->t0);
     s->last = now;
   } else if (now - s->last >= 30.0 && active > 0) {
-    s->ctx->log(s->ctx, AF_LOG_INFO, "%d image%s: %d tokens each so far, %d answer%s done, %.0f s into the batch", n,
+    s->ctx->log(s->ctx, AF_LOG_INFO,
+                "%d image%s: %d tokens each so far, %d answer%s done, %.0f s into the batch", n,
                 n == 1 ? "" : "s", step, done, done == 1 ? "" : "s", now - s->t0);
     s->last = now;
   }
@@ -97,10 +98,12 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
     af_item *it = items[i];
     const af_tensor *t = af_item_tensor(it, "proj");
     if (!t || t->dtype != AF_DTYPE_F32 || t->ndim != 2) {
-      af_item_fail(it, ctx->instance, "%s: no f32[Q,H] 'proj' tensor (is qformer before llm?)", it->path ? it->path : it->id);
+      af_item_fail(it, ctx->instance, "%s: no f32[Q,H] 'proj' tensor (is qformer before llm?)",
+                   it->path ? it->path : it->id);
       continue;
     }
-    di[m] = (af_describe_item){.image = it->path ? it->path : it->id, .proj = t->data, .n_img = (int)t->shape[0]};
+    di[m] =
+        (af_describe_item){.image = it->path ? it->path : it->id, .proj = t->data, .n_img = (int)t->shape[0]};
     who[m++] = it;
   }
   af_error_clear();
@@ -150,16 +153,19 @@ static const af_param llm_params[] = {
      "longest answer in tokens", 0},
     {"max_length", AF_PARAM_INT, offsetof(llm_config, max_length), "2000", 2, 1000000, NULL,
      "prompt + answer positions as the original's Chat.answer: a longer prompt keeps its last "
-     "max_length - max_new_tokens positions (a warning; at most the model's context)", 0},
+     "max_length - max_new_tokens positions (a warning; at most the model's context)",
+     0},
     {"greedy", AF_PARAM_BOOL, offsetof(llm_config, greedy), "false", 0, 0, NULL,
      "pick the most likely token each step (deterministic) instead of sampling", 0},
     {"temperature", AF_PARAM_FLOAT, offsetof(llm_config, temperature), "1.0", 0.01, 100, NULL,
      "sampling temperature (the original's default 1.0)", 0},
-    {"top_k", AF_PARAM_INT, offsetof(llm_config, top_k), "50", 0, 1000000, NULL, "keep the K most likely tokens (0 = off)", 0},
+    {"top_k", AF_PARAM_INT, offsetof(llm_config, top_k), "50", 0, 1000000, NULL,
+     "keep the K most likely tokens (0 = off)", 0},
     {"top_p", AF_PARAM_FLOAT, offsetof(llm_config, top_p), "0.9", 0.001, 1, NULL, "nucleus sampling mass", 0},
     {"repetition_penalty", AF_PARAM_FLOAT, offsetof(llm_config, repetition_penalty), "1.0", 0.01, 100, NULL,
      "penalty on tokens already generated, as transformers applies it (also when greedy; 1.0 = off)", 0},
-    {"seed", AF_PARAM_INT, offsetof(llm_config, seed), "0", 0, 9007199254740991.0, NULL, "random seed for sampling", 0},
+    {"seed", AF_PARAM_INT, offsetof(llm_config, seed), "0", 0, 9007199254740991.0, NULL,
+     "random seed for sampling", 0},
 };
 static const af_port llm_inputs[] = {
     {"proj", "f32[*,*]", "image embeddings in the LLM's width (from qformer)", 0},

@@ -48,7 +48,8 @@ static af_flow qf_process_batch(void *self, const af_stage_ctx *ctx, af_item **i
   size_t np = (size_t)fs->queries * fs->proj_out;
   if (!s->q && af_queue_new(s->cl, &s->q)) return AF_FLOW_ERROR;
   const af_tensor *first = af_item_tensor(items[0], "vit");
-  if (first && first->ndim == 2 && first->shape[0] != s->tokens && first->shape[0] > 1 && first->shape[0] < 100000) {
+  if (first && first->ndim == 2 && first->shape[0] != s->tokens && first->shape[0] > 1 &&
+      first->shape[0] < 100000) {
     s->tokens = (int)first->shape[0]; /* the vit stage runs at another image size */
     s->cap = 0;
     nin = (size_t)s->tokens * fs->vision_width;

@@ -17,12 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "formats/gguf.h"
 #include "artflow/stage.h"
 #include "artflow/status.h"
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "core/iofile.h"
+#include "formats/gguf.h"
 
 typedef struct jsonl_sink_config {
   char *path;

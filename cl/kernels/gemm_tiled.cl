@@ -187,40 +187,42 @@ inline float gt_hsum(floatV v) {
 /* The kernel body, for B stored as BT (float, or half read with vload_half:
  * fp16 weights kept as fp16 on devices without cl_khr_fp16); B_LOADV / B_LOAD1
  * load a vector / one value of a B row as float. */
-#define GT_DOT_KERNEL(NAME, BT, B_LOADV, B_LOAD1)                                                               \
-  __kernel void NAME(const int M, const int N, const int K, const int k0, const float alpha,                   \
-                     __global const float *a, const long a_off, const int lda, __global const BT *b,           \
-                     const long b_off, const int ldb, const float beta, __global float *c, const long c_off,   \
-                     const int ldc) {                                                                          \
-    int m0 = get_global_id(0) * GT_MR, n0 = get_global_id(1) * GT_NC;                                          \
-    if (m0 >= M || n0 >= N) return;                                                                            \
-    __global const float *ar[GT_MR];                                                                           \
-    __global const BT *br[GT_NC];                                                                              \
-    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) ar[i] = a + a_off + (long)min(m0 + i, M - 1) * lda + k0; \
-    _Pragma("unroll") for (int j = 0; j < GT_NC; j++) br[j] = b + b_off + (long)min(n0 + j, N - 1) * ldb + k0; \
-    floatV acc[GT_MR][GT_NC];                                                                                  \
-    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) _Pragma("unroll") for (int j = 0; j < GT_NC; j++)        \
-        acc[i][j] = 0.0f;                                                                                      \
-    int kv = K / GT_VW;                                                                                        \
-    for (int k = 0; k < kv; k++) {                                                                             \
-      floatV bv[GT_NC];                                                                                        \
-      _Pragma("unroll") for (int j = 0; j < GT_NC; j++) bv[j] = B_LOADV(k, br[j]);                             \
-      _Pragma("unroll") for (int i = 0; i < GT_MR; i++) {                                                      \
-        floatV av = vloadV(k, ar[i]);                                                                          \
-        _Pragma("unroll") for (int j = 0; j < GT_NC; j++) acc[i][j] = fma(av, bv[j], acc[i][j]);               \
-      }                                                                                                        \
-    }                                                                                                          \
-    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) {                                                        \
-      if (m0 + i >= M) break;                                                                                  \
-      __global float *crow = c + c_off + (long)(m0 + i) * ldc;                                                 \
-      _Pragma("unroll") for (int j = 0; j < GT_NC; j++) {                                                      \
-        if (n0 + j >= N) break;                                                                                \
-        float s = gt_hsum(acc[i][j]);                                                                          \
-        for (int k = kv * GT_VW; k < K; k++) s = fma(ar[i][k], B_LOAD1(k, br[j]), s);                          \
-        s *= alpha;                                                                                            \
-        crow[n0 + j] = beta != 0.0f ? fma(beta, crow[n0 + j], s) : s;                                          \
-      }                                                                                                        \
-    }                                                                                                          \
+#define GT_DOT_KERNEL(NAME, BT, B_LOADV, B_LOAD1)                                                            \
+  __kernel void NAME(const int M, const int N, const int K, const int k0, const float alpha,                 \
+                     __global const float *a, const long a_off, const int lda, __global const BT *b,         \
+                     const long b_off, const int ldb, const float beta, __global float *c, const long c_off, \
+                     const int ldc) {                                                                        \
+    int m0 = get_global_id(0) * GT_MR, n0 = get_global_id(1) * GT_NC;                                        \
+    if (m0 >= M || n0 >= N) return;                                                                          \
+    __global const float *ar[GT_MR];                                                                         \
+    __global const BT *br[GT_NC];                                                                            \
+    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) ar[i] =                                                \
+        a + a_off + (long)min(m0 + i, M - 1) * lda + k0;                                                     \
+    _Pragma("unroll") for (int j = 0; j < GT_NC; j++) br[j] =                                                \
+        b + b_off + (long)min(n0 + j, N - 1) * ldb + k0;                                                     \
+    floatV acc[GT_MR][GT_NC];                                                                                \
+    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) _Pragma("unroll") for (int j = 0; j < GT_NC; j++)      \
+        acc[i][j] = 0.0f;                                                                                    \
+    int kv = K / GT_VW;                                                                                      \
+    for (int k = 0; k < kv; k++) {                                                                           \
+      floatV bv[GT_NC];                                                                                      \
+      _Pragma("unroll") for (int j = 0; j < GT_NC; j++) bv[j] = B_LOADV(k, br[j]);                           \
+      _Pragma("unroll") for (int i = 0; i < GT_MR; i++) {                                                    \
+        floatV av = vloadV(k, ar[i]);                                                                        \
+        _Pragma("unroll") for (int j = 0; j < GT_NC; j++) acc[i][j] = fma(av, bv[j], acc[i][j]);             \
+      }                                                                                                      \
+    }                                                                                                        \
+    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) {                                                      \
+      if (m0 + i >= M) break;                                                                                \
+      __global float *crow = c + c_off + (long)(m0 + i) * ldc;                                               \
+      _Pragma("unroll") for (int j = 0; j < GT_NC; j++) {                                                    \
+        if (n0 + j >= N) break;                                                                              \
+        float s = gt_hsum(acc[i][j]);                                                                        \
+        for (int k = kv * GT_VW; k < K; k++) s = fma(ar[i][k], B_LOAD1(k, br[j]), s);                        \
+        s *= alpha;                                                                                          \
+        crow[n0 + j] = beta != 0.0f ? fma(beta, crow[n0 + j], s) : s;                                        \
+      }                                                                                                      \
+    }                                                                                                        \
   }
 
 #define GT_LOAD1_F32(k, p) ((p)[k])

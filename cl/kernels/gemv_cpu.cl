@@ -23,26 +23,27 @@ inline float af_gc_hsum(float16 a) {
   return (q.s0 + q.s1) + (q.s2 + q.s3);
 }
 
-#define AF_GC_ARGS(WT)                                                                                         \
-  __global const WT *w, const int rows, const int k, __global const float *x, const long x_off, const int nb, \
-      __global float *y, const long y_off, __global const float *bias, const int has_bias, const int rb
+#define AF_GC_ARGS(WT)                                                                                   \
+  __global const WT *w, const int rows, const int k, __global const float *x, const long x_off,          \
+      const int nb, __global float *y, const long y_off, __global const float *bias, const int has_bias, \
+      const int rb
 
 /* stores the R x NB sums of rows r.. (those below r1) with the bias when
  * FIRST, else adds them to what y holds (a later chunk of k); TAIL adds the
  * columns past the vectorised part to s */
-#define AF_GC_STORE(NB, R, TAIL, FIRST)                                                                        \
-  _Pragma("unroll") for (int i = 0; i < R; i++) {                                                              \
-    if (r + i < r1) {                                                                                          \
-      float bv = has_bias ? bias[r + i] : 0.0f;                                                                \
-      _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                         \
-        if (b < nb) {                                                                                          \
-          long o = y_off + (long)b * rows + r + i;                                                             \
-          float s = af_gc_hsum(acc[i][b]);                                                                     \
-          TAIL;                                                                                                \
-          y[o] = (FIRST) ? s + bv : y[o] + s;                                                                  \
-        }                                                                                                      \
-      }                                                                                                        \
-    }                                                                                                          \
+#define AF_GC_STORE(NB, R, TAIL, FIRST)                \
+  _Pragma("unroll") for (int i = 0; i < R; i++) {      \
+    if (r + i < r1) {                                  \
+      float bv = has_bias ? bias[r + i] : 0.0f;        \
+      _Pragma("unroll") for (int b = 0; b < NB; b++) { \
+        if (b < nb) {                                  \
+          long o = y_off + (long)b * rows + r + i;     \
+          float s = af_gc_hsum(acc[i][b]);             \
+          TAIL;                                        \
+          y[o] = (FIRST) ? s + bv : y[o] + s;          \
+        }                                              \
+      }                                                \
+    }                                                  \
   }
 
 /* Software prefetch AF_GEMV_PF bytes ahead of every row stream (0: off).
@@ -80,39 +81,39 @@ inline float af_gc_hsum(float16 a) {
 #ifndef AF_GEMV_PF_NEXT
 #define AF_GEMV_PF_NEXT 1
 #endif
-#define AF_GC_PF_OFF(at, len, R, row_bytes)                                                                  \
-  ((at) + AF_GEMV_PF < (len) || !AF_GEMV_PF_NEXT ? (at) + AF_GEMV_PF                                          \
+#define AF_GC_PF_OFF(at, len, R, row_bytes)                          \
+  ((at) + AF_GEMV_PF < (len) || !AF_GEMV_PF_NEXT ? (at) + AF_GEMV_PF \
                                                  : (at) + AF_GEMV_PF - (len) + (long)(R) * (row_bytes))
 
 /* fp32 / fp16 weights: any k (scalar tail past the last 16 columns) */
-#define AF_GC_DENSE(NAME, WT, NB, R, LOAD16, LOAD1)                                                               \
-  __kernel void NAME(AF_GC_ARGS(WT)) {                                                                         \
-    int r0 = get_global_id(0) * rb;                                                                            \
-    if (r0 >= rows) return;                                                                                    \
-    int r1 = min(r0 + rb, rows), k16 = k / 16;                                                                 \
-    __global const float *xb[NB];                                                                              \
-    _Pragma("unroll") for (int b = 0; b < NB; b++) xb[b] = x + x_off + (long)min(b, nb - 1) * k;              \
-    for (int r = r0; r < r1; r += R) {                                                                         \
-      __global const WT *wr[R];                                                                                \
-      float16 acc[R][NB];                                                                                      \
-      _Pragma("unroll") for (int i = 0; i < R; i++) {                                                          \
-        wr[i] = w + (long)min(r + i, rows - 1) * k;                                                            \
-        _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                           \
-      }                                                                                                        \
-      for (int j = 0; j < k16; j++) {                                                                          \
-        float16 wv[R];                                                                                         \
-        long pfo = AF_GC_PF_OFF((long)j * 16 * sizeof(WT), (long)k * sizeof(WT), R, (long)k * sizeof(WT));      \
-        _Pragma("unroll") for (int i = 0; i < R; i++) {                                                        \
-          AF_GC_PREFETCH(wr[i], pfo);                                                                          \
-          wv[i] = LOAD16(j, wr[i]);                                                                            \
-        }                                                                                                      \
-        _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                       \
-          float16 xv = vload16(j, xb[b]);                                                                      \
-          _Pragma("unroll") for (int i = 0; i < R; i++) acc[i][b] = fma(wv[i], xv, acc[i][b]);                 \
-        }                                                                                                      \
-      }                                                                                                        \
-      AF_GC_STORE(NB, R, for (int j = 16 * k16; j < k; j++) s = fma(LOAD1(j, wr[i]), xb[b][j], s), 1)        \
-    }                                                                                                          \
+#define AF_GC_DENSE(NAME, WT, NB, R, LOAD16, LOAD1)                                                        \
+  __kernel void NAME(AF_GC_ARGS(WT)) {                                                                     \
+    int r0 = get_global_id(0) * rb;                                                                        \
+    if (r0 >= rows) return;                                                                                \
+    int r1 = min(r0 + rb, rows), k16 = k / 16;                                                             \
+    __global const float *xb[NB];                                                                          \
+    _Pragma("unroll") for (int b = 0; b < NB; b++) xb[b] = x + x_off + (long)min(b, nb - 1) * k;           \
+    for (int r = r0; r < r1; r += R) {                                                                     \
+      __global const WT *wr[R];                                                                            \
+      float16 acc[R][NB];                                                                                  \
+      _Pragma("unroll") for (int i = 0; i < R; i++) {                                                      \
+        wr[i] = w + (long)min(r + i, rows - 1) * k;                                                        \
+        _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                        \
+      }                                                                                                    \
+      for (int j = 0; j < k16; j++) {                                                                      \
+        float16 wv[R];                                                                                     \
+        long pfo = AF_GC_PF_OFF((long)j * 16 * sizeof(WT), (long)k * sizeof(WT), R, (long)k * sizeof(WT)); \
+        _Pragma("unroll") for (int i = 0; i < R; i++) {                                                    \
+          AF_GC_PREFETCH(wr[i], pfo);                                                                      \
+          wv[i] = LOAD16(j, wr[i]);                                                                        \
+        }                                                                                                  \
+        _Pragma("unroll") for (int b = 0; b < NB; b++) {                                                   \
+          float16 xv = vload16(j, xb[b]);                                                                  \
+          _Pragma("unroll") for (int i = 0; i < R; i++) acc[i][b] = fma(wv[i], xv, acc[i][b]);             \
+        }                                                                                                  \
+      }                                                                                                    \
+      AF_GC_STORE(NB, R, for (int j = 16 * k16; j < k; j++) s = fma(LOAD1(j, wr[i]), xb[b][j], s), 1)      \
+    }                                                                                                      \
   }
 
 #define AF_GC_LOAD16_F32(j, p) vload16(j, p)
@@ -164,8 +165,8 @@ inline float af_gc_scale(__global const uchar *blk, __global const float *lut) {
   if (AF_GEMV_LUT) return lut[u];
   return as_float(((u << 16) & 0x80000000u) | ((u << 13) & 0x0fffe000u)) * 0x1p112f;
 }
-#define AF_GC_DEQ_Q8(blk, q0, q1)                                                                              \
-  float16 q0 = convert_float16(as_char16(vload16(0, (blk) + 2)));                                              \
+#define AF_GC_DEQ_Q8(blk, q0, q1)                                 \
+  float16 q0 = convert_float16(as_char16(vload16(0, (blk) + 2))); \
   float16 q1 = convert_float16(as_char16(vload16(0, (blk) + 18)))
 /* Q4_0 on AVX-512 (AF_GEMV_PERM 1, the default, where the compiler offers
  * the builtin): the 16 bytes are widened once to 32-bit lanes and each
@@ -182,15 +183,16 @@ inline float af_gc_scale(__global const uchar *blk, __global const float *lut) {
 #endif
 #endif
 #ifdef AF_GC_Q4_PERM
-#define AF_GC_DEQ_Q4(blk, q0, q1)                                                                              \
-  const float16 tab_ = (float16)(-8.f, -7.f, -6.f, -5.f, -4.f, -3.f, -2.f, -1.f, 0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f); \
-  int16 qd_ = as_int16(convert_uint16(vload16(0, (blk) + 2)));                                                  \
-  float16 q0 = as_float16(__builtin_ia32_permvarsf512(tab_, qd_));                                              \
+#define AF_GC_DEQ_Q4(blk, q0, q1)                                                                        \
+  const float16 tab_ =                                                                                   \
+      (float16)(-8.f, -7.f, -6.f, -5.f, -4.f, -3.f, -2.f, -1.f, 0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f); \
+  int16 qd_ = as_int16(convert_uint16(vload16(0, (blk) + 2)));                                           \
+  float16 q0 = as_float16(__builtin_ia32_permvarsf512(tab_, qd_));                                       \
   float16 q1 = as_float16(__builtin_ia32_permvarsf512(tab_, qd_ >> 4))
 #else
-#define AF_GC_DEQ_Q4(blk, q0, q1)                                                                              \
-  uchar16 qb_ = vload16(0, (blk) + 2);                                                                         \
-  float16 q0 = convert_float16(as_char16(qb_ & (uchar)15) - (char)8);                                          \
+#define AF_GC_DEQ_Q4(blk, q0, q1)                                     \
+  uchar16 qb_ = vload16(0, (blk) + 2);                                \
+  float16 q0 = convert_float16(as_char16(qb_ & (uchar)15) - (char)8); \
   float16 q1 = convert_float16(as_char16(qb_ >> (uchar)4) - (char)8)
 #endif
 
@@ -206,43 +208,43 @@ inline float af_gc_scale(__global const uchar *blk, __global const float *lut) {
 #if AF_GEMV_KC < 0 || AF_GEMV_KC > 4096
 #error "AF_GEMV_KC must be 0..4096 (blocks per chunk of k)"
 #endif
-#define AF_GC_QUANT(NAME, BSZ, DEQ, NB, R)                                                                 \
-  __kernel void NAME(AF_GC_ARGS(uchar), __global const float *lut) {                                          \
-    int r0 = get_global_id(0) * rb;                                                                            \
-    if (r0 >= rows) return;                                                                                    \
-    int r1 = min(r0 + rb, rows), nblk = k / 32, kcb = NB > 1 && AF_GEMV_KC > 0 ? AF_GEMV_KC : nblk;           \
-    long rbytes = (long)nblk * BSZ;                                                                            \
-    __global const float *xb[NB];                                                                              \
-    _Pragma("unroll") for (int b = 0; b < NB; b++) xb[b] = x + x_off + (long)min(b, nb - 1) * k;              \
-    for (int c0 = 0; c0 < nblk; c0 += kcb) {                                                                   \
-      int c1 = min(c0 + kcb, nblk);                                                                            \
-      for (int r = r0; r < r1; r += R) {                                                                       \
-        __global const uchar *wr[R];                                                                           \
-        float16 acc[R][NB];                                                                                    \
-        _Pragma("unroll") for (int i = 0; i < R; i++) {                                                        \
-          wr[i] = w + (long)min(r + i, rows - 1) * rbytes;                                                     \
-          _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                         \
-        }                                                                                                      \
-        for (int j = c0; j < c1; j++) {                                                                        \
-          float16 x0 = vload16(2 * j, xb[0]), x1 = vload16(2 * j + 1, xb[0]);                                  \
-          long pfo = (long)c0 * BSZ + AF_GC_PF_OFF((long)(j - c0) * BSZ, (long)(c1 - c0) * BSZ, R, rbytes);    \
-          _Pragma("unroll") for (int i = 0; i < R; i++) {                                                      \
-            __global const uchar *blk = wr[i] + (long)j * BSZ;                                                 \
-            AF_GC_PREFETCH(wr[i], pfo);                                                                        \
-            float d = af_gc_scale(blk, lut);                                                                   \
-            DEQ(blk, q0, q1);                                                                                  \
-            if (NB == 1) {                                                                                     \
-              acc[i][0] = fma((float16)(d), fma(q1, x1, q0 * x0), acc[i][0]);                                  \
-            } else {                                                                                           \
-              float16 w0 = d * q0, w1 = d * q1;                                                                \
-              _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] =                                      \
-                  fma(w1, vload16(2 * j + 1, xb[b]), fma(w0, vload16(2 * j, xb[b]), acc[i][b]));              \
-            }                                                                                                  \
-          }                                                                                                    \
-        }                                                                                                      \
-        AF_GC_STORE(NB, R, (void)0, c0 == 0)                                                                   \
-      }                                                                                                        \
-    }                                                                                                          \
+#define AF_GC_QUANT(NAME, BSZ, DEQ, NB, R)                                                                  \
+  __kernel void NAME(AF_GC_ARGS(uchar), __global const float *lut) {                                        \
+    int r0 = get_global_id(0) * rb;                                                                         \
+    if (r0 >= rows) return;                                                                                 \
+    int r1 = min(r0 + rb, rows), nblk = k / 32, kcb = NB > 1 && AF_GEMV_KC > 0 ? AF_GEMV_KC : nblk;         \
+    long rbytes = (long)nblk * BSZ;                                                                         \
+    __global const float *xb[NB];                                                                           \
+    _Pragma("unroll") for (int b = 0; b < NB; b++) xb[b] = x + x_off + (long)min(b, nb - 1) * k;            \
+    for (int c0 = 0; c0 < nblk; c0 += kcb) {                                                                \
+      int c1 = min(c0 + kcb, nblk);                                                                         \
+      for (int r = r0; r < r1; r += R) {                                                                    \
+        __global const uchar *wr[R];                                                                        \
+        float16 acc[R][NB];                                                                                 \
+        _Pragma("unroll") for (int i = 0; i < R; i++) {                                                     \
+          wr[i] = w + (long)min(r + i, rows - 1) * rbytes;                                                  \
+          _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] = (float16)(0.0f);                       \
+        }                                                                                                   \
+        for (int j = c0; j < c1; j++) {                                                                     \
+          float16 x0 = vload16(2 * j, xb[0]), x1 = vload16(2 * j + 1, xb[0]);                               \
+          long pfo = (long)c0 * BSZ + AF_GC_PF_OFF((long)(j - c0) * BSZ, (long)(c1 - c0) * BSZ, R, rbytes); \
+          _Pragma("unroll") for (int i = 0; i < R; i++) {                                                   \
+            __global const uchar *blk = wr[i] + (long)j * BSZ;                                              \
+            AF_GC_PREFETCH(wr[i], pfo);                                                                     \
+            float d = af_gc_scale(blk, lut);                                                                \
+            DEQ(blk, q0, q1);                                                                               \
+            if (NB == 1) {                                                                                  \
+              acc[i][0] = fma((float16)(d), fma(q1, x1, q0 * x0), acc[i][0]);                               \
+            } else {                                                                                        \
+              float16 w0 = d * q0, w1 = d * q1;                                                             \
+              _Pragma("unroll") for (int b = 0; b < NB; b++) acc[i][b] =                                    \
+                  fma(w1, vload16(2 * j + 1, xb[b]), fma(w0, vload16(2 * j, xb[b]), acc[i][b]));            \
+            }                                                                                               \
+          }                                                                                                 \
+        }                                                                                                   \
+        AF_GC_STORE(NB, R, (void)0, c0 == 0)                                                                \
+      }                                                                                                     \
+    }                                                                                                       \
   }
 
 AF_GC_QUANT(af_gemv_cpu_q8_1, 34, AF_GC_DEQ_Q8, 1, AF_GEMV_R1)

@@ -114,23 +114,25 @@ __kernel void af_op_softmax(__global float *x, const long off, const int rows, c
  * for v < 0 and 0.5 v (2 - erfc) otherwise, so negative inputs keep full
  * relative precision (1 + erf(x) cancels to a few ulp of 1 near x = -3). */
 #if AF_FAST_ERF
-#define AF_ERFC_DEF(NAME, T)                                  \
-  inline T NAME(T z) {                                        \
-    T t = 1.0f / mad(0.5f, z, 1.0f);                          \
-    T p = mad(t, 0.17087277f, -0.82215223f);                  \
-    p = mad(t, p, 1.48851587f);                               \
-    p = mad(t, p, -1.13520398f);                              \
-    p = mad(t, p, 0.27886807f);                               \
-    p = mad(t, p, -0.18628806f);                              \
-    p = mad(t, p, 0.09678418f);                               \
-    p = mad(t, p, 0.37409196f);                               \
-    p = mad(t, p, 1.00002368f);                               \
-    p = mad(t, p, -1.26551223f);                              \
-    return t * exp(mad(-z, z, p));                            \
+#define AF_ERFC_DEF(NAME, T)                 \
+  inline T NAME(T z) {                       \
+    T t = 1.0f / mad(0.5f, z, 1.0f);         \
+    T p = mad(t, 0.17087277f, -0.82215223f); \
+    p = mad(t, p, 1.48851587f);              \
+    p = mad(t, p, -1.13520398f);             \
+    p = mad(t, p, 0.27886807f);              \
+    p = mad(t, p, -0.18628806f);             \
+    p = mad(t, p, 0.09678418f);              \
+    p = mad(t, p, 0.37409196f);              \
+    p = mad(t, p, 1.00002368f);              \
+    p = mad(t, p, -1.26551223f);             \
+    return t * exp(mad(-z, z, p));           \
   }
 #else
 #define AF_ERFC_DEF(NAME, T) \
-  inline T NAME(T z) { return erfc(z); }
+  inline T NAME(T z) {       \
+    return erfc(z);          \
+  }
 #endif
 AF_ERFC_DEF(af_erfc16, float16)
 
@@ -158,7 +160,7 @@ AF_ERFC_DEF(af_erfc16, float16)
     }                                                                   \
   }
 /* exact GELU 0.5 x (1 + erf(x / sqrt 2)); SiLU x / (1 + exp(-x)); in place */
-#define AF_GELU_E(v, e) (0.5f * (v) * select((e), 2.0f - (e), isgreaterequal((v), 0.0f)))
+#define AF_GELU_E(v, e) (0.5f * (v)*select((e), 2.0f - (e), isgreaterequal((v), 0.0f)))
 #define AF_GELU(v, ERFC) AF_GELU_E(v, ERFC(fabs(v) * 0.70710678118654752f))
 #define AF_SILU(v, ERFC) ((v) / (1.0f + exp(-(v))))
 AF_ACT_KERNEL(af_op_gelu, AF_GELU)
@@ -248,8 +250,8 @@ __kernel void af_op_rope(__global float *x, const long off, const int tokens, co
 }
 
 /* the same with each token at its own position pos[t] (batched decode) */
-__kernel void af_op_rope_pos(__global float *x, const long off, const int tokens, const int heads, const int d,
-                             __global const int *pos, const float base, const int interleaved,
+__kernel void af_op_rope_pos(__global float *x, const long off, const int tokens, const int heads,
+                             const int d, __global const int *pos, const float base, const int interleaved,
                              __global const float *tab) {
   int row = get_global_id(0);
   if (row >= tokens * heads) return;
@@ -293,37 +295,37 @@ __kernel void af_op_f32_to_f16(__global const float *src, __global half *dst, co
  * bounds keep the NB accumulators in registers; a runtime-indexed array was
  * spilled and ran 5-8x slower).  nb < NB repeats the last vector (x reads are
  * cheap next to W's) and stores only b < nb. */
-#define AF_GEMV_KERNEL(NAME, WT, NB, LOAD16, LOAD1)                                                          \
-  __kernel void NAME(__global const WT *w, const int rows, const int k, __global const float *x,              \
-                     const long x_off, const int nb, __global float *y, const long y_off,                     \
-                     __global const float *bias, const int has_bias) {                                        \
-    int r = get_global_id(0);                                                                                 \
-    if (r >= rows) return;                                                                                    \
-    __global const WT *wr = w + (long)r * k;                                                                  \
-    __global const float *xb[NB];                                                                             \
-    float16 acc[NB];                                                                                          \
-    float tail[NB];                                                                                           \
-    for (int b = 0; b < NB; b++) {                                                                            \
-      xb[b] = x + x_off + (long)min(b, nb - 1) * k;                                                           \
-      acc[b] = (float16)(0.0f);                                                                               \
-      tail[b] = 0.0f;                                                                                         \
-    }                                                                                                         \
-    int k16 = k / 16;                                                                                         \
-    for (int j = 0; j < k16; j++) {                                                                           \
-      float16 wv = LOAD16(j, wr);                                                                             \
-      for (int b = 0; b < NB; b++) acc[b] = mad(wv, vload16(j, xb[b]), acc[b]);                               \
-    }                                                                                                         \
-    for (int j = 16 * k16; j < k; j++) {                                                                      \
-      float wv = LOAD1(j, wr);                                                                                \
-      for (int b = 0; b < NB; b++) tail[b] = mad(wv, xb[b][j], tail[b]);                                      \
-    }                                                                                                         \
-    float bv = has_bias ? bias[r] : 0.0f;                                                                     \
-    for (int b = 0; b < NB; b++) {                                                                            \
-      if (b >= nb) break;                                                                                     \
-      float8 h = acc[b].lo + acc[b].hi;                                                                       \
-      float4 q = h.lo + h.hi;                                                                                 \
-      y[y_off + (long)b * rows + r] = ((q.s0 + q.s1) + (q.s2 + q.s3)) + tail[b] + bv;                         \
-    }                                                                                                         \
+#define AF_GEMV_KERNEL(NAME, WT, NB, LOAD16, LOAD1)                                              \
+  __kernel void NAME(__global const WT *w, const int rows, const int k, __global const float *x, \
+                     const long x_off, const int nb, __global float *y, const long y_off,        \
+                     __global const float *bias, const int has_bias) {                           \
+    int r = get_global_id(0);                                                                    \
+    if (r >= rows) return;                                                                       \
+    __global const WT *wr = w + (long)r * k;                                                     \
+    __global const float *xb[NB];                                                                \
+    float16 acc[NB];                                                                             \
+    float tail[NB];                                                                              \
+    for (int b = 0; b < NB; b++) {                                                               \
+      xb[b] = x + x_off + (long)min(b, nb - 1) * k;                                              \
+      acc[b] = (float16)(0.0f);                                                                  \
+      tail[b] = 0.0f;                                                                            \
+    }                                                                                            \
+    int k16 = k / 16;                                                                            \
+    for (int j = 0; j < k16; j++) {                                                              \
+      float16 wv = LOAD16(j, wr);                                                                \
+      for (int b = 0; b < NB; b++) acc[b] = mad(wv, vload16(j, xb[b]), acc[b]);                  \
+    }                                                                                            \
+    for (int j = 16 * k16; j < k; j++) {                                                         \
+      float wv = LOAD1(j, wr);                                                                   \
+      for (int b = 0; b < NB; b++) tail[b] = mad(wv, xb[b][j], tail[b]);                         \
+    }                                                                                            \
+    float bv = has_bias ? bias[r] : 0.0f;                                                        \
+    for (int b = 0; b < NB; b++) {                                                               \
+      if (b >= nb) break;                                                                        \
+      float8 h = acc[b].lo + acc[b].hi;                                                          \
+      float4 q = h.lo + h.hi;                                                                    \
+      y[y_off + (long)b * rows + r] = ((q.s0 + q.s1) + (q.s2 + q.s3)) + tail[b] + bv;            \
+    }                                                                                            \
   }
 
 #define AF_LOAD16_F32(j, p) vload16(j, p)
@@ -355,15 +357,20 @@ AF_GEMV_KERNEL(af_op_gemv_f16_8, half, 8, AF_LOAD16_F16, AF_LOAD1_F16)
 #define AF_CAT(a, b) AF_CAT_(a, b)
 #define floatV AF_CAT(float, AF_GEMM_VW)
 #define AF_GT_LOAD(p, k) AF_CAT(vload, AF_GEMM_VW)(0, (p) + (k))
-__kernel void af_op_gemm_xwt(__global const float *x, const long x_off, const int ldx, __global const float *w,
-                             const long w_off, const int ldw, __global float *y, const long y_off, const int ldy,
-                             const int M, const int N, const int K, __global const float *bias, const int has_bias) {
+__kernel void af_op_gemm_xwt(__global const float *x, const long x_off, const int ldx,
+                             __global const float *w, const long w_off, const int ldw, __global float *y,
+                             const long y_off, const int ldy, const int M, const int N, const int K,
+                             __global const float *bias, const int has_bias) {
   int m0 = get_global_id(0) * 4, n0 = get_global_id(1) * 4;
   if (m0 >= M || n0 >= N) return;
-  __global const float *x0 = x + x_off + (long)min(m0 + 0, M - 1) * ldx, *x1 = x + x_off + (long)min(m0 + 1, M - 1) * ldx;
-  __global const float *x2 = x + x_off + (long)min(m0 + 2, M - 1) * ldx, *x3 = x + x_off + (long)min(m0 + 3, M - 1) * ldx;
-  __global const float *w0 = w + w_off + (long)min(n0 + 0, N - 1) * ldw, *w1 = w + w_off + (long)min(n0 + 1, N - 1) * ldw;
-  __global const float *w2 = w + w_off + (long)min(n0 + 2, N - 1) * ldw, *w3 = w + w_off + (long)min(n0 + 3, N - 1) * ldw;
+  __global const float *x0 = x + x_off + (long)min(m0 + 0, M - 1) * ldx,
+                       *x1 = x + x_off + (long)min(m0 + 1, M - 1) * ldx;
+  __global const float *x2 = x + x_off + (long)min(m0 + 2, M - 1) * ldx,
+                       *x3 = x + x_off + (long)min(m0 + 3, M - 1) * ldx;
+  __global const float *w0 = w + w_off + (long)min(n0 + 0, N - 1) * ldw,
+                       *w1 = w + w_off + (long)min(n0 + 1, N - 1) * ldw;
+  __global const float *w2 = w + w_off + (long)min(n0 + 2, N - 1) * ldw,
+                       *w3 = w + w_off + (long)min(n0 + 3, N - 1) * ldw;
   floatV c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
   floatV c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
   int k8 = K - K % AF_GEMM_VW;
@@ -438,7 +445,8 @@ __kernel void af_op_gemv_q(__global const uchar *w, const int q4, const int rows
 }
 
 /* dst[32 b .. 32 b + 31] = block b of src, widened to fp32 (for prefill GEMMs) */
-__kernel void af_op_dequant_q(__global const uchar *src, const int q4, __global float *dst, const long n_blocks) {
+__kernel void af_op_dequant_q(__global const uchar *src, const int q4, __global float *dst,
+                              const long n_blocks) {
   long b = get_global_id(0);
   if (b >= n_blocks) return;
   __global const uchar *blk = src + b * (q4 ? 18 : 34);

@@ -14,8 +14,7 @@ __kernel void af_vit_im2col(__global const float *pixels, __global float *cols, 
   int G = S / P, GG = G * G;
   int img = row / GG, t = row % GG, gy = t / G, gx = t % G;
   int c = col / PP, r = col % PP, ky = r / P, kx = r % P;
-  cols[(size_t)row * (3 * PP) + col] =
-      pixels[(((size_t)img * 3 + c) * S + gy * P + ky) * S + gx * P + kx];
+  cols[(size_t)row * (3 * PP) + col] = pixels[(((size_t)img * 3 + c) * S + gy * P + ky) * S + gx * P + kx];
 }
 
 /* x: n_img x [1+GG][W]; patches: (n_img*GG) x W (conv without bias).

@@ -236,7 +236,7 @@ typedef struct af_stage_ctx {
   /* Logs one line prefixed with the instance name; thread-safe. */
   void (*log)(const struct af_stage_ctx *ctx, af_log_level level, const char *fmt, ...)
       __attribute__((format(printf, 3, 4)));
-  void *pipeline; /* private to the pipeline */
+  void *pipeline;             /* private to the pipeline */
   const char *llm_model_path; /* model: {vision:, llm: B.gguf}: B (resolved), else NULL */
   void *reserved[5];
 } af_stage_ctx;

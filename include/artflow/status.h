@@ -27,7 +27,7 @@ typedef enum af_status {
   AF_ERR_CONFIG = -3012,      /* bad configuration (YAML, flags) */
   AF_ERR_INTERRUPTED = -3013, /* stopped by a signal */
   AF_ERR_NOT_IMPLEMENTED = -3014,
-  AF_ERR_MISMATCH = -3015,    /* shapes / hyper-parameters disagree */
+  AF_ERR_MISMATCH = -3015, /* shapes / hyper-parameters disagree */
 } af_status;
 
 /* Name of any code: artflow, OpenCL or CLBlast.  Never NULL; static storage. */

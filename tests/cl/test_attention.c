@@ -11,7 +11,8 @@
 
 /* plain reference over the same strided views */
 static void ref(const float *Q, const float *K, const float *V, float *O, af_attn_view qv, af_attn_view kv,
-                af_attn_view vv, af_attn_view ov, int nq, int nkv, int heads, int d, int nb, float scale, int causal, int off) {
+                af_attn_view vv, af_attn_view ov, int nq, int nkv, int heads, int d, int nb, float scale,
+                int causal, int off) {
   float *p = malloc(sizeof(float) * (nkv > 0 ? nkv : 1));
   for (int b = 0; b < nb; b++)
     for (int h = 0; h < heads; h++)
@@ -30,7 +31,8 @@ static void ref(const float *Q, const float *K, const float *V, float *O, af_att
         float *o = O + ov.off + b * ov.batch + (long)i * ov.row + h * d;
         for (int t = 0; t < d; t++) {
           double s = 0;
-          for (int j = 0; j < lim; j++) s += p[j] * (double)V[vv.off + b * vv.batch + (long)j * vv.row + h * d + t];
+          for (int j = 0; j < lim; j++)
+            s += p[j] * (double)V[vv.off + b * vv.batch + (long)j * vv.row + h * d + t];
           o[t] = (float)(s / sum);
         }
       }
@@ -41,11 +43,13 @@ static af_queue *Q;
 static af_rng rng;
 
 /* q_cols/kv_cols: row widths; the fused case puts K and V inside the Q buffer */
-static void run_case(const char *name, int nq, int nkv, int heads, int d, int nb, int causal, int off, int fused) {
+static void run_case(const char *name, int nq, int nkv, int heads, int d, int nb, int causal, int off,
+                     int fused) {
   int W = heads * d;
   int qrow = fused ? 3 * W : W + 3, kvrow = fused ? 3 * W : W + 5, orow = W;
   size_t qn = (size_t)nb * nq * qrow + 7, kn = (size_t)nb * nkv * kvrow + 11, on = (size_t)nb * nq * orow;
-  float *hq = malloc(qn * 4), *hk = malloc(kn * 4), *hv = malloc(kn * 4), *ho = calloc(on, 4), *want = calloc(on, 4);
+  float *hq = malloc(qn * 4), *hk = malloc(kn * 4), *hv = malloc(kn * 4), *ho = calloc(on, 4),
+        *want = calloc(on, 4);
   af_rng_fill(&rng, hq, qn, -1, 1);
   af_rng_fill(&rng, hk, kn, -1, 1);
   af_rng_fill(&rng, hv, kn, -1, 1);

@@ -67,7 +67,8 @@ static void run_case(gcase g, const af_gemm_tiled_cfg *cfg, int pack, int half_b
       for (size_t j = 0; j < g.n; j++) c[coff + i * ldc + j] = NAN; /* must not be read */
   memcpy(want, c, nc * 4);
   ref_gemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, a + aoff, lda, b + boff, ldb, g.beta, want + coff, ldc);
-  cl_mem da = af_test_upload(Q, a, sizeof(float) * na), dc = af_test_upload(Q, c, sizeof(float) * nc), db = NULL;
+  cl_mem da = af_test_upload(Q, a, sizeof(float) * na), dc = af_test_upload(Q, c, sizeof(float) * nc),
+         db = NULL;
   if (half_b) {
     uint16_t *h = malloc(nb * 2);
     CHECK_OK(af_cl_alloc(CL, CL_MEM_READ_WRITE, nb * 2, NULL, &db));

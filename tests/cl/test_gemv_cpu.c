@@ -34,7 +34,9 @@ static void t_case(const char *impl, int type, size_t rows, size_t k, int nb, in
   af_rng_fill(&R, x, x_off + k * nb, -1.0f, 1.0f);
   af_rng_fill(&R, bias, rows, -1.0f, 1.0f);
   for (size_t i = 0; i < ylen; i++) y0[i] = SENTINEL;
-  size_t bytes = type == 0 ? n * 4 : type == 1 ? n * 2 : n / 32 * (type == 2 ? AF_Q8_0_BLOCK_BYTES : AF_Q4_0_BLOCK_BYTES);
+  size_t bytes = type == 0   ? n * 4
+                 : type == 1 ? n * 2
+                             : n / 32 * (type == 2 ? AF_Q8_0_BLOCK_BYTES : AF_Q4_0_BLOCK_BYTES);
   void *wq = malloc(bytes + 4);
   if (type == 0)
     memcpy(wq, w, bytes);
@@ -44,7 +46,8 @@ static void t_case(const char *impl, int type, size_t rows, size_t k, int nb, in
     af_quantize_q8_0(w, wq, n), af_dequantize_q8_0(wq, w, n);
   else
     af_quantize_q4_0(w, wq, n), af_dequantize_q4_0(wq, w, n);
-  cl_mem dw = af_test_upload(Q, wq, bytes), dx = af_test_upload(Q, x, (x_off + k * nb) * 4), db = af_test_upload(Q, bias, rows * 4), dy = af_test_upload(Q, y0, ylen * 4);
+  cl_mem dw = af_test_upload(Q, wq, bytes), dx = af_test_upload(Q, x, (x_off + k * nb) * 4),
+         db = af_test_upload(Q, bias, rows * 4), dy = af_test_upload(Q, y0, ylen * 4);
   af_dbuf xv = {dx, x_off}, yv = {dy, y_off};
   cl_mem bm = with_bias ? db : NULL;
   if (type < 2)
@@ -63,19 +66,19 @@ static void t_case(const char *impl, int type, size_t rows, size_t k, int nb, in
       double e = fabs((double)got[y_off + b * rows + r] - want[b * rows + r]) / (mag > 0 ? mag : 1e-30);
       worst = e > worst ? e : worst;
     }
-    CHECK_MSG(worst <= TOL, "%s %s %zux%zu nb %d bias %d tiny %d: vector %d error %g > %g", impl, names[type], rows,
-              k, nb, with_bias, tiny, b, worst, TOL);
+    CHECK_MSG(worst <= TOL, "%s %s %zux%zu nb %d bias %d tiny %d: vector %d error %g > %g", impl, names[type],
+              rows, k, nb, with_bias, tiny, b, worst, TOL);
     if (rows >= 16) { /* and the op's own tolerance (normalised L2, cl/opdesc.c) */
       double e = af_nerr(got + y_off + b * rows, want + b * rows, rows);
-      CHECK_MSG(e <= TOL, "%s %s %zux%zu nb %d: vector %d normalised error %g > %g", impl, names[type], rows, k, nb, b,
-                e, TOL);
+      CHECK_MSG(e <= TOL, "%s %s %zux%zu nb %d: vector %d normalised error %g > %g", impl, names[type], rows,
+                k, nb, b, e, TOL);
     }
   }
   size_t bad = 0;
   for (size_t i = 0; i < ylen; i++)
     if (i < y_off || i >= y_off + nb * rows) bad += got[i] != SENTINEL;
-  CHECK_MSG(bad == 0, "%s %s %zux%zu nb %d: %zu values written outside the output", impl, names[type], rows, k, nb,
-            bad);
+  CHECK_MSG(bad == 0, "%s %s %zux%zu nb %d: %zu values written outside the output", impl, names[type], rows,
+            k, nb, bad);
   clReleaseMemObject(dw), clReleaseMemObject(dx), clReleaseMemObject(db), clReleaseMemObject(dy);
   free(w), free(x), free(bias), free(want), free(y0), free(got), free(wq);
 }
@@ -95,7 +98,8 @@ static void run_all(const char *impl) {
       for (size_t j = 0; j < sizeof q_k / sizeof *q_k; j++, c++)
         t_case(impl, type, q_rows[i], q_k[j], 1 + c % 8, c % 3 != 0, c % 5 == 0);
   for (int nb = 1; nb <= 8; nb++) /* every vector count on every type */
-    for (int type = 0; type < 4; type++) t_case(impl, type, 37, type < 2 ? 75 : 160, nb, nb % 2, type >= 2 && nb == 3);
+    for (int type = 0; type < 4; type++)
+      t_case(impl, type, 37, type < 2 ? 75 : 160, nb, nb % 2, type >= 2 && nb == 3);
   t_case(impl, 2, 11, 4096, 1, 1, 1); /* a model-sized row, subnormal scales */
   t_case(impl, 3, 11, 4096, 1, 1, 1);
 }
@@ -103,9 +107,9 @@ static void run_all(const char *impl) {
 /* the tuning defines without the CPU GEMV's ones (AF_GEMV_IMPL, RB, CPU_WG,
  * R1, LUT, PF, PF_NEXT, PERM, KC), then extra */
 static void set_impl(const char *base, const char *extra) {
-  static const char *const ours[] = {"-DAF_GEMV_IMPL=", "-DAF_GEMV_RB=", "-DAF_GEMV_CPU_WG=", "-DAF_GEMV_R1=",
-                                     "-DAF_GEMV_LUT=",  "-DAF_GEMV_PF=", "-DAF_GEMV_PERM=",   "-DAF_GEMV_KC=",
-                                     "-DAF_GEMV_PF_NEXT="};
+  static const char *const ours[] = {
+      "-DAF_GEMV_IMPL=", "-DAF_GEMV_RB=",   "-DAF_GEMV_CPU_WG=", "-DAF_GEMV_R1=",     "-DAF_GEMV_LUT=",
+      "-DAF_GEMV_PF=",   "-DAF_GEMV_PERM=", "-DAF_GEMV_KC=",     "-DAF_GEMV_PF_NEXT="};
   char buf[2048] = "";
   const char *p = base ? base : "";
   while (*p) {
@@ -113,7 +117,8 @@ static void set_impl(const char *base, const char *extra) {
     const char *e = strchr(p, ' ');
     size_t len = e ? (size_t)(e - p) : strlen(p);
     int keep = len > 0;
-    for (size_t i = 0; i < sizeof ours / sizeof *ours && keep; i++) keep = strncmp(p, ours[i], strlen(ours[i])) != 0;
+    for (size_t i = 0; i < sizeof ours / sizeof *ours && keep; i++)
+      keep = strncmp(p, ours[i], strlen(ours[i])) != 0;
     if (keep && strlen(buf) + len + 2 < sizeof buf) {
       strncat(buf, p, len);
       strcat(buf, " ");
@@ -166,7 +171,8 @@ int main(void) {
   /* one vector, rows walked 3 or 16 at a time (R1 not dividing RB, and R1 > RB) */
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=7 -DAF_GEMV_R1=3");
   for (size_t rows = 1; rows <= 40; rows += 13)
-    for (int type = 0; type < 4; type++) t_case("cpu r1=3", type, rows, type < 2 ? 48 : 96, 1, (int)rows % 2, 0);
+    for (int type = 0; type < 4; type++)
+      t_case("cpu r1=3", type, rows, type < 2 ? 48 : 96, 1, (int)rows % 2, 0);
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=8 -DAF_GEMV_R1=16");
   for (int type = 1; type < 4; type++) t_case("cpu r1=16", type, 29, 64, 1, 1, 0);
   /* block scales rebuilt from their bits instead of the table (subnormal ones included) */
@@ -177,11 +183,13 @@ int main(void) {
    * do not fault); Q4_0 nibbles through the byte path instead of the
    * AVX-512 table (the only path on CPUs without AVX-512) */
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=0");
-  for (int type = 0; type < 4; type++) t_case("cpu pf=0", type, 23, type < 2 ? 80 : 96, 1 + type, type % 2, 0);
+  for (int type = 0; type < 4; type++)
+    t_case("cpu pf=0", type, 23, type < 2 ? 80 : 96, 1 + type, type % 2, 0);
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=8192");
   for (int type = 0; type < 4; type++) t_case("cpu pf=8192", type, 9, 64, type == 3 ? 8 : 1, 1, 0);
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF_NEXT=0");
-  for (int type = 0; type < 4; type++) t_case("cpu pf_next=0", type, 23, type < 2 ? 80 : 96, 1 + 2 * type, 0, 0);
+  for (int type = 0; type < 4; type++)
+    t_case("cpu pf_next=0", type, 23, type < 2 ? 80 : 96, 1 + 2 * type, 0, 0);
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PERM=0");
   for (int nb = 1; nb <= 8; nb++) t_case("cpu perm=0", 3, 21, 160, nb, nb % 2, nb == 3);
   t_case("cpu perm=0", 3, 11, 4096, 1, 1, 1);
@@ -197,22 +205,27 @@ int main(void) {
   /* out-of-range prefetch distance: a build error that names it */
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=-1");
   {
-    cl_mem w1 = af_test_upload(Q, NULL, 64 * 4), x1 = af_test_upload(Q, NULL, 64 * 4), y1 = af_test_upload(Q, NULL, 64);
+    cl_mem w1 = af_test_upload(Q, NULL, 64 * 4), x1 = af_test_upload(Q, NULL, 64 * 4),
+           y1 = af_test_upload(Q, NULL, 64);
     CHECK(af_op_gemv(Q, w1, 0, 1, 64, (af_dbuf){x1, 0}, 1, (af_dbuf){y1, 0}, NULL) == AF_ERR_BUILD);
-    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_PF must be 0..8192") != NULL, "message: %s", af_error_message());
+    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_PF must be 0..8192") != NULL, "message: %s",
+              af_error_message());
     af_error_clear();
     set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_KC=4097");
     CHECK(af_op_gemv_qn(Q, w1, 0, 1, 32, (af_dbuf){x1, 0}, 2, (af_dbuf){y1, 0}, NULL) == AF_ERR_BUILD);
-    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_KC must be 0..4096") != NULL, "message: %s", af_error_message());
+    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_KC must be 0..4096") != NULL, "message: %s",
+              af_error_message());
     af_error_clear();
     clReleaseMemObject(w1), clReleaseMemObject(x1), clReleaseMemObject(y1);
   }
   /* a profile's out-of-range row count is a build error that names it (0 would never end) */
   for (int bad_r1 = 0; bad_r1 < 2; bad_r1++) {
     set_impl(base, bad_r1 ? "-DAF_GEMV_IMPL=cpu -DAF_GEMV_R1=17" : "-DAF_GEMV_IMPL=cpu -DAF_GEMV_R1=0");
-    cl_mem w1 = af_test_upload(Q, NULL, 64 * 4), x1 = af_test_upload(Q, NULL, 64 * 4), y1 = af_test_upload(Q, NULL, 64);
+    cl_mem w1 = af_test_upload(Q, NULL, 64 * 4), x1 = af_test_upload(Q, NULL, 64 * 4),
+           y1 = af_test_upload(Q, NULL, 64);
     CHECK(af_op_gemv(Q, w1, 0, 1, 64, (af_dbuf){x1, 0}, 1, (af_dbuf){y1, 0}, NULL) == AF_ERR_BUILD);
-    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_R1 must be 1..16") != NULL, "message: %s", af_error_message());
+    CHECK_MSG(strstr(af_error_message(), "AF_GEMV_R1 must be 1..16") != NULL, "message: %s",
+              af_error_message());
     af_error_clear();
     clReleaseMemObject(w1), clReleaseMemObject(x1), clReleaseMemObject(y1);
   }

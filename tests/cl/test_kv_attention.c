@@ -73,7 +73,8 @@ static void t_cached(int slots, int len, int heads, int d, int rows, int half) {
       ((float *)store)[i] = vc[i];
     }
   cl_mem dv = af_test_upload(Q, store, cn * esz);
-  cl_mem dq = af_test_upload(Q, hq, qn * 4), dnk = af_test_upload(Q, newk, qn * 4), dnv = af_test_upload(Q, newv, qn * 4), dout = af_test_upload(Q, NULL, qn * 4);
+  cl_mem dq = af_test_upload(Q, hq, qn * 4), dnk = af_test_upload(Q, newk, qn * 4),
+         dnv = af_test_upload(Q, newv, qn * 4), dout = af_test_upload(Q, NULL, qn * 4);
   cl_mem ds = af_test_upload(Q, slot, sizeof(int) * rows), dp = af_test_upload(Q, pos, sizeof(int) * rows);
   size_t stride = (size_t)len * W;
   /* store each row's new key/value at its (slot, pos), then attend */

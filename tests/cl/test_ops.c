@@ -38,7 +38,8 @@ static void t_gemm(int ta, int tb, size_t m, size_t n, size_t k) {
   size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
   size_t na = (ta ? k : m) * lda, nb = (tb ? n : k) * ldb, nc = m * ldc;
   float *a = rnd(na, -1, 1), *b = rnd(nb, -1, 1), *c = rnd(nc, -1, 1);
-  cl_mem da = af_test_upload(Q, a, na * 4), db = af_test_upload(Q, b, nb * 4), dc = af_test_upload(Q, c, nc * 4);
+  cl_mem da = af_test_upload(Q, a, na * 4), db = af_test_upload(Q, b, nb * 4),
+         dc = af_test_upload(Q, c, nc * 4);
   CHECK_OK(af_op_gemm(Q, ta, tb, m, n, k, 0.5f, (af_dbuf){da, 0}, lda, (af_dbuf){db, 0}, ldb, 0.25f,
                       (af_dbuf){dc, 0}, ldc));
   float *got = down(dc, 0, nc);
@@ -54,8 +55,10 @@ static void t_gemm(int ta, int tb, size_t m, size_t n, size_t k) {
 static void t_gemm_xwt(size_t m, size_t n, size_t k) {
   size_t ldx = k + 1, ldw = k + 3, ldy = n + 2;
   float *x = rnd(m * ldx, -1, 1), *w = rnd(n * ldw, -1, 1), *b = rnd(n, -1, 1), *y = calloc(m * ldy, 4);
-  cl_mem dx = af_test_upload(Q, x, m * ldx * 4), dw = af_test_upload(Q, w, n * ldw * 4), db = af_test_upload(Q, b, n * 4), dy = af_test_upload(Q, y, m * ldy * 4);
-  CHECK_OK(af_op_gemm_xwt(Q, m, n, k, (af_dbuf){dx, 0}, ldx, (af_dbuf){dw, 0}, ldw, (af_dbuf){dy, 0}, ldy, db));
+  cl_mem dx = af_test_upload(Q, x, m * ldx * 4), dw = af_test_upload(Q, w, n * ldw * 4),
+         db = af_test_upload(Q, b, n * 4), dy = af_test_upload(Q, y, m * ldy * 4);
+  CHECK_OK(
+      af_op_gemm_xwt(Q, m, n, k, (af_dbuf){dx, 0}, ldx, (af_dbuf){dw, 0}, ldw, (af_dbuf){dy, 0}, ldy, db));
   float *got = down(dy, 0, m * ldy);
   ref_gemm(0, 1, m, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, ldy);
   for (size_t i = 0; i < m; i++)
@@ -68,11 +71,13 @@ static void t_gemm_xwt(size_t m, size_t n, size_t k) {
 }
 
 static void t_gemv(size_t rows, size_t k, int nb, int half) {
-  float *w = rnd(rows * k, -1, 1), *x = rnd(k * nb, -1, 1), *bias = rnd(rows, -1, 1), *want = malloc(rows * nb * 4);
+  float *w = rnd(rows * k, -1, 1), *x = rnd(k * nb, -1, 1), *bias = rnd(rows, -1, 1),
+        *want = malloc(rows * nb * 4);
   uint16_t *w16 = malloc(rows * k * 2);
   if (half)
     for (size_t i = 0; i < rows * k; i++) w[i] = af_f16_to_f32(w16[i] = af_f32_to_f16(w[i]));
-  cl_mem dw = half ? af_test_upload(Q, w16, rows * k * 2) : af_test_upload(Q, w, rows * k * 4), dx = af_test_upload(Q, x, k * nb * 4), db = af_test_upload(Q, bias, rows * 4);
+  cl_mem dw = half ? af_test_upload(Q, w16, rows * k * 2) : af_test_upload(Q, w, rows * k * 4),
+         dx = af_test_upload(Q, x, k * nb * 4), db = af_test_upload(Q, bias, rows * 4);
   cl_mem dy = af_test_upload(Q, NULL, rows * nb * 4);
   CHECK_OK(af_op_gemv(Q, dw, half, rows, k, (af_dbuf){dx, 0}, nb, (af_dbuf){dy, 0}, db));
   float *got = down(dy, 0, rows * nb);
@@ -89,11 +94,16 @@ static void t_gemv(size_t rows, size_t k, int nb, int half) {
  * widening bit-equal to formats/quant.c's dequantisation */
 static void t_gemv_q(size_t rows, size_t k, int q4) {
   size_t n = rows * k, bsz = q4 ? AF_Q4_0_BLOCK_BYTES : AF_Q8_0_BLOCK_BYTES, bytes = n / 32 * bsz;
-  float *w = rnd(n, -1, 1), *x = rnd(k, -1, 1), *b = rnd(rows, -1, 1), *deq = malloc(n * 4), *want = malloc(rows * 4);
+  float *w = rnd(n, -1, 1), *x = rnd(k, -1, 1), *b = rnd(rows, -1, 1), *deq = malloc(n * 4),
+        *want = malloc(rows * 4);
   uint8_t *qw = malloc(bytes);
-  if (q4) af_quantize_q4_0(w, qw, n), af_dequantize_q4_0(qw, deq, n);
-  else af_quantize_q8_0(w, qw, n), af_dequantize_q8_0(qw, deq, n);
-  cl_mem dw = af_test_upload(Q, qw, bytes), dx = af_test_upload(Q, x, k * 4), db = af_test_upload(Q, b, rows * 4), dy = af_test_upload(Q, NULL, rows * 4), dd = af_test_upload(Q, NULL, n * 4);
+  if (q4)
+    af_quantize_q4_0(w, qw, n), af_dequantize_q4_0(qw, deq, n);
+  else
+    af_quantize_q8_0(w, qw, n), af_dequantize_q8_0(qw, deq, n);
+  cl_mem dw = af_test_upload(Q, qw, bytes), dx = af_test_upload(Q, x, k * 4),
+         db = af_test_upload(Q, b, rows * 4), dy = af_test_upload(Q, NULL, rows * 4),
+         dd = af_test_upload(Q, NULL, n * 4);
   CHECK_OK(af_op_gemv_q(Q, dw, q4, rows, k, (af_dbuf){dx, 0}, (af_dbuf){dy, 0}, db));
   float *got = down(dy, 0, rows);
   ref_gemv(deq, rows, k, x, 1, b, want);
@@ -102,14 +112,17 @@ static void t_gemv_q(size_t rows, size_t k, int q4) {
   expect(q4 ? "gemv_q4_0" : "gemv_q8_0", got, want, rows, s);
   CHECK_OK(af_op_dequant_q(Q, dw, q4, dd, n));
   float *wd = down(dd, 0, n);
-  CHECK_MSG(af_maxerr(wd, deq, n) == 0, "dequant %s %s: differs from formats/quant.c", q4 ? "q4_0" : "q8_0", s);
-  clReleaseMemObject(dw), clReleaseMemObject(dx), clReleaseMemObject(db), clReleaseMemObject(dy), clReleaseMemObject(dd);
+  CHECK_MSG(af_maxerr(wd, deq, n) == 0, "dequant %s %s: differs from formats/quant.c", q4 ? "q4_0" : "q8_0",
+            s);
+  clReleaseMemObject(dw), clReleaseMemObject(dx), clReleaseMemObject(db), clReleaseMemObject(dy),
+      clReleaseMemObject(dd);
   free(w), free(x), free(b), free(deq), free(want), free(qw), free(got), free(wd);
 }
 
 static void t_norms(size_t rows, size_t n) {
   float *x = rnd(rows * n, -2, 3), *w = rnd(n, 0.5f, 1.5f), *b = rnd(n, -1, 1), *want = malloc(rows * n * 4);
-  cl_mem dx = af_test_upload(Q, x, rows * n * 4), dw = af_test_upload(Q, w, n * 4), db = af_test_upload(Q, b, n * 4), dy = af_test_upload(Q, NULL, rows * n * 4);
+  cl_mem dx = af_test_upload(Q, x, rows * n * 4), dw = af_test_upload(Q, w, n * 4),
+         db = af_test_upload(Q, b, n * 4), dy = af_test_upload(Q, NULL, rows * n * 4);
   char s[64];
   snprintf(s, sizeof s, "%zux%zu", rows, n);
   CHECK_OK(af_op_rmsnorm(Q, (af_dbuf){dx, 0}, rows, n, dw, 1e-6f, (af_dbuf){dy, 0}));
@@ -145,14 +158,18 @@ static void t_elementwise(size_t n) {
   const char *ops[] = {"gelu", "silu", "add", "mul"};
   for (int o = 0; o < 4; o++) {
     cl_mem dx = af_test_upload(Q, x, n * 4), dy = af_test_upload(Q, y, n * 4);
-    int rc = o == 0 ? af_op_gelu(Q, (af_dbuf){dx, 0}, n) : o == 1 ? af_op_silu(Q, (af_dbuf){dx, 0}, n)
-           : o == 2 ? af_op_add(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n) : af_op_mul(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n);
+    int rc = o == 0   ? af_op_gelu(Q, (af_dbuf){dx, 0}, n)
+             : o == 1 ? af_op_silu(Q, (af_dbuf){dx, 0}, n)
+             : o == 2 ? af_op_add(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n)
+                      : af_op_mul(Q, (af_dbuf){dy, 0}, (af_dbuf){dx, 0}, n);
     CHECK_OK(rc);
     float *got = down(o < 2 ? dx : dy, 0, n);
     for (size_t i = 0; i < n; i++) {
       double v = x[i];
-      want[i] = o == 0 ? (float)(0.5 * v * (1 + erf(v / sqrt(2.0)))) : o == 1 ? (float)(v / (1 + exp(-v)))
-              : o == 2 ? y[i] + x[i] : y[i] * x[i];
+      want[i] = o == 0   ? (float)(0.5 * v * (1 + erf(v / sqrt(2.0))))
+                : o == 1 ? (float)(v / (1 + exp(-v)))
+                : o == 2 ? y[i] + x[i]
+                         : y[i] * x[i];
     }
     expect(ops[o], got, want, n, s);
     clReleaseMemObject(dx), clReleaseMemObject(dy);
@@ -172,9 +189,10 @@ static void t_act_length(size_t n1, size_t n2) {
     CHECK_OK(o ? af_op_silu(Q, (af_dbuf){a, 0}, n1) : af_op_gelu(Q, (af_dbuf){a, 0}, n1));
     CHECK_OK(o ? af_op_silu(Q, (af_dbuf){b, 0}, n2) : af_op_gelu(Q, (af_dbuf){b, 0}, n2));
     float *ga = down(a, 0, n2), *gb = down(b, 0, n2);
-    CHECK_MSG(!memcmp(ga, gb, n1 * 4), "%s: the first %zu of %zu elements depend on the length", o ? "silu" : "gelu",
-              n1, n2);
-    CHECK_MSG(!memcmp(ga + n1, x + n1, (n2 - n1) * 4), "%s: elements past n = %zu changed", o ? "silu" : "gelu", n1);
+    CHECK_MSG(!memcmp(ga, gb, n1 * 4), "%s: the first %zu of %zu elements depend on the length",
+              o ? "silu" : "gelu", n1, n2);
+    CHECK_MSG(!memcmp(ga + n1, x + n1, (n2 - n1) * 4), "%s: elements past n = %zu changed",
+              o ? "silu" : "gelu", n1);
     clReleaseMemObject(a), clReleaseMemObject(b);
     free(ga), free(gb);
   }
@@ -191,8 +209,8 @@ static void t_rope(size_t tokens, int heads, int d, int pos0, int interleaved, i
   float *got = down(dx, 0, n);
   ref_rope(x, tokens, heads, d, pos0, 10000.0f, interleaved);
   char s[80];
-  snprintf(s, sizeof s, "%zux%dx%d pos %d %s%s", tokens, heads, d, pos0, interleaved ? "interleaved" : "rotate-half",
-           with_tab ? " table" : "");
+  snprintf(s, sizeof s, "%zux%dx%d pos %d %s%s", tokens, heads, d, pos0,
+           interleaved ? "interleaved" : "rotate-half", with_tab ? " table" : "");
   expect("rope", got, x, n, s);
   if (with_tab) /* HF's own cos/sin: only the last bits of the products differ from the double reference */
     CHECK_MSG(af_nerr(got, x, n) <= 1e-6, "rope %s: error %g > 1e-6", s, af_nerr(got, x, n));
@@ -239,7 +257,8 @@ static void t_gather_convert(size_t n_rows, size_t cols, size_t n) {
   int32_t *ids = malloc(n * 4);
   for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(af_rng_u32(&R) % n_rows);
   for (size_t i = 0; i < n; i++) memcpy(want + i * cols, t + (size_t)ids[i] * cols, cols * 4);
-  cl_mem d32 = af_test_upload(Q, t, n_rows * cols * 4), d16 = af_test_upload(Q, t16, n_rows * cols * 2), di = af_test_upload(Q, ids, n * 4);
+  cl_mem d32 = af_test_upload(Q, t, n_rows * cols * 4), d16 = af_test_upload(Q, t16, n_rows * cols * 2),
+         di = af_test_upload(Q, ids, n * 4);
   cl_mem out = af_test_upload(Q, NULL, n * cols * 4);
   char s[64];
   snprintf(s, sizeof s, "%zu of %zux%zu", n, n_rows, cols);

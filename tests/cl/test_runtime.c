@@ -155,9 +155,10 @@ int main(void) {
   FILE *f = fopen(kpath, "w");
   CHECK(f != NULL);
   if (f) {
-    fputs("__kernel void af_selftest_axpy(const int n, const float a, __global const float *x,"
-          " __global float *y) { int i = get_global_id(0); if (i < n) y[i] = a * x[i] + 5.0f; }\n",
-          f);
+    fputs(
+        "__kernel void af_selftest_axpy(const int n, const float a, __global const float *x,"
+        " __global float *y) { int i = get_global_id(0); if (i < n) y[i] = a * x[i] + 5.0f; }\n",
+        f);
     fclose(f);
   }
   setenv("AF_KERNEL_DIR", kdir, 1);

@@ -69,7 +69,8 @@ static void model_shapes(void) {
   CHECK_OK(af_tune_model_shapes(path, NULL, 1, 1, 32, &sh, &n));
   int gemv = 0, llm = 0, qf = 0;
   for (int i = 0; i < n; i++) {
-    gemv += sh[i].m == 1, llm += !strcmp(sh[i].stage, "llm") && sh[i].m == 32, qf += !strcmp(sh[i].stage, "qformer");
+    gemv += sh[i].m == 1, llm += !strcmp(sh[i].stage, "llm") && sh[i].m == 32,
+        qf += !strcmp(sh[i].stage, "qformer");
     for (int j = 0; j < i; j++) CHECK(!(sh[i].m == sh[j].m && sh[i].n == sh[j].n && sh[i].k == sh[j].k));
   }
   CHECK(gemv >= 2 && llm >= 2 && qf >= 2);
@@ -88,8 +89,8 @@ static int sgemm_with(af_cl *cl, af_queue *q, const size_t v[16], size_t m, cl_m
   CHECK(CLBlastOverrideParameters(cl->device, "Xgemm", CLBlastPrecisionSingle, 16, XN, v) == CLBlastSuccess);
   float nanv = NAN;
   clEnqueueFillBuffer(q->q, c, &nanv, sizeof nanv, 0, m * m * sizeof(float), 0, NULL, NULL);
-  CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m, m, m, 1.0f,
-                                      a, 0, m, b, 0, m, 0.0f, c, 0, m, &q->q, NULL);
+  CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m, m, m,
+                                      1.0f, a, 0, m, b, 0, m, 0.0f, c, 0, m, &q->q, NULL);
   *err = INFINITY;
   if (st != CLBlastSuccess) return (int)st;
   float *h = malloc(m * m * sizeof(float));
@@ -111,9 +112,11 @@ static void clblast_override(void) {
   /* 128^3 >= 64^3: the indirect path (Xgemm) */
   const char *rn[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
   size_t rv[1] = {64};
-  CHECK(CLBlastOverrideParameters(cl->device, "GemmRoutine", CLBlastPrecisionSingle, 1, rn, rv) == CLBlastSuccess);
+  CHECK(CLBlastOverrideParameters(cl->device, "GemmRoutine", CLBlastPrecisionSingle, 1, rn, rv) ==
+        CLBlastSuccess);
   const size_t m = 128;
-  float *ha = malloc(m * m * sizeof(float)), *hb = malloc(m * m * sizeof(float)), *ref = malloc(m * m * sizeof(float));
+  float *ha = malloc(m * m * sizeof(float)), *hb = malloc(m * m * sizeof(float)),
+        *ref = malloc(m * m * sizeof(float));
   af_rng r;
   af_rng_seed(&r, 11);
   af_rng_fill(&r, ha, m * m, -1, 1);
@@ -133,10 +136,9 @@ static void clblast_override(void) {
   /* CLBlast's own defaults for devices without an entry (toolchain-notes §3) */
   const size_t good[16] = {0, 1, 32, 2, 8, 8, 32, 16, 16, 32, 1, 1, 0, 0, 4, 2};
   /* a set CLBlast cannot run: 128 x 128 work-items per group, past the
-   * limit of the devices artflow targets (PoCL 4096, GPUs 256-1024), with every divisibility rule of the kernel
-   * met.  (The set used before, with fewer outputs per item than one vector,
-   * was undefined rather than wrong: once in a cold CI run it computed the
-   * right product.) */
+   * limit of the devices artflow targets (PoCL 4096, GPUs 256-1024), with every divisibility rule of the
+   * kernel met.  (The set used before, with fewer outputs per item than one vector, was undefined rather than
+   * wrong: once in a cold CI run it computed the right product.) */
   const size_t bogus[16] = {0, 1, 128, 2, 128, 128, 128, 128, 128, 128, 0, 0, 0, 0, 1, 1};
   double err;
   int st = sgemm_with(cl, q, good, m, a, b, c, ref, &err);

@@ -20,8 +20,8 @@ typedef struct {
 
 /* Writes a small GGUF: optional tokenizer of n_tok pieces ("a", "b", ...; the
  * piece at `odd` (if >= 0) renamed), optional u32 keys, f32 tensors. */
-static int write_file(const char *path, int n_tok, int odd, const char *const *keys, const uint32_t *vals, int n_keys,
-                      const char *layout, const spec_t *t, int n_t) {
+static int write_file(const char *path, int n_tok, int odd, const char *const *keys, const uint32_t *vals,
+                      int n_keys, const char *layout, const spec_t *t, int n_t) {
   af_gguf_writer *w = NULL;
   int rc = af_gguf_writer_new(&w);
   char names[64][8];
@@ -61,8 +61,8 @@ static void refused(af_cl *cl, const char *what) {
   int rc = af_weights_open_pair(cl, pa, pb, &w);
   CHECK_MSG(rc == AF_ERR_MISMATCH, "%s: rc %d", what, rc);
   CHECK_MSG(strstr(af_error_message(), what) != NULL, "want '%s' in '%s'", what, af_error_message());
-  CHECK_MSG(strstr(af_error_message(), "a.gguf") && !strchr(af_error_message(), '\n'), "one line naming a.gguf: %s",
-            af_error_message());
+  CHECK_MSG(strstr(af_error_message(), "a.gguf") && !strchr(af_error_message(), '\n'),
+            "one line naming a.gguf: %s", af_error_message());
   CHECK(w == NULL);
   af_weights_free(w);
   af_error_clear();
@@ -81,16 +81,18 @@ int main(void) {
   /* a good pair: ours has the projection, a norm gain and the tokenizer; the
    * base file has the same norm (other value), embeddings and q/k */
   spec_t ta[] = {{"proj.weight", 4, 8, 1.0f}, {"blk.0.attn_norm.weight", 8, 0, 2.0f}};
-  spec_t tb[] = {{"token_embd.weight", 8, 5, 0.5f}, {"blk.0.attn_norm.weight", 8, 0, 3.0f},
-                 {"blk.0.attn_q.weight", 8, 8, 0.1f}, {"blk.0.attn_k.weight", 8, 8, 0.2f}};
+  spec_t tb[] = {{"token_embd.weight", 8, 5, 0.5f},
+                 {"blk.0.attn_norm.weight", 8, 0, 3.0f},
+                 {"blk.0.attn_q.weight", 8, 8, 0.1f},
+                 {"blk.0.attn_k.weight", 8, 8, 0.2f}};
   CHECK_OK(write_file(pa, 5, -1, k, hv, 1, "neox", ta, 2));
   CHECK_OK(write_file(pb, 5, -1, k, hv, 2, NULL, tb, 4));
   af_weights *w = NULL;
   CHECK_OK(af_weights_open_pair(cl, pa, pb, &w));
   if (w) {
     CHECK(af_weights_fallback(w) != NULL);
-    CHECK(af_weights_meta(w, "llama.embedding_length") == af_weights_gguf(w));  /* in both: ours */
-    CHECK(af_weights_meta(w, "artflow.only_in_b") == af_weights_fallback(w));   /* only in the base */
+    CHECK(af_weights_meta(w, "llama.embedding_length") == af_weights_gguf(w)); /* in both: ours */
+    CHECK(af_weights_meta(w, "artflow.only_in_b") == af_weights_fallback(w));  /* only in the base */
     CHECK(af_weights_meta(w, "nowhere") == af_weights_gguf(w));
     CHECK(af_weights_tensor_file(w, "blk.0.attn_q.weight") == af_weights_fallback(w));
     CHECK(af_weights_tensor_file(w, "nowhere") == NULL);

@@ -26,7 +26,8 @@
 
 /* tensors: "a" f32 3 x 7 (odd size, so "b" lands on a 32- but not 128-byte
  * boundary in a 32-aligned file), "b" f16 4 x 32, "q" Q8_0 ROWS x K */
-static int write_file(const char *path, uint32_t alignment, const float *a, const uint16_t *b, const void *q) {
+static int write_file(const char *path, uint32_t alignment, const float *a, const uint16_t *b,
+                      const void *q) {
   af_gguf_writer *w = NULL;
   int rc = af_gguf_writer_new(&w);
   uint64_t na[2] = {7, 3}, nb[2] = {32, 4}, nq[2] = {K, ROWS};
@@ -51,7 +52,8 @@ static void same_bytes(af_queue *q, af_weights *w, const char *name, int want) {
   if (!t || !gt) return;
   unsigned char *h = malloc(t->nbytes);
   CHECK_OK(af_queue_read(q, t->mem, 0, t->nbytes, h));
-  if (want < 0) CHECK_MSG(memcmp(h, gt->data, t->nbytes) == 0, "tensor %s: device bytes differ from the file", name);
+  if (want < 0)
+    CHECK_MSG(memcmp(h, gt->data, t->nbytes) == 0, "tensor %s: device bytes differ from the file", name);
   free(h);
 }
 
@@ -215,8 +217,9 @@ int main(void) {
     same_bytes(q, w128, "q", -1);
     same_bytes(q, w128, "b", AF_GGML_F32); /* converted: always a copy */
     uint64_t expect = zc && unified ? 21 * 4 + 128 * 2 + sizeof qb : 0;
-    CHECK_MSG(af_weights_in_place_bytes(w128) == expect, "zero-copy %d, unified %d: %llu bytes in place, want %llu",
-              zc, (int)unified, (unsigned long long)af_weights_in_place_bytes(w128), (unsigned long long)expect);
+    CHECK_MSG(af_weights_in_place_bytes(w128) == expect,
+              "zero-copy %d, unified %d: %llu bytes in place, want %llu", zc, (int)unified,
+              (unsigned long long)af_weights_in_place_bytes(w128), (unsigned long long)expect);
     CHECK(af_weights_device_bytes(w128) == 21 * 4 + 128 * 2 + sizeof qb + 128 * 4);
     /* 32-aligned file: "b" starts 96 bytes after "a", so at most one of them is
      * 128-aligned; only 128-aligned tensors are used in place */

@@ -39,10 +39,17 @@ static int run(const char *arch, const char *adapter, int type, const char *out)
   snprintf(v, sizeof v, "%s", af_test_data("artgpt4-tiny/eva_vit_g.pth"));
   snprintf(q, sizeof q, "%s", af_test_data("artgpt4-tiny/blip2_pretrained_flant5xxl.pth"));
   snprintf(l, sizeof l, "%s", g_llm ? g_llm : af_test_data("artgpt4-tiny/vicuna"));
-  snprintf(ad, sizeof ad, "%s", af_test_data(adapter && strstr(adapter, ".pth") ? adapter : "artgpt4-tiny/ArtGPT-4.pth"));
+  snprintf(ad, sizeof ad, "%s",
+           af_test_data(adapter && strstr(adapter, ".pth") ? adapter : "artgpt4-tiny/ArtGPT-4.pth"));
   FILE *rep = fopen(g_rep, "w");
-  af_convert_opts o = {.arch = a, .vit = v, .qformer = q, .llm = l, .adapter = adapter ? ad : NULL,
-                       .out = out, .type = type, .report = rep};
+  af_convert_opts o = {.arch = a,
+                       .vit = v,
+                       .qformer = q,
+                       .llm = l,
+                       .adapter = adapter ? ad : NULL,
+                       .out = out,
+                       .type = type,
+                       .report = rep};
   af_error_clear();
   int rc = af_convert(&o);
   if (rep) fclose(rep);
@@ -61,7 +68,8 @@ static char *read_text(const char *path) {
 /* GGUF tensor (any type) equals the source tensor within tol (normalised);
  * with half, the source's values rounded to fp16 (the LLM's small tensors
  * of non-f32 conversions: the original runs the LLM in fp16). */
-static void same_h(const af_gguf *g, const char *name, const af_tsrc *s, const char *key, double tol, int half) {
+static void same_h(const af_gguf *g, const char *name, const af_tsrc *s, const char *key, double tol,
+                   int half) {
   const af_gguf_tensor *t = af_gguf_find_tensor(g, name);
   const af_tsrc_tensor *st = af_tsrc_find(s, key);
   CHECK_MSG(t && st, "%s / %s", name, key);
@@ -121,25 +129,25 @@ static void check_model(const char *path, int type) {
     CHECK(q[0] != 0.0f || q[1] != 0.0f); /* the fixture's biases are not trivially zero */
   }
   /* norm overrides: ArtGPT-4's gains for post-attention (all) and input (even layers) */
-  same_h(g, "blk.0.ffn_norm.weight", ad, "llama_model.model.layers.0.post_attention_layernorm.weight",
-         0, type != AF_GGML_F32);
-  same_h(g, "blk.1.ffn_norm.weight", ad, "llama_model.model.layers.1.post_attention_layernorm.weight",
-         0, type != AF_GGML_F32);
-  same_h(g, "blk.0.attn_norm.weight", ad, "llama_model.model.layers.0.input_layernorm.weight",
-         0, type != AF_GGML_F32);
-  same_h(g, "blk.1.attn_norm.weight", llm, "model.layers.1.input_layernorm.weight",
-         0, type != AF_GGML_F32);
+  same_h(g, "blk.0.ffn_norm.weight", ad, "llama_model.model.layers.0.post_attention_layernorm.weight", 0,
+         type != AF_GGML_F32);
+  same_h(g, "blk.1.ffn_norm.weight", ad, "llama_model.model.layers.1.post_attention_layernorm.weight", 0,
+         type != AF_GGML_F32);
+  same_h(g, "blk.0.attn_norm.weight", ad, "llama_model.model.layers.0.input_layernorm.weight", 0,
+         type != AF_GGML_F32);
+  same_h(g, "blk.1.attn_norm.weight", llm, "model.layers.1.input_layernorm.weight", 0, type != AF_GGML_F32);
   {
     /* and they differ from Vicuna's, or the test would prove nothing */
     float a[64], b[64];
-    CHECK_OK(af_tsrc_read_f32(af_tsrc_find(ad, "llama_model.model.layers.0.post_attention_layernorm.weight"), a));
+    CHECK_OK(
+        af_tsrc_read_f32(af_tsrc_find(ad, "llama_model.model.layers.0.post_attention_layernorm.weight"), a));
     CHECK_OK(af_tsrc_read_f32(af_tsrc_find(llm, "model.layers.0.post_attention_layernorm.weight"), b));
     CHECK(af_maxerr(a, b, 64) > 1e-3);
   }
   double mt = type == AF_GGML_F32 ? 0 : type == AF_GGML_F16 ? 1e-3 : type == AF_GGML_Q8_0 ? 1e-2 : 0.15;
   same(g, "blk.0.adapter_down.weight", ad, "llama_model.model.layers.0.self_attn.1.down.weight", mt);
-  same_h(g, "blk.1.adapter_up.bias", ad, "llama_model.model.layers.1.self_attn.1.up.bias",
-         0, type != AF_GGML_F32);
+  same_h(g, "blk.1.adapter_up.bias", ad, "llama_model.model.layers.1.self_attn.1.up.bias", 0,
+         type != AF_GGML_F32);
   same(g, "proj.weight", ad, "llama_proj.weight", mt);
   same(g, "blk.1.attn_q.weight", llm, "model.layers.1.self_attn.q_proj.weight", mt);
   same(g, "output.weight", llm, "lm_head.weight", mt);
@@ -189,7 +197,8 @@ int main(void) {
     check_model(g_out, types[i]);
   }
   char note[64];
-  CHECK(af_model_demo_note(g_out, note, sizeof note) == 0); /* converted without --demo: real weights, no warning */
+  CHECK(af_model_demo_note(g_out, note, sizeof note) ==
+        0); /* converted without --demo: real weights, no warning */
   char *rep = read_text(g_rep);
   CHECK(rep != NULL);
   if (rep) {
@@ -213,7 +222,8 @@ int main(void) {
     if (g && ov && llm) {
       same_h(g, "output_norm.weight", ov, "llama_model.model.norm.weight", 0, 1);
       same(g, "blk.0.attn_q.weight", ov, "llama_model.model.layers.0.self_attn.0.q_proj.weight", 1e-3);
-      same(g, "blk.1.attn_q.weight", llm, "model.layers.1.self_attn.q_proj.weight", 1e-3); /* not overridden */
+      same(g, "blk.1.attn_q.weight", llm, "model.layers.1.self_attn.q_proj.weight",
+           1e-3); /* not overridden */
     }
     af_tsrc_close(ov), af_tsrc_close(llm);
     af_gguf_close(g);

@@ -8,9 +8,9 @@
 #include "af_test.h"
 #include "artflow/status.h"
 #include "convert/arch.h"
-#include "formats/gguf.h"
 #include "convert/inspect.h"
 #include "convert/mkmodel.h"
+#include "formats/gguf.h"
 #include "formats/quant.h"
 
 static char g_tiny[600];
@@ -19,8 +19,10 @@ static void write_yaml(const char *path, const char *find, const char *repl) {
   FILE *in = fopen(g_tiny, "rb"), *out = fopen(path, "wb");
   char line[1024];
   while (in && out && fgets(line, sizeof line, in)) {
-    if (find && strstr(line, find)) fputs(repl, out);
-    else fputs(line, out);
+    if (find && strstr(line, find))
+      fputs(repl, out);
+    else
+      fputs(line, out);
   }
   if (in) fclose(in);
   if (out) fclose(out);
@@ -33,7 +35,8 @@ static void test_arch_errors(void) {
   write_yaml(p, "mlp_width", "  mlp_widht: 128\n");
   CHECK(af_arch_load(p, &a) == AF_ERR_CONFIG);
   CHECK_MSG(strstr(af_error_message(), "bad.yaml:") && strstr(af_error_message(), "mlp_widht") &&
-                strstr(af_error_message(), "unknown key"), "%s", af_error_message());
+                strstr(af_error_message(), "unknown key"),
+            "%s", af_error_message());
   af_error_clear();
   write_yaml(p, "queries:", "");
   CHECK(af_arch_load(p, &a) == AF_ERR_CONFIG);
@@ -69,10 +72,14 @@ static void test_arch_errors(void) {
   double vit = 0, adapters = 0, llm = 0, qf = 0;
   for (size_t i = 0; i < n; i++) {
     double e = (double)(ts[i].ne[0] * ts[i].ne[1] * ts[i].ne[2] * ts[i].ne[3]);
-    if (strncmp(ts[i].name, "v.", 2) == 0 && strncmp(ts[i].name, "v.ln_vision", 11) != 0) vit += e;
-    else if (strstr(ts[i].name, "adapter_")) adapters += e;
-    else if (strncmp(ts[i].name, "q.", 2) == 0) qf += e;
-    else if (strncmp(ts[i].name, "proj.", 5) != 0 && strncmp(ts[i].name, "v.", 2) != 0) llm += e;
+    if (strncmp(ts[i].name, "v.", 2) == 0 && strncmp(ts[i].name, "v.ln_vision", 11) != 0)
+      vit += e;
+    else if (strstr(ts[i].name, "adapter_"))
+      adapters += e;
+    else if (strncmp(ts[i].name, "q.", 2) == 0)
+      qf += e;
+    else if (strncmp(ts[i].name, "proj.", 5) != 0 && strncmp(ts[i].name, "v.", 2) != 0)
+      llm += e;
   }
   CHECK_MSG(fabs(vit - 985.9e6) < 0.1e6, "vit params %.0f", vit);
   CHECK_MSG(adapters == 524544000.0, "adapter params %.0f", adapters);
@@ -129,8 +136,11 @@ int main(void) {
     if (!t) continue;
     CHECK(t->ne[0] == ts[i].ne[0] && t->ne[1] == ts[i].ne[1]);
     /* quantised: LLM matrices only; vision / Q-Former / projection stay f16 */
-    int vision = !strncmp(ts[i].name, "v.", 2) || !strncmp(ts[i].name, "q.", 2) || !strcmp(ts[i].name, "proj.weight");
-    int want = ts[i].kind != AF_TK_MATRIX ? AF_GGML_F32 : vision || ts[i].ne[0] % 32 ? AF_GGML_F16 : AF_GGML_Q4_0;
+    int vision =
+        !strncmp(ts[i].name, "v.", 2) || !strncmp(ts[i].name, "q.", 2) || !strcmp(ts[i].name, "proj.weight");
+    int want = ts[i].kind != AF_TK_MATRIX   ? AF_GGML_F32
+               : vision || ts[i].ne[0] % 32 ? AF_GGML_F16
+                                            : AF_GGML_Q4_0;
     CHECK_MSG(t->type == want, "%s type %d", ts[i].name, t->type);
     float *x = malloc(t->n_elements * sizeof *x);
     CHECK_OK(af_convert_to_f32(t->type, t->data, x, t->n_elements));

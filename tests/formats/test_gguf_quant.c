@@ -11,14 +11,28 @@
 #include "formats/quant.h"
 
 static void test_half(void) {
-  static const struct { float f; uint16_t h; } k[] = {
-      {0.0f, 0x0000},        {-0.0f, 0x8000},       {1.0f, 0x3c00},        {-2.0f, 0xc000},
-      {65504.0f, 0x7bff},    {65520.0f, 0x7c00},    {1e9f, 0x7c00},        {0.1f, 0x2e66},
-      {5.9604645e-8f, 0x0001}, {2.9802322e-8f, 0x0000} /* tie -> even */, {6.1035156e-5f, 0x0400},
-      {1.0009766f, 0x3c01},  {1.00048828125f, 0x3c00} /* tie -> even */, {1.00146484375f, 0x3c02},
+  static const struct {
+    float f;
+    uint16_t h;
+  } k[] = {
+      {0.0f, 0x0000},
+      {-0.0f, 0x8000},
+      {1.0f, 0x3c00},
+      {-2.0f, 0xc000},
+      {65504.0f, 0x7bff},
+      {65520.0f, 0x7c00},
+      {1e9f, 0x7c00},
+      {0.1f, 0x2e66},
+      {5.9604645e-8f, 0x0001},
+      {2.9802322e-8f, 0x0000} /* tie -> even */,
+      {6.1035156e-5f, 0x0400},
+      {1.0009766f, 0x3c01},
+      {1.00048828125f, 0x3c00} /* tie -> even */,
+      {1.00146484375f, 0x3c02},
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-    CHECK_MSG(af_f32_to_f16(k[i].f) == k[i].h, "%g -> %04x, want %04x", k[i].f, af_f32_to_f16(k[i].f), k[i].h);
+    CHECK_MSG(af_f32_to_f16(k[i].f) == k[i].h, "%g -> %04x, want %04x", k[i].f, af_f32_to_f16(k[i].f),
+              k[i].h);
   CHECK(isnan(af_f16_to_f32(af_f32_to_f16(NAN))));
   CHECK(isinf(af_f16_to_f32(0x7c00)));
   /* every finite half round-trips exactly */
@@ -71,7 +85,8 @@ static void test_q8(af_rng *r) {
     }
   }
   for (int j = 0; j < 32; j++) CHECK(y[j] == 0.0f); /* all-zero block */
-  CHECK(af_nerr(y + 128, x + 128, N - 128) < 1e-2); /* past the outlier block */ /* ~ step/sqrt(12) over sigma */
+  CHECK(af_nerr(y + 128, x + 128, N - 128) < 1e-2);
+  /* past the outlier block */ /* ~ step/sqrt(12) over sigma */
   free(x), free(y), free(q), free(ref);
 }
 
@@ -118,8 +133,9 @@ static void test_q4(af_rng *r) {
     }
   }
   /* block 2 holds -16..15: d = 2, every value is on the grid */
-  for (int j = 0; j < 32; j++) CHECK_MSG(y[64 + j] == (float)(j - 16) || fabsf(y[64 + j] - (float)(j - 16)) <= 1.0f,
-                                         "grid %d -> %g", j - 16, y[64 + j]);
+  for (int j = 0; j < 32; j++)
+    CHECK_MSG(y[64 + j] == (float)(j - 16) || fabsf(y[64 + j] - (float)(j - 16)) <= 1.0f, "grid %d -> %g",
+              j - 16, y[64 + j]);
   /* nibble order: element 0 in the low nibble of byte 0, element 16 in its high nibble */
   CHECK((q[18 * 2 + 2] & 0x0f) == ref[18 * 2 + 2] % 16);
   CHECK(af_nerr(y + 32, x + 32, N - 32) < 0.12);

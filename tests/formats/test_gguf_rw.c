@@ -124,9 +124,15 @@ static void check_sample(const char *path, uint32_t alignment) {
 
   float data[192], back[192];
   for (int i = 0; i < 192; i++) data[i] = sinf((float)i * 0.37f) * 3.0f;
-  static const struct { const char *name; int type; double tol; } tt[] = {
-      {"m.f32", AF_GGML_F32, 0}, {"m.f16", AF_GGML_F16, 1e-3}, {"m.bf16", AF_GGML_BF16, 8e-3},
-      {"m.q8_0", AF_GGML_Q8_0, 1e-2}, {"m.q4_0", AF_GGML_Q4_0, 0.12}};
+  static const struct {
+    const char *name;
+    int type;
+    double tol;
+  } tt[] = {{"m.f32", AF_GGML_F32, 0},
+            {"m.f16", AF_GGML_F16, 1e-3},
+            {"m.bf16", AF_GGML_BF16, 8e-3},
+            {"m.q8_0", AF_GGML_Q8_0, 1e-2},
+            {"m.q4_0", AF_GGML_Q4_0, 0.12}};
   for (int i = 0; i < 5; i++) {
     const af_gguf_tensor *t = af_gguf_find_tensor(g, tt[i].name);
     CHECK(t && t->type == tt[i].type && t->n_dims == 2 && t->ne[0] == 64 && t->ne[1] == 3);
@@ -181,8 +187,10 @@ static int open_mem(uint8_t *b, size_t n, const char *expect) {
     af_gguf_close(g);
     return 0;
   }
-  CHECK_MSG(strstr(af_error_message(), "hostile.gguf") != NULL, "message lacks the file: %s", af_error_message());
-  if (expect) CHECK_MSG(strstr(af_error_message(), expect) != NULL, "'%s' lacks '%s'", af_error_message(), expect);
+  CHECK_MSG(strstr(af_error_message(), "hostile.gguf") != NULL, "message lacks the file: %s",
+            af_error_message());
+  if (expect)
+    CHECK_MSG(strstr(af_error_message(), expect) != NULL, "'%s' lacks '%s'", af_error_message(), expect);
   af_error_clear();
   return rc;
 }

@@ -14,10 +14,9 @@
 #include <string.h>
 
 #include "af_test.h"
-#include "formats/gguf.h"
 #include "convert/mkmodel.h"
+#include "formats/gguf.h"
 #include "formats/spm.h"
-
 
 static size_t unhex(const char *h, char *out) {
   size_t n = strlen(h) / 2;
@@ -53,8 +52,9 @@ static void hf_encode(const af_spm *t) {
     CHECK_MSG(ok, "hf encode of '%s' (bos %d): %zu ids, want %d", text, bos, got, n);
     free(ids), free(plain);
   }
-  printf("encode as transformers' LlamaTokenizer: %d of %d cases equal (%d differ from plain sentencepiece)\n", n_ok,
-         n_cases, n_special);
+  printf(
+      "encode as transformers' LlamaTokenizer: %d of %d cases equal (%d differ from plain sentencepiece)\n",
+      n_ok, n_cases, n_special);
   CHECK(n_cases >= 50 && n_special >= 30);
   cJSON_Delete(root);
   free(js);
@@ -137,7 +137,8 @@ int main(void) {
       int dec_ok = dec && !strcmp(dec, cJSON_GetObjectItem(c, "decoded")->valuestring);
       total++;
       exact += ok && dec_ok;
-      CHECK_MSG(ok, "%s: ids differ for hex %s (%zu ids, want %d)", m->string, hex, n, cJSON_GetArraySize(want));
+      CHECK_MSG(ok, "%s: ids differ for hex %s (%zu ids, want %d)", m->string, hex, n,
+                cJSON_GetArraySize(want));
       CHECK_MSG(dec_ok, "%s: decode differs for hex %s: '%s'", m->string, hex, dec ? dec : "(null)");
       free(dec);
       free(ids);

@@ -9,7 +9,6 @@
 #include "artflow/status.h"
 #include "formats/tensorsrc.h"
 
-
 /* Opens and reads every tensor; returns the first error. */
 static int open_and_read(const char *path) {
   af_tsrc *src = NULL;

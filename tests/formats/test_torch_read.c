@@ -13,7 +13,6 @@
 #include "formats/tensorsrc.h"
 #include "formats/torch.h"
 
-
 static void check_tensor(const af_tsrc_tensor *t, const cJSON *exp) {
   const char *dt = cJSON_GetObjectItem(exp, "dtype")->valuestring;
   CHECK_MSG(!strcmp(af_tsrc_dtype_name(t->dtype), dt), "%s: dtype %s, torch says %s", t->name,
@@ -32,7 +31,8 @@ static void check_tensor(const af_tsrc_tensor *t, const cJSON *exp) {
   for (uint64_t i = 0; i < numel; i++) sum += x[i], asum += fabs(x[i]);
   double es = cJSON_GetObjectItem(exp, "sum")->valuedouble;
   double ea = cJSON_GetObjectItem(exp, "abs_sum")->valuedouble;
-  CHECK_MSG(fabs(sum - es) <= 1e-9 * fmax(1, ea) + 1e-6 * fabs(es), "%s: sum %.9g, torch %.9g", t->name, sum, es);
+  CHECK_MSG(fabs(sum - es) <= 1e-9 * fmax(1, ea) + 1e-6 * fabs(es), "%s: sum %.9g, torch %.9g", t->name, sum,
+            es);
   CHECK_MSG(fabs(asum - ea) <= 1e-6 * fmax(1, ea), "%s: abs sum %.9g, torch %.9g", t->name, asum, ea);
   const cJSON *vals = cJSON_GetObjectItem(exp, "values");
   for (int i = 0; i < cJSON_GetArraySize(vals) && (uint64_t)i < numel; i++)
@@ -44,7 +44,8 @@ static void check_tensor(const af_tsrc_tensor *t, const cJSON *exp) {
     float *r = malloc((per ? per : 1) * sizeof *r);
     for (int64_t row = 0; row < t->shape[0]; row++) {
       CHECK_OK(af_tsrc_read_rows_f32(t, row, 1, r));
-      CHECK_MSG(!memcmp(r, x + (uint64_t)row * per, per * sizeof *r), "%s: row %lld", t->name, (long long)row);
+      CHECK_MSG(!memcmp(r, x + (uint64_t)row * per, per * sizeof *r), "%s: row %lld", t->name,
+                (long long)row);
     }
     free(r);
   }
@@ -114,7 +115,8 @@ static void check_training_ckpt(const cJSON *spec) {
   const af_pk_value *betas = af_pk_dict_get(run, "betas");
   CHECK(betas && betas->kind == AF_PK_LIST && betas->u.seq.n == 2 && betas->u.seq.v[1]->u.f == 0.999);
   CHECK(af_pk_dict_get(run, "device") && af_pk_dict_get(run, "device")->kind == AF_PK_NONE);
-  const af_pk_value *tmpl = af_pk_dict_get(af_pk_dict_get(af_pk_dict_get(root, "config"), "model"), "prompt_template");
+  const af_pk_value *tmpl =
+      af_pk_dict_get(af_pk_dict_get(af_pk_dict_get(root, "config"), "model"), "prompt_template");
   CHECK(tmpl && tmpl->kind == AF_PK_STR && !strcmp(tmpl->u.str.s, "###Human: {} ###Assistant: "));
   af_torch_close(ck);
   /* OrderedDict with _metadata: BUILD keeps it as attributes */
@@ -164,7 +166,8 @@ int main(void) {
   cJSON_ArrayForEach(f, files) check_file(f->string, f);
   check_training_ckpt(cJSON_GetObjectItem(files, "artgpt4_tiny_fp32.pth"));
   check_views();
-  check_config("torch/hf_llama_bin", cJSON_GetObjectItem(cJSON_GetObjectItem(files, "hf_llama_bin"), "config"));
+  check_config("torch/hf_llama_bin",
+               cJSON_GetObjectItem(cJSON_GetObjectItem(files, "hf_llama_bin"), "config"));
   cJSON_Delete(j);
   free(text);
   return af_test_done("test_torch_read");

@@ -55,9 +55,12 @@ static int load(const char *bytes, size_t n, af_pickle **pk) {
 static void test_pickle(void) {
   af_pickle *pk = NULL;
   /* {'a': [1, -2, 300, 70000, 2**40, -(2**40), 1.5, True, None, 'x', b'yz'], 'b': <memo of a>} */
-  CHECK_OK(PK("\x80\x02}q\x00(X\x01\x00\x00\x00" "a]q\x01(K\x01J\xfe\xff\xff\xffM,\x01J\x70\x11\x01\x00"
-              "\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\xff"
-              "G\x3f\xf8\x00\x00\x00\x00\x00\x00\x88N\x8c\x01xC\x02yze\x8c\x01" "bh\x01u."));
+  CHECK_OK(
+      PK("\x80\x02}q\x00(X\x01\x00\x00\x00"
+         "a]q\x01(K\x01J\xfe\xff\xff\xffM,\x01J\x70\x11\x01\x00"
+         "\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\xff"
+         "G\x3f\xf8\x00\x00\x00\x00\x00\x00\x88N\x8c\x01xC\x02yze\x8c\x01"
+         "bh\x01u."));
   const af_pk_value *root = af_pickle_root(pk), *a = af_pk_dict_get(root, "a");
   CHECK(a && a->kind == AF_PK_LIST && a->u.seq.n == 11);
   if (a && a->u.seq.n == 11) {
@@ -76,19 +79,22 @@ static void test_pickle(void) {
   CHECK(strstr(af_error_message(), "'builtins.eval'"));
   CHECK(PK("\x80\x02\x63torch\nload\n.") == AF_ERR_UNSUPPORTED);
   /* malformed programs */
-  CHECK(PK("\x80\x02}") == AF_ERR_FORMAT);             /* no STOP */
+  CHECK(PK("\x80\x02}") == AF_ERR_FORMAT); /* no STOP */
   CHECK(strstr(af_error_message(), "t.pkl"));
-  CHECK(PK("\x80\x02.") == AF_ERR_FORMAT);             /* STOP on empty stack */
-  CHECK(PK("\x80\x02(K\x01u.") == AF_ERR_FORMAT);      /* SETITEMS without a dict */
-  CHECK(PK("\x80\x02h\x05.") == AF_ERR_FORMAT);        /* memo never stored */
-  CHECK(PK("\x80\x02X\xff\xff\xff\x7f" "abc.") == AF_ERR_FORMAT); /* string past the end */
-  CHECK(PK("\x80\x02K\x01K\x02R.") == AF_ERR_FORMAT);  /* calling an int */
-  CHECK(PK("\x80\x02\xff.") == AF_ERR_UNSUPPORTED);    /* unknown opcode */
-  CHECK(PK("\x80\x02(K\x01.") == AF_ERR_FORMAT);       /* STOP inside MARK: underflow */
+  CHECK(PK("\x80\x02.") == AF_ERR_FORMAT);        /* STOP on empty stack */
+  CHECK(PK("\x80\x02(K\x01u.") == AF_ERR_FORMAT); /* SETITEMS without a dict */
+  CHECK(PK("\x80\x02h\x05.") == AF_ERR_FORMAT);   /* memo never stored */
+  CHECK(PK("\x80\x02X\xff\xff\xff\x7f"
+           "abc.") == AF_ERR_FORMAT);                       /* string past the end */
+  CHECK(PK("\x80\x02K\x01K\x02R.") == AF_ERR_FORMAT);       /* calling an int */
+  CHECK(PK("\x80\x02\xff.") == AF_ERR_UNSUPPORTED);         /* unknown opcode */
+  CHECK(PK("\x80\x02(K\x01.") == AF_ERR_FORMAT);            /* STOP inside MARK: underflow */
   CHECK(PK("\x80\x02r\xff\xff\xff\xff.") == AF_ERR_FORMAT); /* memo index too large */
   CHECK(PK("\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.") == AF_ERR_UNSUPPORTED);
   /* a list containing itself: loads; flattening must stop (depth bound) */
-  CHECK_OK(PK("\x80\x02]q\x00h\x00" "a."));
+  CHECK_OK(
+      PK("\x80\x02]q\x00h\x00"
+         "a."));
   af_pickle_free(pk);
   /* deep MARK nesting is bounded */
   size_t n = 10000;
@@ -124,7 +130,8 @@ static void test_zip(void) {
   af_safetensors *s = NULL;
   CHECK(af_safetensors_open_mem(st, sizeof st, "x.safetensors", &s) == AF_ERR_FORMAT);
   af_error_clear();
-  static const char ok[] = "\x10\0\0\0\0\0\0\0{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+  static const char ok[] =
+      "\x10\0\0\0\0\0\0\0{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
   (void)ok;
 }
 

@@ -11,23 +11,23 @@ static size_t walk(const af_pk_value *v, int depth, size_t *budget) {
   (*budget)--;
   size_t n = 1;
   switch (v->kind) {
-  case AF_PK_TUPLE:
-  case AF_PK_LIST:
-    for (size_t i = 0; i < v->u.seq.n; i++) n += walk(v->u.seq.v[i], depth + 1, budget);
-    break;
-  case AF_PK_DICT:
-    for (size_t i = 0; i < 2 * v->u.dict.n; i++) n += walk(v->u.dict.kv[i], depth + 1, budget);
-    n += walk(v->u.dict.attrs, depth + 1, budget);
-    break;
-  case AF_PK_TENSOR:
-    n += walk(v->u.tensor.storage, depth + 1, budget);
-    break;
-  case AF_PK_STR:
-  case AF_PK_BYTES:
-    n += v->u.str.len && v->u.str.s[v->u.str.len] == 0;
-    break;
-  default:
-    break;
+    case AF_PK_TUPLE:
+    case AF_PK_LIST:
+      for (size_t i = 0; i < v->u.seq.n; i++) n += walk(v->u.seq.v[i], depth + 1, budget);
+      break;
+    case AF_PK_DICT:
+      for (size_t i = 0; i < 2 * v->u.dict.n; i++) n += walk(v->u.dict.kv[i], depth + 1, budget);
+      n += walk(v->u.dict.attrs, depth + 1, budget);
+      break;
+    case AF_PK_TENSOR:
+      n += walk(v->u.tensor.storage, depth + 1, budget);
+      break;
+    case AF_PK_STR:
+    case AF_PK_BYTES:
+      n += v->u.str.len && v->u.str.s[v->u.str.len] == 0;
+      break;
+    default:
+      break;
   }
   return n;
 }

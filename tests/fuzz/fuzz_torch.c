@@ -14,8 +14,14 @@
 #define NSTOR 4
 #define SBYTES 64
 
-static void put16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, v & 0xffff); put16(p + 2, v >> 16); }
+static void put16(uint8_t *p, unsigned v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v) {
+  put16(p, v & 0xffff);
+  put16(p + 2, v >> 16);
+}
 
 /* Appends a stored entry; returns the new length.  cd gets its directory record. */
 static size_t add_entry(uint8_t *out, size_t len, uint8_t *cd, size_t *cdlen, const char *name,

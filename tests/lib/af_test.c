@@ -47,7 +47,9 @@ int af_test_done(const char *name) {
   return 0;
 }
 
-void af_rng_seed(af_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 1; }
+void af_rng_seed(af_rng *r, uint64_t seed) {
+  r->s = seed * 0x9E3779B97F4A7C15ull + 1;
+}
 
 uint32_t af_rng_u32(af_rng *r) {
   uint64_t x = r->s;

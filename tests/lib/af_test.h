@@ -11,41 +11,43 @@
 
 extern int af_test_failures;
 
-#define CHECK(cond)                                                             \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      af_test_failures++;                                                       \
-    }                                                                           \
+      af_test_failures++;                                                      \
+    }                                                                          \
   } while (0)
 
-#define CHECK_MSG(cond, ...)                                                    \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);  \
-      fprintf(stderr, __VA_ARGS__);                                             \
-      fputc('\n', stderr);                                                      \
-      af_test_failures++;                                                       \
-    }                                                                           \
+#define CHECK_MSG(cond, ...)                                                   \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fputc('\n', stderr);                                                     \
+      af_test_failures++;                                                      \
+    }                                                                          \
   } while (0)
 
 /* Checks an int status is 0; prints af_strerror and the error message. */
-#define CHECK_OK(expr)                                                          \
-  do {                                                                          \
-    int rc_ = (expr);                                                           \
-    if (rc_ != 0) {                                                             \
-      fprintf(stderr, "%s:%d: %s returned %d (%s): %s\n", __FILE__, __LINE__,   \
-              #expr, rc_, af_strerror(rc_), af_error_message());                \
-      af_error_clear();                                                         \
-      af_test_failures++;                                                       \
-    }                                                                           \
+#define CHECK_OK(expr)                                                                                      \
+  do {                                                                                                      \
+    int rc_ = (expr);                                                                                       \
+    if (rc_ != 0) {                                                                                         \
+      fprintf(stderr, "%s:%d: %s returned %d (%s): %s\n", __FILE__, __LINE__, #expr, rc_, af_strerror(rc_), \
+              af_error_message());                                                                          \
+      af_error_clear();                                                                                     \
+      af_test_failures++;                                                                                   \
+    }                                                                                                       \
   } while (0)
 
 /* Ends main(): prints "N passed, N failed"-style summary, returns exit code. */
 int af_test_done(const char *name);
 
 /* Deterministic xorshift generator. */
-typedef struct { uint64_t s; } af_rng;
+typedef struct {
+  uint64_t s;
+} af_rng;
 void af_rng_seed(af_rng *r, uint64_t seed);
 uint32_t af_rng_u32(af_rng *r);
 float af_rng_uniform(af_rng *r, float lo, float hi); /* [lo, hi) */

@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-void ref_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b,
-              size_t ldb, float beta, float *c, size_t ldc) {
+void ref_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+              const float *b, size_t ldb, float beta, float *c, size_t ldc) {
   for (size_t i = 0; i < m; i++)
     for (size_t j = 0; j < n; j++) {
       double s = 0;
@@ -32,7 +32,8 @@ void ref_rmsnorm_rows(const float *x, size_t rows, size_t n, const float *w, flo
   }
 }
 
-void ref_layernorm_rows(const float *x, size_t rows, size_t n, const float *w, const float *b, float eps, float *y) {
+void ref_layernorm_rows(const float *x, size_t rows, size_t n, const float *w, const float *b, float eps,
+                        float *y) {
   for (size_t r = 0; r < rows; r++) {
     double mean = 0, var = 0;
     for (size_t i = 0; i < n; i++) mean += x[r * n + i];

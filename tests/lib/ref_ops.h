@@ -5,11 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-void ref_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b,
-              size_t ldb, float beta, float *c, size_t ldc);
+void ref_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+              const float *b, size_t ldb, float beta, float *c, size_t ldc);
 void ref_gemv(const float *w, size_t rows, size_t k, const float *x, int nb, const float *bias, float *y);
 void ref_rmsnorm_rows(const float *x, size_t rows, size_t n, const float *w, float eps, float *y);
-void ref_layernorm_rows(const float *x, size_t rows, size_t n, const float *w, const float *b, float eps, float *y);
+void ref_layernorm_rows(const float *x, size_t rows, size_t n, const float *w, const float *b, float eps,
+                        float *y);
 void ref_softmax_rows(float *x, size_t rows, size_t n, float scale, int causal, int q_rows, int offset);
 void ref_rope(float *x, size_t tokens, int heads, int d, int pos0, float base, int interleaved);
 #endif

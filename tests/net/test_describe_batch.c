@@ -21,9 +21,9 @@
 #include "af_test.h"
 #include "cl/weights.h"
 #include "formats/gguf.h"
-#include "ref/npy.h"
 #include "net/describer.h"
 #include "net/lm.h"
+#include "ref/npy.h"
 
 #define DIR "artgpt4-tiny/"
 #define NIMG 4
@@ -146,8 +146,8 @@ static void prefill_batch_vs_single(af_cl *cl, const char *model, const int *len
   double dmax = 0;
   for (size_t i = 0; i < (size_t)B * V; i++) dmax = fmax(dmax, fabs((double)one[i] - all[i]));
   printf("%s: %d prompts, %zu positions: batched vs one at a time, max |diff| %.3g\n", label, B, total, dmax);
-  CHECK_MSG(!memcmp(one, all, sizeof(float) * (size_t)B * V), "%s: batched prefill logits differ (max %.3g)", label,
-            dmax);
+  CHECK_MSG(!memcmp(one, all, sizeof(float) * (size_t)B * V), "%s: batched prefill logits differ (max %.3g)",
+            label, dmax);
   CHECK_MSG(!memcmp(d1, d2, sizeof(float) * (size_t)B * V), "%s: the decode step after it differs", label);
   /* bad calls, each with its one-line message: a slot twice, an empty
    * prompt, one past the context, no prompts, a slot out of range */
@@ -164,7 +164,8 @@ static void prefill_batch_vs_single(af_cl *cl, const char *model, const int *len
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     af_error_clear();
     CHECK(af_lm_prefill_batch(lm, Q, bad[i].B, bad[i].slots, bad[i].lens, x, all) == bad[i].rc);
-    CHECK_MSG(strstr(af_error_message(), bad[i].msg) != NULL, "bad call %zu: message '%s'", i, af_error_message());
+    CHECK_MSG(strstr(af_error_message(), bad[i].msg) != NULL, "bad call %zu: message '%s'", i,
+              af_error_message());
   }
   af_error_clear();
   free(x), free(one), free(all), free(xd), free(d1), free(d2);
@@ -304,16 +305,19 @@ static void prefill_fallback(af_cl *cl, const char *model) {
       size_t one = sizeof(float) * F * (size_t)maxp, group = sizeof(float) * F * (size_t)sum,
              kv = (size_t)(af_lm_kv_bytes(lm) / (2 * (uint64_t)sh->layers)), lo = one > kv ? one : kv;
       size_t limit = lo + (group - lo) / 2;
-      printf("fallback: prompts %d..%d positions (%d together): one needs %zu bytes, the KV cache %zu per "
-             "buffer, the group %zu; largest allocation set to %zu\n",
-             plen[0], maxp, sum, one, kv, group, limit);
+      printf(
+          "fallback: prompts %d..%d positions (%d together): one needs %zu bytes, the KV cache %zu per "
+          "buffer, the group %zu; largest allocation set to %zu\n",
+          plen[0], maxp, sum, one, kv, group, limit);
       CHECK_MSG(group > lo + lo / 4, "the group (%zu bytes) is too close to one prompt (%zu)", group, lo);
-      float *x = calloc((size_t)sum * H, sizeof(float)), *lg = malloc(sizeof(float) * NIMG * (size_t)sh->vocab);
+      float *x = calloc((size_t)sum * H, sizeof(float)),
+            *lg = malloc(sizeof(float) * NIMG * (size_t)sh->vocab);
       int slots[NIMG] = {0, 1, 2, 3};
       cl->info.max_alloc = limit;
       af_error_clear();
       int rc = x && lg ? af_lm_prefill_batch(lm, Q, NIMG, slots, plen, x, lg) : AF_ERR_NOMEM;
-      CHECK_MSG(rc == AF_ERR_DEVICE_MEM, "batched prefill under the limit: rc %d (%s)", rc, af_error_message());
+      CHECK_MSG(rc == AF_ERR_DEVICE_MEM, "batched prefill under the limit: rc %d (%s)", rc,
+                af_error_message());
       af_error_clear();
       if (x && lg) CHECK_OK(af_lm_prefill(lm, Q, 0, x, maxp, 0, lg));
       free(x), free(lg);
@@ -324,7 +328,8 @@ static void prefill_fallback(af_cl *cl, const char *model) {
     cl->info.max_alloc = saved;
     af_error_clear();
     for (int i = 0; i < NIMG; i++) {
-      CHECK_MSG(it[i].rc == 0, "fallback pass %d: item %d failed: %s", pass, i, it[i].error ? it[i].error : "");
+      CHECK_MSG(it[i].rc == 0, "fallback pass %d: item %d failed: %s", pass, i,
+                it[i].error ? it[i].error : "");
       free(it[i].answer), free(it[i].ids), free(it[i].error);
     }
     char *t = slurp_file(f);
@@ -394,8 +399,9 @@ static void generate_keys(af_cl *cl, const char *model) {
     int rc = af_describer_new(cl, path, &o, &d);
     const char *msg = af_error_message();
     CHECK_MSG(rc == AF_ERR_FORMAT && !d, "run %d: rc %d", run, rc);
-    CHECK_MSG(msg && strstr(msg, path) && strstr(msg, key) && strstr(msg, run ? "1000000" : "not a 32-bit integer"),
-              "run %d: message '%s'", run, msg ? msg : "");
+    CHECK_MSG(
+        msg && strstr(msg, path) && strstr(msg, key) && strstr(msg, run ? "1000000" : "not a 32-bit integer"),
+        "run %d: message '%s'", run, msg ? msg : "");
     af_error_clear();
     af_describer_free(d);
   }
@@ -447,7 +453,8 @@ static void special_ids(af_cl *cl, const char *model) {
     return;
   }
   size_t H = (size_t)nt->ne[0], V = (size_t)ot->ne[1];
-  float *norm = (float *)(buf + ((const char *)nt->data - buf)), *out = (float *)(buf + ((const char *)ot->data - buf));
+  float *norm = (float *)(buf + ((const char *)nt->data - buf)),
+        *out = (float *)(buf + ((const char *)ot->data - buf));
   int32_t *ids[2] = {NULL, NULL};
   int nid[2] = {0, 0}, first_one = -1;
   char *ans[2] = {NULL, NULL}, *printed[2] = {NULL, NULL};
@@ -480,11 +487,12 @@ static void special_ids(af_cl *cl, const char *model) {
         strcat(want, ids[run][k] == 2 ? "</s>" : "<s>");
       }
       CHECK(nid[run] == 6 || (ids[run] && ids[run][nid[run] - 1] == 1));
-      CHECK_MSG(ans[run] && !strcmp(ans[run], want), "answer '%s', want '%s'", ans[run] ? ans[run] : "", want);
+      CHECK_MSG(ans[run] && !strcmp(ans[run], want), "answer '%s', want '%s'", ans[run] ? ans[run] : "",
+                want);
     }
     snprintf(line, sizeof line, "s.png: %s\n", want); /* the stream ends as the answer does */
-    CHECK_MSG(printed[run] && !strcmp(printed[run], line), "printed '%s', want '%s'", printed[run] ? printed[run] : "",
-              line);
+    CHECK_MSG(printed[run] && !strcmp(printed[run], line), "printed '%s', want '%s'",
+              printed[run] ? printed[run] : "", line);
   }
   for (int run = 0; run < 2; run++) free(ids[run]), free(ans[run]), free(printed[run]);
   af_gguf_close(g);
@@ -549,7 +557,8 @@ int main(void) {
     for (int k = 0; k < Qn * H; k++)
       proj_img[i][k] = proj[k] * (1.0f + 0.5f * (float)i) + (i ? af_rng_normal(&rng) : 0.0f);
   }
-  const int short_lens[4] = {37, 36, 34, 40}, long_lens[5] = {250, 249, 247, 255, 240}, mid_lens[4] = {102, 101, 99, 102};
+  const int short_lens[4] = {37, 36, 34, 40}, long_lens[5] = {250, 249, 247, 255, 240},
+            mid_lens[4] = {102, 101, 99, 102};
   prefill_batch_vs_single(cl, m32, short_lens, 4, "f32 prefill");
   prefill_batch_vs_single(cl, m32, mid_lens, 4, "f32 prefill, describe's lengths");
   prefill_batch_vs_single(cl, m32, long_lens, 5, "f32 prefill, chunked");

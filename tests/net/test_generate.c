@@ -13,7 +13,6 @@ static const char *TEMPLATE =
     "Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it "
     "to you. Please answer my questions.###Human: <Img><ImageHere></Img> {question}###Assistant:";
 
-
 static void test_prompt(void) {
   char *txt = af_test_slurp(af_test_data("prompt/chat_prompts.json"), NULL);
   CHECK(txt != NULL);
@@ -162,13 +161,14 @@ static void test_stop_and_post(void) {
   free(t);
   /* strip() as Python's: every code point str.isspace() holds for (29 below
    * U+10000), at both ends; U+200B (zero width) and U+FFFD are kept */
-  static const uint32_t ws[] = {0x9,    0xa,    0xb,    0xc,    0xd,    0x1c,   0x1d,   0x1e,   0x1f,   0x20,
-                                0x85,   0xa0,   0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006,
-                                0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000};
+  static const uint32_t ws[] = {0x9,    0xa,    0xb,    0xc,    0xd,    0x1c,   0x1d,   0x1e,
+                                0x1f,   0x20,   0x85,   0xa0,   0x1680, 0x2000, 0x2001, 0x2002,
+                                0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a,
+                                0x2028, 0x2029, 0x202f, 0x205f, 0x3000};
   for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
     char in[64], u[4];
     uint32_t c = ws[i];
-    int n = c < 0x80 ? (u[0] = (char)c, 1)
+    int n = c < 0x80    ? (u[0] = (char)c, 1)
             : c < 0x800 ? (u[0] = (char)(0xc0 | c >> 6), u[1] = (char)(0x80 | (c & 0x3f)), 2)
                         : (u[0] = (char)(0xe0 | c >> 12), u[1] = (char)(0x80 | (c >> 6 & 0x3f)),
                            u[2] = (char)(0x80 | (c & 0x3f)), 3);

@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "af_test.h"
+#include "cl/devprofile.h"
 #include "convert/convert.h"
 #include "formats/gguf.h"
-#include "ref/npy.h"
-#include "cl/devprofile.h"
 #include "net/lm.h"
+#include "ref/npy.h"
 
 #define DIR "artgpt4-tiny/"
 
@@ -92,7 +92,7 @@ int main(void) {
     if (lm2) {
       float *dst = keep ? l16 : l32;
       bytes[keep] = af_weights_device_bytes(w2);
-      CHECK_OK(af_lm_forward(lm2, Q, seq, n, 0, logits));         /* prefill: GEMM path */
+      CHECK_OK(af_lm_forward(lm2, Q, seq, n, 0, logits));              /* prefill: GEMM path */
       CHECK_OK(af_lm_forward(lm2, Q, seq + (size_t)n * H, 1, n, dst)); /* one decode step: GEMV path */
     }
     af_lm_free(lm2);

@@ -17,8 +17,8 @@
 #include "af_test.h"
 #include "cl/devprofile.h"
 #include "formats/gguf.h"
-#include "ref/npy.h"
 #include "net/lm.h"
+#include "ref/npy.h"
 
 #define DIR "artgpt4-tiny/"
 #define NSEQ 5

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "af_test.h"
-#include "ref/ref_model.h"
 #include "net/nn.h"
+#include "ref/ref_model.h"
 
 static af_queue *Q;
 static af_rng R;
@@ -26,8 +26,12 @@ static float *download(af_dbuf b, size_t n) {
 
 /* a fake device weight from host data (type f32) */
 static af_dtensor weight(const float *h, uint64_t ne0, uint64_t ne1) {
-  af_dtensor t = {.name = "w", .type = 0 /* f32 */, .n_dims = ne1 > 1 ? 2 : 1, .ne = {ne0, ne1, 1, 1},
-                  .n_elements = ne0 * ne1, .nbytes = ne0 * ne1 * 4};
+  af_dtensor t = {.name = "w",
+                  .type = 0 /* f32 */,
+                  .n_dims = ne1 > 1 ? 2 : 1,
+                  .ne = {ne0, ne1, 1, 1},
+                  .n_elements = ne0 * ne1,
+                  .nbytes = ne0 * ne1 * 4};
   af_dbuf b;
   upload(h, ne0 * ne1, &b);
   t.mem = b.mem;
@@ -35,7 +39,8 @@ static af_dtensor weight(const float *h, uint64_t ne0, uint64_t ne1) {
 }
 
 static void test_linear(size_t rows, size_t in, size_t out) {
-  float *x = malloc(rows * in * 4), *w = malloc(in * out * 4), *b = malloc(out * 4), *want = malloc(rows * out * 4);
+  float *x = malloc(rows * in * 4), *w = malloc(in * out * 4), *b = malloc(out * 4),
+        *want = malloc(rows * out * 4);
   af_rng_fill(&R, x, rows * in, -1, 1);
   af_rng_fill(&R, w, in * out, -1, 1);
   af_rng_fill(&R, b, out, -1, 1);
@@ -71,7 +76,8 @@ static void test_layernorm(size_t rows, size_t n, float eps) {
 
 static void test_gelu_add(size_t n) {
   float *x = malloc(n * 4), *y = malloc(n * 4);
-  for (size_t i = 0; i < n; i++) x[i] = n > 1 ? -10.0f + 20.0f * (float)i / (float)(n - 1) : 0.5f; /* both tails */
+  for (size_t i = 0; i < n; i++)
+    x[i] = n > 1 ? -10.0f + 20.0f * (float)i / (float)(n - 1) : 0.5f; /* both tails */
   af_rng_fill(&R, y, n, -1, 1);
   af_dbuf dx, dy;
   upload(x, n, &dx);

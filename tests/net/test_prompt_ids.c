@@ -7,9 +7,9 @@
 
 #include "af_test.h"
 #include "convert/convert.h"
-#include "net/sampling.h"
 #include "formats/gguf.h"
 #include "formats/spm.h"
+#include "net/sampling.h"
 #include "ref/npy.h"
 
 #define DIR "artgpt4-tiny/"
@@ -28,7 +28,8 @@ int main(void) {
     CHECK_OK(af_gguf_get_str(g, "artflow.prompt.default_question", &question));
   }
   if (!t || !tmpl || !question) return af_test_done("test_prompt_ids");
-  CHECK(af_spm_options(t)->bos_id == 1 && af_spm_options(t)->eos_id == 2); /* from tokenizer.model, not config.json */
+  CHECK(af_spm_options(t)->bos_id == 1 &&
+        af_spm_options(t)->eos_id == 2); /* from tokenizer.model, not config.json */
   char *prompt = NULL, **segs = NULL;
   int nseg = 0;
   CHECK_OK(af_prompt_fill(tmpl, question, &prompt));
@@ -40,7 +41,8 @@ int main(void) {
     int nw = read_ids_line(af_test_data(DIR "golden/prompt_ids.txt"), s, want, 512);
     CHECK_OK(af_spm_encode(t, segs[s], strlen(segs[s]), s == 0, -1, &ids, &n));
     CHECK_MSG((int)n == nw, "segment %d: %zu ids, original %d", s, n, nw);
-    for (int i = 0; i < nw && i < (int)n; i++) CHECK_MSG(ids[i] == want[i], "segment %d id %d: %d vs %d", s, i, ids[i], want[i]);
+    for (int i = 0; i < nw && i < (int)n; i++)
+      CHECK_MSG(ids[i] == want[i], "segment %d id %d: %d vs %d", s, i, ids[i], want[i]);
     free(ids);
   }
   af_prompt_free_segments(segs, nseg);

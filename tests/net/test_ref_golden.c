@@ -48,7 +48,7 @@ static const float *T(af_tsrc *src, const char *fmt, ...) {
 }
 
 /* ArtGPT-4.pth overrides (loaded last with strict=False), else the base file */
-static const float *override(const char *art_name, af_tsrc *base, const char *base_name) {
+static const float * override(const char *art_name, af_tsrc *base, const char *base_name) {
   if (af_tsrc_find(art_src, art_name)) return T(art_src, "%s", art_name);
   return T(base, "%s", base_name);
 }
@@ -98,8 +98,15 @@ int main(void) {
     b->fc2_w = T(vit_src, "blocks.%d.mlp.fc2.weight", l);
     b->fc2_b = T(vit_src, "blocks.%d.mlp.fc2.bias", l);
   }
-  ref_vit vit = {.image_size = S, .patch_size = P, .width = W, .heads = 4, .mlp_width = 279, .layers = VL,
-                 .ln_eps = 1e-6f, .ln_vision_eps = 1e-5f, .blocks = vb};
+  ref_vit vit = {.image_size = S,
+                 .patch_size = P,
+                 .width = W,
+                 .heads = 4,
+                 .mlp_width = 279,
+                 .layers = VL,
+                 .ln_eps = 1e-6f,
+                 .ln_vision_eps = 1e-5f,
+                 .blocks = vb};
   vit.patch_w = T(vit_src, "patch_embed.proj.weight");
   vit.patch_b = T(vit_src, "patch_embed.proj.bias");
   vit.cls = T(vit_src, "cls_token");
@@ -124,26 +131,46 @@ int main(void) {
   for (int l = 0; l < QL; l++) {
     ref_qformer_layer *L = &ql[l];
 #define QT(field, fmt) L->field = T(blip_src, "Qformer.bert.encoder.layer.%d." fmt, l)
-    QT(q_w, "attention.self.query.weight"); QT(q_b, "attention.self.query.bias");
-    QT(k_w, "attention.self.key.weight"); QT(k_b, "attention.self.key.bias");
-    QT(v_w, "attention.self.value.weight"); QT(v_b, "attention.self.value.bias");
-    QT(o_w, "attention.output.dense.weight"); QT(o_b, "attention.output.dense.bias");
-    QT(ln_w, "attention.output.LayerNorm.weight"); QT(ln_b, "attention.output.LayerNorm.bias");
+    QT(q_w, "attention.self.query.weight");
+    QT(q_b, "attention.self.query.bias");
+    QT(k_w, "attention.self.key.weight");
+    QT(k_b, "attention.self.key.bias");
+    QT(v_w, "attention.self.value.weight");
+    QT(v_b, "attention.self.value.bias");
+    QT(o_w, "attention.output.dense.weight");
+    QT(o_b, "attention.output.dense.bias");
+    QT(ln_w, "attention.output.LayerNorm.weight");
+    QT(ln_b, "attention.output.LayerNorm.bias");
     L->has_cross = l % 2 == 0;
     if (L->has_cross) {
-      QT(cq_w, "crossattention.self.query.weight"); QT(cq_b, "crossattention.self.query.bias");
-      QT(ck_w, "crossattention.self.key.weight"); QT(ck_b, "crossattention.self.key.bias");
-      QT(cv_w, "crossattention.self.value.weight"); QT(cv_b, "crossattention.self.value.bias");
-      QT(co_w, "crossattention.output.dense.weight"); QT(co_b, "crossattention.output.dense.bias");
-      QT(cln_w, "crossattention.output.LayerNorm.weight"); QT(cln_b, "crossattention.output.LayerNorm.bias");
+      QT(cq_w, "crossattention.self.query.weight");
+      QT(cq_b, "crossattention.self.query.bias");
+      QT(ck_w, "crossattention.self.key.weight");
+      QT(ck_b, "crossattention.self.key.bias");
+      QT(cv_w, "crossattention.self.value.weight");
+      QT(cv_b, "crossattention.self.value.bias");
+      QT(co_w, "crossattention.output.dense.weight");
+      QT(co_b, "crossattention.output.dense.bias");
+      QT(cln_w, "crossattention.output.LayerNorm.weight");
+      QT(cln_b, "crossattention.output.LayerNorm.bias");
     }
-    QT(ff1_w, "intermediate_query.dense.weight"); QT(ff1_b, "intermediate_query.dense.bias");
-    QT(ff2_w, "output_query.dense.weight"); QT(ff2_b, "output_query.dense.bias");
-    QT(fln_w, "output_query.LayerNorm.weight"); QT(fln_b, "output_query.LayerNorm.bias");
+    QT(ff1_w, "intermediate_query.dense.weight");
+    QT(ff1_b, "intermediate_query.dense.bias");
+    QT(ff2_w, "output_query.dense.weight");
+    QT(ff2_b, "output_query.dense.bias");
+    QT(fln_w, "output_query.LayerNorm.weight");
+    QT(fln_b, "output_query.LayerNorm.bias");
 #undef QT
   }
-  ref_qformer qf = {.width = QD, .layers = QL, .heads = 4, .ffn = QF, .queries = NQ, .vision_width = W,
-                    .ln_eps = 1e-12f, .lay = ql, .proj_out = LW};
+  ref_qformer qf = {.width = QD,
+                    .layers = QL,
+                    .heads = 4,
+                    .ffn = QF,
+                    .queries = NQ,
+                    .vision_width = W,
+                    .ln_eps = 1e-12f,
+                    .lay = ql,
+                    .proj_out = LW};
   qf.query_tokens = T(blip_src, "query_tokens");
   qf.emb_ln_w = T(blip_src, "Qformer.bert.embeddings.LayerNorm.weight");
   qf.emb_ln_b = T(blip_src, "Qformer.bert.embeddings.LayerNorm.bias");
@@ -178,8 +205,15 @@ int main(void) {
     L->ad_up_w = T(art_src, "llama_model.model.layers.%d.self_attn.1.up.weight", l);
     L->ad_up_b = T(art_src, "llama_model.model.layers.%d.self_attn.1.up.bias", l);
   }
-  ref_llm llm = {.hidden = LW, .layers = LL, .heads = 4, .ffn = LF, .vocab = VOCAB, .adapter = LW / 4,
-                 .rms_eps = 1e-6f, .rope_base = 10000.0f, .lay = ll};
+  ref_llm llm = {.hidden = LW,
+                 .layers = LL,
+                 .heads = 4,
+                 .ffn = LF,
+                 .vocab = VOCAB,
+                 .adapter = LW / 4,
+                 .rms_eps = 1e-6f,
+                 .rope_base = 10000.0f,
+                 .lay = ll};
   llm.tok_embd = T(llm_src, "model.embed_tokens.weight");
   llm.out_norm = T(llm_src, "model.norm.weight");
   llm.lm_head = T(llm_src, "lm_head.weight");
@@ -206,7 +240,8 @@ int main(void) {
   compare("logits0", logits0, DIR "golden/logits0.npy", VOCAB, 1e-4);
   int nw = read_ids_line(af_test_data(DIR "golden/ids.txt"), 0, want, 64);
   CHECK_MSG(got == nw, "generated %d ids, original generated %d", got, nw);
-  for (int i = 0; i < got && i < nw; i++) CHECK_MSG(ids[i] == want[i], "id %d: %d vs original %d", i, ids[i], want[i]);
+  for (int i = 0; i < got && i < nw; i++)
+    CHECK_MSG(ids[i] == want[i], "id %d: %d vs original %d", i, ids[i], want[i]);
   printf("greedy ids: %d of %d equal to the original's\n", got == nw ? nw : -1, nw);
 
   free(prompt);

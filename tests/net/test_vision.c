@@ -14,8 +14,8 @@
 #include "af_test.h"
 #include "convert/convert.h"
 #include "formats/gguf.h"
-#include "ref/npy.h"
 #include "net/vision.h"
+#include "ref/npy.h"
 
 #define DIR "artgpt4-tiny/"
 
@@ -179,9 +179,11 @@ static void run_storage(const char *tmp) {
   uint64_t b32 = 0, b16t = 0, b16c = 0;
   size_t n = 0;
   float *copy = encode_with_profile(tmp, model, "fp32-copy", "name: t1\nweights: fp32_copy\n", &b32, &n);
-  float *tiled = encode_with_profile(tmp, model, "fp16-tiled",
-                                     "name: t2\nweights: fp16_storage\nkernels: {AF_GEMM_IMPL: tiled}\n", &b16t, &n);
-  float *widen = encode_with_profile(tmp, model, "fp16-widen", "name: t3\nweights: fp16_storage\n", &b16c, &n);
+  float *tiled =
+      encode_with_profile(tmp, model, "fp16-tiled",
+                          "name: t2\nweights: fp16_storage\nkernels: {AF_GEMM_IMPL: tiled}\n", &b16t, &n);
+  float *widen =
+      encode_with_profile(tmp, model, "fp16-widen", "name: t3\nweights: fp16_storage\n", &b16c, &n);
   if (copy && tiled && widen) {
     double et = af_nerr(tiled, copy, n), ew = af_nerr(widen, copy, n);
     printf("  proj vs fp32 copy: fp16 in place %.3g, fp16 widened %.3g (tolerance 1e-5)\n", et, ew);

@@ -14,9 +14,9 @@
 
 #include "af_test.h"
 #include "artflow/status.h"
-#include "io_harness.h"
 #include "core/iofile.h"
 #include "formats/csv.h"
+#include "io_harness.h"
 #include "pipeline/pipeline.h"
 
 extern const af_stage_desc af_stage_src_list, af_stage_jsonl, af_stage_csv;

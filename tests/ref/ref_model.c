@@ -36,9 +36,13 @@ void ref_linear(const float *x, int rows, int in, const float *w, const float *b
     }
 }
 
-float ref_gelu(float x) { return (float)(0.5 * x * (1.0 + erf(x / sqrt(2.0)))); }
+float ref_gelu(float x) {
+  return (float)(0.5 * x * (1.0 + erf(x / sqrt(2.0))));
+}
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
+static float silu(float x) {
+  return x / (1.0f + expf(-x));
+}
 
 void ref_softmax(float *x, int n) {
   float mx = -INFINITY;
@@ -79,7 +83,8 @@ void ref_vit_forward(const ref_vit *m, const float *pix, float *out) {
   int hd = W / m->heads;
   float *x = out; /* the residual stream lives in the output buffer */
   float *h = malloc(sizeof(float) * T * W), *qkv = malloc(sizeof(float) * T * 3 * W);
-  float *q = malloc(sizeof(float) * T * W), *k = malloc(sizeof(float) * T * W), *v = malloc(sizeof(float) * T * W);
+  float *q = malloc(sizeof(float) * T * W), *k = malloc(sizeof(float) * T * W),
+        *v = malloc(sizeof(float) * T * W);
   float *ctx = malloc(sizeof(float) * T * W), *mlp = malloc(sizeof(float) * T * M);
   float *tmp = malloc(sizeof(float) * T * W);
   /* patch embedding: Conv2d(3, W, P, stride P), flattened row-major over the grid */
@@ -124,9 +129,9 @@ void ref_vit_forward(const ref_vit *m, const float *pix, float *out) {
 
 /* x = LN(dense(attn(q_in -> kv_in)) + x), BERT post-LN attention block */
 static void bert_attention(float *x, int nq, const float *kv_in, int nk, int kv_width, int D, int heads,
-                           const float *qw, const float *qb, const float *kw, const float *kb, const float *vw,
-                           const float *vb, const float *ow, const float *ob, const float *lw,
-                           const float *lb, float eps) {
+                           const float *qw, const float *qb, const float *kw, const float *kb,
+                           const float *vw, const float *vb, const float *ow, const float *ob,
+                           const float *lw, const float *lb, float eps) {
   int hd = D / heads;
   float *q = malloc(sizeof(float) * nq * D), *k = malloc(sizeof(float) * nk * D);
   float *v = malloc(sizeof(float) * nk * D), *ctx = malloc(sizeof(float) * nq * D);
@@ -146,14 +151,15 @@ static void bert_attention(float *x, int nq, const float *kv_in, int nk, int kv_
 void ref_qformer_forward(const ref_qformer *m, const float *image, int nt, float *q_out, float *proj_out) {
   int Q = m->queries, D = m->width, F = m->ffn;
   float *x = q_out, *ff = malloc(sizeof(float) * Q * F), *o = malloc(sizeof(float) * Q * D);
-  for (int t = 0; t < Q; t++) ref_layernorm(m->query_tokens + t * D, m->emb_ln_w, m->emb_ln_b, m->ln_eps, D, x + t * D);
+  for (int t = 0; t < Q; t++)
+    ref_layernorm(m->query_tokens + t * D, m->emb_ln_w, m->emb_ln_b, m->ln_eps, D, x + t * D);
   for (int l = 0; l < m->layers; l++) {
     const ref_qformer_layer *L = &m->lay[l];
     bert_attention(x, Q, x, Q, D, D, m->heads, L->q_w, L->q_b, L->k_w, L->k_b, L->v_w, L->v_b, L->o_w, L->o_b,
                    L->ln_w, L->ln_b, m->ln_eps);
     if (L->has_cross)
-      bert_attention(x, Q, image, nt, m->vision_width, D, m->heads, L->cq_w, L->cq_b, L->ck_w, L->ck_b, L->cv_w,
-                     L->cv_b, L->co_w, L->co_b, L->cln_w, L->cln_b, m->ln_eps);
+      bert_attention(x, Q, image, nt, m->vision_width, D, m->heads, L->cq_w, L->cq_b, L->ck_w, L->ck_b,
+                     L->cv_w, L->cv_b, L->co_w, L->co_b, L->cln_w, L->cln_b, m->ln_eps);
     ref_linear(x, Q, D, L->ff1_w, L->ff1_b, F, ff);
     for (int i = 0; i < Q * F; i++) ff[i] = ref_gelu(ff[i]);
     ref_linear(ff, Q, F, L->ff2_w, L->ff2_b, D, o);

@@ -13,13 +13,13 @@
 #include <stdint.h>
 
 typedef struct {
-  const float *ln1_w, *ln1_b;     /* [W] */
-  const float *qkv_w;             /* [3W, W] rows: Q, K, V */
-  const float *qkv_b;             /* [3W]: q_bias, zeros (K has no bias), v_bias */
-  const float *proj_w, *proj_b;   /* [W, W], [W] */
-  const float *ln2_w, *ln2_b;     /* [W] */
-  const float *fc1_w, *fc1_b;     /* [M, W], [M] */
-  const float *fc2_w, *fc2_b;     /* [W, M], [W] */
+  const float *ln1_w, *ln1_b;   /* [W] */
+  const float *qkv_w;           /* [3W, W] rows: Q, K, V */
+  const float *qkv_b;           /* [3W]: q_bias, zeros (K has no bias), v_bias */
+  const float *proj_w, *proj_b; /* [W, W], [W] */
+  const float *ln2_w, *ln2_b;   /* [W] */
+  const float *fc1_w, *fc1_b;   /* [M, W], [M] */
+  const float *fc2_w, *fc2_b;   /* [W, M], [W] */
 } ref_vit_block;
 
 typedef struct {
@@ -36,40 +36,40 @@ typedef struct {
   const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* self-attention [D, D] */
   const float *o_w, *o_b, *ln_w, *ln_b;           /* output dense + LayerNorm */
   int has_cross;
-  const float *cq_w, *cq_b;                       /* cross: query [D, D] */
-  const float *ck_w, *ck_b, *cv_w, *cv_b;         /* cross: key/value [D, Dv] */
+  const float *cq_w, *cq_b;               /* cross: query [D, D] */
+  const float *ck_w, *ck_b, *cv_w, *cv_b; /* cross: key/value [D, Dv] */
   const float *co_w, *co_b, *cln_w, *cln_b;
-  const float *ff1_w, *ff1_b;                     /* intermediate_query [F, D] */
-  const float *ff2_w, *ff2_b;                     /* output_query [D, F] */
+  const float *ff1_w, *ff1_b; /* intermediate_query [F, D] */
+  const float *ff2_w, *ff2_b; /* output_query [D, F] */
   const float *fln_w, *fln_b;
 } ref_qformer_layer;
 
 typedef struct {
   int width, layers, heads, ffn, queries, vision_width;
   float ln_eps;
-  const float *query_tokens;      /* [Q, D] */
+  const float *query_tokens; /* [Q, D] */
   const float *emb_ln_w, *emb_ln_b;
-  const ref_qformer_layer *lay;   /* [layers] */
-  const float *proj_w, *proj_b;   /* llama_proj [Dl, D], [Dl] */
-  int proj_out;                   /* Dl */
+  const ref_qformer_layer *lay; /* [layers] */
+  const float *proj_w, *proj_b; /* llama_proj [Dl, D], [Dl] */
+  int proj_out;                 /* Dl */
 } ref_qformer;
 
 typedef struct {
-  const float *attn_norm;                 /* input_layernorm [H] */
-  const float *wq, *wk, *wv, *wo;         /* [H, H] (HF layout, rotate-half RoPE) */
-  const float *ad_down_w, *ad_down_b;     /* adapter [A, H], [A]; NULL = no adapter */
-  const float *ad_up_w, *ad_up_b;         /* [H, A], [H] */
-  const float *ffn_norm;                  /* post_attention_layernorm [H] */
-  const float *w_gate, *w_up, *w_down;    /* [F, H], [F, H], [H, F] */
+  const float *attn_norm;              /* input_layernorm [H] */
+  const float *wq, *wk, *wv, *wo;      /* [H, H] (HF layout, rotate-half RoPE) */
+  const float *ad_down_w, *ad_down_b;  /* adapter [A, H], [A]; NULL = no adapter */
+  const float *ad_up_w, *ad_up_b;      /* [H, A], [H] */
+  const float *ffn_norm;               /* post_attention_layernorm [H] */
+  const float *w_gate, *w_up, *w_down; /* [F, H], [F, H], [H, F] */
 } ref_llm_layer;
 
 typedef struct {
   int hidden, layers, heads, ffn, vocab, adapter;
   float rms_eps, rope_base;
-  const float *tok_embd;          /* [vocab, H] */
+  const float *tok_embd; /* [vocab, H] */
   const ref_llm_layer *lay;
-  const float *out_norm;          /* [H] */
-  const float *lm_head;           /* [vocab, H] */
+  const float *out_norm; /* [H] */
+  const float *lm_head;  /* [vocab, H] */
 } ref_llm;
 
 /* pixels [3, S, S] -> out [1 + G*G, W] (after ln_vision). */

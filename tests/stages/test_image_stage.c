@@ -16,8 +16,8 @@
 
 #include "af_test.h"
 #include "cl/runtime.h"
-#include "pipeline/pipeline.h"
 #include "image/image.h"
+#include "pipeline/pipeline.h"
 
 extern const af_stage_desc af_stage_decode, af_stage_preprocess;
 

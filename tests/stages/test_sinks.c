@@ -10,10 +10,10 @@
 
 #include "af_test.h"
 #include "artflow/status.h"
-#include "io_harness.h"
 #include "core/iofile.h"
 #include "formats/csv.h"
 #include "formats/npy.h"
+#include "io_harness.h"
 
 extern const af_stage_desc af_stage_jsonl, af_stage_csv, af_stage_npy;
 

@@ -9,9 +9,9 @@
 #include "af_test.h"
 #include "artflow/stage.h"
 #include "cl/runtime.h"
-#include "io_harness.h"
 #include "convert/convert.h"
 #include "formats/gguf.h"
+#include "io_harness.h"
 #include "ref/npy.h"
 
 extern const af_stage_desc af_stage_vit, af_stage_qformer;
@@ -51,7 +51,8 @@ int main(void) {
     memcpy(d, pix, np * sizeof(float));
     CHECK_OK(af_item_put_tensor(items[i], "pixels", AF_DTYPE_F32, 3, i == 1 ? bad_shape : shape, d));
   }
-  void *vcfg = io_config(&af_stage_vit, NULL), *qcfg = io_config(&af_stage_qformer, NULL), *vs = NULL, *qs = NULL;
+  void *vcfg = io_config(&af_stage_vit, NULL), *qcfg = io_config(&af_stage_qformer, NULL), *vs = NULL,
+       *qs = NULL;
   CHECK_OK(af_stage_vit.create(&ctx, vcfg, &vs));
   ctx.instance = "qformer";
   CHECK_OK(af_stage_qformer.create(&ctx, qcfg, &qs));
