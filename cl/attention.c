@@ -21,9 +21,10 @@
 static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv, af_attn_view out,
                           int n_q, int n_kv, int heads, int d, int n_batch, float scale) {
   size_t per = (size_t)heads * n_q * n_kv;
-  cl_mem sc = NULL;
-  int rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, per * sizeof(float), NULL, &sc);
+  cl_mem sc = NULL; /* the queue's scratch: reused by the next call */
+  int rc = af_queue_scratch(q, AF_SCRATCH_ATTN, per * sizeof(float), &sc);
   if (rc) return rc;
+  if (q->reserving) return 0;
   for (int b = 0; b < n_batch && !rc; b++) {
     cl_event ev = NULL;
     CLBlastStatusCode st = CLBlastSgemmStridedBatched(
@@ -48,8 +49,6 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
     else if (ev)
       af_queue_profile_event(q, ev, "attention_pv");
   }
-  clFinish(q->q); /* the scratch buffer is released below */
-  clReleaseMemObject(sc);
   return rc;
 }
 

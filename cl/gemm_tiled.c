@@ -92,8 +92,10 @@ static void geometry(af_queue *q, const af_gemm_tiled_cfg *cfg, size_t tiles, si
   g[0] = (tiles + wg - 1) / wg * wg, g[1] = (ntiles + wn - 1) / wn * wn;
 }
 
-int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int half_b, size_t n, size_t k,
-                   cl_mem b, size_t b_off, size_t ldb, af_gemm_packed *out) {
+/* Packs op(B) into `into` (a buffer of af_gemm_pack_b's size), or into a
+ * buffer of its own when into is NULL; out->mem is owned only in that case. */
+static int pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int half_b, size_t n, size_t k,
+                  cl_mem b, size_t b_off, size_t ldb, int scratch, af_gemm_packed *out) {
   memset(out, 0, sizeof *out);
   af_gemm_tiled_cfg def;
   if (!cfg) af_gemm_tiled_packed_config(q->cl, &def), cfg = &def;
@@ -102,9 +104,11 @@ int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int h
   if (!n || !k || !fits_int(n) || !fits_int(k) || !fits_int(ldb) || ldb < (trans_b ? k : n))
     return af_err(AF_ERR_INVALID, "gemm_pack_b: bad shape n=%zu k=%zu ldb=%zu (trans_b %d)", n, k, ldb,
                   trans_b);
-  size_t panels = (n + (size_t)cfg->vw - 1) / (size_t)cfg->vw;
-  cl_mem mem;
-  if ((rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, panels * k * (size_t)cfg->vw * sizeof(float), NULL, &mem)))
+  size_t panels = (n + (size_t)cfg->vw - 1) / (size_t)cfg->vw,
+         bytes = panels * k * (size_t)cfg->vw * sizeof(float);
+  cl_mem mem = NULL;
+  if ((rc = scratch ? af_queue_scratch(q, AF_SCRATCH_GEMM_PACK, bytes, &mem)
+                    : af_cl_alloc(q->cl, CL_MEM_READ_WRITE, bytes, NULL, &mem)))
     return rc;
   cl_kernel kk;
   if ((rc = get_kernel(q, cfg, half_b ? "af_gemm_pack_b_f16" : "af_gemm_pack_b", &kk))) goto fail;
@@ -122,14 +126,20 @@ int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int h
   out->n = n;
   out->k = k;
   out->vw = cfg->vw;
+  out->borrowed = scratch;
   return 0;
 fail:
-  clReleaseMemObject(mem);
+  if (!scratch) clReleaseMemObject(mem);
   return rc;
 }
 
+int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int half_b, size_t n, size_t k,
+                   cl_mem b, size_t b_off, size_t ldb, af_gemm_packed *out) {
+  return pack_b(q, cfg, trans_b, half_b, n, k, b, b_off, ldb, 0, out);
+}
+
 void af_gemm_packed_release(af_gemm_packed *p) {
-  if (p && p->mem) clReleaseMemObject(p->mem);
+  if (p && p->mem && !p->borrowed) clReleaseMemObject(p->mem);
   if (p) memset(p, 0, sizeof *p);
 }
 
@@ -235,24 +245,18 @@ int af_gemm_tiled_cfg_run(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_a
   if (cfg->dot && !trans_a && trans_b && k)
     return dot_run(q, cfg, 0, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc);
   if (!k) { /* C = beta * C: no product to pack; keep the contract with a zero-K launch */
-    af_gemm_packed z = {NULL, n, 0, cfg->vw};
-    cl_int e;
-    z.mem = clCreateBuffer(q->cl->ctx, CL_MEM_READ_WRITE, sizeof(float) * 16, NULL, &e);
-    if (e != CL_SUCCESS) return af_err(e, "gemm_tiled: %s", af_strerror(e));
+    af_gemm_packed z = {NULL, n, 0, cfg->vw, 1};
+    int rc = af_queue_scratch(q, AF_SCRATCH_ZERO, sizeof(float) * 16, &z.mem);
     af_gemm_tiled_cfg one = *cfg;
     one.kc = 0;
-    int rc =
-        af_gemm_tiled_packed(q, &one, trans_a, m, alpha, a, a_off, lda ? lda : 1, &z, beta, c, c_off, ldc);
-    clReleaseMemObject(z.mem);
+    if (!rc)
+      rc = af_gemm_tiled_packed(q, &one, trans_a, m, alpha, a, a_off, lda ? lda : 1, &z, beta, c, c_off, ldc);
     return rc;
   }
-  af_gemm_packed bp;
-  int rc = af_gemm_pack_b(q, cfg, trans_b, 0, n, k, b, b_off, ldb, &bp);
+  af_gemm_packed bp; /* in the queue's scratch: the next GEMM on this queue reuses it */
+  int rc = pack_b(q, cfg, trans_b, 0, n, k, b, b_off, ldb, 1, &bp);
   if (rc) return rc;
-  rc = af_gemm_tiled_packed(q, cfg, trans_a, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
-  /* the queue keeps the buffer alive until the kernels that use it are done */
-  af_gemm_packed_release(&bp);
-  return rc;
+  return af_gemm_tiled_packed(q, cfg, trans_a, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
 }
 
 size_t af_gemm_tiled_rowwise_max(const af_cl *cl) {
@@ -291,9 +295,7 @@ int af_gemm_tiled_f16b(af_queue *q, size_t m, size_t n, size_t k, float alpha, c
     return af_gemm_tiled_cfg_run(q, &cfg, 0, 1, m, n, 0, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
                                  ldc);
   af_gemm_packed bp;
-  int rc = af_gemm_pack_b(q, &cfg, 1, 1, n, k, b, b_off, ldb, &bp);
+  int rc = pack_b(q, &cfg, 1, 1, n, k, b, b_off, ldb, 1, &bp);
   if (rc) return rc;
-  rc = af_gemm_tiled_packed(q, &cfg, 0, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
-  af_gemm_packed_release(&bp);
-  return rc;
+  return af_gemm_tiled_packed(q, &cfg, 0, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
 }

@@ -79,9 +79,10 @@ int af_gemm_tiled_cfg_run(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_a
 
 /* op(B) packed for the kernel: ceil(n / vw) panels of k x vw floats. */
 typedef struct af_gemm_packed {
-  cl_mem mem; /* owned; af_gemm_packed_release frees it */
+  cl_mem mem; /* owned (unless borrowed); af_gemm_packed_release frees it */
   size_t n, k;
   int vw;
+  int borrowed; /* 1: mem is a queue's scratch buffer (af_queue_scratch), not released */
 } af_gemm_packed;
 
 /* Packs op(B) (trans_b = 1: B is n x k, else k x n; half_b = 1: B holds fp16

@@ -75,6 +75,15 @@ void af_image_normalize_ref(const uint8_t *rgb, size_t n_pix, const float lut[3 
 int af_image_normalize_cl(struct af_queue *q, const uint8_t *rgb, int n_img, size_t n_pix,
                           const float lut[3 * 256], float *out);
 
+/* The same with its device buffers made once, for batches of up to max_img
+ * images of n_pix pixels on queue q (the preprocess stage's prepare()):
+ * af_normalizer_run then allocates nothing.  Free with af_normalizer_free. */
+typedef struct af_normalizer af_normalizer;
+int af_normalizer_new(struct af_queue *q, int max_img, size_t n_pix, const float lut[3 * 256],
+                      af_normalizer **out);
+int af_normalizer_run(af_normalizer *d, const uint8_t *rgb, int n_img, float *out);
+void af_normalizer_free(af_normalizer *d);
+
 /* OpenAI CLIP normalisation constants (docs/model.md §2). */
 extern const float af_clip_mean[3];
 extern const float af_clip_std[3];

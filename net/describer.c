@@ -25,6 +25,7 @@
 struct af_describer {
   af_describe_opts o;
   af_weights *w;
+  int w_borrowed; /* w is the caller's (o.weights) */
   af_lm *lm;
   af_spm *tok;
   af_queue *q;
@@ -47,6 +48,7 @@ void af_describe_opts_default(af_describe_opts *o) {
   o->llm_model = NULL;
   o->progress = NULL;
   o->progress_arg = NULL;
+  o->weights = NULL;
 }
 
 void af_describer_release_host(af_describer *d) {
@@ -57,13 +59,17 @@ af_weights *af_describer_weights(af_describer *d) {
   return d ? d->w : NULL;
 }
 
+int af_describer_hidden(const af_describer *d) {
+  return af_lm_shape_of(d->lm)->hidden;
+}
+
 void af_describer_free(af_describer *d) {
   if (!d) return;
   for (int i = 0; i < d->n_stops; i++) free(d->stops[i]);
   af_queue_free(d->q);
   af_spm_free(d->tok);
   af_lm_free(d->lm);
-  af_weights_free(d->w);
+  if (!d->w_borrowed) af_weights_free(d->w);
   free(d);
 }
 
@@ -89,7 +95,8 @@ int af_describer_new(af_cl *cl, const char *model, const af_describe_opts *o, af
   af_describer *d = calloc(1, sizeof *d);
   if (!d) return af_err(AF_ERR_NOMEM, "out of memory");
   d->o = *o;
-  int rc = af_weights_open_pair(cl, model, o->llm_model, &d->w);
+  int rc = o->weights ? 0 : af_weights_open_pair(cl, model, o->llm_model, &d->w);
+  if (o->weights) d->w = o->weights, d->w_borrowed = 1;
   const char *base = NULL; /* made by convert --no-llm-base: the LLM is in another file */
   if (!rc && !o->llm_model && af_gguf_get_str(af_weights_gguf(d->w), "artflow.llm_base", &base) == 0)
     rc = af_err(AF_ERR_NOT_FOUND,

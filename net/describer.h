@@ -19,7 +19,9 @@ typedef struct af_describe_opts {
                            max_length - max_new_tokens positions (with a warning) */
   const char *dump_dir; /* root of --dump, or NULL */
   int json;
-  const char *llm_model; /* a second GGUF with the base LLM (two-file model), or NULL */
+  const char *llm_model;      /* a second GGUF with the base LLM (two-file model), or NULL */
+  struct af_weights *weights; /* the model already open (borrowed, e.g. the pipeline's), or NULL:
+                                 af_describer_new opens model + llm_model itself */
   /* af_describer_run_batch calls it once the prompts are prefilled (step 0),
    * then after every decode step: `active` answers still growing, `done`
    * finished (or failed), of n items.  NULL = not called. */
@@ -72,6 +74,8 @@ void af_describer_free(af_describer *d);
 void af_describer_release_host(af_describer *d);
 /* The describer's weights (for af_weights_turn_begin/end). */
 struct af_weights *af_describer_weights(af_describer *d);
+/* The LLM's hidden width: the rows of image embeddings it takes. */
+int af_describer_hidden(const af_describer *d);
 
 /* ---- multi-turn chat about one or more images, as the original Chat class
  * (minigpt4/conversation/conversation.py) does it: the conversation is a list

@@ -150,7 +150,7 @@ int af_lm_reserve(af_lm *m, af_queue *q, int slots, int positions) {
     rc = af_cl_alloc(m->cl, CL_MEM_READ_WRITE, (size_t)ns * new_slot, NULL, &nb[i]);
   for (size_t i = 0; i < 2 * L && !rc && m->slots; i++) { /* keep what the sequences hold */
     cl_mem old = i % 2 ? m->lay[i / 2].v_cache : m->lay[i / 2].k_cache;
-    for (int sl = 0; sl < m->slots && !rc; sl++) {
+    for (int sl = 0; sl < m->slots && !rc && !q->reserving; sl++) {
       cl_int e = clEnqueueCopyBuffer(q->q, old, nb[i], (size_t)sl * old_slot, (size_t)sl * new_slot, old_slot,
                                      0, NULL, NULL);
       if (e != CL_SUCCESS) rc = af_err(e, "llm: KV cache copy: %s", af_strerror(e));
@@ -406,7 +406,7 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
   size_t rows = out ? (size_t)n_out : N;
   af_dbuf first = m->x;
   if (out) { /* the wanted rows, in order, into tmp (n_out <= n rows) */
-    for (int i = 0; i < n_out; i++) {
+    for (int i = 0; i < n_out && !q->reserving; i++) {
       cl_int e =
           clEnqueueCopyBuffer(q->q, m->x.mem, m->tmp.mem, sizeof(float) * (m->x.off + (size_t)out[i] * H),
                               sizeof(float) * (m->tmp.off + (size_t)i * H), sizeof(float) * H, 0, NULL, NULL);

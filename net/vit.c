@@ -132,15 +132,9 @@ int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out) {
   return af_vit_new_sized(cl, w, max_batch, 0, out);
 }
 
-int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af_vit **out) {
-  *out = NULL;
-  const af_gguf *g = af_weights_gguf(w);
-  af_vit *v = calloc(1, sizeof *v);
-  if (!v) return af_err(AF_ERR_NOMEM, "out of memory");
+/* The model's vision hyper-parameters at its own image size, checked. */
+static int read_shape(const af_gguf *g, af_vit_shape *s) {
   int rc = 0;
-  af_vit_shape *s = &v->s;
-  v->cl = cl;
-  v->max_batch = max_batch > 0 ? max_batch : 1;
   TRY(meta_u32(g, "vision.image_size", &s->image_size));
   TRY(meta_u32(g, "vision.patch_size", &s->patch_size));
   TRY(meta_u32(g, "vision.embedding_length", &s->width));
@@ -155,14 +149,41 @@ int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af
     rc = af_err(AF_ERR_FORMAT, "%s: vision.image_mean/std must be 3 floats each", af_gguf_path(g));
     goto out;
   }
-  int S = s->image_size, P = s->patch_size, W = s->width, M = s->mlp_width;
-  if (S % P || W % s->heads || W / s->heads > 128) {
+  if (s->image_size % s->patch_size || s->width % s->heads || s->width / s->heads > 128) {
     rc = af_err(AF_ERR_FORMAT, "%s: unsupported vision shape (image %d, patch %d, width %d, heads %d)",
-                af_gguf_path(g), S, P, W, s->heads);
+                af_gguf_path(g), s->image_size, s->patch_size, s->width, s->heads);
     goto out;
   }
+  s->tokens = 1 + (s->image_size / s->patch_size) * (s->image_size / s->patch_size);
+out:
+  return rc;
+}
+
+int af_vit_probe(const af_weights *w, int image_size, af_vit_shape *out) {
+  memset(out, 0, sizeof *out);
+  int rc = read_shape(af_weights_gguf(w), out);
+  if (rc || image_size <= 0 || image_size == out->image_size) return rc;
+  if (image_size % out->patch_size)
+    return af_err(AF_ERR_CONFIG, "image size %d is not a multiple of the patch size %d", image_size,
+                  out->patch_size);
+  int G = image_size / out->patch_size;
+  out->image_size = image_size; /* the position grid is resized to G x G (af_vit_new_sized) */
+  out->tokens = 1 + G * G;
+  return 0;
+}
+
+int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af_vit **out) {
+  *out = NULL;
+  const af_gguf *g = af_weights_gguf(w);
+  af_vit *v = calloc(1, sizeof *v);
+  if (!v) return af_err(AF_ERR_NOMEM, "out of memory");
+  int rc = 0;
+  af_vit_shape *s = &v->s;
+  v->cl = cl;
+  v->max_batch = max_batch > 0 ? max_batch : 1;
+  TRY(read_shape(g, s));
+  int S = s->image_size, P = s->patch_size, W = s->width, M = s->mlp_width;
   int G = S / P;
-  s->tokens = 1 + G * G;
   uint64_t pne[4] = {(uint64_t)P, (uint64_t)P, 3, (uint64_t)W},
            pos_ne[2] = {(uint64_t)W, (uint64_t)s->tokens};
   if (image_size > 0 && image_size != S) { /* another input size: resize the position grid */
@@ -232,6 +253,13 @@ void af_vit_free(af_vit *v) {
   if (v->pos_owned && v->pos_mem) clReleaseMemObject(v->pos_mem);
   free(v->blk);
   free(v);
+}
+
+int af_vit_reserve(af_vit *v, af_queue *q) {
+  af_queue_reserve_begin(q);
+  int rc = af_vit_encode(v, q, NULL, v->max_batch, NULL);
+  af_queue_reserve_end(q);
+  return rc;
 }
 
 const af_vit_shape *af_vit_shape_of(const af_vit *v) {

@@ -4,6 +4,7 @@
  * binds to one size per stage).  Also builds the JSON of the resolved
  * configuration that sinks put into provenance records. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +78,35 @@ static void apply(af_port_shape *s, const binding *b, int nb) {
     }
 }
 
+/* The sizes an instance negotiated, as bindings of its own symbols. */
+static int negotiated(const af_instance *in, binding *b) {
+  int n = 0;
+  for (int i = 0; i < in->dims.n && n < 4 * AF_MAX_DIMS; i++) {
+    snprintf(b[n].sym, sizeof b[n].sym, "%s", in->dims.v[i].symbol);
+    b[n++].value = in->dims.v[i].value;
+  }
+  return n;
+}
+
+/* What a message adds when an instance's sizes came from negotiation:
+ * "; S = 56 from the model m.gguf" for the symbols of `desc`. */
+static void origin(const af_pipeline *p, const af_instance *in, const char *desc, char *out, size_t n) {
+  out[0] = 0;
+  size_t l = 0;
+  for (int i = 0; i < in->dims.n && l < n; i++) {
+    const char *sym = in->dims.v[i].symbol, *at = strstr(desc, sym);
+    size_t sl = strlen(sym);
+    if (!at || (at > desc && (isalnum((unsigned char)at[-1]) || at[-1] == '_')) ||
+        isalnum((unsigned char)at[sl]) || at[sl] == '_')
+      continue;
+    l +=
+        (size_t)snprintf(out + l, n - l, "%s%s = %lld", l ? ", " : "; ", sym, (long long)in->dims.v[i].value);
+  }
+  if (l && l < n && (in->desc->flags & AF_STAGE_NEEDS_MODEL) && p->model)
+    snprintf(out + l, n - l, " from the model %s%s%s", p->model, p->llm_model ? " + " : "",
+             p->llm_model ? p->llm_model : "");
+}
+
 static void to_desc(const af_port_shape *prod, const af_port_shape *cons, af_tensor_desc *d) {
   memset(d, 0, sizeof *d);
   const af_port_shape *s = cons->kind == 0 ? cons : prod;
@@ -101,7 +131,8 @@ int af_graph_check(af_pipeline *p) {
     af_instance *in = &p->inst[i];
     const af_stage_desc *d = in->desc;
     binding bind[4 * AF_MAX_DIMS];
-    int nb = 0;
+    int nb = negotiated(in, bind); /* sizes the stage fixed (none before negotiation) */
+    free(in->in_shape), free(in->in_desc), free(in->out_shape); /* a second check after negotiation */
     in->in_shape = calloc((size_t)d->n_inputs + 1, sizeof *in->in_shape);
     in->in_desc = calloc((size_t)d->n_inputs + 1, sizeof *in->in_desc);
     in->out_shape = calloc((size_t)d->n_outputs + 1, sizeof *in->out_shape);
@@ -127,14 +158,18 @@ int af_graph_check(af_pipeline *p) {
                     p->path, in->line, in->col, in->name, port->name, a, port->name);
         break;
       }
+      apply(cs, bind, nb);
       if (unify(&pr->shape, cs, bind, &nb, why, sizeof why)) {
+        char oa[300], ob[300];
         af_port_format(&pr->shape, a, sizeof a);
         af_port_format(cs, b2, sizeof b2);
+        origin(p, &p->inst[pr->inst], pr->desc, oa, sizeof oa);
+        origin(p, in, port->desc, ob, sizeof ob);
         rc = af_err(AF_ERR_CONFIG,
-                    "%s:%d:%d: stage '%s' output '%s' %s (declared %s) does not fit stage '%s' "
-                    "input '%s' %s (declared %s): %s",
-                    p->path, in->line, in->col, p->inst[pr->inst].name, pr->name, a, pr->desc, in->name,
-                    port->name, b2, port->desc, why);
+                    "%s:%d:%d: stage '%s' output '%s' %s (declared %s%s) does not fit stage '%s' "
+                    "input '%s' %s (declared %s%s): %s",
+                    p->path, in->line, in->col, p->inst[pr->inst].name, pr->name, a, pr->desc, oa, in->name,
+                    port->name, b2, port->desc, ob, why);
         break;
       }
       apply(cs, bind, nb);

@@ -51,7 +51,10 @@ typedef struct af_instance {
   af_tensor_desc *in_desc;  /* the same as given to prepare() */
   af_port_shape *out_shape; /* desc->n_outputs */
   af_stage_ctx ctx;
-  void *self; /* create()'s instance */
+  struct af_queue *queue; /* the stage's own command queue (NEEDS/USES_DEVICE), owned */
+  af_bindings dims;       /* sizes its negotiate() fixed (n = 0 before / without) */
+  int negotiated;         /* 1 once negotiate() ran */
+  void *self;             /* create()'s instance */
   int created;
   af_fifo in; /* input queue (not used by the source) */
   pthread_t thread;
@@ -74,6 +77,8 @@ struct af_pipeline {
   af_stage_stats *stats; /* n_inst copies for af_pipeline_stats */
   af_run_summary summary;
   struct af_cl *cl;
+  struct af_weights *weights; /* the model (pair), opened once for every NEEDS_MODEL stage */
+  char *prov[2];              /* provenance JSON without / with the model digest (built once) */
   af_journal *jr;
   atomic_int stop; /* 0 run, 1 drain, 2 abort */
   atomic_llong done, ok, failed, skipped, produced;
@@ -89,11 +94,18 @@ struct af_pipeline {
 /* Records the first fatal error of the run (thread-safe). */
 void af_pipeline_fatal(af_pipeline *p, int code, const char *msg);
 
-/* graph.c: checks every link and resolves port shapes.  0 or AF_ERR_CONFIG
- * naming both stages and both descriptions. */
+/* graph.c: checks every link and resolves port shapes, with the sizes the
+ * stages negotiated where they did (run it again after negotiation).  0 or
+ * AF_ERR_CONFIG naming both stages and both descriptions (and the model file
+ * when a negotiated size is involved). */
 int af_graph_check(af_pipeline *p);
 /* graph.c: fills p->params_json.  0 or AF_ERR_NOMEM. */
 int af_pipeline_build_json(af_pipeline *p);
+
+/* provenance.c: the run's provenance block (ctx->provenance), built once per
+ * flag set and kept in p->prov; NULL with the message recorded on failure.
+ * Thread-safe. */
+const char *af_pipeline_provenance(af_pipeline *p, unsigned what);
 
 /* scheduler.c: "journal:", else "<first sink's path>.journal", else
  * "artflow.journal".  malloc'd, NULL when out of memory. */

@@ -105,6 +105,11 @@ typedef struct af_run_options {
   int queue_depth;     /* items per inter-stage queue; 0 = "queue:" or 64 */
   double log_interval; /* seconds between progress log lines; 0 = 10 */
   int handle_signals;  /* install SIGINT/SIGTERM handlers during the run */
+  /* Follows text outputs as stages produce them (ctx->stream): called on the
+   * producing stage's thread with the bytes that extend output `name` of
+   * `item`.  NULL = nobody listens (stages then skip the work). */
+  void (*stream)(void *arg, const af_item *item, const char *name, const char *bytes, size_t n);
+  void *stream_arg;
 } af_run_options;
 
 typedef struct af_pipeline af_pipeline;

@@ -11,6 +11,7 @@
 
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
+#include "cl/weights.h"
 #include "formats/gguf.h"
 #include "pipeline/internal.h"
 
@@ -125,7 +126,10 @@ static void run_batch(af_pipeline *p, af_instance *in, af_slot *s, int n) {
     if (d->kind == AF_STAGE_SINK || s[k].item->status == AF_ITEM_OK) arr[m++] = s[k].item;
   if (m == 0) return;
   double t0 = af_now();
+  /* a model stage works in the device's weight turn (cl/weights.h) */
+  int turn = (d->flags & AF_STAGE_NEEDS_MODEL) ? af_weights_turn_begin(p->weights) : 0;
   af_flow r = d->process(in->self, &in->ctx, arr, m);
+  af_weights_turn_end(p->weights, turn);
   double dt = af_now() - t0;
   in->stats.busy_s += dt;
   in->stats.batches++;
@@ -245,18 +249,24 @@ static int wrap(int rc, const af_instance *in, const char *what) {
                         what, msg);
 }
 
-static int setup(af_pipeline *p) {
-  int rc = 0, need_dev = 0;
-  for (int i = 0; i < p->n_inst; i++) need_dev |= !!(p->inst[i].desc->flags & AF_STAGE_NEEDS_DEVICE);
-  const char *dev = p->opt.device ? p->opt.device : getenv("ARTFLOW_DEVICE") ? NULL : p->device;
+/* ctx->provenance and ctx->stream: the engine's services to its stages */
+static const char *ctx_provenance(const af_stage_ctx *ctx, unsigned what) {
+  return af_pipeline_provenance(ctx->pipeline, what);
+}
+
+static void ctx_stream(const af_stage_ctx *ctx, const af_item *item, const char *name, const char *bytes,
+                       size_t n) {
+  const af_pipeline *p = ctx->pipeline;
+  if (p->opt.stream) p->opt.stream(p->opt.stream_arg, item, name, bytes, n);
+}
+
+/* The device, its profile and the stages' batches; the model once for all. */
+static int open_device_and_model(af_pipeline *p, int need_dev, int need_model, const char **dev) {
+  *dev = p->opt.device ? p->opt.device : getenv("ARTFLOW_DEVICE") ? NULL : p->device;
   /* the pipeline's `profile:` file, unless ARTFLOW_PROFILE_FILE names one
-   * (the environment wins, as ARTFLOW_DEVICE does over `device:`); passed
-   * through the variable af_cl_open reads, set only while it runs (setup
-   * runs before any stage thread) */
-  int set_prof = need_dev && p->profile && !getenv("ARTFLOW_PROFILE_FILE");
-  if (set_prof) setenv("ARTFLOW_PROFILE_FILE", p->profile, 1);
-  if (need_dev) rc = af_cl_open(&p->cl, dev);
-  if (set_prof) unsetenv("ARTFLOW_PROFILE_FILE");
+   * (the environment wins, as ARTFLOW_DEVICE does over `device:`) */
+  const char *prof = p->profile && !getenv("ARTFLOW_PROFILE_FILE") ? p->profile : NULL;
+  int rc = need_dev ? af_cl_open_profile(&p->cl, *dev, prof) : 0;
   if (rc) return rc;
   /* stages whose batch the pipeline leaves open take the profile's (vit,
    * qformer, llm: `batch:` in the device profile) */
@@ -265,46 +275,84 @@ static int setup(af_pipeline *p) {
     int b = in->batch_set ? 0 : af_devprofile_batch(p->cl->profile, in->desc->name);
     if (b > 0) in->batch = b;
   }
+  if (!need_model) return 0;
+  if (!p->cl) return af_err(AF_ERR_CONFIG, "%s: a model stage needs the OpenCL device", p->path);
+  af_model_warn_demo(p->model, stderr); /* the bundled demo, mkmodel's random models */
+  return af_weights_open_pair(p->cl, p->model, p->llm_model, &p->weights);
+}
+
+static void init_ctx(af_pipeline *p, af_instance *in, const char *dev) {
+  in->ctx = (af_stage_ctx){.instance = in->name,
+                           .cl = p->cl,
+                           .queue = in->queue,
+                           .weights = (in->desc->flags & AF_STAGE_NEEDS_MODEL) ? p->weights : NULL,
+                           .batch = in->batch,
+                           .model_path = p->model,
+                           .llm_model_path = p->llm_model,
+                           .device = p->cl ? p->cl->info.name : dev,
+                           .profile = p->profile,
+                           .pipeline_path = p->path,
+                           .pipeline_sha256 = p->sha256,
+                           .params_json = p->params_json,
+                           .journal_path = p->journal,
+                           .resume = p->opt.resume,
+                           .quiet = p->opt.quiet,
+                           .log = af_stage_log_cb,
+                           .provenance = ctx_provenance,
+                           .stream = p->opt.stream ? ctx_stream : NULL,
+                           .pipeline = p};
+  in->stats.instance = in->name;
+  in->stats.stage = in->desc->name;
+  in->stats.kind = in->desc->kind;
+}
+
+/* create(), negotiate(), the graph check with the negotiated sizes, then
+ * prepare(): every stage's buffers exist before the first item is read. */
+static int build_stages(af_pipeline *p) {
+  int rc = 0;
+  for (int i = 0; i < p->n_inst && !rc; i++) {
+    af_instance *in = &p->inst[i];
+    if ((rc = in->desc->create(&in->ctx, in->config, &in->self))) return wrap(rc, in, "");
+    in->created = 1;
+  }
+  if (p->inst[0].desc->count) p->expected = p->inst[0].desc->count(p->inst[0].self, &p->inst[0].ctx);
+  int negotiated = 0;
+  for (int i = 0; i < p->n_inst && !rc; i++) {
+    af_instance *in = &p->inst[i];
+    if (!in->desc->negotiate) continue;
+    memset(&in->dims, 0, sizeof in->dims);
+    if ((rc = in->desc->negotiate(in->self, &in->ctx, &in->dims))) return wrap(rc, in, "negotiate: ");
+    in->negotiated = negotiated = 1;
+  }
+  if (negotiated && (rc = af_graph_check(p))) return rc;
+  for (int i = 0; i < p->n_inst && !rc; i++) {
+    af_instance *in = &p->inst[i];
+    if (in->desc->prepare && (rc = in->desc->prepare(in->self, &in->ctx, in->in_desc)))
+      return wrap(rc, in, "prepare: ");
+  }
+  return 0;
+}
+
+static int setup(af_pipeline *p) {
+  int rc = 0, need_dev = 0, need_model = 0;
+  for (int i = 0; i < p->n_inst; i++) {
+    need_dev |= !!(p->inst[i].desc->flags & (AF_STAGE_NEEDS_DEVICE | AF_STAGE_NEEDS_MODEL));
+    need_model |= !!(p->inst[i].desc->flags & AF_STAGE_NEEDS_MODEL);
+  }
+  const char *dev = NULL;
+  if ((rc = open_device_and_model(p, need_dev, need_model, &dev))) return rc;
 #if AF_HAVE_JOURNAL
   if ((rc = af_journal_open(p->journal, p->opt.resume, &p->jr))) return rc;
 #else
   if (p->opt.resume) return af_err(AF_ERR_CONFIG, "--resume: this build has no run journal");
 #endif
-  for (int i = 0; i < p->n_inst; i++) {
-    af_instance *in = &p->inst[i];
-    in->ctx = (af_stage_ctx){.instance = in->name,
-                             .cl = p->cl,
-                             .model_path = p->model,
-                             .llm_model_path = p->llm_model,
-                             .device = p->cl ? p->cl->info.name : dev,
-                             .profile = p->profile,
-                             .pipeline_path = p->path,
-                             .pipeline_sha256 = p->sha256,
-                             .params_json = p->params_json,
-                             .journal_path = p->journal,
-                             .resume = p->opt.resume,
-                             .quiet = p->opt.quiet,
-                             .log = af_stage_log_cb,
-                             .pipeline = p};
-    in->stats.instance = in->name;
-    in->stats.stage = in->desc->name;
-    in->stats.kind = in->desc->kind;
-  }
-  if (p->model) af_model_warn_demo(p->model, stderr); /* the bundled demo, mkmodel's random models */
   for (int i = 0; i < p->n_inst && !rc; i++) {
     af_instance *in = &p->inst[i];
-    if ((rc = in->desc->create(&in->ctx, in->config, &in->self))) {
-      rc = wrap(rc, in, "");
-      break;
-    }
-    in->created = 1;
+    if (p->cl && (in->desc->flags & (AF_STAGE_NEEDS_DEVICE | AF_STAGE_NEEDS_MODEL | AF_STAGE_USES_DEVICE)))
+      rc = af_queue_new(p->cl, &in->queue);
+    init_ctx(p, in, dev);
   }
-  if (!rc && p->inst[0].desc->count) p->expected = p->inst[0].desc->count(p->inst[0].self, &p->inst[0].ctx);
-  for (int i = 0; i < p->n_inst && !rc; i++) {
-    af_instance *in = &p->inst[i];
-    if (in->desc->prepare && (rc = in->desc->prepare(in->self, &in->ctx, in->in_desc)))
-      rc = wrap(rc, in, "prepare: ");
-  }
+  if (!rc) rc = build_stages(p);
   int depth = p->opt.queue_depth > 0 ? p->opt.queue_depth
               : p->queue_depth > 0   ? p->queue_depth
                                      : DEFAULT_QUEUE;
@@ -318,6 +366,8 @@ static void teardown(af_pipeline *p) {
     if (in->created) in->desc->destroy(in->self);
     in->created = 0;
     in->self = NULL;
+    af_queue_free(in->queue);
+    in->queue = NULL;
     if (in->in.ring) {
       in->stats.queue_max = in->in.max_seen;
       af_fifo_destroy(&in->in);
@@ -327,6 +377,8 @@ static void teardown(af_pipeline *p) {
   if (p->jr) af_journal_close(p->jr);
 #endif
   p->jr = NULL;
+  af_weights_free(p->weights);
+  p->weights = NULL;
   if (p->cl) af_cl_close(p->cl);
   p->cl = NULL;
 }
@@ -446,6 +498,8 @@ void af_pipeline_free(af_pipeline *p) {
   free(p->llm_model);
   free(p->journal);
   free(p->params_json);
+  free(p->prov[0]);
+  free(p->prov[1]);
   free(p->stats);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->finished_cv);

@@ -13,8 +13,7 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "cl/weights.h"
-#include "net/describer.h"
+#include "net/net.h"
 
 typedef struct llm_config {
   char *question;
@@ -71,6 +70,7 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   o.sampling.repetition_penalty = (float)c->repetition_penalty;
   o.sampling.seed = (uint64_t)c->seed;
   o.llm_model = ctx->llm_model_path; /* two-file model: the base LLM file */
+  o.weights = ctx->weights;          /* opened once by the engine for every model stage */
   o.progress = llm_progress;
   o.progress_arg = s;
   int rc = af_describer_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
@@ -130,13 +130,8 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
   return AF_FLOW_OK;
 }
 
-/* one batch in this device's model turn (af_weights_turn_begin) */
-static af_flow llm_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
-  llm_stage *s = self;
-  int took = af_weights_turn_begin(af_describer_weights(s->d));
-  af_flow f = llm_process_batch(self, ctx, items, n);
-  af_weights_turn_end(af_describer_weights(s->d), took);
-  return f;
+static int llm_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
+  return af_bind(dims, "H", af_describer_hidden(((llm_stage *)self)->d));
 }
 
 static void llm_destroy(void *self) {
@@ -168,7 +163,7 @@ static const af_param llm_params[] = {
      "random seed for sampling", 0},
 };
 static const af_port llm_inputs[] = {
-    {"proj", "f32[*,*]", "image embeddings in the LLM's width (from qformer)", 0},
+    {"proj", "f32[*,H]", "image embeddings in the LLM's width H (from qformer)", 0},
 };
 static const af_port llm_outputs[] = {
     {"text", "text", "the answer, cut at the first '###' and stripped as the original does", 0},
@@ -190,6 +185,7 @@ const af_stage_desc af_stage_llm = {
     .n_outputs = AF_ARRAY_LEN(llm_outputs),
     .batch_size = 4,
     .create = llm_create,
-    .process = llm_process,
+    .negotiate = llm_negotiate,
+    .process = llm_process_batch,
     .destroy = llm_destroy,
 };

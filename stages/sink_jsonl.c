@@ -19,10 +19,7 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "cl/devprofile.h"
-#include "cl/runtime.h"
 #include "core/iofile.h"
-#include "formats/gguf.h"
 
 typedef struct jsonl_sink_config {
   char *path;
@@ -63,77 +60,18 @@ static int scan_id(const char *line, size_t len, void *user) {
   return rc;
 }
 
-static const char *base_name(const char *p) {
-  const char *s = p ? strrchr(p, '/') : NULL;
-  return s ? s + 1 : p;
-}
-
-static int build_provenance(jsonl_sink *s, const af_stage_ctx *ctx) {
-  cJSON *o = cJSON_CreateObject();
-  if (!o) return af_err(AF_ERR_NOMEM, "out of memory");
-  int rc = 0;
-  cJSON_AddStringToObject(o, "artflow", AF_VERSION);
-  if (ctx->model_path) {
-    cJSON_AddStringToObject(o, "model", base_name(ctx->model_path));
-    char note[512];
-    if (af_model_demo_note(ctx->model_path, note, sizeof note)) cJSON_AddStringToObject(o, "demo", note);
-    char hex[65];
-    if (s->cfg->hash_model) {
-      if ((rc = af_sha256_file(ctx->model_path, hex))) goto out;
-      cJSON_AddStringToObject(o, "model_sha256", hex);
-    }
-  } else {
-    cJSON_AddNullToObject(o, "model");
-  }
-  if (ctx->llm_model_path) { /* model: {vision:, llm:}: the base LLM file too */
-    cJSON_AddStringToObject(o, "llm_model", base_name(ctx->llm_model_path));
-    char hex[65];
-    if (s->cfg->hash_model) {
-      if ((rc = af_sha256_file(ctx->llm_model_path, hex))) goto out;
-      cJSON_AddStringToObject(o, "llm_model_sha256", hex);
-    }
-  }
-  if (ctx->pipeline_path) cJSON_AddStringToObject(o, "pipeline", base_name(ctx->pipeline_path));
-  if (ctx->pipeline_sha256) cJSON_AddStringToObject(o, "pipeline_sha256", ctx->pipeline_sha256);
-  if (ctx->cl) {
-    /* the device actually used, not just the selector that picked it */
-    const af_device_info *di = &ctx->cl->info;
-    char dev[800];
-    snprintf(dev, sizeof dev, "%s / %s (driver %s)", di->platform, di->name, di->driver);
-    cJSON_AddStringToObject(o, "device", dev);
-  } else if (ctx->device) {
-    cJSON_AddStringToObject(o, "device", ctx->device);
-  } else {
-    cJSON_AddNullToObject(o, "device");
-  }
-  if (ctx->device) cJSON_AddStringToObject(o, "device_selector", ctx->device);
-  if (ctx->cl && ctx->cl->profile) {
-    /* the device profile in effect: its name, the most specific file, and
-     * which files applied and which match rules fitted */
-    const af_devprofile *pr = ctx->cl->profile;
-    cJSON *po = cJSON_AddObjectToObject(o, "profile");
-    if (po) {
-      cJSON_AddStringToObject(po, "name", pr->name);
-      if (pr->file[0])
-        cJSON_AddStringToObject(po, "file", pr->file);
-      else
-        cJSON_AddNullToObject(po, "file");
-      cJSON_AddStringToObject(po, "why", pr->why);
-    }
-  }
-  cJSON *params = ctx->params_json ? cJSON_Parse(ctx->params_json) : NULL;
-  if (params) cJSON_AddItemToObject(o, "params", params);
-  char *text = cJSON_PrintUnformatted(o);
-  if (!text) {
-    rc = af_err(AF_ERR_NOMEM, "out of memory");
-    goto out;
-  }
-  /* keep the text open ("...}" -> "...") so each record appends its time */
-  text[strlen(text) - 1] = 0;
-  s->prov = text;
-out:
-  cJSON_Delete(o);
-  return rc;
+/* the engine's provenance block, kept open ("...}" -> "...") so that each
+ * record appends its own time */
+static int take_provenance(jsonl_sink *s, const af_stage_ctx *ctx) {
+  const char *p =
+      ctx->provenance ? ctx->provenance(ctx, s->cfg->hash_model ? AF_PROVENANCE_MODEL_DIGEST : 0) : NULL;
+  if (!p)
+    return af_error_code() ? af_error_code() : af_err(AF_ERR_INVALID, "jsonl: no provenance from the engine");
+  size_t n = strlen(p);
+  if (!(s->prov = malloc(n))) return af_err(AF_ERR_NOMEM, "out of memory");
+  memcpy(s->prov, p, n - 1);
+  s->prov[n - 1] = 0;
+  return 0;
 }
 
 static int jsonl_create(const af_stage_ctx *ctx, const void *config, void **self) {
@@ -149,7 +87,7 @@ static int jsonl_create(const af_stage_ctx *ctx, const void *config, void **self
   if (!(s->written = af_idset_new())) return af_err(AF_ERR_NOMEM, "out of memory");
   if (ctx->resume && (rc = af_lines_scan(s->cfg->path, scan_id, s))) return rc;
   if ((rc = af_appendfile_open(s->cfg->path, ctx->resume, (af_fsync_mode)s->cfg->fsync, &s->file))) return rc;
-  if (s->cfg->provenance && (rc = build_provenance(s, ctx))) return rc;
+  if (s->cfg->provenance && (rc = take_provenance(s, ctx))) return rc;
   return 0;
 }
 

@@ -10,14 +10,38 @@
  *  - Each sink receives every item, ok and error alike, in input order.
  * Each stage instance runs on its own thread; bounded queues connect them.
  *
- * Threads: create(), prepare() and destroy() run on the thread that builds
- * the pipeline; process(), next() and flush() run on the stage's own thread.
- * A stage instance is never called from two threads at once.
+ * Life of a stage instance (the engine calls these in this order):
+ *   create()     read the configuration, open what the stage needs (the model
+ *                through ctx->weights, files); allocate nothing large yet.
+ *   negotiate()  optional: fix the model-dependent sizes of the ports
+ *                (af_bind(dims, "S", 224)) so that the graph check sees real
+ *                shapes.  After every stage has negotiated, each link is
+ *                checked again; a mismatch is a configuration error (exit 2)
+ *                naming both stages, both shapes and the model, before any
+ *                item is read.
+ *   prepare()    allocate every buffer for the worst case: ctx->batch items
+ *                per call and the fully resolved input shapes.
+ *   process()    per batch of at most ctx->batch items; allocates nothing on
+ *                the device path (host memory for the items' new tensors is
+ *                fine).  Sources call next() instead.
+ *   flush()      once after the last item (also after an interrupt).
+ *   destroy()
  *
- * Results: setup callbacks (create, prepare) return 0 or a negative af_status
- * (message through af_err()); such a failure stops the run before any item
- * flows.  Data-path callbacks (process, next, flush) return an af_flow value.
- * A bad item never stops the pipeline: mark it with af_item_fail() and go on.
+ * Threads: create(), negotiate(), prepare() and destroy() run on the thread
+ * that builds the pipeline; process(), next() and flush() run on the stage's
+ * own thread.  A stage instance is never called from two threads at once.
+ *
+ * The engine owns what every model stage needs: one OpenCL device and a
+ * command queue per stage (ctx->queue), the model's weights opened once and
+ * shared by all stages (ctx->weights), taking turns with the host's memory
+ * around process() (stages flagged AF_STAGE_NEEDS_MODEL), the device profile
+ * and the provenance block (ctx->provenance()).
+ *
+ * Results: setup callbacks (create, negotiate, prepare) return 0 or a
+ * negative af_status (message through af_err()); such a failure stops the
+ * run before any item flows.  Data-path callbacks (process, next, flush)
+ * return an af_flow value.  A bad item never stops the pipeline: mark it with
+ * af_item_fail() and go on.
  *
  * Plugins: a shared library exports one object named AF_PLUGIN_SYMBOL of type
  * af_plugin whose first field is AF_STAGE_ABI_VERSION; the af_item_* and
@@ -27,19 +51,26 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Bumped whenever any struct or callback below changes layout or meaning. */
-#define AF_STAGE_ABI_VERSION 1u
+/* Bumped whenever any struct or callback below changes layout or meaning.
+ * 2: af_stage_ctx carries batch, queue, weights, provenance() and stream();
+ *    af_stage_desc gains negotiate(); AF_STAGE_USES_DEVICE. */
+#define AF_STAGE_ABI_VERSION 2u
 /* Name of the af_plugin object a plugin exports (see af_plugin below). */
 #define AF_PLUGIN_SYMBOL "af_plugin_entry"
 
 #define AF_ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-struct af_cl; /* cl/runtime.h; opaque here so plugins need no OpenCL headers */
+/* Engine objects handed to stages; opaque here so plugins need no OpenCL
+ * headers (built-in stages pass them on to net/ and image/). */
+struct af_cl;      /* the OpenCL device (cl/runtime.h) */
+struct af_queue;   /* a command queue of that device (cl/runtime.h) */
+struct af_weights; /* a model file's tensors on that device (cl/weights.h) */
 
 /* ------------------------------------------------------------------ items */
 
@@ -218,13 +249,22 @@ typedef enum af_log_level {
   AF_LOG_DEBUG = 3,
 } af_log_level;
 
+/* What af_stage_ctx.provenance() should include. */
+#define AF_PROVENANCE_MODEL_DIGEST 1u /* the SHA-256 of the model file(s) (reads them once per run) */
+
 /* Given to every callback; lives as long as the pipeline.  Borrowed. */
 typedef struct af_stage_ctx {
   const char *instance;        /* this instance's name ("name:" or the stage name) */
-  struct af_cl *cl;            /* the OpenCL device, or NULL when no stage of the
-                                  pipeline sets AF_STAGE_NEEDS_DEVICE */
+  struct af_cl *cl;            /* the OpenCL device, or NULL when no stage of the pipeline
+                                  sets AF_STAGE_NEEDS_DEVICE */
+  struct af_queue *queue;      /* this stage's own command queue on cl (stages flagged
+                                  NEEDS_DEVICE or USES_DEVICE, when cl is open), else NULL */
+  struct af_weights *weights;  /* the model's tensors, opened once per run and shared by
+                                every stage (NEEDS_MODEL stages), else NULL */
+  int batch;                   /* the most items one process() call gets */
   const char *model_path;      /* "model:" (resolved path), or NULL */
-  const char *device;          /* device selector in effect, or NULL */
+  const char *llm_model_path;  /* model: {vision:, llm: B.gguf}: B (resolved), else NULL */
+  const char *device;          /* the device in use (its name), else the selector, or NULL */
   const char *profile;         /* "profile:" or NULL */
   const char *pipeline_path;   /* the YAML file */
   const char *pipeline_sha256; /* hex digest of the YAML file's bytes */
@@ -236,10 +276,45 @@ typedef struct af_stage_ctx {
   /* Logs one line prefixed with the instance name; thread-safe. */
   void (*log)(const struct af_stage_ctx *ctx, af_log_level level, const char *fmt, ...)
       __attribute__((format(printf, 3, 4)));
-  void *pipeline;             /* private to the pipeline */
-  const char *llm_model_path; /* model: {vision:, llm: B.gguf}: B (resolved), else NULL */
-  void *reserved[5];
+  /* The run's provenance as a JSON object text (artflow version, model and
+   * pipeline files and digests, device, profile, parameters), built once per
+   * run and shared; `what` is a set of AF_PROVENANCE_* flags.  Borrowed, valid
+   * until the run ends; NULL (message recorded) when it cannot be built. */
+  const char *(*provenance)(const struct af_stage_ctx *ctx, unsigned what);
+  /* Hands part of a text output to whoever follows the run as it happens
+   * (e.g. `artflow describe` printing an answer as it is generated): the
+   * bytes extend text output `name` of `item`.  NULL when nobody listens. */
+  void (*stream)(const struct af_stage_ctx *ctx, const af_item *item, const char *name, const char *bytes,
+                 size_t n);
+  void *pipeline; /* private to the pipeline */
+  void *reserved[6];
 } af_stage_ctx;
+
+/* --------------------------------------------------------- negotiation */
+
+/* Sizes a stage fixes for the symbols of its port descriptions in
+ * negotiate(): "f32[3,S,S]" with S bound to 224 is checked as f32[3,224,224]. */
+#define AF_MAX_BINDINGS 16
+typedef struct af_binding {
+  char symbol[32];
+  int64_t value;
+} af_binding;
+typedef struct af_bindings {
+  int n;
+  af_binding v[AF_MAX_BINDINGS];
+} af_bindings;
+
+/* Binds (or rebinds) `symbol` to `value`.  Returns 0, or -1 when the table is
+ * full or the symbol too long (the engine reports it). */
+static inline int af_bind(af_bindings *b, const char *symbol, int64_t value) {
+  int i = 0;
+  while (i < b->n && strcmp(b->v[i].symbol, symbol)) i++;
+  if (i == AF_MAX_BINDINGS || strlen(symbol) >= sizeof b->v[0].symbol) return -1;
+  if (i == b->n) b->n++;
+  memcpy(b->v[i].symbol, symbol, strlen(symbol) + 1);
+  b->v[i].value = value;
+  return 0;
+}
 
 /* ------------------------------------------------------------- descriptor */
 
@@ -256,8 +331,13 @@ typedef enum af_stage_kind {
   AF_STAGE_SINK = 3,
 } af_stage_kind;
 
-#define AF_STAGE_NEEDS_DEVICE 1u /* opens the OpenCL device (ctx->cl != NULL) */
-#define AF_STAGE_NEEDS_MODEL 2u  /* "model:" must be set */
+#define AF_STAGE_NEEDS_DEVICE 1u /* the pipeline opens the OpenCL device (ctx->cl, ctx->queue) */
+#define AF_STAGE_NEEDS_MODEL                                       \
+  2u /* "model:" must be set; ctx->weights holds it, and process() \
+        runs in the device's weight turn (see cl/weights.h) */
+#define AF_STAGE_USES_DEVICE                                        \
+  4u /* uses the device when the pipeline opens one (gets a queue), \
+        works without it */
 
 typedef struct af_stage_desc {
   uint32_t abi_version; /* AF_STAGE_ABI_VERSION */
@@ -277,8 +357,12 @@ typedef struct af_stage_desc {
   /* Makes an instance.  `config` is the filled config struct, valid until
    * destroy() (strings in it are borrowed).  Returns 0 or a negative status. */
   int (*create)(const af_stage_ctx *ctx, const void *config, void **self);
-  /* Optional.  Called once after the graph check with the resolved inputs
-   * (n_inputs entries, in port order); allocate buffers here.  0 / status. */
+  /* Optional.  Binds the symbols of this stage's port descriptions to the
+   * sizes the opened model (or the configuration) fixes.  0 / status. */
+  int (*negotiate)(void *self, const af_stage_ctx *ctx, af_bindings *dims);
+  /* Optional.  Called once after the negotiated graph check with the resolved
+   * inputs (n_inputs entries, in port order; -1 where a size is still open);
+   * allocate every buffer for ctx->batch items here.  0 / status. */
   int (*prepare)(void *self, const af_stage_ctx *ctx, const af_tensor_desc *inputs);
   /* Transforms and sinks: handles items[0..n).  Transforms see only ok items;
    * sinks see all.  Items stay owned by the pipeline. */

@@ -232,7 +232,77 @@ static const af_stage_desc tp_collect = {.abi_version = AF_STAGE_ABI_VERSION,
                                          .flush = collect_flush,
                                          .destroy = delay_destroy};
 
+/* ---- transforms with negotiated sizes: tp_make outputs "emb" f32[N] (N =
+ * its `n`, fixed in negotiate); tp_take needs "emb" f32[M] (M = its `m`) and
+ * records what prepare() was told ---- */
+typedef struct {
+  int64_t n;
+} size_cfg;
+static int size_create(const af_stage_ctx *ctx, const void *cfg, void **self) {
+  *self = (void *)cfg;
+  return 0;
+}
+static int make_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
+  atomic_fetch_add(&tp.negotiated, 1);
+  return af_bind(dims, "N", ((const size_cfg *)self)->n);
+}
+static int take_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
+  atomic_fetch_add(&tp.negotiated, 1);
+  return af_bind(dims, "M", ((const size_cfg *)self)->n);
+}
+static int take_prepare(void *self, const af_stage_ctx *ctx, const af_tensor_desc *in) {
+  tp.prepared_batch = ctx->batch;
+  tp.prepared_dim = in[0].ndim == 1 ? in[0].shape[0] : -1;
+  return 0;
+}
+static af_flow make_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  int64_t shape[1] = {((const size_cfg *)self)->n};
+  for (int i = 0; i < n; i++) {
+    void *d;
+    if (af_item_add_tensor(items[i], "emb", AF_DTYPE_F32, 1, shape, &d)) return AF_FLOW_ERROR;
+  }
+  return AF_FLOW_OK;
+}
+static af_flow take_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  return AF_FLOW_OK;
+}
+static void size_destroy(void *self) {}
+static const af_param make_params[] = {{"n", AF_PARAM_INT, 0, "8", 1, 1e6, NULL, "size", 0}};
+static const af_port make_out[] = {{"emb", "f32[N]", "a vector", 0}};
+static const af_port take_in[] = {{"emb", "f32[M]", "a vector", 0}};
+static const af_stage_desc tp_make = {.abi_version = AF_STAGE_ABI_VERSION,
+                                      .name = "tp_make",
+                                      .doc = "test transform with a negotiated output size",
+                                      .kind = AF_STAGE_TRANSFORM,
+                                      .params = make_params,
+                                      .n_params = 1,
+                                      .config_size = sizeof(size_cfg),
+                                      .outputs = make_out,
+                                      .n_outputs = 1,
+                                      .batch_size = 3,
+                                      .create = size_create,
+                                      .negotiate = make_negotiate,
+                                      .process = make_process,
+                                      .destroy = size_destroy};
+static const af_stage_desc tp_take = {.abi_version = AF_STAGE_ABI_VERSION,
+                                      .name = "tp_take",
+                                      .doc = "test transform with a negotiated input size",
+                                      .kind = AF_STAGE_TRANSFORM,
+                                      .params = make_params,
+                                      .n_params = 1,
+                                      .config_size = sizeof(size_cfg),
+                                      .inputs = take_in,
+                                      .n_inputs = 1,
+                                      .batch_size = 5,
+                                      .create = size_create,
+                                      .negotiate = take_negotiate,
+                                      .prepare = take_prepare,
+                                      .process = take_process,
+                                      .destroy = size_destroy};
+
 void tp_register(void) {
+  CHECK_OK(af_registry_add(&tp_make));
+  CHECK_OK(af_registry_add(&tp_take));
   CHECK_OK(af_registry_add(&tp_seq));
   CHECK_OK(af_registry_add(&tp_delay));
   CHECK_OK(af_registry_add(&tp_need8));

@@ -105,16 +105,10 @@ static void test_jsonl(void) {
           cJSON_GetArrayItem(cJSON_GetObjectItem(emb, "shape"), 1)->valuedouble == 3);
     CHECK(cJSON_GetArrayItem(cJSON_GetObjectItem(emb, "values"), 5)->valuedouble == 2.5);
     CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "timings"), "preprocess")->valuedouble == 0.125);
+    /* the engine's provenance block (here the harness's stand-in, with the
+     * model digest asked for: hash_model defaults to true), plus the time */
     const cJSON *p = cJSON_GetObjectItem(a, "provenance");
-    CHECK(!strcmp(str(p, "artflow"), AF_VERSION));
-    CHECK(!strcmp(str(p, "model"), "model.gguf"));
-    /* SHA-256("abc"), FIPS 180-2 */
-    CHECK(
-        !strcmp(str(p, "model_sha256"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
-    CHECK(!strcmp(str(p, "pipeline"), "describe.yaml") && !strcmp(str(p, "pipeline_sha256"), "00ff"));
-    CHECK(!strcmp(str(p, "device"), "pocl:cpu"));
-    CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "params"), "decode"), "max_pixels")
-              ->valuedouble == 1e8);
+    CHECK(!strcmp(str(p, "artflow"), "harness") && !strcmp(str(p, "model_sha256"), "digest"));
     const char *t = str(p, "time");
     CHECK(t && strlen(t) == 20 && t[4] == '-' && t[10] == 'T' && t[19] == 'Z');
     CHECK(!strcmp(str(b, "status"), "error") && strstr(str(b, "error"), "b/bad.jpg: not a JPEG"));

@@ -1,14 +1,17 @@
 /* Stage harness for `vit` and `qformer`: items carrying the golden pixels go
- * through the stages' own descriptors (create / process / destroy) with the
- * converted tiny model; their output tensors must match the ORIGINAL code's
- * goldens, a wrong-sized input must become an error record for that item
- * only, and a missing model file must fail create() naming the file. */
+ * through the stages' own descriptors (create / negotiate / prepare / process
+ * / destroy, as the engine runs them) with the converted tiny model; their
+ * output tensors must match the ORIGINAL code's goldens, a wrong-sized input
+ * must become an error record for that item only, the negotiated sizes must
+ * be the model's, and process() must create no device buffer (the
+ * allocation counter of the device stays where prepare() left it). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "af_test.h"
 #include "artflow/stage.h"
 #include "cl/runtime.h"
+#include "cl/weights.h"
 #include "convert/convert.h"
 #include "formats/gguf.h"
 #include "io_harness.h"
@@ -33,9 +36,17 @@ int main(void) {
   af_cl *cl = NULL;
   CHECK_OK(af_cl_open(&cl, NULL));
   if (!cl) return af_test_done("test_vision_stage");
-  af_stage_ctx ctx = io_ctx("vit", NULL, 0);
-  ctx.cl = (struct af_cl *)cl;
-  ctx.model_path = model;
+  af_weights *w = NULL;
+  af_queue *vq = NULL, *qq = NULL;
+  CHECK_OK(af_weights_open_pair(cl, model, NULL, &w));
+  CHECK_OK(af_queue_new(cl, &vq));
+  CHECK_OK(af_queue_new(cl, &qq));
+  af_stage_ctx vctx = io_ctx("vit", NULL, 0), qctx = io_ctx("qformer", NULL, 0);
+  vctx.cl = qctx.cl = (struct af_cl *)cl;
+  vctx.model_path = qctx.model_path = model;
+  vctx.weights = qctx.weights = w;
+  vctx.queue = vq, qctx.queue = qq;
+  vctx.batch = 3, qctx.batch = 2;
 
   size_t np, nv, nq, npj;
   float *pix = golden("pixels.npy", &np), *gv = golden("vit.npy", &nv), *gq = golden("qformer.npy", &nq),
@@ -53,14 +64,24 @@ int main(void) {
   }
   void *vcfg = io_config(&af_stage_vit, NULL), *qcfg = io_config(&af_stage_qformer, NULL), *vs = NULL,
        *qs = NULL;
-  CHECK_OK(af_stage_vit.create(&ctx, vcfg, &vs));
-  ctx.instance = "qformer";
-  CHECK_OK(af_stage_qformer.create(&ctx, qcfg, &qs));
-  if (vs && qs) {
-    CHECK(af_stage_vit.process(vs, &ctx, items, 3) == AF_FLOW_OK);
+  af_bindings vd, qd;
+  CHECK_OK(io_stage_setup(&af_stage_vit, &vctx, vcfg, NULL, &vd, &vs));
+  CHECK_OK(io_stage_setup(&af_stage_qformer, &qctx, qcfg, NULL, &qd, &qs));
+  /* the tiny model: 56 px images, 17 tokens of width 64; 8 queries of 32, LLM width 64 */
+  CHECK(vd.n == 3 && vd.v[0].value == 56 && vd.v[1].value == 17 && vd.v[2].value == 64);
+  CHECK(qd.n == 4 && !strcmp(qd.v[0].symbol, "V") && qd.v[0].value == 64 && qd.v[1].value == 8 &&
+        qd.v[2].value == 32 && qd.v[3].value == 64);
+  unsigned long long allocs = af_cl_allocations(cl);
+  for (int round = 0; round < 2 && vs && qs; round++) {
+    CHECK(af_stage_vit.process(vs, &vctx, items, 3) == AF_FLOW_OK);
     CHECK(items[1]->status == AF_ITEM_ERROR && strstr(items[1]->error, "'pixels' must be f32[3,56,56]"));
     af_item *ok[2] = {items[0], items[2]};
-    CHECK(af_stage_qformer.process(qs, &ctx, ok, 2) == AF_FLOW_OK);
+    if (round == 0) {
+      CHECK(af_stage_qformer.process(qs, &qctx, ok, 2) == AF_FLOW_OK);
+    } else { /* partial batches */
+      CHECK(af_stage_qformer.process(qs, &qctx, ok, 1) == AF_FLOW_OK);
+      CHECK(af_stage_qformer.process(qs, &qctx, ok + 1, 1) == AF_FLOW_OK);
+    }
     for (int k = 0; k < 2; k++) {
       const af_tensor *tq = af_item_tensor(ok[k], "qformer"), *tp = af_item_tensor(ok[k], "proj");
       CHECK(ok[k]->status == AF_ITEM_OK && tq && tp && !af_item_tensor(ok[k], "vit")); /* vit dropped */
@@ -70,19 +91,17 @@ int main(void) {
       }
     }
   }
+  CHECK_MSG(af_cl_allocations(cl) == allocs, "process() created %llu device buffers",
+            af_cl_allocations(cl) - allocs);
   af_stage_vit.destroy(vs);
   af_stage_qformer.destroy(qs);
-  /* a missing model fails create() with the file named */
-  void *none = NULL;
-  ctx.model_path = "/nonexistent/model.gguf";
-  CHECK(af_stage_vit.create(&ctx, vcfg, &none) != 0);
-  CHECK(strstr(af_error_message(), "/nonexistent/model.gguf") != NULL);
-  af_error_clear();
-  af_stage_vit.destroy(none);
   io_config_free(&af_stage_vit, vcfg);
   io_config_free(&af_stage_qformer, qcfg);
   for (int i = 0; i < 3; i++) af_item_free(items[i]);
   free(pix), free(gv), free(gq), free(gp);
+  af_queue_free(vq);
+  af_queue_free(qq);
+  af_weights_free(w);
   af_cl_close(cl);
   return af_test_done("test_vision_stage");
 }

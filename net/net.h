@@ -1,0 +1,15 @@
+/* The network's public face: what stage adapters (stages/) call.  Stages
+ * include this header only (tools/check-rooms.sh checks it); the CLI and the
+ * tests may use the pieces below directly.
+ *   net/vision.h    af_vit (EVA ViT-g + ln_vision), af_qformer (Q-Former +
+ *                   projection): probe the shape, build for a batch, reserve
+ *                   the buffers, run.
+ *   net/describer.h text generation for a batch of images and multi-turn chat
+ *                   (prompt, prefill, decode, stops, answers). */
+#ifndef AF_NET_NET_H
+#define AF_NET_NET_H
+
+#include "net/describer.h"
+#include "net/vision.h"
+
+#endif
