@@ -115,6 +115,13 @@ int af_kv_store(af_queue *q, af_dbuf src, int rows, int n, cl_mem cache, int hal
 
 int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache, cl_mem v_cache,
                         int half, size_t slot_stride, cl_mem slot, cl_mem pos, float scale, af_dbuf out) {
+  return af_attention_cached_hole(q, qv, rows, heads, d, k_cache, v_cache, half, slot_stride, slot, pos, NULL,
+                                  scale, out);
+}
+
+int af_attention_cached_hole(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache,
+                             cl_mem v_cache, int half, size_t slot_stride, cl_mem slot, cl_mem pos,
+                             cl_mem hole, float scale, af_dbuf out) {
   if (d <= 0 || d > 128 || heads <= 0 || rows < 0)
     return af_err(AF_ERR_INVALID, "attention: unsupported shape (d=%d, heads=%d)", d, heads);
   if (!rows) return 0;
@@ -136,12 +143,13 @@ int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_
   a |= clSetKernelArg(k, 6, sizeof row, &row);
   a |= clSetKernelArg(k, 7, sizeof(cl_mem), &slot);
   a |= clSetKernelArg(k, 8, sizeof(cl_mem), &pos);
-  a |= clSetKernelArg(k, 9, sizeof rows, &rows);
-  a |= clSetKernelArg(k, 10, sizeof(cl_mem), &out.mem);
-  a |= clSetKernelArg(k, 11, sizeof oo, &oo);
-  a |= clSetKernelArg(k, 12, sizeof row, &row);
-  a |= clSetKernelArg(k, 13, sizeof d, &d);
-  a |= clSetKernelArg(k, 14, sizeof scale, &scale);
+  a |= clSetKernelArg(k, 9, sizeof(cl_mem), hole ? &hole : NULL); /* NULL: the kernel sees no hole */
+  a |= clSetKernelArg(k, 10, sizeof rows, &rows);
+  a |= clSetKernelArg(k, 11, sizeof(cl_mem), &out.mem);
+  a |= clSetKernelArg(k, 12, sizeof oo, &oo);
+  a |= clSetKernelArg(k, 13, sizeof row, &row);
+  a |= clSetKernelArg(k, 14, sizeof d, &d);
+  a |= clSetKernelArg(k, 15, sizeof scale, &scale);
   if (a) return af_err(AF_ERR_INVALID, "attention: cannot set kernel arguments");
   /* AF_ATT_CACHED_WG: work-items per group along the heads; 0 lets the
    * runtime choose (PoCL's choice of one group for all heads ran decode

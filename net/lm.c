@@ -43,8 +43,10 @@ struct af_lm {
   int cap;                                   /* positions the work buffers hold */
   af_dbuf x, h, q, k, v, ctx, tmp, ad, g, u; /* (cap, H) / (cap, A) / (cap, F) */
   cl_mem rslot, rpos;                        /* (cap) ints: each row's cache slot and position */
+  cl_mem rrope, rhole;                       /* branch rows (af_lm_branches): RoPE position, hidden keys */
   cl_mem rope_tab;     /* af_rope_table for positions 0..ctx-1 (HF's fp32 cos/sin cache) */
   int *hslot, *hpos;   /* host staging of the same */
+  int *hrope, *hhole;  /* (cap) and (2 cap) */
   int lcap;            /* rows the logits buffer holds */
   af_dbuf logits;      /* (lcap, V) */
   int kv_half;         /* KV cache stored as fp16 */
@@ -81,11 +83,13 @@ static int wt_t(af_weights *w, int keep_f16, const af_dtensor **out, int l, cons
 static void free_bufs(af_lm *m) {
   af_dbuf *b[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->ctx, &m->tmp, &m->ad, &m->g, &m->u};
   for (size_t i = 0; i < sizeof b / sizeof *b; i++) nn_free(b[i]);
-  if (m->rslot) clReleaseMemObject(m->rslot);
-  if (m->rpos) clReleaseMemObject(m->rpos);
-  m->rslot = m->rpos = NULL;
-  free(m->hslot), free(m->hpos);
-  m->hslot = m->hpos = NULL;
+  cl_mem *mems[] = {&m->rslot, &m->rpos, &m->rrope, &m->rhole};
+  for (size_t i = 0; i < sizeof mems / sizeof *mems; i++) {
+    if (*mems[i]) clReleaseMemObject(*mems[i]);
+    *mems[i] = NULL;
+  }
+  free(m->hslot), free(m->hpos), free(m->hrope), free(m->hhole);
+  m->hslot = m->hpos = m->hrope = m->hhole = NULL;
   m->cap = 0;
 }
 
@@ -101,11 +105,15 @@ static int grow(af_lm *m, int n) {
       (rc = nn_alloc(m->cl, N * F, &m->g)) || (rc = nn_alloc(m->cl, N * F, &m->u)) ||
       (rc = nn_alloc(m->cl, N * H, &m->k)) || (rc = nn_alloc(m->cl, N * H, &m->v)) ||
       (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rslot)) ||
-      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rpos)))
+      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rpos)) ||
+      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rrope)) ||
+      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, 2 * N * sizeof(int), NULL, &m->rhole)))
     return rc;
   m->hslot = malloc(N * sizeof(int));
   m->hpos = malloc(N * sizeof(int));
-  if (!m->hslot || !m->hpos) return af_err(AF_ERR_NOMEM, "out of memory");
+  m->hrope = malloc(N * sizeof(int));
+  m->hhole = malloc(2 * N * sizeof(int));
+  if (!m->hslot || !m->hpos || !m->hrope || !m->hhole) return af_err(AF_ERR_NOMEM, "out of memory");
   m->cap = n;
   return 0;
 }
@@ -364,9 +372,11 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, co
  * (vec: GEMVs, the rows are one position each of several sequences; else
  * GEMMs of at most `chunk` rows per call, 0 = all); then the final norm and
  * lm_head on the rows out[0..n_out), gathered and one at a time, or when out
- * is NULL on every row at once; logits read into the host */
+ * is NULL on every row at once; logits read into the host.  branch: the rows
+ * are af_lm_branches rows, with their RoPE positions in hrope and the cached
+ * keys each must not see in hhole (hpos is then where their keys go). */
 static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int *out, int n_out,
-                    float *logits) {
+                    float *logits, int branch) {
   const af_lm_shape *s = &m->s;
   size_t H = (size_t)s->hidden, N = (size_t)n, F = (size_t)s->ffn, A = (size_t)s->adapter;
   int d = s->hidden / s->heads, rc;
@@ -375,20 +385,24 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
   if ((rc = af_queue_write(q, m->rslot, 0, N * sizeof(int), m->hslot)) ||
       (rc = af_queue_write(q, m->rpos, 0, N * sizeof(int), m->hpos)))
     return rc;
+  if (branch && ((rc = af_queue_write(q, m->rrope, 0, N * sizeof(int), m->hrope)) ||
+                 (rc = af_queue_write(q, m->rhole, 0, 2 * N * sizeof(int), m->hhole))))
+    return rc;
+  cl_mem rope_at = branch ? m->rrope : m->rpos, hole = branch ? m->rhole : NULL;
   for (int l = 0; l < s->layers; l++) {
     lm_layer *L = &m->lay[l];
     /* attention block: RoPE at each row's position, keys/values into its slot */
     if ((rc = af_op_rmsnorm(q, m->x, N, H, L->attn_norm->mem, s->rms_eps, m->h)) ||
         (rc = lin(q, m->h, n, L->wq, NULL, m->q)) || (rc = lin(q, m->h, n, L->wk, NULL, m->k)) ||
         (rc = lin(q, m->h, n, L->wv, NULL, m->v)) ||
-        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved,
+        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, rope_at, s->rope_base, s->rope_interleaved,
                              m->rope_tab)) ||
-        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved,
+        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, rope_at, s->rope_base, s->rope_interleaved,
                              m->rope_tab)) ||
         (rc = af_kv_store(q, m->k, n, (int)H, L->k_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
         (rc = af_kv_store(q, m->v, n, (int)H, L->v_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
-        (rc = af_attention_cached(q, m->q, n, s->heads, d, L->k_cache, L->v_cache, m->kv_half, slot_stride,
-                                  m->rslot, m->rpos, scale, m->ctx)) ||
+        (rc = af_attention_cached_hole(q, m->q, n, s->heads, d, L->k_cache, L->v_cache, m->kv_half,
+                                       slot_stride, m->rslot, m->rpos, hole, scale, m->ctx)) ||
         (rc = lin(q, m->ctx, n, L->wo, NULL, m->tmp)) || (rc = af_op_add(q, m->x, m->tmp, N * H)))
       return rc;
     /* ImageAdapter: x = up(GELU(down(x))) + x */
@@ -449,7 +463,7 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int 
   for (int i = 0; i < n; i++) m->hslot[i] = slot, m->hpos[i] = pos0 + i;
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
   int last = n - 1;
-  return run_rows(m, q, n, 0, 0, &last, 1, logits);
+  return run_rows(m, q, n, 0, 0, &last, 1, logits, 0);
 }
 
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *xin,
@@ -484,7 +498,7 @@ int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const in
   size_t rw = af_gemm_tiled_rowwise_max(m->cl);
   int chunk = rw && (size_t)max_len <= rw && (size_t)total > rw ? (int)rw : 0;
   rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)total * (size_t)s->hidden, xin);
-  if (!rc) rc = run_rows(m, q, total, 0, chunk, last, B, logits);
+  if (!rc) rc = run_rows(m, q, total, 0, chunk, last, B, logits, 0);
   free(last);
   return rc;
 }
@@ -509,5 +523,34 @@ int af_lm_decode_batch(af_lm *m, af_queue *q, int B, const int *slots, const int
   memcpy(m->hslot, slots, sizeof(int) * (size_t)B);
   memcpy(m->hpos, pos, sizeof(int) * (size_t)B);
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)B * (size_t)s->hidden, xin))) return rc;
-  return run_rows(m, q, B, 1, 0, NULL, 0, logits);
+  return run_rows(m, q, B, 1, 0, NULL, 0, logits, 0);
+}
+
+int af_lm_branches(af_lm *m, af_queue *q, int slot, int shared, int n_branch, const int *lens,
+                   const float *xin, float *logits) {
+  const af_lm_shape *s = &m->s;
+  if (n_branch < 1 || shared < 1)
+    return af_err(AF_ERR_INVALID, "llm: %d branches after %d positions", n_branch, shared);
+  if (slot < 0 || slot >= 65536) return af_err(AF_ERR_RANGE, "llm: KV-cache slot %d", slot);
+  int total = 0, longest = 0, rc;
+  for (int b = 0; b < n_branch; b++) {
+    if (lens[b] < 1 || lens[b] > s->ctx) return af_err(AF_ERR_RANGE, "llm: branch of %d positions", lens[b]);
+    if (total > INT32_MAX - lens[b]) return af_err(AF_ERR_RANGE, "llm: too many branch positions");
+    total += lens[b];
+    if (lens[b] > longest) longest = lens[b];
+  }
+  /* each branch is where it would be alone (positions shared..), its keys are
+   * stored one branch after the other from `shared` on */
+  if (shared + longest > s->ctx || shared + total > s->ctx)
+    return af_err(AF_ERR_RANGE, "llm: %d shared and %d branch positions exceed the context of %d", shared,
+                  total, s->ctx);
+  if ((rc = grow(m, total)) || (rc = ensure_cache(m, q, slot, shared + total - 1))) return rc;
+  for (int b = 0, r = 0, at = shared; b < n_branch; at += lens[b++])
+    for (int i = 0; i < lens[b]; i++, r++) {
+      m->hslot[r] = slot, m->hpos[r] = at + i, m->hrope[r] = shared + i;
+      m->hhole[2 * r] = shared, m->hhole[2 * r + 1] = at; /* the branches before this one */
+    }
+  if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)total * (size_t)s->hidden, xin)))
+    return rc;
+  return run_rows(m, q, total, 0, 0, NULL, 0, logits, 1);
 }

@@ -65,6 +65,18 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *x, int n, int po
  * can differ in the last bits. */
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *x,
                         float *logits);
+/* Branches off a shared prefix, for scoring several continuations of one
+ * prompt at once: `slot` holds positions 0..shared-1 of a sequence.  Branch
+ * b continues it with lens[b] rows (x: the rows of branch 0, then branch 1,
+ * ..., each row the embedding of a token), at positions shared, shared+1, ...
+ * as if it were alone: it sees the prefix and its own earlier rows, never
+ * another branch's.  Their keys/values are stored after the prefix
+ * (overwriting what was there), so the prefix stays as it was for the next
+ * call.  logits: every row's (sum(lens) x vocab).  The layers run as GEMMs
+ * over all rows. */
+int af_lm_branches(af_lm *m, af_queue *q, int slot, int shared, int n_branch, const int *lens, const float *x,
+                   float *logits);
+
 /* af_lm_prefill on slot 0 */
 int af_lm_forward(af_lm *m, af_queue *q, const float *x, int n, int pos0, float *logits);
 
