@@ -9,6 +9,7 @@
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "cli/cli.h"
+#include "core/datadir.h"
 
 static const char usage[] =
     "usage: artflow devices [--json]\n"
@@ -17,7 +18,8 @@ static const char usage[] =
     "and local memory, largest allocation, fp16/fp64 support, OpenCL C version.\n"
     "The device marked '*' is the one artflow uses by default (ARTFLOW_DEVICE,\n"
     "else the first GPU, else the first CPU).  Select another with --device N or\n"
-    "a name substring on any command, or ARTFLOW_DEVICE.\n"
+    "a name substring on any command, or ARTFLOW_DEVICE.  The last line names the\n"
+    "profile folder and how it was found (docs/profiles.md).\n"
     "\n"
     "options:\n"
     "  --json     one JSON object per device, one per line\n";
@@ -67,6 +69,11 @@ int af_cmd_devices(int argc, char **argv) {
       cJSON_AddBoolToObject(o, "fp16", d->fp16);
       cJSON_AddBoolToObject(o, "fp64", d->fp64);
       af_devprofile prof;
+      const char *dir = af_devprofile_dir();
+      if (dir)
+        cJSON_AddStringToObject(o, "profile_dir", dir);
+      else
+        cJSON_AddNullToObject(o, "profile_dir");
       if (af_devprofile_select(d, NULL, &prof) == 0) {
         cJSON_AddStringToObject(o, "profile", prof.name);
         cJSON_AddStringToObject(o, "profile_file", prof.file);
@@ -98,6 +105,13 @@ int af_cmd_devices(int argc, char **argv) {
       printf("      profile: %s\n", af_error_message());
       af_error_clear();
     }
+  }
+  if (!json) {
+    af_data_where w;
+    if (af_data_locate(AF_DATA_PROFILES, &w) == 0)
+      printf("profiles: %s (%s)\n", w.dir, w.origin);
+    else
+      printf("profiles: none found (tried %s); built-in defaults\n", w.tried);
   }
   free(refs);
   return AF_EXIT_OK;
