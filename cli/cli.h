@@ -40,13 +40,13 @@ AF_CLI_COMMANDS(AF_CLI_DECL)
  * Returns -1 when the command should run (images from argv[a->first_image]),
  * else the exit code to return: --help printed, or a one-line usage error
  * naming the flag. */
-struct af_describe_opts;
+struct af_gen_opts;
 typedef struct af_cli_image_args {
   const char *model, *question, *dump, *device; /* NULL when not given */
   int json, first_image;
 } af_cli_image_args;
 int af_cli_image_args_parse(int argc, char **argv, const char *cmd, const char *usage, int min_new_tokens,
-                            struct af_describe_opts *o, af_cli_image_args *a);
+                            struct af_gen_opts *o, af_cli_image_args *a);
 
 /* The vision path of one image for describe and chat: decode, Pillow-exact
  * resize and normalisation, ViT + ln_vision, Q-Former + projection, batch 1.

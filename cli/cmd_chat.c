@@ -1,5 +1,5 @@
 /* artflow chat: a multi-turn conversation about one or more images, as the
- * original demo's Chat does it (net/describer.h, af_chat_*): every image is
+ * original demo's Chat does it (net/chat.h; --dump by cli/describe_out.c): every image is
  * run through the vision path once, then each question re-embeds the whole
  * history.  Interactive on a terminal; otherwise one question per stdin line
  * (plain answers followed by a blank line, or JSON Lines with --json). */
@@ -12,7 +12,7 @@
 
 #include "cl/runtime.h"
 #include "cli/cli.h"
-#include "net/describer.h"
+#include "cli/describe_out.h"
 
 static const char usage[] =
     "usage: artflow chat IMAGE... --model MODEL.gguf [options]\n"
@@ -54,8 +54,8 @@ static int read_line(FILE *in, char **buf, size_t *cap) {
 }
 
 int af_cmd_chat(int argc, char **argv) {
-  af_describe_opts o;
-  af_describe_opts_default(&o);
+  af_gen_opts o;
+  af_gen_opts_default(&o);
   af_cli_image_args a;
   int pr = af_cli_image_args_parse(argc, argv, "chat", usage, 1, &o, &a);
   if (pr >= 0) return pr;
@@ -65,14 +65,14 @@ int af_cmd_chat(int argc, char **argv) {
 
   af_cl *cl = NULL;
   af_cli_embedder e = {0};
-  af_describer *llm = NULL;
+  af_generator *llm = NULL;
   af_chat *chat = NULL;
   float **proj = calloc((size_t)n_images, sizeof *proj);
   char *line = NULL;
   size_t cap = 0;
   int rc = proj ? af_cl_open(&cl, device) : af_err(AF_ERR_NOMEM, "out of memory"), turn = 0, failures = 0;
   if (!rc) rc = af_cli_embedder_open(cl, model, &e);
-  if (!rc) rc = af_describer_new(cl, model, &o, &llm);
+  if (!rc) rc = af_generator_new(cl, model, &o, &llm);
   size_t np = e.Q * e.L; /* each image's embeddings, kept for every turn */
   for (int i = 0; !rc && i < n_images; i++) {
     if (!(proj[i] = malloc(sizeof(float) * np))) rc = af_err(AF_ERR_NOMEM, "out of memory");
@@ -110,21 +110,22 @@ int af_cmd_chat(int argc, char **argv) {
       continue;
     }
     if (!*question) continue; /* the demo refuses empty input */
-    char dir[4096] = "", *answer = NULL;
-    int32_t *ids = NULL;
-    int n_ids = 0, positions = 0;
+    char dir[4096] = "";
     turn++;
     if (dump) snprintf(dir, sizeof dir, "%s/turn%d", dump, turn);
-    int r = af_chat_turn(chat, question, json ? NULL : stdout, dump ? dir : NULL, &answer, &ids, &n_ids,
-                         &positions);
+    af_cli_chat_out co = {json ? NULL : stdout, dump ? dir : NULL};
+    af_chat_io io;
+    af_chat_result res;
+    af_cli_chat_io(&co, &io);
+    int r = af_chat_turn(chat, question, &io, &res);
     if (!r && json) {
       cJSON *j = cJSON_CreateObject();
       cJSON_AddNumberToObject(j, "turn", turn);
       cJSON_AddStringToObject(j, "question", question);
-      cJSON_AddStringToObject(j, "answer", answer);
+      cJSON_AddStringToObject(j, "answer", res.answer);
       cJSON *arr = cJSON_AddArrayToObject(j, "ids");
-      for (int i = 0; i < n_ids; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
-      cJSON_AddNumberToObject(j, "positions", positions);
+      for (int i = 0; i < res.n_ids; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(res.ids[i]));
+      cJSON_AddNumberToObject(j, "positions", res.positions);
       char *s = cJSON_PrintUnformatted(j);
       if (s) printf("%s\n", s);
       free(s);
@@ -139,8 +140,7 @@ int af_cmd_chat(int argc, char **argv) {
       af_error_clear();
     }
     fflush(stdout);
-    free(answer);
-    free(ids);
+    af_chat_result_free(&res);
   }
   rc = rc ? af_cli_fail(rc, NULL) : failures ? AF_EXIT_FAIL : AF_EXIT_OK;
 out:
@@ -148,7 +148,7 @@ out:
   for (int i = 0; proj && i < n_images; i++) free(proj[i]);
   free(proj);
   af_chat_free(chat);
-  af_describer_free(llm);
+  af_generator_free(llm);
   af_cli_embedder_close(&e);
   af_cl_close(cl);
   return rc;

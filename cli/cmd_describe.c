@@ -1,7 +1,8 @@
 /* artflow describe: images -> (vision path) -> text, without a pipeline file.
  * Decode and Pillow-exact preprocessing on the host, ViT + Q-Former + projection
- * on the device, then text generation by the LLM (stages/llm.c) unless
- * --max-new-tokens 0.  --dump DIR writes the intermediate tensors per image. */
+ * on the device, then text generation by the LLM (net/generate.h; the text,
+ * JSON and dump files by cli/describe_out.c) unless --max-new-tokens 0.
+ * --dump DIR writes the intermediate tensors per image. */
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +10,9 @@
 
 #include "cl/runtime.h"
 #include "cli/cli.h"
+#include "cli/describe_out.h"
 #include "core/iofile.h"
 #include "formats/npy.h"
-#include "net/describer.h"
 
 static const char usage[] =
     "usage: artflow describe IMAGE... --model MODEL.gguf [options]\n"
@@ -59,23 +60,21 @@ static int dump_dir(const char *root, const char *image, char *out, size_t n) {
 }
 
 int af_cmd_describe(int argc, char **argv) {
-  af_describe_opts o;
-  af_describe_opts_default(&o);
+  af_gen_opts o;
+  af_gen_opts_default(&o);
   af_cli_image_args a;
   int pr = af_cli_image_args_parse(argc, argv, "describe", usage, 0, &o, &a);
   if (pr >= 0) return pr;
   const char *model = a.model, *device = a.device, *dump = a.dump;
   int json = a.json;
   if (a.question) o.question = a.question;
-  o.dump_dir = dump;
-  o.json = json;
 
   af_cl *cl = NULL;
   af_cli_embedder e = {0};
-  af_describer *llm = NULL;
+  af_generator *llm = NULL;
   int rc = af_cl_open(&cl, device), failures = 0;
   if (!rc) rc = af_cli_embedder_open(cl, model, &e);
-  if (!rc && o.max_new_tokens > 0) rc = af_describer_new(cl, model, &o, &llm);
+  if (!rc && o.max_new_tokens > 0) rc = af_generator_new(cl, model, &o, &llm);
   if (rc) {
     int code = rc;
     rc = af_cli_fail(code, NULL);
@@ -85,7 +84,7 @@ int af_cmd_describe(int argc, char **argv) {
   for (int i = a.first_image; i < argc; i++) {
     const char *path = argv[i];
     char dir[4096] = "";
-    if (llm && i > a.first_image) af_describer_release_host(llm);
+    if (llm && i > a.first_image) af_generator_release_host(llm);
     int r = af_cli_embed(&e, path);
     if (!r && dump) {
       int64_t ps[3] = {3, e.S, e.S}, vsh[2] = {(int64_t)e.T, (int64_t)e.W},
@@ -101,8 +100,12 @@ int af_cmd_describe(int argc, char **argv) {
      * model's here): peak RSS of a 7B q4_0 model with ViT-g 6.0 -> 4.0 GiB,
      * time within 1 % (docs/profiles.md); the pages come back from the page cache */
     if (llm) af_weights_release_host(e.w);
-    if (!r && llm)
-      r = af_describer_run(llm, path, e.po, (int)e.Q, dir[0] ? dir : NULL, stdout, NULL, NULL, NULL);
+    if (!r && llm) {
+      af_gen_item it = {.image = path, .proj = e.po, .n_img = (int)e.Q};
+      const char *dirs[1] = {dir[0] ? dir : NULL};
+      r = af_cli_describe(llm, &it, dirs, 1, json, stdout);
+      af_gen_item_clear(&it);
+    }
     if (!r && !llm) {
       if (json)
         printf("{\"image\":\"%s\",\"status\":\"ok\",\"text\":null}\n", path);
@@ -119,7 +122,7 @@ int af_cmd_describe(int argc, char **argv) {
   }
   rc = failures ? AF_EXIT_FAIL : AF_EXIT_OK;
 out:
-  af_describer_free(llm);
+  af_generator_free(llm);
   af_cli_embedder_close(&e);
   af_cl_close(cl);
   return rc;

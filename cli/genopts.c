@@ -5,7 +5,7 @@
 
 #include "cli/cli.h"
 #include "formats/gguf.h"
-#include "net/describer.h"
+#include "net/generate.h"
 
 enum {
   O_MODEL = 256,
@@ -26,7 +26,7 @@ enum {
 
 /* applies generation option `c` with value `arg` to *o: 1 done, 0 not a
  * generation option, -1 a bad value */
-static int gen_option(int c, const char *arg, af_describe_opts *o, int min_new_tokens) {
+static int gen_option(int c, const char *arg, af_gen_opts *o, int min_new_tokens) {
   char *end = NULL;
   switch (c) {
     case AF_OPT_LLM:
@@ -69,7 +69,7 @@ static const char *optname(char **argv, int optind_now, const char *value) {
 }
 
 int af_cli_image_args_parse(int argc, char **argv, const char *cmd, const char *usage, int min_new_tokens,
-                            af_describe_opts *o, af_cli_image_args *a) {
+                            af_gen_opts *o, af_cli_image_args *a) {
   static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
                                        {"question", required_argument, 0, O_QUESTION},
                                        {"dump", required_argument, 0, O_DUMP},

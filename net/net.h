@@ -4,12 +4,14 @@
  *   net/vision.h    af_vit (EVA ViT-g + ln_vision), af_qformer (Q-Former +
  *                   projection): probe the shape, build for a batch, reserve
  *                   the buffers, run.
- *   net/describer.h text generation for a batch of images and multi-turn chat
- *                   (prompt, prefill, decode, stops, answers). */
+ *   net/generate.h  text generation for a batch of images (prompt, prefill,
+ *                   decode, stops, answers), results and callbacks only.
+ *   net/chat.h      the original demo's multi-turn chat. */
 #ifndef AF_NET_NET_H
 #define AF_NET_NET_H
 
-#include "net/describer.h"
+#include "net/chat.h"
+#include "net/generate.h"
 #include "net/vision.h"
 
 #endif

@@ -22,7 +22,8 @@ static const char *base_name(const char *p) {
 static int add_model(cJSON *o, const char *key, const char *path, int digest) {
   char k[64], hex[65], note[512];
   cJSON_AddStringToObject(o, key, base_name(path));
-  if (!strcmp(key, "model") && af_model_demo_note(path, note, sizeof note)) cJSON_AddStringToObject(o, "demo", note);
+  if (!strcmp(key, "model") && af_model_demo_note(path, note, sizeof note))
+    cJSON_AddStringToObject(o, "demo", note);
   if (!digest) return 0;
   int rc = af_sha256_file(path, hex);
   if (rc) return rc;
@@ -70,7 +71,9 @@ static char *build(af_pipeline *p, int digest) {
   if (!rc) {
     if (p->path) cJSON_AddStringToObject(o, "pipeline", base_name(p->path));
     cJSON_AddStringToObject(o, "pipeline_sha256", p->sha256);
-    const char *sel = p->opt.device ? p->opt.device : getenv("ARTFLOW_DEVICE") ? getenv("ARTFLOW_DEVICE") : p->device;
+    const char *sel = p->opt.device              ? p->opt.device
+                      : getenv("ARTFLOW_DEVICE") ? getenv("ARTFLOW_DEVICE")
+                                                 : p->device;
     add_device(o, p, sel);
     cJSON *params = p->params_json ? cJSON_Parse(p->params_json) : NULL;
     if (params) cJSON_AddItemToObject(o, "params", params);

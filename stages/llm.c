@@ -1,7 +1,7 @@
 /* `llm` stage: tensor "proj" (f32 [Q, H], the projected image embeddings
  * from qformer) -> text "text" (the answer) and tensor "ids" (i32, the
  * generated token ids), through the LLM with ImageAdapters
- * (net/describer.c, net/lm.c).  The items of a batch are generated
+ * (net/generate.h, net/lm.c).  The items of a batch are generated
  * together (one KV-cache slot each, one batched decode step per token for all
  * unfinished answers); the results equal describing them one by one.  The
  * batch is the stage's (YAML `batch:`, default 4); each item of it takes one
@@ -22,9 +22,9 @@ typedef struct llm_config {
   int greedy;
 } llm_config;
 
-/* the stage: the describer, and what its progress lines need */
+/* the stage: the generator, and what its progress lines need */
 typedef struct llm_stage {
-  af_describer *d;
+  af_generator *d;
   const af_stage_ctx *ctx; /* of the batch being processed */
   double t0, last;         /* when the batch began, when progress was last logged */
 } llm_stage;
@@ -58,8 +58,8 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   llm_stage *s = calloc(1, sizeof *s);
   *self = s;
   if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
-  af_describe_opts o;
-  af_describe_opts_default(&o);
+  af_gen_opts o;
+  af_gen_opts_default(&o);
   o.question = c->question && *c->question ? c->question : NULL;
   o.max_new_tokens = (int)c->max_new_tokens;
   o.max_length = (int)c->max_length;
@@ -71,9 +71,10 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   o.sampling.seed = (uint64_t)c->seed;
   o.llm_model = ctx->llm_model_path; /* two-file model: the base LLM file */
   o.weights = ctx->weights;          /* opened once by the engine for every model stage */
+  o.queue = ctx->queue;              /* the stage's own queue */
   o.progress = llm_progress;
   o.progress_arg = s;
-  int rc = af_describer_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
+  int rc = af_generator_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
   if (rc) { /* a failed create is not destroyed */
     free(s);
     *self = NULL;
@@ -83,10 +84,10 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
 
 static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   llm_stage *s = self;
-  af_describer *d = s->d;
+  af_generator *d = s->d;
   s->ctx = ctx;
   s->t0 = mono_s();
-  af_describe_item *di = calloc((size_t)n, sizeof *di);
+  af_gen_item *di = calloc((size_t)n, sizeof *di);
   af_item **who = calloc((size_t)n, sizeof *who);
   if (!di || !who) {
     free(di), free(who);
@@ -102,12 +103,11 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
                    it->path ? it->path : it->id);
       continue;
     }
-    di[m] =
-        (af_describe_item){.image = it->path ? it->path : it->id, .proj = t->data, .n_img = (int)t->shape[0]};
+    di[m] = (af_gen_item){.image = it->path ? it->path : it->id, .proj = t->data, .n_img = (int)t->shape[0]};
     who[m++] = it;
   }
   af_error_clear();
-  if (m) af_describer_run_batch(d, di, m, NULL);
+  if (m) af_generate_batch(d, di, m, NULL);
   for (int k = 0; k < m; k++) {
     af_item *it = who[k];
     int rc = di[k].rc;
@@ -131,13 +131,13 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
 }
 
 static int llm_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
-  return af_bind(dims, "H", af_describer_hidden(((llm_stage *)self)->d));
+  return af_bind(dims, "H", af_generator_hidden(((llm_stage *)self)->d));
 }
 
 static void llm_destroy(void *self) {
   llm_stage *s = self;
   if (!s) return;
-  af_describer_free(s->d);
+  af_generator_free(s->d);
   free(s);
 }
 

@@ -27,10 +27,11 @@ static int run(const char *yaml, af_pipeline **out) {
 static void test_sizes_agree(void) {
   tp_reset();
   af_pipeline *p = NULL;
-  CHECK_OK(run("source: {stage: tp_seq, count: 11}\njournal: ${AF_TEST_JOURNAL}\n"
-               "stages:\n  - {stage: tp_make, n: 12}\n  - {stage: tp_take, n: 12, batch: 4}\n"
-               "sinks:\n  - {stage: tp_collect}\n",
-               &p));
+  CHECK_OK(
+      run("source: {stage: tp_seq, count: 11}\njournal: ${AF_TEST_JOURNAL}\n"
+          "stages:\n  - {stage: tp_make, n: 12}\n  - {stage: tp_take, n: 12, batch: 4}\n"
+          "sinks:\n  - {stage: tp_collect}\n",
+          &p));
   CHECK(atomic_load(&tp.negotiated) == 2);
   CHECK_MSG(tp.prepared_batch == 4, "prepare saw batch %d", tp.prepared_batch);
   CHECK_MSG(tp.prepared_dim == 12, "prepare saw size %lld", (long long)tp.prepared_dim);
@@ -41,18 +42,19 @@ static void test_sizes_agree(void) {
 static void test_sizes_differ(void) {
   tp_reset();
   af_pipeline *p = NULL;
-  int rc = run("source: {stage: tp_seq, count: 11}\njournal: ${AF_TEST_JOURNAL}\n"
-               "stages:\n  - {stage: tp_make, name: maker, n: 12}\n  - {stage: tp_take, name: taker, n: 6}\n"
-               "sinks:\n  - {stage: tp_collect}\n",
-               &p);
+  int rc =
+      run("source: {stage: tp_seq, count: 11}\njournal: ${AF_TEST_JOURNAL}\n"
+          "stages:\n  - {stage: tp_make, name: maker, n: 12}\n  - {stage: tp_take, name: taker, n: 6}\n"
+          "sinks:\n  - {stage: tp_collect}\n",
+          &p);
   const char *m = af_error_message();
   printf("  mismatch -> %s\n", m);
   CHECK(rc == AF_ERR_CONFIG);
   CHECK(strstr(m, "'maker'") && strstr(m, "'taker'") && strstr(m, "f32[12]") && strstr(m, "f32[6]"));
   CHECK(strstr(m, "N = 12") && strstr(m, "M = 6"));
-  CHECK(!af_pipeline_summary(p)->started);    /* nothing ran */
-  CHECK(atomic_load(&tp.produced) == 0);       /* the source was not asked for an item */
-  CHECK(tp.prepared_batch == 0);               /* prepare() was not reached */
+  CHECK(!af_pipeline_summary(p)->started); /* nothing ran */
+  CHECK(atomic_load(&tp.produced) == 0);   /* the source was not asked for an item */
+  CHECK(tp.prepared_batch == 0);           /* prepare() was not reached */
   af_error_clear();
   af_pipeline_free(p);
 }

@@ -1,0 +1,161 @@
+/* describe's and chat's output (see describe_out.h): the generator's stream
+ * and results as text on stdout, describe's JSON lines and the --dump files.
+ * A dump file that cannot be written fails its image or turn, as a failed
+ * generation step would. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/describe_out.h"
+#include "core/iofile.h"
+#include "formats/npy.h"
+
+/* path := one line per array of ids, ids separated by single spaces */
+static int write_id_lines(const char *path, const int32_t *const *ids, const size_t *n, int lines) {
+  FILE *f = fopen(path, "w");
+  if (!f) return af_err(AF_ERR_IO, "%s: cannot write", path);
+  for (int l = 0; l < lines; l++) {
+    for (size_t i = 0; i < n[l]; i++) fprintf(f, "%s%d", i ? " " : "", ids[l][i]);
+    fputc('\n', f);
+  }
+  return fclose(f) ? af_err(AF_ERR_IO, "%s: write failed", path) : 0;
+}
+
+/* dir/name := text */
+static int write_text(const char *dir, const char *name, const char *text) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "w");
+  if (!f) return af_err(AF_ERR_IO, "%s: cannot write", p);
+  fputs(text, f);
+  return fclose(f) ? af_err(AF_ERR_IO, "%s: write failed", p) : 0;
+}
+
+/* ---- describe ---- */
+
+typedef struct describe_out {
+  FILE *out;
+  int json;
+  const af_gen_item *items;
+  const char *const *dump_dirs;
+} describe_out;
+
+static void describe_write(void *arg, int i, const char *p, size_t len) {
+  (void)i;
+  describe_out *d = arg;
+  fwrite(p, 1, len, d->out);
+  fflush(d->out);
+}
+
+/* the image's prompt is prefilled: its first dumps and the "IMAGE: " heading */
+static int describe_prefilled(void *arg, af_gen_run *run, int i) {
+  describe_out *d = arg;
+  const af_gen_item *it = &d->items[i];
+  const char *dir = d->dump_dirs ? d->dump_dirs[i] : NULL;
+  int rc;
+  if (dir) {
+    char p[4200];
+    int64_t shape[1] = {it->n_logits0};
+    snprintf(p, sizeof p, "%s/logits0.npy", dir);
+    if ((rc = af_npy_write(p, AF_DTYPE_F32, 1, shape, it->logits0, 0))) return rc;
+    const int32_t *ids[2];
+    size_t n[2];
+    af_gen_prompt_ids(run, &ids[0], &n[0], &ids[1], &n[1]);
+    snprintf(p, sizeof p, "%s/prompt_ids.txt", dir);
+    if ((rc = write_id_lines(p, ids, n, 2))) return rc;
+  }
+  if (d->out && !d->json) {
+    char head[4200];
+    snprintf(head, sizeof head, "%s: ", it->image);
+    return af_gen_put(run, i, head, strlen(head));
+  }
+  return 0;
+}
+
+/* the image is answered: its JSON line or the newline after the streamed text, ids.txt */
+static int describe_done(void *arg, af_gen_run *run, int i) {
+  describe_out *d = arg;
+  const af_gen_item *it = &d->items[i];
+  const char *dir = d->dump_dirs ? d->dump_dirs[i] : NULL;
+  int rc = 0;
+  if (d->out && d->json) {
+    cJSON *js = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(js, "ids");
+    cJSON_AddStringToObject(js, "image", it->image);
+    cJSON_AddStringToObject(js, "status", "ok");
+    cJSON_AddStringToObject(js, "text", it->answer);
+    for (int k = 0; k < it->n_ids; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(it->ids[k]));
+    cJSON_AddNumberToObject(js, "prompt_positions", it->positions);
+    char *s = cJSON_PrintUnformatted(js);
+    if (s) {
+      rc = af_gen_put(run, i, s, strlen(s));
+      if (!rc) rc = af_gen_put(run, i, "\n", 1);
+    }
+    free(s);
+    cJSON_Delete(js);
+  } else if (d->out) {
+    rc = af_gen_put(run, i, "\n", 1);
+  }
+  if (!rc && dir) {
+    char p[4200];
+    const int32_t *ids[1] = {it->ids};
+    size_t n[1] = {(size_t)it->n_ids};
+    snprintf(p, sizeof p, "%s/ids.txt", dir);
+    rc = write_id_lines(p, ids, n, 1);
+  }
+  return rc;
+}
+
+int af_cli_describe(af_generator *g, af_gen_item *items, const char *const *dump_dirs, int n, int json,
+                    FILE *out) {
+  describe_out d = {out, json, items, dump_dirs};
+  for (int i = 0; i < n; i++) items[i].want_logits0 = dump_dirs && dump_dirs[i];
+  af_gen_sink sink = {.arg = &d,
+                      .write = out ? describe_write : NULL,
+                      .stream_answers = !json,
+                      .prefilled = describe_prefilled,
+                      .done = describe_done};
+  return af_generate_batch(g, items, n, &sink);
+}
+
+/* ---- chat ---- */
+
+static int chat_text(void *arg, const char *p, size_t len) {
+  af_cli_chat_out *o = arg;
+  fwrite(p, 1, len, o->out);
+  fflush(o->out);
+  return 0;
+}
+
+/* the turn's prompt: prompt_ids.txt (one line per segment) and info.txt
+ * ("positions P begin B": prompt positions and the truncation start) */
+static int chat_prompt(void *arg, const af_chat_result *r) {
+  af_cli_chat_out *o = arg;
+  char info[96], p[4200];
+  int rc = af_mkdirs(o->dump_dir);
+  snprintf(p, sizeof p, "%s/prompt_ids.txt", o->dump_dir);
+  if (!rc) rc = write_id_lines(p, (const int32_t *const *)r->seg_ids, r->seg_n, r->n_seg);
+  snprintf(info, sizeof info, "positions %d begin %d\n", r->positions, r->begin);
+  return rc ? rc : write_text(o->dump_dir, "info.txt", info);
+}
+
+/* the turn's answer: ids.txt and answer.txt (the answer and a newline) */
+static int chat_answered(void *arg, const af_chat_result *r) {
+  af_cli_chat_out *o = arg;
+  char p[4200], *line = malloc(strlen(r->answer) + 2);
+  if (!line) return af_err(AF_ERR_NOMEM, "out of memory");
+  const int32_t *ids[1] = {r->ids};
+  size_t n[1] = {(size_t)r->n_ids};
+  snprintf(p, sizeof p, "%s/ids.txt", o->dump_dir);
+  sprintf(line, "%s\n", r->answer);
+  int rc = write_id_lines(p, ids, n, 1);
+  if (!rc) rc = write_text(o->dump_dir, "answer.txt", line);
+  free(line);
+  return rc;
+}
+
+void af_cli_chat_io(af_cli_chat_out *o, af_chat_io *io) {
+  *io = (af_chat_io){.arg = o,
+                     .text = o->out ? chat_text : NULL,
+                     .prompt = o->dump_dir ? chat_prompt : NULL,
+                     .answered = o->dump_dir ? chat_answered : NULL};
+}
