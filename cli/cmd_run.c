@@ -20,7 +20,13 @@ static const char usage[] =
     "options:\n"
     "  --set STAGE.PARAM=VALUE   override a parameter (repeatable; STAGE is the\n"
     "                            stage's name, or 'source')\n"
-    "  --resume                  skip items the run journal marks done\n"
+    "  --resume                  skip items the run journal marks done; refused\n"
+    "                            (exit 2, the changes shown) when the settings that\n"
+    "                            change records differ from the journal's (stage\n"
+    "                            parameters, stages, model file)\n"
+    "  --allow-changed           with --resume: go on anyway; the records appended\n"
+    "                            from now on use the new settings (the journal\n"
+    "                            keeps both)\n"
     "  --strict                  exit 1 if any item failed\n"
     "  --progress=MODE           auto (bar on a terminal, else log lines), bar,\n"
     "                            log or none\n"
@@ -57,6 +63,8 @@ int af_cmd_run(int argc, char **argv) {
       sets[opt.n_sets++] = v;
     } else if (!strcmp(a, "--resume")) {
       opt.resume = 1;
+    } else if (!strcmp(a, "--allow-changed")) {
+      opt.allow_changed = 1;
     } else if (!strcmp(a, "--strict")) {
       strict = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -96,6 +104,10 @@ int af_cmd_run(int argc, char **argv) {
     free(sets);
     return af_cli_usage_error("run", usage, "missing the pipeline file");
   }
+  if (opt.allow_changed && !opt.resume) {
+    free(sets);
+    return af_cli_usage_error("run", usage, "--allow-changed goes with --resume");
+  }
   opt.sets = sets;
   af_pipeline *p = NULL;
   rc = af_pipeline_load(file, &opt, &p);
@@ -118,6 +130,16 @@ int af_cmd_run(int argc, char **argv) {
     fprintf(stderr, "artflow run: %s\n", af_error_message());
     af_error_clear();
     exitc = cfg ? AF_EXIT_USAGE : AF_EXIT_FAIL;
+    const char *diff = af_pipeline_settings_diff(p);
+    if (cfg && diff) { /* --resume refused: what changed, one line per setting */
+      for (const char *l = diff; *l;) {
+        size_t n = strcspn(l, "\n");
+        fprintf(stderr, "  %.*s\n", (int)n, l);
+        l += n + (l[n] == '\n');
+      }
+      fputs("artflow run: use --resume --allow-changed to append records made with the new settings anyway\n",
+            stderr);
+    }
   } else if (strict && s->failed > 0) {
     fprintf(stderr, "artflow run: --strict: %lld of %lld items failed\n", (long long)s->failed,
             (long long)s->total);

@@ -2,7 +2,8 @@
  * name to the latest earlier stage that outputs it, and the two tensor
  * descriptions must agree (dtype, rank, sizes; '*' matches anything, a symbol
  * binds to one size per stage).  Also builds the JSON of the resolved
- * configuration that sinks put into provenance records. */
+ * configuration that sinks put into provenance records (and, through
+ * settings.c, the settings a resume checks). */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -207,42 +208,13 @@ static cJSON *instance_json(const af_instance *in) {
   cJSON_AddStringToObject(o, "stage", in->desc->name);
   cJSON_AddStringToObject(o, "name", in->name);
   cJSON_AddNumberToObject(o, "batch", in->batch);
-  for (int i = 0; i < in->desc->n_params; i++) {
-    const af_param *pr = &in->desc->params[i];
-    const void *f = (const char *)in->config + pr->offset;
-    char buf[1024];
-    switch (pr->type) {
-      case AF_PARAM_INT:
-        cJSON_AddNumberToObject(o, pr->name, (double)*(const int64_t *)f);
-        break;
-      case AF_PARAM_FLOAT:
-        cJSON_AddNumberToObject(o, pr->name, *(const double *)f);
-        break;
-      case AF_PARAM_BOOL:
-        cJSON_AddBoolToObject(o, pr->name, *(const int *)f);
-        break;
-      case AF_PARAM_STRING:
-        if (*(char *const *)f)
-          cJSON_AddStringToObject(o, pr->name, *(char *const *)f);
-        else
-          cJSON_AddNullToObject(o, pr->name);
-        break;
-      case AF_PARAM_ENUM:
-        af_param_format(pr, in->config, buf, sizeof buf);
-        cJSON_AddStringToObject(o, pr->name, buf);
-        break;
-      case AF_PARAM_STRLIST: {
-        const af_strlist *l = f;
-        cJSON *arr = cJSON_AddArrayToObject(o, pr->name);
-        for (int k = 0; arr && k < l->n; k++) cJSON_AddItemToArray(arr, cJSON_CreateString(l->v[k]));
-        break;
-      }
-    }
-  }
+  for (int i = 0; i < in->desc->n_params; i++)
+    cJSON_AddItemToObject(o, in->desc->params[i].name, af_param_json(&in->desc->params[i], in->config));
   return o;
 }
 
-/* Builds p->params_json.  0 or AF_ERR_NOMEM. */
+/* Builds p->params_json, then the resume settings (settings.c).  0 or
+ * AF_ERR_NOMEM. */
 int af_pipeline_build_json(af_pipeline *p) {
   cJSON *root = cJSON_CreateObject();
   if (!root) return af_err(AF_ERR_NOMEM, "out of memory");
@@ -257,5 +229,6 @@ int af_pipeline_build_json(af_pipeline *p) {
   free(p->params_json);
   p->params_json = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
-  return p->params_json ? 0 : af_err(AF_ERR_NOMEM, "out of memory");
+  if (!p->params_json) return af_err(AF_ERR_NOMEM, "out of memory");
+  return af_settings_build(p);
 }

@@ -74,7 +74,10 @@ struct af_pipeline {
   af_instance *inst; /* [0] = source, then transforms, then sinks */
   int n_inst, n_transforms, n_sinks;
   char *params_json;
-  af_stage_stats *stats; /* n_inst copies for af_pipeline_stats */
+  char *settings_json;    /* the resume settings (settings.c), canonical JSON */
+  char settings_hash[65]; /* its SHA-256 */
+  char *settings_diff;    /* what --resume found changed (journal), or NULL */
+  af_stage_stats *stats;  /* n_inst copies for af_pipeline_stats */
   af_run_summary summary;
   struct af_cl *cl;
   struct af_weights *weights; /* the model (pair), opened once for every NEEDS_MODEL stage */
@@ -99,8 +102,15 @@ void af_pipeline_fatal(af_pipeline *p, int code, const char *msg);
  * AF_ERR_CONFIG naming both stages and both descriptions (and the model file
  * when a negotiated size is involved). */
 int af_graph_check(af_pipeline *p);
-/* graph.c: fills p->params_json.  0 or AF_ERR_NOMEM. */
+/* graph.c: fills p->params_json and (af_settings_build) the settings.  0 or
+ * AF_ERR_NOMEM. */
 int af_pipeline_build_json(af_pipeline *p);
+/* settings.c: fills p->settings_json and p->settings_hash.  0 or
+ * AF_ERR_NOMEM. */
+int af_settings_build(af_pipeline *p);
+/* settings.c: one parameter's value as JSON (as provenance and the settings
+ * show it).  Caller owns the result; NULL when out of memory. */
+struct cJSON *af_param_json(const af_param *pr, const void *config);
 
 /* provenance.c: the run's provenance block (ctx->provenance), built once per
  * flag set and kept in p->prov; NULL with the message recorded on failure.

@@ -98,8 +98,9 @@ typedef enum af_progress_mode {
 typedef struct af_run_options {
   const char *const *sets; /* "instance.param=value" overrides, applied last */
   int n_sets;
-  int resume; /* skip items the journal marks complete */
-  int quiet;  /* no progress, no statistics, warnings only */
+  int resume;        /* skip items the journal marks complete */
+  int allow_changed; /* with resume: go on although the settings changed */
+  int quiet;         /* no progress, no statistics, warnings only */
   af_progress_mode progress;
   const char *device;  /* overrides "device:" when not NULL */
   int queue_depth;     /* items per inter-stage queue; 0 = "queue:" or 64 */
@@ -163,6 +164,25 @@ const af_stage_stats *af_pipeline_stats(const af_pipeline *p, int *n);
 void af_pipeline_print_stats(const af_pipeline *p, FILE *out);
 /* The resolved configuration as JSON (same as ctx->params_json).  Borrowed. */
 const char *af_pipeline_params_json(const af_pipeline *p);
+/* The settings the records depend on (pipeline/settings.c: every stage's
+ * resolved parameters except AF_PARAM_RUNTIME rows, the chain of stages, the
+ * model files' path, size and time) as canonical JSON (one line, keys
+ * sorted), and its SHA-256 in hex: equal hashes mean records made with the
+ * same settings.  Set by af_pipeline_load.  Borrowed. */
+const char *af_pipeline_settings_json(const af_pipeline *p);
+const char *af_pipeline_settings_hash(const af_pipeline *p);
+/* After af_pipeline_run with resume: the settings that differ from the
+ * journal's latest ones, one "key: old -> new" line each (values as JSON,
+ * "(default)" for null: a parameter left unset, "(absent)" for a key only one
+ * side has); NULL when nothing changed.  Set
+ * both when the run refused to resume (AF_ERR_CONFIG) and when
+ * allow_changed let it go on.  Borrowed. */
+const char *af_pipeline_settings_diff(const af_pipeline *p);
+/* Compares two settings texts (af_pipeline_settings_json) key by key.
+ * *lines: malloc'd "key: old -> new\n" lines in key order, NULL when equal;
+ * *keys (may be NULL): malloc'd "a, b" list of the changed keys; *n_changed.
+ * 0, AF_ERR_FORMAT (a text is not a JSON object) or AF_ERR_NOMEM. */
+int af_settings_diff(const char *old_json, const char *new_json, char **lines, char **keys, int *n_changed);
 /* Journal path in effect (the "journal:" key, else next to the first sink's
  * "path" parameter, else "artflow.journal").  Borrowed. */
 const char *af_pipeline_journal_path(const af_pipeline *p);
@@ -177,7 +197,10 @@ int af_pipeline_queue_capacity(const af_pipeline *p);
  * when that file exists (__has_include); otherwise runs have no journal and
  * --resume is refused.
  *  - af_journal_open: resume = 0 starts a fresh journal (truncating); 1 loads
- *    the ids completed earlier.  Caller frees with af_journal_close.
+ *    the ids completed earlier.  `settings` (may be NULL: no check, no
+ *    settings line) are the run's settings: a fresh journal records them; a
+ *    resumed one compares them with its latest settings line (see
+ *    af_journal_settings).  Caller frees with af_journal_close.
  *  - af_journal_is_done: 1 if `id` completed in an earlier run (the pipeline
  *    then drops the item before any stage sees it), else 0.  Called from the
  *    source thread.
@@ -186,7 +209,22 @@ int af_pipeline_queue_capacity(const af_pipeline *p);
  *    records the items as completed (ok or error).  0 or a status (a failed
  *    commit stops the run: losing track of completed work is not allowed). */
 typedef struct af_journal af_journal;
-int af_journal_open(const char *path, int resume, af_journal **out);
+/* In: hash and json (af_pipeline_settings_hash/_json), allow_changed.
+ * Out (resume only): when the journal's latest settings differ, diff and
+ * changed are set (diff malloc'd, the caller frees it) and open fails with
+ * AF_ERR_CONFIG naming the journal and the changed keys, or, with
+ * allow_changed, appends the new settings line and succeeds; unchecked = 1
+ * when the journal records no settings (format 1): the settings line is
+ * appended and the run goes on (the caller warns). */
+typedef struct af_journal_settings {
+  const char *hash;
+  const char *json;
+  int allow_changed;
+  char *diff;
+  int changed;
+  int unchecked;
+} af_journal_settings;
+int af_journal_open(const char *path, int resume, af_journal_settings *settings, af_journal **out);
 int af_journal_is_done(af_journal *j, const char *id);
 int af_journal_commit(af_journal *j, af_item *const *items, int n);
 void af_journal_close(af_journal *j);

@@ -240,6 +240,38 @@ char *af_pipeline_default_journal(const af_pipeline *p) {
   return strdup("artflow.journal");
 }
 
+#if AF_HAVE_JOURNAL
+/* Opens the journal; on --resume it checks that the settings are the ones the
+ * journal records (docs/pipeline-io.md, "Resume"): a change stops the run
+ * with AF_ERR_CONFIG before any stage is created, unless --allow-changed.
+ * The diff stays in p->settings_diff for the caller to show. */
+static int open_journal(af_pipeline *p) {
+  af_journal_settings s = {
+      .hash = p->settings_hash, .json = p->settings_json, .allow_changed = p->opt.allow_changed};
+  int rc = af_journal_open(p->journal, p->opt.resume, &s, &p->jr);
+  free(p->settings_diff);
+  p->settings_diff = s.diff;
+  if (!rc && s.unchecked)
+    af_stage_log_cb(NULL, AF_LOG_WARN,
+                    "%s records no settings (journal format 1): resuming without checking that they are "
+                    "the same; later resumes check against this run's",
+                    p->journal);
+  if (!rc && s.changed) {
+    af_stage_log_cb(NULL, AF_LOG_WARN,
+                    "--allow-changed: %d setting(s) differ from %s; the records appended from now on use the "
+                    "new ones:",
+                    s.changed, p->journal);
+    for (const char *l = s.diff; l && *l;) {
+      const char *e = strchr(l, '\n');
+      int n = e ? (int)(e - l) : (int)strlen(l);
+      fprintf(stderr, "  %.*s\n", n, l);
+      l += n + (e != NULL);
+    }
+  }
+  return rc;
+}
+#endif
+
 /* Prefixes the recorded message with the instance, so a setup failure names
  * the stage (and its YAML position) whatever the stage wrote. */
 static int wrap(int rc, const af_instance *in, const char *what) {
@@ -339,13 +371,15 @@ static int setup(af_pipeline *p) {
     need_dev |= !!(p->inst[i].desc->flags & (AF_STAGE_NEEDS_DEVICE | AF_STAGE_NEEDS_MODEL));
     need_model |= !!(p->inst[i].desc->flags & AF_STAGE_NEEDS_MODEL);
   }
-  const char *dev = NULL;
-  if ((rc = open_device_and_model(p, need_dev, need_model, &dev))) return rc;
+  /* the journal first: a resume with other settings stops before the device
+   * and the model are opened */
 #if AF_HAVE_JOURNAL
-  if ((rc = af_journal_open(p->journal, p->opt.resume, &p->jr))) return rc;
+  if ((rc = open_journal(p))) return rc;
 #else
   if (p->opt.resume) return af_err(AF_ERR_CONFIG, "--resume: this build has no run journal");
 #endif
+  const char *dev = NULL;
+  if ((rc = open_device_and_model(p, need_dev, need_model, &dev))) return rc;
   for (int i = 0; i < p->n_inst && !rc; i++) {
     af_instance *in = &p->inst[i];
     if (p->cl && (in->desc->flags & (AF_STAGE_NEEDS_DEVICE | AF_STAGE_NEEDS_MODEL | AF_STAGE_USES_DEVICE)))
@@ -471,6 +505,18 @@ const char *af_pipeline_params_json(const af_pipeline *p) {
   return p->params_json;
 }
 
+const char *af_pipeline_settings_json(const af_pipeline *p) {
+  return p->settings_json;
+}
+
+const char *af_pipeline_settings_hash(const af_pipeline *p) {
+  return p->settings_hash;
+}
+
+const char *af_pipeline_settings_diff(const af_pipeline *p) {
+  return p->settings_diff;
+}
+
 int af_pipeline_queue_capacity(const af_pipeline *p) {
   return p->opt.queue_depth > 0 ? p->opt.queue_depth : p->queue_depth > 0 ? p->queue_depth : DEFAULT_QUEUE;
 }
@@ -500,6 +546,8 @@ void af_pipeline_free(af_pipeline *p) {
   free(p->params_json);
   free(p->prov[0]);
   free(p->prov[1]);
+  free(p->settings_json);
+  free(p->settings_diff);
   free(p->stats);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->finished_cv);

@@ -189,7 +189,8 @@ static const af_param pre_params[] = {
     {"keep_rgb", AF_PARAM_BOOL, offsetof(pre_config, keep_rgb), "false", 0, 0, NULL,
      "keep the full-size 'rgb' tensor on the item (default: drop it to save memory)", 0},
     {"normalize_on", AF_PARAM_ENUM, offsetof(pre_config, normalize_on), "auto", 0, 0, "auto|host|device",
-     "where /255 and mean/std run: auto = the OpenCL device when the pipeline has one open", 0},
+     "where /255 and mean/std run: auto = the OpenCL device when the pipeline has one open",
+     AF_PARAM_RUNTIME},
 };
 
 static const af_port pre_inputs[] = {

@@ -207,7 +207,7 @@ static const af_param csv_params[] = {
     {"path", AF_PARAM_STRING, offsetof(csv_sink_config, path), NULL, 0, 0, NULL,
      "output file (relative to the pipeline file)", AF_PARAM_REQUIRED | AF_PARAM_PATH},
     {"fsync", AF_PARAM_ENUM, offsetof(csv_sink_config, fsync), "batch", 0, 0, AF_FSYNC_CHOICES,
-     "when to force rows to disk: never, after every batch, at the end", 0},
+     "when to force rows to disk: never, after every batch, at the end", AF_PARAM_RUNTIME},
     {"columns", AF_PARAM_STRLIST, offsetof(csv_sink_config, columns), NULL, 0, 0, NULL,
      "columns to write: id, path, status, error, error_stage, meta.K, text.K, tensor.K, time.STAGE "
      "(default: all seen in the first batch)",

@@ -202,11 +202,11 @@ static const af_param jsonl_params[] = {
      "output file (relative to the pipeline file); the journal goes next to it",
      AF_PARAM_REQUIRED | AF_PARAM_PATH},
     {"fsync", AF_PARAM_ENUM, offsetof(jsonl_sink_config, fsync), "batch", 0, 0, AF_FSYNC_CHOICES,
-     "when to force records to disk: never, after every batch, at the end", 0},
+     "when to force records to disk: never, after every batch, at the end", AF_PARAM_RUNTIME},
     {"provenance", AF_PARAM_BOOL, offsetof(jsonl_sink_config, provenance), "true", 0, 0, NULL,
      "add the provenance block (version, model and pipeline digests, device, parameters, time)", 0},
     {"hash_model", AF_PARAM_BOOL, offsetof(jsonl_sink_config, hash_model), "true", 0, 0, NULL,
-     "compute the model file's SHA-256 once at start (reads the whole file)", 0},
+     "compute the model file's SHA-256 once at start (reads the whole file)", AF_PARAM_RUNTIME},
     {"values", AF_PARAM_STRLIST, offsetof(jsonl_sink_config, values), NULL, 0, 0, NULL,
      "tensors whose values are written in the record (e.g. small embeddings)", 0},
 };

@@ -95,7 +95,7 @@ static const af_param npy_params[] = {
     {"tensors", AF_PARAM_STRLIST, offsetof(npy_config, tensors), NULL, 0, 0, NULL,
      "tensors to write (default: every tensor of the item)", 0},
     {"fsync", AF_PARAM_ENUM, offsetof(npy_config, fsync), "none", 0, 0, AF_FSYNC_CHOICES,
-     "batch: fsync every file before its rename", 0},
+     "batch: fsync every file before its rename", AF_PARAM_RUNTIME},
 };
 
 const af_stage_desc af_stage_npy = {

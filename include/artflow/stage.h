@@ -195,6 +195,8 @@ typedef struct af_strlist {
 #define AF_PARAM_PATH                                   \
   2u /* a file path: relative paths resolve against the \
         pipeline file's folder */
+/* cannot change results (fsync, progress...): left out of the resume settings check */
+#define AF_PARAM_RUNTIME 4u
 
 /* One row of a stage's parameter table.  The loader fills the config struct
  * (config_size bytes, zeroed) from `def`, then from YAML, then from --set,
