@@ -51,6 +51,12 @@ void af_generator_release_host(af_generator *g);
 struct af_weights *af_generator_weights(af_generator *g);
 /* The LLM's hidden width: the rows of image embeddings it takes. */
 int af_generator_hidden(const af_generator *g);
+/* Sizes every device buffer that af_generate_batch of up to `batch` images
+ * with n_img image rows each will use (KV cache, work buffers, scratch),
+ * builds its kernels, and keeps them from then on (the buffers are no longer
+ * given back between batches): a pipeline stage's prepare().  Nothing is
+ * computed (the queue's reserve mode). */
+int af_generator_reserve(af_generator *g, int batch, int n_img);
 
 /* One image of a batch: inputs, then results.  The answer text is decoded
  * as transformers' slow LlamaTokenizer does (special tokens written out) and

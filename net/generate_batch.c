@@ -397,13 +397,55 @@ int af_generate_batch(af_generator *g, af_gen_item *items, int B, const af_gen_s
     batch_prefill(&r);
     batch_start(&r);
     /* the decode steps need buffers for B rows, not for all the prompts'
-     * rows: give those back while the KV cache grows (the next batch regrows them) */
-    af_lm_trim(g->lm);
+     * rows: give those back while the KV cache grows (the next batch regrows
+     * them) -- unless af_generator_reserve sized them once for every batch */
+    if (!g->reserved) af_lm_trim(g->lm);
     batch_decode(&r);
     for (int i = 0; i < B && !rc; i++)
       if (items[i].rc)
         rc = af_err_replace(items[i].rc, "%s", items[i].error ? items[i].error : af_strerror(items[i].rc));
   }
   run_free(&r);
+  return rc;
+}
+
+/* The positions of one item's prompt with n_img image rows and its answer,
+ * as batch_layout counts them (the prompt cut to max_length). */
+static int item_need(af_gen_run *r, int n_img, int *prompt, int *need) {
+  af_generator *g = r->g;
+  int ctx = af_lm_shape_of(g->lm)->ctx, max_new = g->o.max_new_tokens;
+  int max_len = g->o.max_length > 0 && g->o.max_length < ctx ? g->o.max_length : ctx;
+  int n_full = (int)(r->npre + (size_t)n_img + r->npost), begin = n_full + max_new - max_len;
+  if (max_new < 1 || begin >= n_full)
+    return af_err(AF_ERR_RANGE, "max_new_tokens %d leaves no room for the prompt in the %d positions",
+                  max_new, max_len);
+  *prompt = n_full - (begin > 0 ? begin : 0);
+  *need = *prompt + max_new;
+  return 0;
+}
+
+int af_generator_reserve(af_generator *g, int batch, int n_img) {
+  if (batch < 1 || n_img < 0)
+    return af_err(AF_ERR_INVALID, "generate: reserve for %d x %d rows", batch, n_img);
+  af_gen_run r = {.g = g};
+  int rc = batch_prompt(&r), n = 0, need = 0;
+  if (!rc) rc = item_need(&r, n_img, &n, &need);
+  int *slots = malloc(sizeof(int) * (size_t)batch), *lens = malloc(sizeof(int) * (size_t)batch);
+  if (!rc && (!slots || !lens)) rc = af_err(AF_ERR_NOMEM, "out of memory");
+  if (!rc) rc = af_lm_reserve(g->lm, g->q, batch, need);
+  if (!rc) {
+    /* the largest group batch_prefill makes, a lone prompt (its fallback),
+     * and a decode step of the whole batch: sized and built, not computed */
+    int group = n >= PREFILL_ROWS ? 1 : PREFILL_ROWS / n < batch ? PREFILL_ROWS / n : batch;
+    for (int i = 0; i < batch; i++) slots[i] = i, lens[i] = n;
+    af_queue_reserve_begin(g->q);
+    if (group > 1) rc = af_lm_prefill_batch(g->lm, g->q, group, slots, lens, NULL, NULL);
+    if (!rc) rc = af_lm_prefill(g->lm, g->q, 0, NULL, n, 0, NULL);
+    for (int i = 0; i < batch; i++) lens[i] = need - 1; /* the last decode position */
+    if (!rc) rc = af_lm_decode_batch(g->lm, g->q, batch, slots, lens, NULL, NULL);
+    af_queue_reserve_end(g->q);
+  }
+  if (!rc) g->reserved = 1;
+  free(slots), free(lens), free(r.pre), free(r.post);
   return rc;
 }

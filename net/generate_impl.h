@@ -17,6 +17,7 @@ struct af_generator {
   af_spm *tok;
   af_queue *q;
   int own_w, own_q; /* w and q are the generator's (not o.weights / o.queue) */
+  int reserved;     /* af_generator_reserve sized the LLM's buffers: keep them between batches */
   const char *tmpl, *question, *sep;
   int32_t *stops[AF_GEN_MAX_STOPS];
   int stop_lens[AF_GEN_MAX_STOPS], n_stops;

@@ -130,6 +130,13 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
   return AF_FLOW_OK;
 }
 
+/* buffers for a batch of images with the image rows qformer negotiated */
+static int llm_prepare(void *self, const af_stage_ctx *ctx, const af_tensor_desc *inputs) {
+  int n_img = inputs[0].ndim == 2 && inputs[0].shape[0] > 0 ? (int)inputs[0].shape[0] : 0;
+  if (!n_img) return 0; /* unknown until the items come: sized by the first batch */
+  return af_generator_reserve(((llm_stage *)self)->d, ctx->batch, n_img);
+}
+
 static int llm_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
   return af_bind(dims, "H", af_generator_hidden(((llm_stage *)self)->d));
 }
@@ -186,6 +193,7 @@ const af_stage_desc af_stage_llm = {
     .batch_size = 4,
     .create = llm_create,
     .negotiate = llm_negotiate,
+    .prepare = llm_prepare,
     .process = llm_process_batch,
     .destroy = llm_destroy,
 };

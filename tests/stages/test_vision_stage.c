@@ -1,4 +1,4 @@
-/* Stage harness for `vit` and `qformer`: items carrying the golden pixels go
+/* Stage harness for `vit`, `qformer` and `llm`: items carrying the golden pixels go
  * through the stages' own descriptors (create / negotiate / prepare / process
  * / destroy, as the engine runs them) with the converted tiny model; their
  * output tensors must match the ORIGINAL code's goldens, a wrong-sized input
@@ -17,7 +17,7 @@
 #include "io_harness.h"
 #include "ref/npy.h"
 
-extern const af_stage_desc af_stage_vit, af_stage_qformer;
+extern const af_stage_desc af_stage_vit, af_stage_qformer, af_stage_llm;
 
 #define DIR "artgpt4-tiny/"
 
@@ -37,16 +37,18 @@ int main(void) {
   CHECK_OK(af_cl_open(&cl, NULL));
   if (!cl) return af_test_done("test_vision_stage");
   af_weights *w = NULL;
-  af_queue *vq = NULL, *qq = NULL;
+  af_queue *vq = NULL, *qq = NULL, *lq = NULL;
   CHECK_OK(af_weights_open_pair(cl, model, NULL, &w));
   CHECK_OK(af_queue_new(cl, &vq));
   CHECK_OK(af_queue_new(cl, &qq));
-  af_stage_ctx vctx = io_ctx("vit", NULL, 0), qctx = io_ctx("qformer", NULL, 0);
-  vctx.cl = qctx.cl = (struct af_cl *)cl;
-  vctx.model_path = qctx.model_path = model;
-  vctx.weights = qctx.weights = w;
-  vctx.queue = vq, qctx.queue = qq;
-  vctx.batch = 3, qctx.batch = 2;
+  CHECK_OK(af_queue_new(cl, &lq));
+  af_stage_ctx vctx = io_ctx("vit", NULL, 0), qctx = io_ctx("qformer", NULL, 0),
+               lctx = io_ctx("llm", NULL, 0);
+  vctx.cl = qctx.cl = lctx.cl = (struct af_cl *)cl;
+  vctx.model_path = qctx.model_path = lctx.model_path = model;
+  vctx.weights = qctx.weights = lctx.weights = w;
+  vctx.queue = vq, qctx.queue = qq, lctx.queue = lq;
+  vctx.batch = 3, qctx.batch = 2, lctx.batch = 2;
 
   size_t np, nv, nq, npj;
   float *pix = golden("pixels.npy", &np), *gv = golden("vit.npy", &nv), *gq = golden("qformer.npy", &nq),
@@ -67,6 +69,12 @@ int main(void) {
   af_bindings vd, qd;
   CHECK_OK(io_stage_setup(&af_stage_vit, &vctx, vcfg, NULL, &vd, &vs));
   CHECK_OK(io_stage_setup(&af_stage_qformer, &qctx, qcfg, NULL, &qd, &qs));
+  const char *lsets[] = {"max_new_tokens=6", "greedy=true", NULL};
+  void *lcfg = io_config(&af_stage_llm, lsets), *ls = NULL;
+  af_tensor_desc proj_in = {AF_DTYPE_F32, 2, {8, 64, 1, 1}}; /* what qformer negotiated */
+  af_bindings ld;
+  CHECK_OK(io_stage_setup(&af_stage_llm, &lctx, lcfg, &proj_in, &ld, &ls));
+  CHECK(ld.n == 1 && !strcmp(ld.v[0].symbol, "H") && ld.v[0].value == 64);
   /* the tiny model: 56 px images, 17 tokens of width 64; 8 queries of 32, LLM width 64 */
   CHECK(vd.n == 3 && vd.v[0].value == 56 && vd.v[1].value == 17 && vd.v[2].value == 64);
   CHECK(qd.n == 4 && !strcmp(qd.v[0].symbol, "V") && qd.v[0].value == 64 && qd.v[1].value == 8 &&
@@ -82,6 +90,9 @@ int main(void) {
       CHECK(af_stage_qformer.process(qs, &qctx, ok, 1) == AF_FLOW_OK);
       CHECK(af_stage_qformer.process(qs, &qctx, ok + 1, 1) == AF_FLOW_OK);
     }
+    CHECK(af_stage_llm.process(ls, &lctx, ok, round ? 1 : 2) ==
+          AF_FLOW_OK); /* a full, then a partial batch */
+    CHECK(ok[0]->status == AF_ITEM_OK && af_item_text(ok[0], "text") && af_item_tensor(ok[0], "ids"));
     for (int k = 0; k < 2; k++) {
       const af_tensor *tq = af_item_tensor(ok[k], "qformer"), *tp = af_item_tensor(ok[k], "proj");
       CHECK(ok[k]->status == AF_ITEM_OK && tq && tp && !af_item_tensor(ok[k], "vit")); /* vit dropped */
@@ -95,12 +106,15 @@ int main(void) {
             af_cl_allocations(cl) - allocs);
   af_stage_vit.destroy(vs);
   af_stage_qformer.destroy(qs);
+  af_stage_llm.destroy(ls);
+  io_config_free(&af_stage_llm, lcfg);
   io_config_free(&af_stage_vit, vcfg);
   io_config_free(&af_stage_qformer, qcfg);
   for (int i = 0; i < 3; i++) af_item_free(items[i]);
   free(pix), free(gv), free(gq), free(gp);
   af_queue_free(vq);
   af_queue_free(qq);
+  af_queue_free(lq);
   af_weights_free(w);
   af_cl_close(cl);
   return af_test_done("test_vision_stage");
