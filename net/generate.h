@@ -6,7 +6,7 @@
  * tokenizer, prompt template, stop sequences, the generation config's ids);
  * af_generate_batch describes several images together.  Nothing here prints
  * or writes files: what a caller shows (a stream of text, JSON, --dump
- * files) it makes from the callbacks and results below (cli/describe_out.c
+ * files) it makes from the callbacks and results below (cli/images.c
  * for describe).  The multi-turn chat is net/chat.h. */
 #ifndef AF_NET_GENERATE_H
 #define AF_NET_GENERATE_H
@@ -104,7 +104,9 @@ typedef struct af_gen_sink {
   int (*done)(void *arg, af_gen_run *run, int i);
 } af_gen_sink;
 
-/* Adds len bytes to item i's place in the stream (nothing without a write). */
+/* Adds len bytes to item i's place in the stream (nothing without a write).
+ * With p NULL it adds mark number len (0..15) instead: write() then gets
+ * (item, NULL, len) at that place, e.g. "this item's answer begins". */
 int af_gen_put(af_gen_run *run, int i, const char *p, size_t len);
 /* The batch's prompt ids: before the image (BOS first) and after it, the
  * same for every item; borrowed, valid during the call. */

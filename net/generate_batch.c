@@ -54,22 +54,47 @@ struct af_gen_run {
 
 /* ---- the output stream, in item order ---- */
 
+/* Held bytes are kept as chunks, [size_t len][len bytes], so that marks
+ * (len >= MARK_BASE: no bytes) keep their place among them. */
+#define MARK_BASE ((size_t)-16)
+
 int af_gen_put(af_gen_run *r, int i, const char *p, size_t len) {
-  if (!r->sink.write || !len) return 0;
+  if (!r->sink.write || (p && !len)) return 0;
   if (i == r->next) {
     r->sink.write(r->sink.arg, i, p, len);
     return 0;
   }
   gseq *q = &r->s[i];
-  if (q->nheld + len > q->capheld) {
-    size_t cap = (q->nheld + len) * 2;
+  size_t body = p ? len : 0, rec = sizeof(size_t) + body, tag = p ? len : MARK_BASE + len;
+  if (!p && len >= 16) return af_err(AF_ERR_INVALID, "generate: mark %zu", len);
+  if (q->nheld + rec > q->capheld) {
+    size_t cap = (q->nheld + rec) * 2;
     char *np = realloc(q->held, cap);
     if (!np) return af_err(AF_ERR_NOMEM, "out of memory");
     q->held = np, q->capheld = cap;
   }
-  memcpy(q->held + q->nheld, p, len);
-  q->nheld += len;
+  memcpy(q->held + q->nheld, &tag, sizeof tag);
+  if (body) memcpy(q->held + q->nheld + sizeof tag, p, body);
+  q->nheld += rec;
   return 0;
+}
+
+/* what item i held back, in order, now that it is at the front */
+static void flush_held(af_gen_run *r, int i) {
+  gseq *q = &r->s[i];
+  for (size_t at = 0; at < q->nheld && r->sink.write;) {
+    size_t tag;
+    memcpy(&tag, q->held + at, sizeof tag);
+    at += sizeof tag;
+    if (tag >= MARK_BASE) {
+      r->sink.write(r->sink.arg, i, NULL, tag - MARK_BASE);
+    } else {
+      r->sink.write(r->sink.arg, i, q->held + at, tag);
+      at += tag;
+    }
+  }
+  free(q->held);
+  q->held = NULL, q->nheld = q->capheld = 0;
 }
 
 void af_gen_prompt_ids(const af_gen_run *r, const int32_t **pre, size_t *n_pre, const int32_t **post,
@@ -87,10 +112,7 @@ static void seq_finished(af_gen_run *r, int i) {
   r->s[i].finished = 1;
   while (r->next < r->B && r->s[r->next].finished) {
     if (++r->next == r->B) break;
-    gseq *q = &r->s[r->next]; /* now at the front: what it held goes out */
-    if (q->nheld && r->sink.write) r->sink.write(r->sink.arg, r->next, q->held, q->nheld);
-    free(q->held);
-    q->held = NULL, q->nheld = q->capheld = 0;
+    flush_held(r, r->next); /* now at the front: what it held goes out */
   }
 }
 
@@ -429,7 +451,11 @@ int af_generator_reserve(af_generator *g, int batch, int n_img) {
     return af_err(AF_ERR_INVALID, "generate: reserve for %d x %d rows", batch, n_img);
   af_gen_run r = {.g = g};
   int rc = batch_prompt(&r), n = 0, need = 0;
-  if (!rc) rc = item_need(&r, n_img, &n, &need);
+  if (!rc && item_need(&r, n_img, &n, &need)) { /* no room: every item fails with its own message */
+    af_error_clear();
+    free(r.pre), free(r.post);
+    return 0;
+  }
   int *slots = malloc(sizeof(int) * (size_t)batch), *lens = malloc(sizeof(int) * (size_t)batch);
   if (!rc && (!slots || !lens)) rc = af_err(AF_ERR_NOMEM, "out of memory");
   if (!rc) rc = af_lm_reserve(g->lm, g->q, batch, need);

@@ -111,6 +111,11 @@ typedef struct af_run_options {
    * `item`.  NULL = nobody listens (stages then skip the work). */
   void (*stream)(void *arg, const af_item *item, const char *name, const char *bytes, size_t n);
   void *stream_arg;
+  /* A command that builds its pipeline in memory (describe, chat, tag):
+   * the model files as given (override "model:"), and no run journal (a
+   * one-off run has nothing to resume). */
+  const char *model, *llm_model;
+  int no_journal;
 } af_run_options;
 
 typedef struct af_pipeline af_pipeline;

@@ -374,7 +374,7 @@ static int setup(af_pipeline *p) {
   /* the journal first: a resume with other settings stops before the device
    * and the model are opened */
 #if AF_HAVE_JOURNAL
-  if ((rc = open_journal(p))) return rc;
+  if (!p->opt.no_journal && (rc = open_journal(p))) return rc;
 #else
   if (p->opt.resume) return af_err(AF_ERR_CONFIG, "--resume: this build has no run journal");
 #endif

@@ -486,6 +486,12 @@ static int finish(af_pipeline *p) {
   for (int i = 0; i < p->opt.n_sets; i++)
     if ((rc = apply_set(p, p->sets[i]))) return rc;
   if ((rc = resolve_paths(p))) return rc;
+  if (p->opt.model) { /* the command line's model wins over "model:" */
+    free(p->model), free(p->llm_model);
+    p->model = strdup(p->opt.model);
+    p->llm_model = p->opt.llm_model ? strdup(p->opt.llm_model) : NULL;
+    if (!p->model || (p->opt.llm_model && !p->llm_model)) return af_err(AF_ERR_NOMEM, "out of memory");
+  }
   for (int i = 0; i < p->n_inst; i++)
     if ((p->inst[i].desc->flags & AF_STAGE_NEEDS_MODEL) && !p->model)
       return af_err(AF_ERR_CONFIG, "%s:%d:%d: stage '%s' needs a model: add 'model: FILE.gguf'", p->path,

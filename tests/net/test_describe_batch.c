@@ -1,5 +1,5 @@
 /* af_generate_batch (net/generate.h) on the tiny ArtGPT-4 (f32 and q8_0),
- * through describe's output (cli/describe_out.c, linked in): four images
+ * through describe's output as it was shown before the pipeline engine (describe_show.c): four images
  * with different embeddings and different prompt lengths (image rows 8, 7,
  * 5, 8) described together give the same answers, ids, streamed text (plain
  * and JSON, greedy and seeded sampling) and dump files as four one-image
@@ -22,7 +22,7 @@
 
 #include "af_test.h"
 #include "cl/weights.h"
-#include "cli/describe_out.h"
+#include "describe_show.h"
 #include "formats/gguf.h"
 #include "net/chat.h"
 #include "net/lm.h"
@@ -52,12 +52,12 @@ static int same_file(const char *a, const char *b) {
 static float *proj_img[NIMG];
 static int nimg[NIMG];
 
-/* one image as describe shows it (cli/describe_out.c): answer, ids (malloc'd) */
+/* one image as describe shows it (describe_show.c): answer, ids (malloc'd) */
 static int describe_one(af_generator *g, const char *image, const float *proj, int n_img,
                         const char *dump_dir, int json, FILE *out, char **answer, int32_t **ids, int *n_ids) {
   af_gen_item it = {.image = image, .proj = proj, .n_img = n_img};
   const char *dirs[1] = {dump_dir};
-  int rc = af_cli_describe(g, &it, dirs, 1, json, out);
+  int rc = show_describe(g, &it, dirs, 1, json, out);
   if (answer) *answer = it.answer, it.answer = NULL;
   if (ids) *ids = it.ids, it.ids = NULL;
   if (n_ids) *n_ids = it.n_ids;
@@ -95,7 +95,7 @@ static void batch_vs_single(af_cl *cl, const char *model, int json, int greedy, 
     it[i] = (af_gen_item){.image = names[i], .proj = proj_img[i], .n_img = nimg[i]};
     dirs[i] = dbatch[i];
   }
-  CHECK_OK(af_cli_describe(d, it, dirs, NIMG, json, f2));
+  CHECK_OK(show_describe(d, it, dirs, NIMG, json, f2));
   char *t1 = slurp_file(f1), *t2 = slurp_file(f2);
   CHECK_MSG(!strcmp(t1, t2), "%s: batch output differs:\n--- one by one\n%s--- batch\n%s", label, t1, t2);
   int same = 0, distinct = 0;
@@ -339,7 +339,7 @@ static void prefill_fallback(af_cl *cl, const char *model) {
       af_queue_free(Q), af_lm_free(lm), af_weights_free(w);
     }
     FILE *f = tmpfile();
-    CHECK_OK(af_cli_describe(d, it, NULL, NIMG, 1, f));
+    CHECK_OK(show_describe(d, it, NULL, NIMG, 1, f));
     cl->info.max_alloc = saved;
     af_error_clear();
     for (int i = 0; i < NIMG; i++) {
