@@ -110,6 +110,7 @@ typedef struct af_run_options {
    * `item`.  NULL = nobody listens (stages then skip the work). */
   void (*stream)(void *arg, const af_item *item, const char *name, const char *bytes, size_t n);
   void *stream_arg;
+  const char *journal; /* the run journal's path (`--journal`); overrides "journal:" */
 } af_run_options;
 
 typedef struct af_pipeline af_pipeline;
@@ -163,8 +164,8 @@ const af_stage_stats *af_pipeline_stats(const af_pipeline *p, int *n);
 void af_pipeline_print_stats(const af_pipeline *p, FILE *out);
 /* The resolved configuration as JSON (same as ctx->params_json).  Borrowed. */
 const char *af_pipeline_params_json(const af_pipeline *p);
-/* Journal path in effect (the "journal:" key, else next to the first sink's
- * "path" parameter, else "artflow.journal").  Borrowed. */
+/* Journal path in effect (--journal, else the "journal:" key, else next to the
+ * first sink's "path" parameter, else next to the pipeline file).  Borrowed. */
 const char *af_pipeline_journal_path(const af_pipeline *p);
 void af_pipeline_free(af_pipeline *p);
 

@@ -5,7 +5,11 @@
  * together (one KV-cache slot each, one batched decode step per token for all
  * unfinished answers); the results equal describing them one by one.  The
  * batch is the stage's (YAML `batch:`, default 4); each item of it takes one
- * KV-cache slot of prompt + max_new_tokens positions. */
+ * KV-cache slot of prompt + max_new_tokens positions.
+ * With the answer go what reproduces it: text outputs "question" (as given,
+ * else the model's default), "prompt" (the model's template with the question
+ * in it; <ImageHere> marks the image embeddings) and "language" (the answer's
+ * language tag, `language:`); the jsonl sink makes them top-level fields. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,8 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
+#include "core/iofile.h"
+#include "formats/gguf.h"
 #include "net/net.h"
 
 typedef struct llm_config {
@@ -20,14 +26,43 @@ typedef struct llm_config {
   int64_t max_new_tokens, max_length, top_k, seed;
   double temperature, top_p, repetition_penalty;
   int greedy;
+  char *language;
 } llm_config;
 
 /* the stage: the describer, and what its progress lines need */
 typedef struct llm_stage {
   af_describer *d;
+  const void *cfg;
   const af_stage_ctx *ctx; /* of the batch being processed */
   double t0, last;         /* when the batch began, when progress was last logged */
+  char *question, *prompt; /* the question asked and the prompt it makes */
 } llm_stage;
+
+/* The question (given, else the model file's default) and the prompt text
+ * the model's template makes of it. */
+static int question_and_prompt(llm_stage *s, const af_stage_ctx *ctx, const char *given) {
+  af_gguf *g = NULL;
+  const char *def = NULL, *tmpl = NULL;
+  int rc = ctx->model_path ? af_gguf_open(ctx->model_path, &g) : 0;
+  if (rc) return rc;
+  if (g && af_gguf_get_str(g, "artflow.prompt.default_question", &def)) def = NULL;
+  if (g && af_gguf_get_str(g, "artflow.prompt.template", &tmpl)) tmpl = NULL;
+  af_error_clear();
+  const char *q = given ? given : def ? def : "";
+  af_buf b = {0};
+  const char *at = tmpl ? strstr(tmpl, "{question}") : NULL;
+  if (at) {
+    af_buf_put(&b, tmpl, (size_t)(at - tmpl));
+    af_buf_puts(&b, q);
+    af_buf_puts(&b, at + 10);
+  } else if (tmpl) {
+    af_buf_puts(&b, tmpl);
+  }
+  s->question = strdup(q);
+  s->prompt = b.p ? b.p : strdup("");
+  af_gguf_close(g);
+  return s->question && s->prompt && !b.oom ? 0 : af_err(AF_ERR_NOMEM, "out of memory");
+}
 
 static double mono_s(void) {
   struct timespec ts;
@@ -58,6 +93,7 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   llm_stage *s = calloc(1, sizeof *s);
   *self = s;
   if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
+  s->cfg = c;
   af_describe_opts o;
   af_describe_opts_default(&o);
   o.question = c->question && *c->question ? c->question : NULL;
@@ -74,7 +110,10 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   o.progress = llm_progress;
   o.progress_arg = s;
   int rc = af_describer_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
+  if (!rc) rc = question_and_prompt(s, ctx, o.question);
   if (rc) { /* a failed create is not destroyed */
+    af_describer_free(s->d);
+    free(s->question), free(s->prompt);
     free(s);
     *self = NULL;
   }
@@ -116,6 +155,9 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
     } else {
       af_error_clear();
       rc = af_item_set_text(it, "text", di[k].answer);
+      if (!rc) rc = af_item_set_text(it, "question", s->question);
+      if (!rc) rc = af_item_set_text(it, "prompt", s->prompt);
+      if (!rc) rc = af_item_set_text(it, "language", ((const llm_config *)s->cfg)->language);
       int64_t shape[1] = {di[k].n_ids};
       if (!rc && di[k].n_ids > 0) {
         rc = af_item_put_tensor(it, "ids", AF_DTYPE_I32, 1, shape, di[k].ids);
@@ -138,6 +180,7 @@ static void llm_destroy(void *self) {
   llm_stage *s = self;
   if (!s) return;
   af_describer_free(s->d);
+  free(s->question), free(s->prompt);
   free(s);
 }
 
@@ -161,6 +204,9 @@ static const af_param llm_params[] = {
      "penalty on tokens already generated, as transformers applies it (also when greedy; 1.0 = off)", 0},
     {"seed", AF_PARAM_INT, offsetof(llm_config, seed), "0", 0, 9007199254740991.0, NULL,
      "random seed for sampling", 0},
+    {"language", AF_PARAM_STRING, offsetof(llm_config, language), "en", 0, 0, NULL,
+     "BCP 47 tag of the answers' language, recorded with them (Vicuna answers in the question's language)",
+     0},
 };
 static const af_port llm_inputs[] = {
     {"proj", "f32[*,H]", "image embeddings in the LLM's width H (from qformer)", 0},
@@ -168,6 +214,9 @@ static const af_port llm_inputs[] = {
 static const af_port llm_outputs[] = {
     {"text", "text", "the answer, cut at the first '###' and stripped as the original does", 0},
     {"ids", "i32[*]", "generated token ids", 0},
+    {"question", "text", "the question asked (given, else the model's default)", 0},
+    {"prompt", "text", "the model's prompt template with the question in it", 0},
+    {"language", "text", "the answer's language (BCP 47), from `language:`", 0},
 };
 
 const af_stage_desc af_stage_llm = {
