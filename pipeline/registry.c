@@ -16,7 +16,7 @@
 #define AF_BUILTIN_STAGES(X) \
   X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) \
   X(decode) X(preprocess) X(vit) X(qformer) X(llm) X(checksum) \
-  X(jsonl) X(csv) X(npy)
+  X(jsonl) X(csv) X(npy) X(annotations) X(xmp)
 // clang-format on
 
 #define AF_REG_DECL(sym) extern const af_stage_desc af_stage_##sym;

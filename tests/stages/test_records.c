@@ -76,7 +76,8 @@ static void test_utf8_and_top_fields(void) {
     const cJSON *outs = cJSON_GetObjectItemCaseSensitive(r0, "outputs");
     CHECK(!strcmp(str(outs, "text"), "bad \xEF\xBF\xBD tail"));
     CHECK(!cJSON_GetObjectItemCaseSensitive(outs, "question")); /* top-level, not both */
-    CHECK(!cJSON_GetObjectItemCaseSensitive(r1, "id_bytes") && !cJSON_GetObjectItemCaseSensitive(r1, "provenance"));
+    CHECK(!cJSON_GetObjectItemCaseSensitive(r1, "id_bytes") &&
+          !cJSON_GetObjectItemCaseSensitive(r1, "provenance"));
     CHECK(str(cJSON_GetObjectItemCaseSensitive(r1, "meta"), "title\xEF\xBF\xBD") != NULL);
   }
   cJSON_Delete(r0), cJSON_Delete(r1);
@@ -120,7 +121,8 @@ static void test_provenance_modes(void) {
   const char *t[] = {s0, "fsync=none", "provenance=true", NULL};
   CHECK_OK(run_sink(&af_stage_jsonl, t, &ctx, items, 1));
   rt = af_test_slurp(out, NULL);
-  CHECK_MSG(rt && strstr(rt, "\"provenance\":{\"artflow\":\"harness\",") && strstr(rt, ",\"time\":\""), "%s", rt ? rt : "");
+  CHECK_MSG(rt && strstr(rt, "\"provenance\":{\"artflow\":\"harness\",") && strstr(rt, ",\"time\":\""), "%s",
+            rt ? rt : "");
   free(rt);
   const char *f[] = {s0, "fsync=none", "provenance=false", NULL};
   CHECK_OK(run_sink(&af_stage_jsonl, f, &ctx, items, 1));
@@ -168,7 +170,8 @@ static void test_csv_names_and_bom(void) {
   const char *bom[] = {s0, "fsync=none", "bom=true", NULL};
   CHECK_OK(run_sink(&af_stage_csv, bom, &ctx, items, 1));
   char *t = af_test_slurp(out, NULL);
-  const char *h1 = "\xEF\xBB\xBFid,path,status,error,error_stage,title,meta.status,meta.note,text.note,text\r\n";
+  const char *h1 =
+      "\xEF\xBB\xBFid,path,status,error,error_stage,title,meta.status,meta.note,text.note,text\r\n";
   CHECK_MSG(t && !strncmp(t, h1, strlen(h1)), "header: %s", t ? t : "");
   CHECK(t && strstr(t, "\r\na.jpg,a.jpg,ok,,,Vase,on loan,m,t,A vase\r\n"));
   free(t);
@@ -186,7 +189,8 @@ static void test_csv_names_and_bom(void) {
   const char *old[] = {s0, "fsync=none", "column_names=prefixed", NULL};
   CHECK_OK(run_sink(&af_stage_csv, old, &ctx, items, 1));
   t = af_test_slurp(out, NULL);
-  const char *h2 = "id,path,status,error,error_stage,meta.title,meta.status,meta.note,text.note,text.text\r\n";
+  const char *h2 =
+      "id,path,status,error,error_stage,meta.title,meta.status,meta.note,text.note,text.text\r\n";
   CHECK(t && !strncmp(t, h2, strlen(h2)));
   free(t);
   af_item_free(it), af_item_free(b);
@@ -199,9 +203,10 @@ static void test_checksum(void) {
   fputs("abc", fp);
   fclose(fp);
   /* FIPS 180-2 / RFC 1321 test vectors for "abc" */
-  const char *want[3][2] = {{"algorithm=sha256", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-                            {"algorithm=md5", "900150983cd24fb0d6963f7d28e17f72"},
-                            {"algorithm=fnv1a64", "e71fa2190541574b"}};
+  const char *want[3][2] = {
+      {"algorithm=sha256", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+      {"algorithm=md5", "900150983cd24fb0d6963f7d28e17f72"},
+      {"algorithm=fnv1a64", "e71fa2190541574b"}};
   for (int k = 0; k < 3; k++) {
     const char *sets[] = {want[k][0], NULL};
     void *cfg = io_config(&af_stage_checksum, sets), *self = NULL;
