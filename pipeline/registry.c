@@ -14,7 +14,7 @@
 /* Every built-in stage, in the order `artflow inspect stages` lists them. */
 // clang-format off
 #define AF_BUILTIN_STAGES(X) \
-  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) \
+  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) X(src_iiif) \
   X(decode) X(preprocess) X(vit) X(qformer) X(llm) X(checksum) \
   X(jsonl) X(csv) X(npy) X(annotations) X(xmp)
 // clang-format on
