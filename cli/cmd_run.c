@@ -34,6 +34,13 @@ static const char usage[] =
     "  --device D                OpenCL device (index or name substring); overrides\n"
     "                            ARTFLOW_DEVICE and 'device:' in the file\n"
     "  --queue N                 items per queue between stages (default 64)\n"
+    "  --journal PATH            the run journal (default: 'journal:' in the file,\n"
+    "                            else next to the first sink's file, else next to\n"
+    "                            the pipeline file)\n"
+    "\n"
+    "A jsonl sink with path '-' writes its records to standard output (logs and\n"
+    "statistics go to standard error), so with a jsonl source on stdin\n"
+    "`artflow run` works as a filter.\n"
     "\n"
     "exit status: 0 all items processed, 1 --strict and some failed (or the run\n"
     "failed), 2 configuration or usage error.\n";
@@ -80,6 +87,10 @@ int af_cmd_run(int argc, char **argv) {
       const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
       if (!v) goto missing;
       opt.device = v;
+    } else if (!strncmp(a, "--journal", 9) && (a[9] == '=' || a[9] == 0)) {
+      const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v || !*v) goto missing;
+      opt.journal = v;
     } else if (!strncmp(a, "--queue", 7) && (a[7] == '=' || a[7] == 0)) {
       const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
       char *end;

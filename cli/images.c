@@ -165,8 +165,8 @@ static af_flow out_process(void *self, const af_stage_ctx *ctx, af_item **items,
     } else if (it->status == AF_ITEM_OK && !r->with_llm && !r->proj) {
       const af_tensor *t = af_item_tensor(it, "proj");
       printf("%s: vision path done (%lld image embeddings of width %lld)%s%s\n", it->path,
-             (long long)(t ? t->shape[0] : 0), (long long)(t ? t->shape[1] : 0), dir[0] ? ", tensors in " : "",
-             dir);
+             (long long)(t ? t->shape[0] : 0), (long long)(t ? t->shape[1] : 0),
+             dir[0] ? ", tensors in " : "", dir);
     }
     if (it->status != AF_ITEM_OK) {
       r->failures++;
@@ -182,8 +182,7 @@ static int out_create(const af_stage_ctx *ctx, const void *config, void **self) 
   return 0;
 }
 
-static void out_destroy(void *self) {
-}
+static void out_destroy(void *self) {}
 
 static const af_stage_desc cli_sink = {.abi_version = AF_STAGE_ABI_VERSION,
                                        .name = "cli_out",
@@ -216,10 +215,11 @@ static int vision_sets(const char *model, char sets[3][256]) {
   float mean[3], std[3];
   uint64_t n3 = 3, m3 = 3;
   int rc = af_gguf_open(model, &g);
-  if (!rc && (af_gguf_get_u32(g, "vision.image_size", &S) || af_gguf_get_arr_f32(g, "vision.image_mean", mean, &n3) ||
+  if (!rc && (af_gguf_get_u32(g, "vision.image_size", &S) ||
+              af_gguf_get_arr_f32(g, "vision.image_mean", mean, &n3) ||
               af_gguf_get_arr_f32(g, "vision.image_std", std, &m3) || n3 != 3 || m3 != 3 || !S))
-    rc = af_err(AF_ERR_FORMAT, "%s: no vision.image_size / image_mean / image_std: not an artflow vision model",
-                model);
+    rc = af_err(AF_ERR_FORMAT,
+                "%s: no vision.image_size / image_mean / image_std: not an artflow vision model", model);
   af_gguf_close(g);
   if (rc) return rc;
   snprintf(sets[0], 256, "preprocess.image_size=%u", S);

@@ -83,6 +83,18 @@ typedef enum af_ggml_type {
 const char *af_ggml_type_name(int type);
 /* Parses "f32|f16|q8_0|q4_0|bf16|..." (case-insensitive); -1 when unknown. */
 int af_ggml_type_from_name(const char *name);
+/* general.file_type holds llama.cpp's file-type enum (llama_ftype), not the
+ * ggml tensor type (formats/gguf_ftype.c).  Conversions both ways; -1 when
+ * the type has no counterpart here. */
+int af_llama_ftype_from_ggml(int ggml_type);
+int af_ggml_from_llama_ftype(int ftype);
+/* The weight type a model file says it has ("f32", "f16", "q8_0", "q4_0",
+ * ...), read from general.file_type as llama_ftype, or as the ggml type id in
+ * files of artflow.format "1" (written before the enum was used).  NULL when
+ * absent or unknown. */
+struct af_gguf;
+const char *af_gguf_weight_type(const struct af_gguf *g);
+
 /* Elements per block (1 for plain types) and bytes per block; 0 when unknown. */
 size_t af_ggml_blck_size(int type);
 size_t af_ggml_type_size(int type);

@@ -119,6 +119,14 @@ int af_generator_new(af_cl *cl, const char *model, const af_gen_opts *o, af_gene
   return 0;
 }
 
+const char *af_generator_question(const af_generator *g) {
+  return g->question;
+}
+
+int af_generator_prompt_text(const af_generator *g, char **out) {
+  return af_prompt_fill(g->tmpl, g->question, out);
+}
+
 int af_generator_hidden(const af_generator *g) {
   return af_lm_shape_of(g->lm)->hidden;
 }

@@ -49,6 +49,11 @@ void af_generator_free(af_generator *g);
 void af_generator_release_host(af_generator *g);
 /* The generator's weights (for af_weights_turn_begin/end). */
 struct af_weights *af_generator_weights(af_generator *g);
+/* The question asked (o.question, else the model's default): borrowed. */
+const char *af_generator_question(const af_generator *g);
+/* The prompt text the model's template makes of it (<ImageHere> where the
+ * image embeddings go); *out malloc'd. */
+int af_generator_prompt_text(const af_generator *g, char **out);
 /* The LLM's hidden width: the rows of image embeddings it takes. */
 int af_generator_hidden(const af_generator *g);
 /* Sizes every device buffer that af_generate_batch of up to `batch` images

@@ -116,6 +116,7 @@ typedef struct af_run_options {
    * one-off run has nothing to resume). */
   const char *model, *llm_model;
   int no_journal;
+  const char *journal; /* the run journal's path (`--journal`); overrides "journal:" */
 } af_run_options;
 
 typedef struct af_pipeline af_pipeline;
@@ -188,8 +189,8 @@ const char *af_pipeline_settings_diff(const af_pipeline *p);
  * *keys (may be NULL): malloc'd "a, b" list of the changed keys; *n_changed.
  * 0, AF_ERR_FORMAT (a text is not a JSON object) or AF_ERR_NOMEM. */
 int af_settings_diff(const char *old_json, const char *new_json, char **lines, char **keys, int *n_changed);
-/* Journal path in effect (the "journal:" key, else next to the first sink's
- * "path" parameter, else "artflow.journal").  Borrowed. */
+/* Journal path in effect (--journal, else the "journal:" key, else next to the
+ * first sink's "path" parameter, else next to the pipeline file).  Borrowed. */
 const char *af_pipeline_journal_path(const af_pipeline *p);
 void af_pipeline_free(af_pipeline *p);
 

@@ -1,6 +1,7 @@
 /* The provenance block of a run: what produced its records (artflow version,
- * model and pipeline files with their digests, the device actually used and
- * what selected it, the device profile in effect, every stage's parameters).
+ * model and pipeline files with their digests, the model's own name and weight
+ * type, the device actually used and what was asked for, the device profile in
+ * effect, the batch each stage actually ran with, every stage's parameters).
  * Built once per run by the engine and handed to sinks through
  * ctx->provenance(), so no sink reaches into device or model internals. */
 #include <cjson/cJSON.h>
@@ -18,10 +19,35 @@ static const char *base_name(const char *p) {
   return s ? s + 1 : p;
 }
 
+/* "<key>_name" (general.name) and "<key>_weight_type" (general.file_type as
+ * "q4_0", ...), null when the file does not say */
+static void add_model_facts(cJSON *o, const char *key, const char *path) {
+  char k[64];
+  af_gguf *g = NULL;
+  const char *name = NULL, *type = NULL;
+  if (!af_gguf_open(path, &g)) {
+    if (af_gguf_get_str(g, "general.name", &name)) name = NULL;
+    type = af_gguf_weight_type(g);
+  }
+  af_error_clear(); /* an unreadable file is reported by the stage that opens it */
+  snprintf(k, sizeof k, "%s_name", key);
+  if (name)
+    cJSON_AddStringToObject(o, k, name);
+  else
+    cJSON_AddNullToObject(o, k);
+  snprintf(k, sizeof k, "%s_weight_type", key);
+  if (type)
+    cJSON_AddStringToObject(o, k, type);
+  else
+    cJSON_AddNullToObject(o, k);
+  af_gguf_close(g);
+}
+
 /* "model": name, "model_sha256" (with the digest), "demo" (the model's note) */
 static int add_model(cJSON *o, const char *key, const char *path, int digest) {
   char k[64], hex[65], note[512];
   cJSON_AddStringToObject(o, key, base_name(path));
+  add_model_facts(o, key, path);
   if (!strcmp(key, "model") && af_model_demo_note(path, note, sizeof note))
     cJSON_AddStringToObject(o, "demo", note);
   if (!digest) return 0;
@@ -43,7 +69,11 @@ static void add_device(cJSON *o, const af_pipeline *p, const char *selector) {
   } else {
     cJSON_AddNullToObject(o, "device");
   }
-  if (selector) cJSON_AddStringToObject(o, "device_selector", selector);
+  /* what was asked (--device, ARTFLOW_DEVICE or device:), null = the default */
+  if (selector)
+    cJSON_AddStringToObject(o, "device_selector", selector);
+  else
+    cJSON_AddNullToObject(o, "device_selector");
   if (!cl || !cl->profile) return;
   /* the device profile in effect: its name, the most specific file, and which
    * files applied and which match rules fitted */
@@ -75,6 +105,11 @@ static char *build(af_pipeline *p, int digest) {
                       : getenv("ARTFLOW_DEVICE") ? getenv("ARTFLOW_DEVICE")
                                                  : p->device;
     add_device(o, p, sel);
+    /* the batch each stage ran with: the device profile may have replaced
+     * the configured one (params keep what the file said) */
+    cJSON *batches = cJSON_AddObjectToObject(o, "batches");
+    for (int i = 1; batches && i < p->n_inst; i++)
+      cJSON_AddNumberToObject(batches, p->inst[i].name, p->inst[i].batch);
     cJSON *params = p->params_json ? cJSON_Parse(p->params_json) : NULL;
     if (params) cJSON_AddItemToObject(o, "params", params);
     text = cJSON_PrintUnformatted(o);

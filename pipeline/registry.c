@@ -14,9 +14,9 @@
 /* Every built-in stage, in the order `artflow inspect stages` lists them. */
 // clang-format off
 #define AF_BUILTIN_STAGES(X) \
-  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) \
+  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) X(src_iiif) \
   X(decode) X(preprocess) X(vit) X(qformer) X(llm) X(checksum) \
-  X(jsonl) X(csv) X(npy)
+  X(jsonl) X(csv) X(npy) X(annotations) X(xmp)
 // clang-format on
 
 #define AF_REG_DECL(sym) extern const af_stage_desc af_stage_##sym;

@@ -12,6 +12,7 @@
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "cl/weights.h"
+#include "core/iofile.h"
 #include "formats/gguf.h"
 #include "pipeline/internal.h"
 
@@ -220,9 +221,12 @@ const char *af_pipeline_journal_path(const af_pipeline *p) {
   return p->journal;
 }
 
-/* Journal path: "journal:", else "<first sink's path>.journal", else
- * "artflow.journal".  *out malloc'd. */
+/* Journal path: --journal, else "journal:", else "<first sink's path>.journal",
+ * else (every sink writes to standard output or a folder without a path) next
+ * to the pipeline file as "<pipeline file>.journal", else "artflow.journal".
+ * *out malloc'd. */
 char *af_pipeline_default_journal(const af_pipeline *p) {
+  if (p->opt.journal) return strdup(p->opt.journal);
   if (p->journal) return strdup(p->journal);
   for (int i = 1 + p->n_transforms; i < p->n_inst; i++) {
     const af_param *pr = af_param_find(p->inst[i].desc, "path");
@@ -236,6 +240,18 @@ char *af_pipeline_default_journal(const af_pipeline *p) {
         return j;
       }
     }
+  }
+  if (p->dir && p->path) { /* a pipeline file: next to it */
+    const char *base = strrchr(p->path, '/');
+    base = base ? base + 1 : p->path;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".yaml")) n -= 5;
+    char *name = malloc(n + 9);
+    if (!name) return NULL;
+    snprintf(name, n + 9, "%.*s.journal", (int)n, base);
+    char *j = af_path_join(p->dir, name);
+    free(name);
+    return j;
   }
   return strdup("artflow.journal");
 }
@@ -302,11 +318,15 @@ static int open_device_and_model(af_pipeline *p, int need_dev, int need_model, c
   if (rc) return rc;
   /* stages whose batch the pipeline leaves open take the profile's (vit,
    * qformer, llm: `batch:` in the device profile) */
+  int changed = 0;
   for (int i = 0; p->cl && p->cl->profile && i < p->n_inst; i++) {
     af_instance *in = &p->inst[i];
     int b = in->batch_set ? 0 : af_devprofile_batch(p->cl->profile, in->desc->name);
-    if (b > 0) in->batch = b;
+    if (b > 0 && b != in->batch) in->batch = b, changed = 1;
   }
+  /* the parameters in the provenance say the batch that runs, not the one
+   * the file asked for */
+  if (changed && (rc = af_pipeline_build_json(p))) return rc;
   if (!need_model) return 0;
   if (!p->cl) return af_err(AF_ERR_CONFIG, "%s: a model stage needs the OpenCL device", p->path);
   af_model_warn_demo(p->model, stderr); /* the bundled demo, mkmodel's random models */

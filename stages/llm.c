@@ -5,7 +5,11 @@
  * together (one KV-cache slot each, one batched decode step per token for all
  * unfinished answers); the results equal describing them one by one.  The
  * batch is the stage's (YAML `batch:`, default 4); each item of it takes one
- * KV-cache slot of prompt + max_new_tokens positions. */
+ * KV-cache slot of prompt + max_new_tokens positions.
+ * With the answer go what reproduces it: text outputs "question" (as given,
+ * else the model's default), "prompt" (the model's template with the question
+ * in it; <ImageHere> marks the image embeddings) and "language" (the answer's
+ * language tag, `language:`); the jsonl sink makes them top-level fields. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +26,15 @@ typedef struct llm_config {
   double temperature, top_p, repetition_penalty;
   int greedy;
   int details; /* also output logits0, prompt_ids, prompt_positions */
+  char *language;
 } llm_config;
 
 /* the stage: the generator, and what its progress lines need */
 typedef struct llm_stage {
   af_generator *d;
   int details;
+  const char *language;
+  char *prompt;            /* the model's template with the question in it */
   const af_stage_ctx *ctx; /* of the batch being processed */
   double t0, last;         /* when the batch began, when progress was last logged */
 } llm_stage;
@@ -81,10 +88,13 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   o.weights = ctx->weights;          /* opened once by the engine for every model stage */
   o.queue = ctx->queue;              /* the stage's own queue */
   s->details = c->details;
+  s->language = c->language;
   o.progress = llm_progress;
   o.progress_arg = s;
   int rc = af_generator_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
+  if (!rc) rc = af_generator_prompt_text(s->d, &s->prompt);
   if (rc) { /* a failed create is not destroyed */
+    af_generator_free(s->d);
     free(s);
     *self = NULL;
   }
@@ -146,6 +156,9 @@ static int put_results(llm_stage *s, llm_batch *b, int k, af_gen_item *g) {
   af_item *it = b->who[k];
   int64_t one[1] = {1}, vshape[1] = {g->n_logits0};
   int rc = af_item_set_text(it, "text", g->answer);
+  if (!rc) rc = af_item_set_text(it, "question", af_generator_question(s->d));
+  if (!rc) rc = af_item_set_text(it, "prompt", s->prompt);
+  if (!rc) rc = af_item_set_text(it, "language", s->language);
   if (!rc && g->n_ids > 0) rc = put_ids(it, "ids", g->ids, (size_t)g->n_ids);
   if (!rc && s->details) {
     void *d;
@@ -239,6 +252,7 @@ static void llm_destroy(void *self) {
   llm_stage *s = self;
   if (!s) return;
   af_generator_free(s->d);
+  free(s->prompt);
   free(s);
 }
 
@@ -262,6 +276,9 @@ static const af_param llm_params[] = {
      "penalty on tokens already generated, as transformers applies it (also when greedy; 1.0 = off)", 0},
     {"seed", AF_PARAM_INT, offsetof(llm_config, seed), "0", 0, 9007199254740991.0, NULL,
      "random seed for sampling", 0},
+    {"language", AF_PARAM_STRING, offsetof(llm_config, language), "en", 0, 0, NULL,
+     "BCP 47 tag of the answers' language, recorded with them (Vicuna answers in the question's language)",
+     0},
     {"details", AF_PARAM_BOOL, offsetof(llm_config, details), "false", 0, 0, NULL,
      "also output logits0 (the first generated position's logits), prompt_ids_pre/_post, prompt_positions",
      0},
@@ -272,6 +289,9 @@ static const af_port llm_inputs[] = {
 static const af_port llm_outputs[] = {
     {"text", "text", "the answer, cut at the first '###' and stripped as the original does", 0},
     {"ids", "i32[*]", "generated token ids", 0},
+    {"question", "text", "the question asked (given, else the model's default)", 0},
+    {"prompt", "text", "the model's prompt template with the question in it", 0},
+    {"language", "text", "the answer's language (BCP 47), from `language:`", 0},
     {"logits0", "f32[*]", "with details: logits of the first generated position", AF_PORT_OPTIONAL},
     {"prompt_ids_pre", "i32[*]", "with details: the prompt's token ids before the image", AF_PORT_OPTIONAL},
     {"prompt_ids_post", "i32[*]", "with details: the prompt's token ids after the image", AF_PORT_OPTIONAL},

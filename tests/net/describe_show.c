@@ -98,7 +98,7 @@ static int describe_done(void *arg, af_gen_run *run, int i) {
 }
 
 int show_describe(af_generator *g, af_gen_item *items, const char *const *dump_dirs, int n, int json,
-                    FILE *out) {
+                  FILE *out) {
   describe_out d = {out, json, items, dump_dirs};
   for (int i = 0; i < n; i++) items[i].want_logits0 = dump_dirs && dump_dirs[i];
   af_gen_sink sink = {.arg = &d,
@@ -108,4 +108,3 @@ int show_describe(af_generator *g, af_gen_item *items, const char *const *dump_d
                       .done = describe_done};
   return af_generate_batch(g, items, n, &sink);
 }
-

@@ -11,6 +11,7 @@
  * item order: "IMAGE: answer\n" streamed, or with json one line per image;
  * dump_dirs (NULL, or n folders each NULL or existing) get logits0.npy,
  * prompt_ids.txt and ids.txt.  Returns af_generate_batch's status. */
-int show_describe(af_generator *g, af_gen_item *items, const char *const *dump_dirs, int n, int json, FILE *out);
+int show_describe(af_generator *g, af_gen_item *items, const char *const *dump_dirs, int n, int json,
+                  FILE *out);
 
 #endif

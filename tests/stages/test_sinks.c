@@ -186,8 +186,8 @@ static void test_csv(void) {
   rows r;
   read_csv(out, &r);
   CHECK(r.n == 4);
-  int ci = col(&r, "id"), cs = col(&r, "status"), ce = col(&r, "error"), ct = col(&r, "text.caption"),
-      cm = col(&r, "meta.title"), cten = col(&r, "tensor.emb"), ctime = col(&r, "time.decode");
+  int ci = col(&r, "id"), cs = col(&r, "status"), ce = col(&r, "error"), ct = col(&r, "caption"),
+      cm = col(&r, "title"), cten = col(&r, "tensor.emb"), ctime = col(&r, "time.decode");
   CHECK(ci == 0 && cs >= 0 && ce >= 0 && ct >= 0 && cm >= 0 && cten >= 0 && ctime >= 0);
   if (r.n == 4 && ci == 0 && ct >= 0 && ce >= 0 && cten >= 0 && ctime >= 0) {
     CHECK(!strcmp(r.cell[1][ct], "A vase\nwith ünïcode, \"quotes\""));
