@@ -177,8 +177,8 @@ int af_cmd_chat(int argc, char **argv) {
     if (!r && json) {
       cJSON *j = cJSON_CreateObject();
       cJSON_AddNumberToObject(j, "turn", turn);
-      cJSON_AddStringToObject(j, "question", question);
-      cJSON_AddStringToObject(j, "answer", res.answer);
+      af_json_add_text(j, "question", question, "question_bytes");
+      af_json_add_text(j, "answer", res.answer, "answer_bytes");
       cJSON *arr = cJSON_AddArrayToObject(j, "ids");
       for (int i = 0; i < res.n_ids; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(res.ids[i]));
       cJSON_AddNumberToObject(j, "positions", res.positions);

@@ -115,7 +115,9 @@ static void print_json(cJSON *o) {
 
 /* describe --json: {"ids", "image", "status", "text", "prompt_positions"}
  * as before the pipeline; an image that failed: {"image", "status": "error",
- * "error"} (the path with the af_json_path rule of pipeline-io.md) */
+ * "error"}.  A path or answer that is not UTF-8 follows the records' rule
+ * (pipeline-io.md): U+FFFD in "image"/"text", the exact bytes in
+ * "image_bytes"/"text_bytes". */
 static void show_json(const af_item *it) {
   cJSON *o = cJSON_CreateObject();
   const char *text = af_item_text(it, "text");
@@ -125,12 +127,12 @@ static void show_json(const af_item *it) {
     for (int64_t k = 0; ids && k < ids->shape[0]; k++)
       cJSON_AddItemToArray(arr, cJSON_CreateNumber(((const int32_t *)ids->data)[k]));
   }
-  cJSON_AddStringToObject(o, "image", it->path);
+  af_json_add_text(o, "image", it->path, "image_bytes");
   cJSON_AddStringToObject(o, "status", it->status == AF_ITEM_OK ? "ok" : "error");
   if (it->status != AF_ITEM_OK) {
-    cJSON_AddStringToObject(o, "error", it->error ? it->error : "unknown error");
+    af_json_add_text(o, "error", it->error ? it->error : "unknown error", NULL);
   } else if (text) {
-    cJSON_AddStringToObject(o, "text", text);
+    af_json_add_text(o, "text", text, "text_bytes");
     if (pos) cJSON_AddNumberToObject(o, "prompt_positions", *(const int32_t *)pos->data);
   } else {
     cJSON_AddNullToObject(o, "text");

@@ -93,6 +93,12 @@ int af_utf8_valid(const char *s);
 /* Copy of s with each byte that does not start a valid sequence replaced by
  * U+FFFD.  Caller frees; NULL when out of memory. */
 char *af_utf8_lossy(const char *s);
+/* Adds key: text to a cJSON object as a valid UTF-8 string whatever its bytes
+ * (U+FFFD for each bad one); with bytes_key, a text that was not valid also
+ * gets its exact bytes percent-encoded under bytes_key (the rule of
+ * docs/pipeline-io.md, "Text that is not UTF-8"). */
+struct cJSON;
+void af_json_add_text(struct cJSON *o, const char *key, const char *text, const char *bytes_key);
 /* Appends s with every byte outside printable ASCII (0x20-0x7E) and '%'
  * written as %XX (upper-case hex): the `path_bytes` rule of the JSON sinks. */
 void af_bytes_pct(af_buf *b, const char *s);

@@ -4,6 +4,7 @@
  * the text field holds the bytes decoded with each invalid byte replaced by
  * U+FFFD, and a `<field>_bytes` field holds every byte percent-encoded where
  * it is not printable ASCII, so the exact name can be recovered. */
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,5 +66,24 @@ void af_bytes_pct(af_buf *b, const char *s) {
       char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
       af_buf_put(b, e, 3);
     }
+  }
+}
+
+/* Adds key: text as a JSON string, valid UTF-8 whatever the bytes (U+FFFD for
+ * a bad byte).  With bytes_key, a text that was not valid also gets its exact
+ * bytes percent-encoded under bytes_key. */
+void af_json_add_text(cJSON *o, const char *key, const char *text, const char *bytes_key) {
+  if (af_utf8_valid(key) && af_utf8_valid(text)) {
+    cJSON_AddStringToObject(o, key, text);
+    return;
+  }
+  char *k = af_utf8_lossy(key), *t = af_utf8_lossy(text);
+  if (k && t) cJSON_AddStringToObject(o, k, t);
+  free(k), free(t);
+  if (bytes_key && !af_utf8_valid(text)) {
+    af_buf b = {0};
+    af_bytes_pct(&b, text);
+    if (!b.oom && b.p) cJSON_AddStringToObject(o, bytes_key, b.p);
+    af_buf_free(&b);
   }
 }

@@ -213,25 +213,6 @@ static int wants_values(const jsonl_sink_config *c, const char *name) {
   return 0;
 }
 
-/* Adds key: text as a JSON string, valid UTF-8 whatever the bytes (U+FFFD for
- * a bad byte).  With bytes_key, a text that was not valid also gets its exact
- * bytes percent-encoded under bytes_key. */
-static void add_text(cJSON *o, const char *key, const char *text, const char *bytes_key) {
-  if (af_utf8_valid(key) && af_utf8_valid(text)) {
-    cJSON_AddStringToObject(o, key, text);
-    return;
-  }
-  char *k = af_utf8_lossy(key), *t = af_utf8_lossy(text);
-  if (k && t) cJSON_AddStringToObject(o, k, t);
-  free(k), free(t);
-  if (bytes_key && !af_utf8_valid(text)) {
-    af_buf b = {0};
-    af_bytes_pct(&b, text);
-    if (!b.oom && b.p) cJSON_AddStringToObject(o, bytes_key, b.p);
-    af_buf_free(&b);
-  }
-}
-
 /* texts that are facts about the record rather than results: top-level */
 static int is_top_text(const char *name) {
   return !strcmp(name, "question") || !strcmp(name, "prompt") || !strcmp(name, "language");
@@ -241,10 +222,10 @@ static int is_top_text(const char *name) {
 static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return af_err(AF_ERR_NOMEM, "out of memory");
-  add_text(o, "id", it->id, "id_bytes"); /* first: `grep '^{"id":"x"'` finds a record */
+  af_json_add_text(o, "id", it->id, "id_bytes"); /* first: `grep '^{"id":"x"'` finds a record */
   cJSON_AddNumberToObject(o, "schema_version", RECORD_SCHEMA_VERSION);
   if (it->path)
-    add_text(o, "path", it->path, "path_bytes");
+    af_json_add_text(o, "path", it->path, "path_bytes");
   else
     cJSON_AddNullToObject(o, "path");
   int ok = it->status == AF_ITEM_OK;
@@ -252,15 +233,15 @@ static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
   if (ok)
     cJSON_AddNullToObject(o, "error");
   else
-    add_text(o, "error", it->error ? it->error : "unknown error", NULL);
-  if (!ok && it->error_stage) add_text(o, "error_stage", it->error_stage, NULL);
+    af_json_add_text(o, "error", it->error ? it->error : "unknown error", NULL);
+  if (!ok && it->error_stage) af_json_add_text(o, "error_stage", it->error_stage, NULL);
   for (int i = 0; i < it->n_texts; i++)
-    if (is_top_text(it->texts[i].key)) add_text(o, it->texts[i].key, it->texts[i].value, NULL);
+    if (is_top_text(it->texts[i].key)) af_json_add_text(o, it->texts[i].key, it->texts[i].value, NULL);
   cJSON *meta = cJSON_AddObjectToObject(o, "meta");
-  for (int i = 0; i < it->n_meta; i++) add_text(meta, it->meta[i].key, it->meta[i].value, NULL);
+  for (int i = 0; i < it->n_meta; i++) af_json_add_text(meta, it->meta[i].key, it->meta[i].value, NULL);
   cJSON *outs = cJSON_AddObjectToObject(o, "outputs");
   for (int i = 0; i < it->n_texts; i++)
-    if (!is_top_text(it->texts[i].key)) add_text(outs, it->texts[i].key, it->texts[i].value, NULL);
+    if (!is_top_text(it->texts[i].key)) af_json_add_text(outs, it->texts[i].key, it->texts[i].value, NULL);
   cJSON *tens = cJSON_AddObjectToObject(o, "tensors");
   for (int i = 0; i < it->n_tensors; i++)
     cJSON_AddItemToObject(tens, it->tensors[i].name,
@@ -272,7 +253,7 @@ static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
     cJSON *pr = cJSON_AddObjectToObject(o, "provenance");
     cJSON_AddStringToObject(pr, "run_id", s->run_id);
     const char *slash = strrchr(s->manifest, '/');
-    add_text(pr, "manifest", slash ? slash + 1 : s->manifest, NULL);
+    af_json_add_text(pr, "manifest", slash ? slash + 1 : s->manifest, NULL);
     cJSON_AddStringToObject(pr, "time", now);
   }
   char *text = cJSON_PrintUnformatted(o);

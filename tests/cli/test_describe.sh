@@ -74,5 +74,10 @@ mkdir -p "$T/other"; cp "$G/image2.png" "$T/other/image.png"
 check "--dump: same stems get image/ and image-2/" test -s "$T/dd/image/pixels.npy" -a -s "$T/dd/image-2/pixels.npy"
 differ() { ! cmp -s "$1" "$2"; }
 check "--dump: the two images' pixels differ" differ "$T/dd/image/pixels.npy" "$T/dd/image-2/pixels.npy"
+# a file name that is not UTF-8: --json stays valid UTF-8, the exact bytes in image_bytes
+cp "$G/image.png" "$T/caf"$'\xe9'".png"
+"$A" describe "$T/caf"$'\xe9'".png" --model "$M" --max-new-tokens 2 --greedy --json > "$T/u8.txt" 2> /dev/null
+check "--json with a non-UTF-8 name is valid UTF-8" iconv -f UTF-8 -t UTF-8 "$T/u8.txt" -o /dev/null
+check "--json with a non-UTF-8 name keeps its bytes" grep -q '"image_bytes":"[^"]*caf%E9.png"' "$T/u8.txt"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
