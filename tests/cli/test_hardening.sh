@@ -79,6 +79,51 @@ rc=$?
 check "missing model: exit 2 (got $rc)" test $rc -eq 2
 check "missing model: one line naming the file" grep -q "no/such/model.gguf: model file: No such file or directory" "$T/nomodel.out"
 
+# ------------------------------------------------ 3. special files, deadline
+mkdir -p "$T/col/sub"
+cp "$SRC/examples/images/landscape.jpg" "$T/col/a.jpg"
+mkfifo "$T/col/b.jpg"          # a FIFO named like an image: hung the run
+ln -s /dev/zero "$T/col/sub/c.png"
+cp "$SRC/examples/images/portrait.jpg" "$T/col/sub/d.jpg"
+cat > "$T/col.yaml" <<EOF2
+source: {stage: dir, path: col}
+stages:
+  - stage: decode
+  - stage: checksum
+sinks:
+  - stage: jsonl
+    path: out/col.jsonl
+EOF2
+timeout 60 "$ARTFLOW" run "$T/col.yaml" --progress=none > "$T/col.out" 2>&1
+rc=$?
+check "special files: the run ends, exit 0 (got $rc)" test $rc -eq 0
+J="$T/out/col.jsonl"
+check "special files: 4 records" test "$(wc -l < "$J")" -eq 4
+check "special files: FIFO is an error record" \
+  grep -q '"id":"b.jpg",.*"status":"error","error":"[^"]*b.jpg: not a regular file (a FIFO)"' "$J"
+check "special files: device is an error record" \
+  grep -q '"id":"sub/c.png",.*"status":"error","error":"[^"]*c.png: not a regular file (a character device)"' "$J"
+check "special files: the images are ok" test "$(grep -c '"status":"ok"' "$J")" -eq 2
+# checksum alone (no decode) refuses them too
+sed -i '/stage: decode/d' "$T/col.yaml"
+timeout 60 "$ARTFLOW" run "$T/col.yaml" --progress=none > "$T/col2.out" 2>&1
+check "checksum: the run ends, exit 0 (got $?)" test $? -eq 0
+check "checksum: FIFO refused" grep -q '"id":"b.jpg",.*"error":"[^"]*b.jpg: not a regular file"' "$J"
+# a deadline too short for any decode: every image is an error record, the run ends
+cat > "$T/dl.yaml" <<EOF2
+source: {stage: dir, path: col}
+stages:
+  - stage: decode
+    deadline: 0.000001
+sinks:
+  - stage: jsonl
+    path: out/dl.jsonl
+EOF2
+timeout 60 "$ARTFLOW" run "$T/dl.yaml" --progress=none > "$T/dl.out" 2>&1
+check "deadline: exit 0 (got $?)" test $? -eq 0
+check "deadline: the images fail with the deadline" \
+  test "$(grep -c 'no result within the 1e-06 s decode deadline' "$T/out/dl.jsonl")" -eq 2
+
 # ------------------------------------------------------------------- 5. YAML
 {
   echo "source: {stage: list, path: list.txt}"
