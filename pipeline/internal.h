@@ -16,6 +16,7 @@
 typedef struct af_slot {
   af_item *item;
   unsigned flags;
+  int64_t bytes; /* the item's tensor bytes, counted by the queue it is in */
 } af_slot;
 
 /* Bounded FIFO between two stage threads: push blocks while full, pop blocks
@@ -25,10 +26,15 @@ typedef struct af_fifo {
   pthread_cond_t not_empty, not_full;
   af_slot *ring;
   int cap, head, count, closed;
-  int max_seen; /* highest count ever observed (backpressure test) */
+  int max_seen;           /* highest count ever observed (backpressure test) */
+  int64_t budget, bytes;  /* tensor bytes allowed / queued (budget 0 = no limit) */
+  int64_t max_bytes_seen; /* highest `bytes` ever observed */
 } af_fifo;
 
-int af_fifo_init(af_fifo *q, int cap);
+/* A queue holds at most `cap` items and, past its first item, at most
+ * `budget` bytes of tensors: a push that would go over waits, so one item
+ * larger than the budget still passes (alone). */
+int af_fifo_init(af_fifo *q, int cap, int64_t budget);
 void af_fifo_destroy(af_fifo *q);
 void af_fifo_push(af_fifo *q, af_slot s);
 /* 1 with *s set, or 0 when closed and empty. */
@@ -69,6 +75,7 @@ struct af_pipeline {
   char *device, *profile, *model, *journal;
   char *llm_model; /* model: {vision: A, llm: B} -> model = A, llm_model = B; else NULL */
   int queue_depth;
+  int64_t queue_bytes; /* "queue_bytes:"; 0 = not given */
   af_run_options opt;
   char **sets;       /* copies of opt.sets */
   af_instance *inst; /* [0] = source, then transforms, then sinks */

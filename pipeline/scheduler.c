@@ -24,6 +24,7 @@
 #endif
 
 #define DEFAULT_QUEUE 64
+#define DEFAULT_QUEUE_BYTES ((int64_t)256 << 20) /* per queue (docs/pipeline-format.md, "Memory") */
 
 double af_now(void) {
   struct timespec ts;
@@ -112,7 +113,7 @@ static void *source_main(void *arg) {
     if (it->status != AF_ITEM_OK) in->stats.errors++;
     it->seq = seq++;
     atomic_fetch_add(&p->produced, 1);
-    af_fifo_push(&p->inst[1].in, (af_slot){it, 0});
+    af_fifo_push(&p->inst[1].in, (af_slot){it, 0, 0});
   }
   if (d->flush) d->flush(in->self, &in->ctx);
   af_fifo_close(&p->inst[1].in);
@@ -173,11 +174,15 @@ static void *stage_main(void *arg) {
   int eos = 0;
   while (!eos) {
     int n = 0;
-    while (n < bs) {
+    /* a batch is also bounded by the queue's byte budget: eight 100 MP
+     * images waiting for one preprocess batch would be 2.4 GB */
+    int64_t bytes = 0, budget = in->in.budget;
+    while (n < bs && !(budget > 0 && bytes >= budget)) {
       if (!af_fifo_pop(&in->in, &s[n])) {
         eos = 1;
         break;
       }
+      bytes += s[n].bytes;
       n++;
     }
     if (n == 0) continue;
@@ -376,7 +381,8 @@ static int setup(af_pipeline *p) {
   int depth = p->opt.queue_depth > 0 ? p->opt.queue_depth
               : p->queue_depth > 0   ? p->queue_depth
                                      : DEFAULT_QUEUE;
-  for (int i = 1; i < p->n_inst && !rc; i++) rc = af_fifo_init(&p->inst[i].in, depth);
+  int64_t budget = af_pipeline_queue_bytes(p);
+  for (int i = 1; i < p->n_inst && !rc; i++) rc = af_fifo_init(&p->inst[i].in, depth, budget);
   return rc;
 }
 
@@ -390,6 +396,7 @@ static void teardown(af_pipeline *p) {
     in->queue = NULL;
     if (in->in.ring) {
       in->stats.queue_max = in->in.max_seen;
+      in->stats.queue_max_bytes = in->in.max_bytes_seen;
       af_fifo_destroy(&in->in);
     }
   }
@@ -491,6 +498,12 @@ const af_stage_stats *af_pipeline_stats(const af_pipeline *p, int *n) {
 
 const char *af_pipeline_params_json(const af_pipeline *p) {
   return p->params_json;
+}
+
+int64_t af_pipeline_queue_bytes(const af_pipeline *p) {
+  return p->opt.queue_bytes > 0 ? p->opt.queue_bytes
+         : p->queue_bytes > 0   ? p->queue_bytes
+                                : DEFAULT_QUEUE_BYTES;
 }
 
 int af_pipeline_queue_capacity(const af_pipeline *p) {

@@ -21,7 +21,7 @@ typedef struct loader {
 } loader;
 
 static const char *const top_keys[] = {"source", "stages",  "sinks",   "device", "profile",
-                                       "model",  "plugins", "journal", "queue"};
+                                       "model",  "plugins", "journal", "queue",  "queue_bytes"};
 
 /* Records "file:line:col: stage 'x': key 'k': cause" and returns AF_ERR_CONFIG. */
 static int cfg_err(loader *L, const yaml_node_t *at, const char *inst, const char *key, const char *fmt, ...)
@@ -410,6 +410,17 @@ static int load_plugins(loader *L, yaml_node_t *v) {
   return 0;
 }
 
+/* queue_bytes: 256M, 1G, 65536 ... (bytes, K/M/G binary suffixes) */
+static int queue_bytes_key(loader *L, yaml_node_t *v) {
+  char *s = NULL;
+  int rc = scalar(L, v, NULL, "queue_bytes", &s);
+  if (rc) return rc;
+  if (af_parse_bytes(s, &L->p->queue_bytes) || L->p->queue_bytes < 1)
+    rc = cfg_err(L, v, NULL, "queue_bytes", "expected a size like 256M or 1G, got '%s'", s);
+  free(s);
+  return rc;
+}
+
 static yaml_node_t *get(loader *L, yaml_node_t *root, const char *key, yaml_node_t **keynode) {
   for (yaml_node_pair_t *a = root->data.mapping.pairs.start; a < root->data.mapping.pairs.top; a++)
     if (!strcmp((char *)node(L, a->key)->data.scalar.value, key)) {
@@ -435,7 +446,7 @@ static int load_doc(loader *L) {
     if (!known)
       return cfg_err(L, k, NULL, (char *)k->data.scalar.value,
                      "unknown key (valid: source, stages, sinks, device, profile, model, plugins, "
-                     "journal, queue)");
+                     "journal, queue, queue_bytes)");
   }
   yaml_node_t *kn = NULL, *v;
   /* plugins first: their stages must be known before the entries are read */
@@ -457,6 +468,7 @@ static int load_doc(loader *L) {
     free(s);
     if (rc) return rc;
   }
+  if ((v = get(L, root, "queue_bytes", &kn)) && (rc = queue_bytes_key(L, v))) return rc;
   yaml_node_t *src = get(L, root, "source", NULL), *st = get(L, root, "stages", &kn);
   yaml_node_t *sk = get(L, root, "sinks", NULL);
   if (!src) return cfg_err(L, root, NULL, "source", "missing: where do the items come from?");
