@@ -124,9 +124,13 @@ static void *source_main(void *arg) {
 static void run_batch(af_pipeline *p, af_instance *in, af_slot *s, int n) {
   const af_stage_desc *d = in->desc;
   af_item *arr[n];
+  unsigned char was_ok[n];
   int m = 0;
   for (int k = 0; k < n; k++)
-    if (d->kind == AF_STAGE_SINK || s[k].item->status == AF_ITEM_OK) arr[m++] = s[k].item;
+    if (d->kind == AF_STAGE_SINK || s[k].item->status == AF_ITEM_OK) {
+      was_ok[m] = s[k].item->status == AF_ITEM_OK;
+      arr[m++] = s[k].item;
+    }
   if (m == 0) return;
   double t0 = af_now();
   /* a model stage works in the device's weight turn (cl/weights.h) */
@@ -156,7 +160,9 @@ static void run_batch(af_pipeline *p, af_instance *in, af_slot *s, int n) {
     if (d->kind == AF_STAGE_TRANSFORM) {
       if (arr[k]->status != AF_ITEM_OK) in->stats.errors++;
       af_item_add_timing(arr[k], in->name, dt / m);
-    } else if (r == AF_FLOW_ERROR) {
+    } else if (r == AF_FLOW_ERROR || (was_ok[k] && arr[k]->status != AF_ITEM_OK)) {
+      /* a sink that failed one item (its name, its data): that item's error
+       * record in the sinks after this one, and done in the journal */
       in->stats.errors++;
     }
   }

@@ -124,6 +124,32 @@ check "deadline: exit 0 (got $?)" test $? -eq 0
 check "deadline: the images fail with the deadline" \
   test "$(grep -c 'no result within the 1e-06 s decode deadline' "$T/out/dl.jsonl")" -eq 2
 
+# ------------------------------------------------------- 4. a 255-byte name
+mkdir -p "$T/long"
+LONG=$(printf 'n%.0s' $(seq 1 251)).jpg
+cp "$SRC/examples/images/landscape.jpg" "$T/long/$LONG"
+cp "$SRC/examples/images/portrait.jpg" "$T/long/short.jpg"
+cat > "$T/long.yaml" <<EOF2
+source: {stage: dir, path: long}
+stages:
+  - stage: decode
+    resize: 16
+sinks:
+  - stage: npy
+    path: out/npy
+  - stage: jsonl
+    path: out/long.jsonl
+EOF2
+"$ARTFLOW" run "$T/long.yaml" --progress=none > "$T/long.out" 2>&1
+rc=$?
+check "255-byte name: exit 0 (got $rc: $(tail -n 1 "$T/long.out"))" test $rc -eq 0
+check "255-byte name: two .npy files" test "$(ls "$T/out/npy" | grep -c '\.rgb\.npy$')" -eq 2
+check "255-byte name: names fit NAME_MAX" test "$(ls "$T/out/npy" | awk '{ if (length($0) > 255) n++ } END { print n + 0 }')" -eq 0
+check "255-byte name: the record keeps the full id" grep -q "\"id\":\"$LONG\",.*\"status\":\"ok\"" "$T/out/long.jsonl"
+"$ARTFLOW" run "$T/long.yaml" --progress=none --resume > "$T/long2.out" 2>&1
+check "255-byte name: --resume finishes (got $?)" test $? -eq 0
+check "255-byte name: still two records" test "$(wc -l < "$T/out/long.jsonl")" -eq 2
+
 # ------------------------------------------------------------------- 5. YAML
 {
   echo "source: {stage: list, path: list.txt}"
