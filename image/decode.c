@@ -204,7 +204,7 @@ int af_image_decode_notes(const char *path, const af_decode_opts *o, af_image_u8
   int rc = af_image_init();
   if (rc) return rc;
   if (!path || !*path) return af_err(AF_ERR_INVALID, "decode: empty path");
-  if ((rc = check_file(path))) return rc;
+  /* with a deadline even stat() runs on the helper: it blocks on a hung mount */
   if (o && o->deadline_s > 0) return af_image_decode_within(path, o, out, notes);
   return af_image_decode_now(path, o, out, notes);
 }
@@ -212,9 +212,11 @@ int af_image_decode_notes(const char *path, const af_decode_opts *o, af_image_u8
 static int decode_vips(const char *path, const af_decode_opts *o, af_image_u8 *out);
 
 int af_image_decode_now(const char *path, const af_decode_opts *o, af_image_u8 *out, af_decode_notes *notes) {
+  int rc = check_file(path);
+  if (rc) return rc;
   af_decode_notes mine = {0};
   void *w = af_image_warnings_begin(path, &mine);
-  int rc = decode_vips(path, o, out);
+  rc = decode_vips(path, o, out);
   af_image_warnings_end(w);
   if (notes)
     *notes = mine;

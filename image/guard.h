@@ -22,7 +22,8 @@ void af_image_warnings_end(void *token);
  * file is not a PNG). */
 int af_image_png_diagnose(const char *path);
 
-/* The decode itself, on the calling thread, no deadline. */
+/* The decode itself (file checks included), on the calling thread, no
+ * deadline. */
 int af_image_decode_now(const char *path, const af_decode_opts *o, af_image_u8 *out, af_decode_notes *notes);
 /* The decode on a helper thread, waiting at most o->deadline_s seconds. */
 int af_image_decode_within(const char *path, const af_decode_opts *o, af_image_u8 *out,
