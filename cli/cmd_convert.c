@@ -23,7 +23,16 @@ static const char usage[] =
     "file then runs with a base LLM GGUF, e.g. one made by llama.cpp\n"
     "(artflow describe --model MODEL.gguf --llm VICUNA.gguf).  --demo NOTE marks a\n"
     "file whose weights are not meaningful (e.g. random test checkpoints): describe,\n"
-    "chat and run then warn with NOTE and the records carry it.\n";
+    "chat and run then warn with NOTE and the records carry it.\n"
+    "\n"
+    "Memory: the inputs are mapped, not read in (the page cache holds them), and\n"
+    "the heap stays within 64 MiB of converted floats, plus per PyTorch file its\n"
+    "data.pkl (at most 64 MiB) and the objects it builds (at most 256 MiB), per\n"
+    "safetensors file its header (at most 16 MiB), and one deflated storage at a\n"
+    "time, inflated only as far as the tensors the architecture accepted reach\n"
+    "(torch.save stores storages uncompressed: they are read through the map).\n"
+    "A file past these limits, or a zip bomb (an entry inflating past its declared\n"
+    "size or claiming more than deflate's 1032:1), is refused with one line.\n";
 
 int af_cmd_convert(int argc, char **argv) {
   af_convert_opts o = {0};

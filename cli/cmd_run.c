@@ -34,6 +34,8 @@ static const char usage[] =
     "  --device D                OpenCL device (index or name substring); overrides\n"
     "                            ARTFLOW_DEVICE and 'device:' in the file\n"
     "  --queue N                 items per queue between stages (default 64)\n"
+    "  --queue-bytes SIZE        tensor bytes per queue between stages, e.g. 64M\n"
+    "                            (default 256M; one larger item still passes alone)\n"
     "  --journal PATH            the run journal (default: 'journal:' in the file,\n"
     "                            else next to the first sink's file, else next to\n"
     "                            the pipeline file)\n"
@@ -101,6 +103,13 @@ int af_cmd_run(int argc, char **argv) {
         return af_cli_usage_error("run", usage, "--queue: expected 1..65536, got '%s'", v);
       }
       opt.queue_depth = (int)q;
+    } else if (!strncmp(a, "--queue-bytes", 13) && (a[13] == '=' || a[13] == 0)) {
+      const char *v = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v) goto missing;
+      if (af_parse_bytes(v, &opt.queue_bytes) || opt.queue_bytes < 1) {
+        free(sets);
+        return af_cli_usage_error("run", usage, "--queue-bytes: expected a size like 64M or 1G, got '%s'", v);
+      }
     } else if (a[0] == '-' && a[1]) {
       free(sets);
       return af_cli_usage_error("run", usage, "unknown option '%s'", a);

@@ -211,6 +211,18 @@ int af_gguf_expect_tensor(const af_gguf *g, const char *name, uint32_t n_dims, c
 
 /* ---------------------------------------------------------------- writer */
 
+/* Metadata that parses but cannot be right (formats/gguf_check.c): norm
+ * epsilons that are NaN, <= 0 or >= 1; block counts below 1 or above the
+ * file's tensor count; sizes outside 1..2^20; head counts below 1 or not
+ * dividing their width; a non-positive RoPE base; fewer token_embd rows
+ * than tokenizer pieces.  af_gguf_check_meaning calls fn(user, key, why) for
+ * each and returns how many (keys absent from the file are not checked);
+ * af_gguf_check_model returns 0 or AF_ERR_FORMAT "FILE: key 'K': why" for
+ * the first. */
+int af_gguf_check_meaning(const af_gguf *g, void (*fn)(void *user, const char *key, const char *why),
+                          void *user);
+int af_gguf_check_model(const af_gguf *g);
+
 typedef struct af_gguf_writer af_gguf_writer;
 
 /* Returns 0 and *out, or AF_ERR_NOMEM.  Caller frees with af_gguf_writer_free. */

@@ -198,7 +198,9 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
   int rc = 0, ctx_len = 0;
   int keep_f16 = cl->profile && cl->profile->fp16_storage;
 #define wt(w, out, l, name, ne0, ne1) wt_t(w, keep_f16, out, l, name, ne0, ne1)
-  if ((rc = u32(w, "llama.embedding_length", &s->hidden, -1)) ||
+  /* keys that cannot be right, in our file and the base LLM's, named */
+  if ((rc = af_gguf_check_model(g)) || (rc = af_gguf_check_model(af_weights_fallback(w))) ||
+      (rc = u32(w, "llama.embedding_length", &s->hidden, -1)) ||
       (rc = u32(w, "llama.block_count", &s->layers, -1)) ||
       (rc = u32(w, "llama.attention.head_count", &s->heads, -1)) ||
       (rc = u32(w, "llama.feed_forward_length", &s->ffn, -1)) ||

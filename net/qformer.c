@@ -65,7 +65,8 @@ static int get_lin(const af_cl *cl, af_weights *w, lin *l, const char *base, uin
 /* The Q-Former's hyper-parameters (and the widths on both sides), checked. */
 static int read_shape(const af_gguf *g, af_qformer_shape *s) {
   int rc = 0;
-  if ((rc = get_u32(g, "qformer.embedding_length", &s->width)) ||
+  if ((rc = af_gguf_check_model(g)) || /* a NaN epsilon, zero layers, ... named by key */
+      (rc = get_u32(g, "qformer.embedding_length", &s->width)) ||
       (rc = get_u32(g, "qformer.block_count", &s->layers)) ||
       (rc = get_u32(g, "qformer.head_count", &s->heads)) ||
       (rc = get_u32(g, "qformer.feed_forward_length", &s->ffn)) ||

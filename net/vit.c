@@ -135,6 +135,7 @@ int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out) {
 /* The model's vision hyper-parameters at its own image size, checked. */
 static int read_shape(const af_gguf *g, af_vit_shape *s) {
   int rc = 0;
+  TRY(af_gguf_check_model(g)); /* a NaN epsilon, zero layers, ... named by key */
   TRY(meta_u32(g, "vision.image_size", &s->image_size));
   TRY(meta_u32(g, "vision.patch_size", &s->patch_size));
   TRY(meta_u32(g, "vision.embedding_length", &s->width));

@@ -16,6 +16,7 @@
 typedef struct af_slot {
   af_item *item;
   unsigned flags;
+  int64_t bytes; /* the item's tensor bytes, counted by the queue it is in */
 } af_slot;
 
 /* Bounded FIFO between two stage threads: push blocks while full, pop blocks
@@ -25,10 +26,15 @@ typedef struct af_fifo {
   pthread_cond_t not_empty, not_full;
   af_slot *ring;
   int cap, head, count, closed;
-  int max_seen; /* highest count ever observed (backpressure test) */
+  int max_seen;           /* highest count ever observed (backpressure test) */
+  int64_t budget, bytes;  /* tensor bytes allowed / queued (budget 0 = no limit) */
+  int64_t max_bytes_seen; /* highest `bytes` ever observed */
 } af_fifo;
 
-int af_fifo_init(af_fifo *q, int cap);
+/* A queue holds at most `cap` items and, past its first item, at most
+ * `budget` bytes of tensors: a push that would go over waits, so one item
+ * larger than the budget still passes (alone). */
+int af_fifo_init(af_fifo *q, int cap, int64_t budget);
 void af_fifo_destroy(af_fifo *q);
 void af_fifo_push(af_fifo *q, af_slot s);
 /* 1 with *s set, or 0 when closed and empty. */
@@ -69,6 +75,7 @@ struct af_pipeline {
   char *device, *profile, *model, *journal;
   char *llm_model; /* model: {vision: A, llm: B} -> model = A, llm_model = B; else NULL */
   int queue_depth;
+  int64_t queue_bytes; /* "queue_bytes:"; 0 = not given */
   af_run_options opt;
   char **sets;       /* copies of opt.sets */
   af_instance *inst; /* [0] = source, then transforms, then sinks */
@@ -83,7 +90,8 @@ struct af_pipeline {
   struct af_weights *weights; /* the model (pair), opened once for every NEEDS_MODEL stage */
   char *prov[2];              /* provenance JSON without / with the model digest (built once) */
   af_journal *jr;
-  atomic_int stop; /* 0 run, 1 drain, 2 abort */
+  int lock_fd, locked; /* the run lock (runlock.c), held while locked = 1 */
+  atomic_int stop;     /* 0 run, 1 drain, 2 abort */
   atomic_llong done, ok, failed, skipped, produced;
   int64_t expected; /* source count(), -1 unknown */
   int fatal;        /* first fatal status of a thread */
@@ -120,6 +128,27 @@ const char *af_pipeline_provenance(af_pipeline *p, unsigned what);
 /* scheduler.c: "journal:", else "<first sink's path>.journal", else
  * "artflow.journal".  malloc'd, NULL when out of memory. */
 char *af_pipeline_default_journal(const af_pipeline *p);
+
+/* yaml_limits.c: limits on pipeline files (docs/pipeline-format.md) */
+#define AF_YAML_MAX_BYTES (1 << 20) /* file size */
+#define AF_YAML_MAX_DEPTH 64        /* nested lists and mappings */
+#define AF_YAML_MAX_NODES 100000    /* values, lists and mappings, aliases expanded */
+/* Walks the events of yaml[0..len) once and refuses it at the first limit it
+ * crosses (depth; node count, an alias counting as what it repeats), with
+ * "name:line:col: ..." .  Syntax errors are left to the loader.  0,
+ * AF_ERR_CONFIG or AF_ERR_NOMEM. */
+int af_yaml_check_limits(const char *name, const char *yaml, size_t len);
+/* Index of the first key (in file order) equal to an earlier one, n when all
+ * differ, SIZE_MAX when out of memory.  O(n log n): a pairwise check took a
+ * minute for a 40,000-key mapping. */
+size_t af_yaml_first_repeat(const char *const *keys, size_t n);
+
+/* runlock.c: takes the exclusive lock "<journal>.lock" for the run, or
+ * fails with AF_ERR_CONFIG naming the holder's PID and host (another run is
+ * writing the same outputs) or AF_ERR_IO (the file system refuses locks).
+ * *fd is the lock, for af_runlock_release. */
+int af_runlock_acquire(const char *journal, int *fd);
+void af_runlock_release(int fd);
 
 /* progress.c */
 typedef struct af_progress af_progress;

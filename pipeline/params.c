@@ -329,3 +329,22 @@ void af_port_format(const af_port_shape *s, char *buf, size_t n) {
   }
   if (o < n) snprintf(buf + o, n - o, "]");
 }
+
+int af_parse_bytes(const char *s, int64_t *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || !(v >= 0)) return -1;
+  double mul = 1;
+  if (*end == 'k' || *end == 'K')
+    mul = 1024.0, end++;
+  else if (*end == 'm' || *end == 'M')
+    mul = 1048576.0, end++;
+  else if (*end == 'g' || *end == 'G')
+    mul = 1073741824.0, end++;
+  if (*end == 'i' && mul > 1) end++; /* "256MiB" */
+  if (*end == 'B' || *end == 'b') end++;
+  if (*end || v * mul > 9.0e18) return -1;
+  *out = (int64_t)(v * mul);
+  return 0;
+}

@@ -104,6 +104,7 @@ typedef struct af_run_options {
   af_progress_mode progress;
   const char *device;  /* overrides "device:" when not NULL */
   int queue_depth;     /* items per inter-stage queue; 0 = "queue:" or 64 */
+  int64_t queue_bytes; /* tensor bytes per queue; 0 = "queue_bytes:" or 256 MiB */
   double log_interval; /* seconds between progress log lines; 0 = 10 */
   int handle_signals;  /* install SIGINT/SIGTERM handlers during the run */
   /* Follows text outputs as stages produce them (ctx->stream): called on the
@@ -138,8 +139,9 @@ typedef struct af_stage_stats {
   int64_t items;  /* items handed to the stage (ok items for transforms) */
   int64_t errors; /* items this stage marked failed */
   int64_t batches;
-  double busy_s; /* time inside callbacks */
-  int queue_max; /* highest fill of its input queue */
+  double busy_s;           /* time inside callbacks */
+  int queue_max;           /* highest fill of its input queue */
+  int64_t queue_max_bytes; /* highest tensor bytes in its input queue */
 } af_stage_stats;
 
 typedef struct af_run_summary {
@@ -196,6 +198,12 @@ void af_pipeline_free(af_pipeline *p);
 
 /* Test hook: the maximum fill observed on every queue (backpressure test). */
 int af_pipeline_queue_capacity(const af_pipeline *p);
+/* Tensor bytes each queue may hold (--queue-bytes, "queue_bytes:", else
+ * 256 MiB); one item larger than that still passes, alone. */
+int64_t af_pipeline_queue_bytes(const af_pipeline *p);
+/* "65536", "512K", "256M", "1G" (binary multiples) -> bytes.  0, or -1 when
+ * the text is not such a size. */
+int af_parse_bytes(const char *s, int64_t *out);
 
 /* ------------------------------------------------------------- journal */
 

@@ -4,9 +4,11 @@
  *
  * Order: the chain is linear and every queue is a FIFO with one consumer, so
  * items leave the last sink in source order without any reordering buffer. */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cl/devprofile.h"
@@ -23,6 +25,7 @@
 #endif
 
 #define DEFAULT_QUEUE 64
+#define DEFAULT_QUEUE_BYTES ((int64_t)256 << 20) /* per queue (docs/pipeline-format.md, "Memory") */
 
 double af_now(void) {
   struct timespec ts;
@@ -111,7 +114,7 @@ static void *source_main(void *arg) {
     if (it->status != AF_ITEM_OK) in->stats.errors++;
     it->seq = seq++;
     atomic_fetch_add(&p->produced, 1);
-    af_fifo_push(&p->inst[1].in, (af_slot){it, 0});
+    af_fifo_push(&p->inst[1].in, (af_slot){it, 0, 0});
   }
   if (d->flush) d->flush(in->self, &in->ctx);
   af_fifo_close(&p->inst[1].in);
@@ -122,9 +125,13 @@ static void *source_main(void *arg) {
 static void run_batch(af_pipeline *p, af_instance *in, af_slot *s, int n) {
   const af_stage_desc *d = in->desc;
   af_item *arr[n];
+  unsigned char was_ok[n];
   int m = 0;
   for (int k = 0; k < n; k++)
-    if (d->kind == AF_STAGE_SINK || s[k].item->status == AF_ITEM_OK) arr[m++] = s[k].item;
+    if (d->kind == AF_STAGE_SINK || s[k].item->status == AF_ITEM_OK) {
+      was_ok[m] = s[k].item->status == AF_ITEM_OK;
+      arr[m++] = s[k].item;
+    }
   if (m == 0) return;
   double t0 = af_now();
   /* a model stage works in the device's weight turn (cl/weights.h) */
@@ -154,7 +161,9 @@ static void run_batch(af_pipeline *p, af_instance *in, af_slot *s, int n) {
     if (d->kind == AF_STAGE_TRANSFORM) {
       if (arr[k]->status != AF_ITEM_OK) in->stats.errors++;
       af_item_add_timing(arr[k], in->name, dt / m);
-    } else if (r == AF_FLOW_ERROR) {
+    } else if (r == AF_FLOW_ERROR || (was_ok[k] && arr[k]->status != AF_ITEM_OK)) {
+      /* a sink that failed one item (its name, its data): that item's error
+       * record in the sinks after this one, and done in the journal */
       in->stats.errors++;
     }
   }
@@ -172,11 +181,15 @@ static void *stage_main(void *arg) {
   int eos = 0;
   while (!eos) {
     int n = 0;
-    while (n < bs) {
+    /* a batch is also bounded by the queue's byte budget: eight 100 MP
+     * images waiting for one preprocess batch would be 2.4 GB */
+    int64_t bytes = 0, budget = in->in.budget;
+    while (n < bs && !(budget > 0 && bytes >= budget)) {
       if (!af_fifo_pop(&in->in, &s[n])) {
         eos = 1;
         break;
       }
+      bytes += s[n].bytes;
       n++;
     }
     if (n == 0) continue;
@@ -308,13 +321,28 @@ static void ctx_stream(const af_stage_ctx *ctx, const af_item *item, const char 
   if (p->opt.stream) p->opt.stream(p->opt.stream_arg, item, name, bytes, n);
 }
 
+/* A model file that is not there is a configuration error (exit 2), as a
+ * missing source folder is, found before the device is opened. */
+static int check_model_file(const af_pipeline *p, const char *path) {
+  struct stat st;
+  if (!path) return 0;
+  if (stat(path, &st) != 0)
+    return af_err(AF_ERR_CONFIG, "%s: model file: %s (pipeline %s)", path, strerror(errno), p->path);
+  if (!S_ISREG(st.st_mode))
+    return af_err(AF_ERR_CONFIG, "%s: model file: not a regular file (pipeline %s)", path, p->path);
+  return 0;
+}
+
 /* The device, its profile and the stages' batches; the model once for all. */
 static int open_device_and_model(af_pipeline *p, int need_dev, int need_model, const char **dev) {
+  int rc = 0;
+  if (need_model && ((rc = check_model_file(p, p->model)) || (rc = check_model_file(p, p->llm_model))))
+    return rc;
   *dev = p->opt.device ? p->opt.device : getenv("ARTFLOW_DEVICE") ? NULL : p->device;
   /* the pipeline's `profile:` file, unless ARTFLOW_PROFILE_FILE names one
    * (the environment wins, as ARTFLOW_DEVICE does over `device:`) */
   const char *prof = p->profile && !getenv("ARTFLOW_PROFILE_FILE") ? p->profile : NULL;
-  int rc = need_dev ? af_cl_open_profile(&p->cl, *dev, prof) : 0;
+  rc = need_dev ? af_cl_open_profile(&p->cl, *dev, prof) : 0;
   if (rc) return rc;
   /* stages whose batch the pipeline leaves open take the profile's (vit,
    * qformer, llm: `batch:` in the device profile) */
@@ -391,6 +419,12 @@ static int setup(af_pipeline *p) {
     need_dev |= !!(p->inst[i].desc->flags & (AF_STAGE_NEEDS_DEVICE | AF_STAGE_NEEDS_MODEL));
     need_model |= !!(p->inst[i].desc->flags & AF_STAGE_NEEDS_MODEL);
   }
+  /* one writer per output: before the journal or any sink touches a file
+   * (a run without a journal, e.g. describe's, writes no resumable output) */
+  if (!p->opt.no_journal) {
+    if ((rc = af_runlock_acquire(p->journal, &p->lock_fd))) return rc;
+    p->locked = 1;
+  }
   /* the journal first: a resume with other settings stops before the device
    * and the model are opened */
 #if AF_HAVE_JOURNAL
@@ -410,7 +444,8 @@ static int setup(af_pipeline *p) {
   int depth = p->opt.queue_depth > 0 ? p->opt.queue_depth
               : p->queue_depth > 0   ? p->queue_depth
                                      : DEFAULT_QUEUE;
-  for (int i = 1; i < p->n_inst && !rc; i++) rc = af_fifo_init(&p->inst[i].in, depth);
+  int64_t budget = af_pipeline_queue_bytes(p);
+  for (int i = 1; i < p->n_inst && !rc; i++) rc = af_fifo_init(&p->inst[i].in, depth, budget);
   return rc;
 }
 
@@ -424,6 +459,7 @@ static void teardown(af_pipeline *p) {
     in->queue = NULL;
     if (in->in.ring) {
       in->stats.queue_max = in->in.max_seen;
+      in->stats.queue_max_bytes = in->in.max_bytes_seen;
       af_fifo_destroy(&in->in);
     }
   }
@@ -431,6 +467,8 @@ static void teardown(af_pipeline *p) {
   if (p->jr) af_journal_close(p->jr);
 #endif
   p->jr = NULL;
+  if (p->locked) af_runlock_release(p->lock_fd);
+  p->locked = 0;
   af_weights_free(p->weights);
   p->weights = NULL;
   if (p->cl) af_cl_close(p->cl);
@@ -535,6 +573,12 @@ const char *af_pipeline_settings_hash(const af_pipeline *p) {
 
 const char *af_pipeline_settings_diff(const af_pipeline *p) {
   return p->settings_diff;
+}
+
+int64_t af_pipeline_queue_bytes(const af_pipeline *p) {
+  return p->opt.queue_bytes > 0 ? p->opt.queue_bytes
+         : p->queue_bytes > 0   ? p->queue_bytes
+                                : DEFAULT_QUEUE_BYTES;
 }
 
 int af_pipeline_queue_capacity(const af_pipeline *p) {

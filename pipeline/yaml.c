@@ -21,7 +21,7 @@ typedef struct loader {
 } loader;
 
 static const char *const top_keys[] = {"source", "stages",  "sinks",   "device", "profile",
-                                       "model",  "plugins", "journal", "queue"};
+                                       "model",  "plugins", "journal", "queue",  "queue_bytes"};
 
 /* Records "file:line:col: stage 'x': key 'k': cause" and returns AF_ERR_CONFIG. */
 static int cfg_err(loader *L, const yaml_node_t *at, const char *inst, const char *key, const char *fmt, ...)
@@ -108,16 +108,25 @@ static int is_null(const yaml_node_t *n) {
   return !*v || !strcmp(v, "~") || !strcmp(v, "null");
 }
 
-/* Checks a mapping has no key twice and only scalar keys. */
+/* Checks a mapping has no key twice and only scalar keys (the repeat is
+ * found by sorting: af_yaml_first_repeat). */
 static int check_keys(loader *L, yaml_node_t *m, const char *inst) {
-  for (yaml_node_pair_t *a = m->data.mapping.pairs.start; a < m->data.mapping.pairs.top; a++) {
-    yaml_node_t *k = node(L, a->key);
+  size_t n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *k = node(L, m->data.mapping.pairs.start[i].key);
     if (k->type != YAML_SCALAR_NODE) return cfg_err(L, k, inst, NULL, "keys must be plain names");
-    for (yaml_node_pair_t *b = m->data.mapping.pairs.start; b < a; b++)
-      if (!strcmp((char *)node(L, b->key)->data.scalar.value, (char *)k->data.scalar.value))
-        return cfg_err(L, k, inst, (char *)k->data.scalar.value, "given twice");
   }
-  return 0;
+  if (n < 2) return 0;
+  const char **keys = malloc(n * sizeof *keys);
+  if (!keys) return af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+  for (size_t i = 0; i < n; i++)
+    keys[i] = (const char *)node(L, m->data.mapping.pairs.start[i].key)->data.scalar.value;
+  size_t dup = af_yaml_first_repeat(keys, n);
+  free(keys);
+  if (dup == SIZE_MAX) return af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+  if (dup == n) return 0;
+  yaml_node_t *k = node(L, m->data.mapping.pairs.start[dup].key);
+  return cfg_err(L, k, inst, (char *)k->data.scalar.value, "given twice");
 }
 
 /* Lists the names of one kind of stage for "unknown stage" messages. */
@@ -401,6 +410,17 @@ static int load_plugins(loader *L, yaml_node_t *v) {
   return 0;
 }
 
+/* queue_bytes: 256M, 1G, 65536 ... (bytes, K/M/G binary suffixes) */
+static int queue_bytes_key(loader *L, yaml_node_t *v) {
+  char *s = NULL;
+  int rc = scalar(L, v, NULL, "queue_bytes", &s);
+  if (rc) return rc;
+  if (af_parse_bytes(s, &L->p->queue_bytes) || L->p->queue_bytes < 1)
+    rc = cfg_err(L, v, NULL, "queue_bytes", "expected a size like 256M or 1G, got '%s'", s);
+  free(s);
+  return rc;
+}
+
 static yaml_node_t *get(loader *L, yaml_node_t *root, const char *key, yaml_node_t **keynode) {
   for (yaml_node_pair_t *a = root->data.mapping.pairs.start; a < root->data.mapping.pairs.top; a++)
     if (!strcmp((char *)node(L, a->key)->data.scalar.value, key)) {
@@ -426,7 +446,7 @@ static int load_doc(loader *L) {
     if (!known)
       return cfg_err(L, k, NULL, (char *)k->data.scalar.value,
                      "unknown key (valid: source, stages, sinks, device, profile, model, plugins, "
-                     "journal, queue)");
+                     "journal, queue, queue_bytes)");
   }
   yaml_node_t *kn = NULL, *v;
   /* plugins first: their stages must be known before the entries are read */
@@ -448,6 +468,7 @@ static int load_doc(loader *L) {
     free(s);
     if (rc) return rc;
   }
+  if ((v = get(L, root, "queue_bytes", &kn)) && (rc = queue_bytes_key(L, v))) return rc;
   yaml_node_t *src = get(L, root, "source", NULL), *st = get(L, root, "stages", &kn);
   yaml_node_t *sk = get(L, root, "sinks", NULL);
   if (!src) return cfg_err(L, root, NULL, "source", "missing: where do the items come from?");
@@ -529,14 +550,25 @@ static int load_common(const char *yaml, const char *name, const char *dir, cons
       return af_err(AF_ERR_NOMEM, "out of memory");
     }
   }
-  af_sha256_hex(yaml, strlen(yaml), p->sha256);
+  size_t len = strlen(yaml);
+  if (len > AF_YAML_MAX_BYTES) {
+    rc = af_err(AF_ERR_CONFIG, "%s: %zu bytes, more than the %d bytes a pipeline file may hold", p->path, len,
+                AF_YAML_MAX_BYTES);
+    af_pipeline_free(p);
+    return rc;
+  }
+  af_sha256_hex(yaml, len, p->sha256);
+  if ((rc = af_yaml_check_limits(p->path, yaml, len))) {
+    af_pipeline_free(p);
+    return rc;
+  }
   loader L = {.p = p};
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {
     af_pipeline_free(p);
     return af_err(AF_ERR_NOMEM, "yaml: out of memory");
   }
-  yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, strlen(yaml));
+  yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
   if (!yaml_parser_load(&parser, &L.doc)) {
     rc = af_err(AF_ERR_CONFIG, "%s:%zu:%zu: syntax error: %s%s%s", p->path, parser.problem_mark.line + 1,
                 parser.problem_mark.column + 1, parser.problem ? parser.problem : "malformed YAML",
@@ -582,7 +614,14 @@ int af_pipeline_load(const char *path, const af_run_options *opt, af_pipeline **
   af_buf b = {0};
   char chunk[65536];
   size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) af_buf_put(&b, chunk, n);
+  /* read one byte past the limit at most: a 100 MB file is refused unread */
+  while (b.n <= AF_YAML_MAX_BYTES && (n = fread(chunk, 1, sizeof chunk, f)) > 0) af_buf_put(&b, chunk, n);
+  if (b.n > AF_YAML_MAX_BYTES) {
+    fclose(f);
+    af_buf_free(&b);
+    return af_err(AF_ERR_CONFIG, "%s: more than the %d bytes a pipeline file may hold", path,
+                  AF_YAML_MAX_BYTES);
+  }
   int err = ferror(f);
   fclose(f);
   af_buf_put(&b, "", 1);

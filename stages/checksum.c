@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
@@ -97,6 +98,13 @@ static void hash_item(checksum_stage *s, const af_stage_ctx *ctx, af_item *it) {
   } else {
     if (!it->path) {
       af_item_fail(it, ctx->instance, "%s: item has no file path", it->id);
+      return;
+    }
+    /* a FIFO would block fopen() until a writer comes: refuse special files
+     * before opening anything */
+    struct stat st;
+    if (stat(it->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+      af_item_fail(it, ctx->instance, "%s: not a regular file", it->path);
       return;
     }
     FILE *f = fopen(it->path, "rb");

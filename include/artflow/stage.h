@@ -367,7 +367,13 @@ typedef struct af_stage_desc {
    * allocate every buffer for ctx->batch items here.  0 / status. */
   int (*prepare)(void *self, const af_stage_ctx *ctx, const af_tensor_desc *inputs);
   /* Transforms and sinks: handles items[0..n).  Transforms see only ok items;
-   * sinks see all.  Items stay owned by the pipeline. */
+   * sinks see all.  Items stay owned by the pipeline.  A sink that cannot
+   * write one item because of that item (a name the file system refuses,
+   * data it cannot store) fails that item with af_item_fail() and returns
+   * AF_FLOW_OK: the sinks after it write an error record for it and it
+   * counts as done.  AF_FLOW_ERROR from a sink means the output itself
+   * failed (full disk, I/O error): the run stops and the batch is redone
+   * by --resume. */
   af_flow (*process)(void *self, const af_stage_ctx *ctx, af_item **items, int n);
   /* Sources: sets *out to a new item (ownership passes to the pipeline) and
    * returns AF_FLOW_OK, or returns AF_FLOW_EOS.  AF_FLOW_ERROR ends the source

@@ -1,7 +1,8 @@
 /* Scheduler: output order equals input order under random per-item delays,
  * queues stay within their bound (backpressure), failed items skip the
  * remaining transforms but reach the sinks, a whole-batch failure becomes
- * error records, and SIGINT drains and flushes cleanly. */
+ * error records, SIGINT drains and flushes cleanly, and queues hold at most
+ * their byte budget. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,44 @@ static void test_abort(void) {
   CHECK(now.sa_handler == SIG_DFL);
 }
 
+/* Queues count bytes too: 1 MiB items behind a slow sink fill its queue up
+ * to the budget (4 MiB: 4 items), not up to the 64 items the queue takes; an
+ * item larger than the budget still passes, alone. */
+static void test_queue_bytes(void) {
+  static const struct {
+    const char *budget;
+    int64_t max_bytes;
+    int max_items;
+  } cases[] = {{"4M", 4 << 20, 4}, {"512K", 1 << 20, 1}};
+  for (int c = 0; c < 2; c++) {
+    tp_reset();
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "source: {stage: tp_seq, count: 30}\njournal: ${AF_TEST_JOURNAL}\nqueue_bytes: %s\n"
+             "stages:\n  - {stage: tp_make, n: 262144, batch: 1}\n"
+             "sinks:\n  - {stage: tp_collect, batch: 1, slow_us: 3000}\n",
+             cases[c].budget);
+    af_pipeline *p = load(yaml, 64, 0);
+    if (!p) return;
+    CHECK(af_pipeline_queue_bytes(p) == (c == 0 ? 4 << 20 : 512 << 10));
+    CHECK_OK(af_pipeline_run(p));
+    CHECK(atomic_load(&tp.collected) == 30);
+    int n = 0;
+    const af_stage_stats *st = af_pipeline_stats(p, &n);
+    printf("  queue_bytes %s: sink queue max %d items, %lld bytes\n", cases[c].budget, st[2].queue_max,
+           (long long)st[2].queue_max_bytes);
+    CHECK_MSG(st[2].queue_max_bytes <= cases[c].max_bytes, "%lld bytes", (long long)st[2].queue_max_bytes);
+    CHECK_MSG(st[2].queue_max <= cases[c].max_items && st[2].queue_max >= 1, "%d items", st[2].queue_max);
+    af_pipeline_free(p);
+  }
+  /* the size syntax */
+  int64_t b = 0;
+  CHECK(af_parse_bytes("256M", &b) == 0 && b == 256 << 20);
+  CHECK(af_parse_bytes("1GiB", &b) == 0 && b == (int64_t)1 << 30);
+  CHECK(af_parse_bytes("65536", &b) == 0 && b == 65536);
+  CHECK(af_parse_bytes("12Q", &b) == -1 && af_parse_bytes("", &b) == -1 && af_parse_bytes("-1M", &b) == -1);
+}
+
 int main(void) {
   char j[512];
   snprintf(j, sizeof j, "%s/run.journal", af_test_tmpdir());
@@ -172,5 +211,6 @@ int main(void) {
   test_errors();
   test_sigint();
   test_abort();
+  test_queue_bytes();
   return af_test_done("test_pipeline_sched");
 }
