@@ -15,6 +15,9 @@
 #define AF_EXIT_OK 0
 #define AF_EXIT_FAIL 1
 #define AF_EXIT_USAGE 2
+/* interrupted (a signal, preemption): what was done is kept, --resume goes on
+ * (sysexits.h's EX_TEMPFAIL: "try again later") */
+#define AF_EXIT_INTERRUPTED 75
 
 #define AF_CLI_COMMANDS(X)                                                        \
   X(run, "run a pipeline described by a YAML file")                               \

@@ -29,7 +29,12 @@ void af_fifo_destroy(af_fifo *q) {
 
 void af_fifo_push(af_fifo *q, af_slot s) {
   pthread_mutex_lock(&q->mu);
-  while (q->count == q->cap) pthread_cond_wait(&q->not_full, &q->mu);
+  while (q->count == q->cap && !q->closed) pthread_cond_wait(&q->not_full, &q->mu);
+  if (q->closed) { /* the run is being abandoned (stop after the grace) */
+    pthread_mutex_unlock(&q->mu);
+    af_item_free(s.item);
+    return;
+  }
   q->ring[(q->head + q->count) % q->cap] = s;
   q->count++;
   if (q->count > q->max_seen) q->max_seen = q->count;
@@ -65,5 +70,6 @@ void af_fifo_close(af_fifo *q) {
   pthread_mutex_lock(&q->mu);
   q->closed = 1;
   pthread_cond_broadcast(&q->not_empty);
+  pthread_cond_broadcast(&q->not_full);
   pthread_mutex_unlock(&q->mu);
 }
