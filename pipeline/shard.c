@@ -106,16 +106,16 @@ static int from_slurm(long id, int hint, af_shard *out, char *why, size_t n, cha
              id);
     return AF_ERR_CONFIG;
   }
-  if (id < min || (id - min) / step >= count) {
-    snprintf(why, n, "SLURM_ARRAY_TASK_ID=%ld is outside the array %ld-%ld", id, min,
-             min + (count - 1) * step);
-    return AF_ERR_CONFIG;
-  }
   if ((span >= 0 && span != count) || (id - min) % step) {
     snprintf(why, n,
              "the Slurm array is not one range (task %ld, min %ld, max %ld, step %ld, "
              "%ld tasks): submit it as --array=0-%ld",
              id, min, max, step, count, count - 1);
+    return AF_ERR_CONFIG;
+  }
+  if (id < min || (id - min) / step >= count) {
+    snprintf(why, n, "SLURM_ARRAY_TASK_ID=%ld is outside the array %ld-%ld", id, min,
+             min + (count - 1) * step);
     return AF_ERR_CONFIG;
   }
   if (hint > 0 && hint != count) {
