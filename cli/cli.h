@@ -21,6 +21,7 @@
 
 #define AF_CLI_COMMANDS(X)                                                        \
   X(run, "run a pipeline described by a YAML file")                               \
+  X(merge, "combine the outputs of a sharded run into one file")                  \
   X(describe, "describe images with the model (vision path and text generation)") \
   X(chat, "chat about images, turn after turn (interactive on a terminal)")       \
   X(convert, "convert the original checkpoints into one GGUF model file")         \
