@@ -1,7 +1,9 @@
 /* A test plugin with one transform, `slow`, that sleeps `ms` milliseconds per
  * item of its batch and changes nothing: it makes a real pipeline (the demo
  * model) slow enough for a signal to land in the middle of a batch, so the
- * preemption tests can check the grace, the abandoned items and the resume. */
+ * preemption tests can check the grace, the abandoned items and the resume.
+ * AF_TEST_SLOW_MS, when set, replaces `ms` (a resumed run may go fast
+ * without changing the pipeline's settings). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +24,8 @@ static int slow_create(const af_stage_ctx *ctx, const void *config, void **self)
 static af_flow slow_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   (void)ctx;
   (void)items;
-  int64_t ms = ((const slow_config *)self)->ms * n;
+  const char *env = getenv("AF_TEST_SLOW_MS");
+  int64_t ms = (env && *env ? atoll(env) : ((const slow_config *)self)->ms) * n;
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
   }
