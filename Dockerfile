@@ -14,7 +14,7 @@
 # run time next to PoCL's:
 #   docker run --rm --gpus all -e NVIDIA_DRIVER_CAPABILITIES=compute,utility \
 #     -v /etc/OpenCL/vendors/nvidia.icd:/etc/OpenCL/vendors/nvidia.icd:ro \
-#     -v "$PWD/data:/data" artflow run /data/pipeline.yaml --device gpu
+#     -v "$PWD/data:/data" artflow run /data/pipeline.yaml   # a GPU is preferred over PoCL
 FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
