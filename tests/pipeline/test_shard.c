@@ -1,7 +1,8 @@
 /* Shards (pipeline/shard.c): the hash is SHA-256's (vectors from Python's
  * hashlib), I/N and the scheduler environments parse as documented, {shard}
  * expands zero-padded, and for EVERY source kind the build registers and N in
- * {1, 2, 7}: running the N shards through the real scheduler into
+ * {1, 2, 7} (dir, glob, list, csv, jsonl, and iiif where the build has it):
+ * running the N shards through the real scheduler into
  * shard-{shard}.jsonl gives each of the source's items exactly once, in the
  * shard its id hashes to.  A source kind without a fixture here fails the test
  * by name: a new source must be shown to shard too. */
@@ -141,8 +142,12 @@ static void test_expand(void) {
 static char *fixture(const char *kind) {
   static char src[512];
   char name[128], line[256];
-  af_buf list = {0}, csv = {0}, jsonl = {0};
+  af_buf list = {0}, csv = {0}, jsonl = {0}, iiif = {0};
   af_buf_puts(&csv, "id,path,title\n");
+  af_buf_puts(&iiif,
+              "{\"@context\": \"http://iiif.io/api/presentation/3/context.json\", \"id\": "
+              "\"https://iiif.example.org/m.json\", \"type\": \"Manifest\", \"label\": {\"en\": [\"t\"]}, "
+              "\"items\": [");
   for (int i = 0; i < N_ITEMS; i++) {
     snprintf(name, sizeof name, "%s/img %03d%s.jpg", i % 3 ? "a" : "b/c", i, i % 5 ? "" : "-\xc3\xa9");
     char rel[256];
@@ -154,10 +159,32 @@ static char *fixture(const char *kind) {
     af_buf_puts(&csv, line);
     snprintf(line, sizeof line, "{\"id\": \"j%03d\", \"path\": \"%s\"}\n", i, name);
     af_buf_puts(&jsonl, line);
+    /* a IIIF canvas whose image service maps onto src-iiif/ (no network) */
+    char canvas[1024];
+    snprintf(canvas, sizeof canvas,
+             "%s{\"id\": \"https://iiif.example.org/c/%03d\", \"type\": \"Canvas\", \"height\": 10, "
+             "\"width\": 10, "
+             "\"items\": [{\"id\": \"https://iiif.example.org/c/%03d/p\", \"type\": \"AnnotationPage\", "
+             "\"items\": "
+             "[{\"id\": \"https://iiif.example.org/c/%03d/p/a\", \"type\": \"Annotation\", \"motivation\": "
+             "\"painting\", \"body\": {\"id\": "
+             "\"https://iiif.example.org/images/i%03d.jpg/full/max/0/default.jpg\", "
+             "\"type\": \"Image\", \"format\": \"image/jpeg\", \"service\": [{\"id\": "
+             "\"https://iiif.example.org/images/i%03d.jpg\", \"type\": \"ImageService3\", \"profile\": "
+             "\"level1\"}]}, "
+             "\"target\": \"https://iiif.example.org/c/%03d\"}]}]}",
+             i ? ", " : "", i, i, i, i, i, i);
+    af_buf_puts(&iiif, canvas);
+    if (!strcmp(kind, "iiif")) {
+      snprintf(rel, sizeof rel, "src-iiif/img/i%03d.jpg", i);
+      put(rel, "not really a jpeg");
+    }
   }
+  af_buf_puts(&iiif, "]}\n");
   af_buf_put(&list, "", 1);
   af_buf_put(&csv, "", 1);
   af_buf_put(&jsonl, "", 1);
+  af_buf_put(&iiif, "", 1);
   char *r = src;
   if (!strcmp(kind, "dir")) {
     snprintf(src, sizeof src, "{stage: dir, path: %s/src-dir, extensions: [jpg]}", tmp);
@@ -173,9 +200,17 @@ static char *fixture(const char *kind) {
   } else if (!strcmp(kind, "jsonl")) {
     put("src-jsonl/m.jsonl", jsonl.p);
     snprintf(src, sizeof src, "{stage: jsonl, path: %s/src-jsonl/m.jsonl}", tmp);
+  } else if (!strcmp(kind, "iiif")) {
+    put("src-iiif/manifest.json", iiif.p);
+    snprintf(
+        src, sizeof src,
+        "{stage: iiif, manifest: %s/src-iiif/manifest.json, map_prefix: 'https://iiif.example.org/images/', "
+        "map_dir: %s/src-iiif/img, cache: %s/src-iiif/cache}",
+        tmp, tmp, tmp);
   } else {
     r = NULL;
   }
+  af_buf_free(&iiif);
   af_buf_free(&list);
   af_buf_free(&csv);
   af_buf_free(&jsonl);
@@ -222,10 +257,11 @@ static int read_record(const char *line, size_t len, void *arg) {
 
 static void run_shards(const char *kind, const char *src, int count, const idlist *all) {
   char yaml[2048], spec[32], out[1024];
-  snprintf(yaml, sizeof yaml,
-           "source: %s\n"
-           "sinks:\n  - {stage: jsonl, name: out, path: '%s/out-%s-%d/shard-{shard}.jsonl', hash_model: false}\n",
-           src, tmp, kind, count);
+  snprintf(
+      yaml, sizeof yaml,
+      "source: %s\n"
+      "sinks:\n  - {stage: jsonl, name: out, path: '%s/out-%s-%d/shard-{shard}.jsonl', hash_model: false}\n",
+      src, tmp, kind, count);
   seen s = {.ids = af_idset_new(), .count = count};
   int total = 0, nonempty = 0;
   for (int i = 0; i < count; i++) {
@@ -274,7 +310,8 @@ static void test_every_source(void) {
     if (!src) continue;
     /* the source's own list of items, unsharded */
     char yaml[1024];
-    snprintf(yaml, sizeof yaml, "source: %s\nsinks:\n  - {stage: jsonl, name: out, path: %s/unused.jsonl}\n", src, tmp);
+    snprintf(yaml, sizeof yaml, "source: %s\nsinks:\n  - {stage: jsonl, name: out, path: %s/unused.jsonl}\n",
+             src, tmp);
     af_run_options opt = {.quiet = 1};
     af_pipeline *p = NULL;
     idlist ids = {0};
