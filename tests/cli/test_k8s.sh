@@ -86,7 +86,7 @@ check "merge job: exit 0 ($(cat "$T/merge.log"))" test $? -eq 0
 n=$(ls "$data/images" | wc -l)
 check "merged: $n records" test "$(wc -l < "$data/out/all.jsonl")" -eq "$n"
 for f in $(ls "$data/images"); do
-  check "merged: $f once" test "$(grep -c "^{\"id\":\"$f\"" "$data/out/all.jsonl")" = 1
+  check "merged: $f once" test "$(grep -cE "^\{(\"schema_version\":[0-9]+,)?\"id\":\"$f\"" "$data/out/all.jsonl")" = 1
 done
 check "merged: nothing missing" test -f "$data/out/missing.txt" -a ! -s "$data/out/missing.txt"
 

@@ -39,8 +39,10 @@ sinks:
   - stage: jsonl
     path: out/shard-{shard}.jsonl
 EOF
-ids() { grep -o '^{"id":"[^"]*"' "$@" | sort; }
-pairs() { grep -o '^{"id":"[^"]*"\|"checksum":"[0-9a-f]*"' "$1" | paste -d' ' - - | sort; }
+# a record's id (records may start with "schema_version")
+rid() { sed -n 's/^{\("schema_version":[0-9]*,\)\{0,1\}"id":"\([^"]*\)".*/\2/p' "$@"; }
+ids() { rid "$@" | sort; }
+pairs() { paste -d' ' <(rid "$1") <(grep -o '"checksum":"[0-9a-f]*"' "$1") | sort; }
 
 # ------------------------------------------------------------ 1. shards + merge
 "$A" run "$T/p.yaml" -q
@@ -69,7 +71,7 @@ check "merge -o -: to standard output" cmp -s "$T/stdout.jsonl" "$T/all.jsonl"
 # ------------------------------------------------------------ 2. a lost record
 mkdir -p "$T/lost"
 cp "$T"/out/shard-*.jsonl "$T/lost/"
-lost=$(head -n 1 "$T/lost/shard-1.jsonl" | grep -o '^{"id":"[^"]*"' | cut -d'"' -f4)
+lost=$(head -n 1 "$T/lost/shard-1.jsonl" | rid)
 sed -i 1d "$T/lost/shard-1.jsonl"
 "$A" merge "$T"/lost/shard-*.jsonl -o "$T/lost.jsonl" --source "$T/p.yaml" > "$T/m.out" 2> "$T/m.err"
 rc=$?

@@ -54,7 +54,10 @@ sinks:
 EOF
 }
 # what a record says, without times: id, status, answer
-records() { grep -o '^{"id":"[^"]*","path":"[^"]*","status":"[a-z]*"\|"outputs":{[^}]*}' "$1" | paste -d' ' - - | sort; }
+records() {
+  paste -d' ' <(sed -n 's/^{\("schema_version":[0-9]*,\)\{0,1\}\("id":"[^"]*","path":"[^"]*","status":"[a-z]*"\).*/\2/p' "$1") \
+    <(grep -o '"outputs":{[^}]*}' "$1") | sort
+}
 now() { date +%s.%N; }
 elapsed_ok() { awk -v a="$1" -v b="$2" -v lim="$3" 'BEGIN { exit !(b - a <= lim) }'; }
 

@@ -52,7 +52,7 @@ check_merged() {
   check "$what: all.jsonl written" test -s "$out/all.jsonl"
   check "$what: $n_images records" test "$(wc -l < "$out/all.jsonl" 2> /dev/null)" = "$n_images"
   for f in $(ls "$ARTFLOW_IMAGES" | grep -iE '\.(jpe?g|png|webp|tiff?)$'); do
-    check "$what: $f once" test "$(grep -c "^{\"id\":\"$f\"" "$out/all.jsonl" 2> /dev/null)" = 1
+    check "$what: $f once" test "$(grep -cE "^\{(\"schema_version\":[0-9]+,)?\"id\":\"$f\"" "$out/all.jsonl" 2> /dev/null)" = 1
   done
   check "$what: nothing missing" test -f "$out/missing.txt" -a ! -s "$out/missing.txt"
   check "$what: 3 shard files" test "$(ls "$out"/shard-*.jsonl 2> /dev/null | wc -l)" = 3
