@@ -204,9 +204,18 @@ if [ -z "$why" ] && start_daemons; then
   check "preempt: artflow named the abandoned items" grep -q "interrupted by SIGTERM" "$T/logs/pre-${pid}_0.log"
   n_before=$(wc -l < "$pre/shard-0.jsonl")
   check "preempt: stopped before the end ($n_before records)" test "$n_before" -lt "$n_images"
-  # a requeued job waits for its begin time (about 2 minutes): make it now
-  wait_state "${pid}_0" 30 PENDING > /dev/null
-  scontrol update JobId="${pid}_0" StartTime=now > /dev/null 2>&1
+  # a requeued job waits for its begin time (about 2 minutes): make it now,
+  # as often as needed (the update is refused while it is still completing)
+  for _ in $(seq 150); do
+    case "$(job_state "${pid}_0")" in
+      RUNNING | COMPLETED | FAILED | CANCELLED) break ;;
+      PENDING)
+        scontrol update JobId="${pid}_0" StartTime=now > /dev/null 2>&1
+        scontrol release "${pid}_0" > /dev/null 2>&1
+        ;;
+    esac
+    sleep 1
+  done
   check "preempt: the rerun completed" wait_state "${pid}_0" 300 COMPLETED
   check "preempt: ran twice" grep -q "restart 1" "$T/logs/pre-${pid}_0.log"
   check "preempt: the rerun resumed" grep -q "skipped (done earlier)" "$T/logs/pre-${pid}_0.log"
