@@ -70,11 +70,14 @@ struct af_pipeline {
   char *device, *profile, *model, *journal;
   char *llm_model; /* model: {vision: A, llm: B} -> model = A, llm_model = B; else NULL */
   int queue_depth;
-  char *shard_spec;       /* `shard:` (I/N or auto), or NULL */
-  int shards;             /* `shards:` (0 = not given) */
-  af_shard shard;         /* this run's shard ({0, 1} when not sharded) */
-  int sharded;            /* a shard was asked for (provenance shows it) */
-  char shard_origin[128]; /* "--shard 1/4", "SLURM_ARRAY_TASK_ID=2 of 1-3", ... */
+  char *shard_spec;                  /* `shard:` (I/N or auto), or NULL */
+  int shards;                        /* `shards:` (0 = not given) */
+  af_shard shard;                    /* this run's shard ({0, 1} when not sharded) */
+  int sharded;                       /* a shard was asked for (provenance shows it) */
+  char shard_origin[128];            /* "--shard 1/4", "SLURM_ARRAY_TASK_ID=2 of 1-3", ... */
+  struct af_shard_path *shard_paths; /* sink paths with {shard}: field, template, expansion */
+  int n_shard_paths;
+  int shard_on; /* 1 while the templates are in place */
   af_run_options opt;
   char **sets;       /* copies of opt.sets */
   af_instance *inst; /* [0] = source, then transforms, then sinks */
@@ -122,6 +125,12 @@ const char *af_pipeline_provenance(af_pipeline *p, unsigned what);
  * expands {shard} in sink paths and the journal; called at the end of the
  * load, after the JSON is built.  0 or AF_ERR_CONFIG. */
 int af_pipeline_shard_setup(af_pipeline *p);
+/* shard.c: on = 1 puts the {shard} templates back into the sink paths it
+ * expanded, on = 0 the expansions again (JSON building only; nothing else
+ * runs meanwhile). */
+void af_shard_templates(af_pipeline *p, int on);
+/* shard.c: frees the kept templates. */
+void af_shard_free(af_pipeline *p);
 
 /* scheduler.c: "journal:", else "<first sink's path>.journal", else
  * "artflow.journal".  malloc'd, NULL when out of memory. */

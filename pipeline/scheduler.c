@@ -654,6 +654,7 @@ void af_pipeline_free(af_pipeline *p) {
    * instead (see af_pipeline_run) */
   if (!p || p->summary.stuck) return;
   teardown(p);
+  af_shard_free(p); /* the expansions back in the configs, the templates freed */
   for (int i = 0; i < p->n_inst; i++) {
     af_instance *in = &p->inst[i];
     if (in->desc) af_params_free(in->desc, in->config);

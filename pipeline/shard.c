@@ -16,8 +16,9 @@
  * from --shards N, `shards:` or ARTFLOW_SHARDS).  `{shard}` in a sink's path
  * (and in `journal:`) becomes the shard's index, zero-padded to the width of
  * N-1, so every shard writes its own files and `shard-*.jsonl` sorts in order.
- * The expansion happens after the configuration JSON is built, so records and
- * settings show the template, identical in every shard. */
+ * The configuration JSON (records' params, the resume settings) is built with
+ * the templates put back (af_shard_templates), so it is identical in every
+ * shard of a run. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -188,14 +189,49 @@ int af_shard_expand(const char *tmpl, af_shard s, char **out) {
   return 0;
 }
 
-/* Replaces a string in place by its expansion. */
-static int expand_in_place(char **s, af_shard sh) {
+/* A sink path that held {shard}: the config field, and the string that is
+ * not in it right now (the template while the expansion is in place). */
+struct af_shard_path {
+  char **field;
+  char *other;
+};
+
+/* Replaces a config string by its expansion, keeping the template. */
+static int expand_param(af_pipeline *p, char **field) {
   char *e = NULL;
-  int rc = af_shard_expand(*s, sh, &e);
+  int rc = af_shard_expand(*field, p->shard, &e);
   if (rc) return rc;
-  free(*s);
-  *s = e;
+  if (!strcmp(e, *field)) { /* no {shard} in it */
+    free(e);
+    return 0;
+  }
+  struct af_shard_path *np = realloc(p->shard_paths, (size_t)(p->n_shard_paths + 1) * sizeof *np);
+  if (!np) {
+    free(e);
+    return af_err(AF_ERR_NOMEM, "out of memory");
+  }
+  p->shard_paths = np;
+  np[p->n_shard_paths++] = (struct af_shard_path){field, *field};
+  *field = e;
   return 0;
+}
+
+void af_shard_templates(af_pipeline *p, int on) {
+  if (p->shard_on == on) return;
+  for (int i = 0; i < p->n_shard_paths; i++) {
+    char *t = *p->shard_paths[i].field;
+    *p->shard_paths[i].field = p->shard_paths[i].other;
+    p->shard_paths[i].other = t;
+  }
+  p->shard_on = on;
+}
+
+void af_shard_free(af_pipeline *p) {
+  af_shard_templates(p, 0);
+  for (int i = 0; i < p->n_shard_paths; i++) free(p->shard_paths[i].other);
+  free(p->shard_paths);
+  p->shard_paths = NULL;
+  p->n_shard_paths = 0;
 }
 
 /* Which shard this run is, from the options and the YAML's `shard:` and
@@ -236,7 +272,7 @@ int af_pipeline_shard_setup(af_pipeline *p) {
                       "%s:%d:%d: stage '%s': key '%s': shard %d/%d writes to %s like every other shard; put "
                       "{shard} in the path (e.g. out/shard-{shard}.jsonl)",
                       p->path, in->line, in->col, in->name, pr->name, p->shard.index, p->shard.count, *f);
-      if ((rc = expand_in_place(f, p->shard))) return rc;
+      if ((rc = expand_param(p, f))) return rc;
     }
   }
   if (p->journal) {
@@ -244,7 +280,11 @@ int af_pipeline_shard_setup(af_pipeline *p) {
       return af_err(AF_ERR_CONFIG,
                     "%s: journal: shard %d/%d would share %s with the other shards; put {shard} in it",
                     p->path, p->shard.index, p->shard.count, p->journal);
-    rc = expand_in_place(&p->journal, p->shard);
+    char *e = NULL;
+    if (!(rc = af_shard_expand(p->journal, p->shard, &e))) {
+      free(p->journal);
+      p->journal = e;
+    }
   }
   return rc;
 }

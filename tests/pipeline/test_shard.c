@@ -234,6 +234,8 @@ typedef struct seen {
   af_idset *ids;
   int dups, wrong_shard, n;
   int index, count;
+  char settings[65]; /* every record of every shard: the same settings */
+  int mixed;
 } seen;
 
 static int read_record(const char *line, size_t len, void *arg) {
@@ -249,6 +251,12 @@ static int read_record(const char *line, size_t len, void *arg) {
     if (af_shard_of(id->valuestring, s->count) != s->index) s->wrong_shard++;
     s->n++;
   }
+  const cJSON *set =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "provenance"), "settings_sha256");
+  CHECK(cJSON_IsString(set));
+  if (cJSON_IsString(set) && !s->settings[0])
+    snprintf(s->settings, sizeof s->settings, "%s", set->valuestring);
+  if (cJSON_IsString(set) && strcmp(s->settings, set->valuestring)) s->mixed++;
   CHECK(cJSON_GetObjectItemCaseSensitive(sh, "count")->valueint == s->count);
   CHECK(cJSON_GetObjectItemCaseSensitive(sh, "index")->valueint == s->index);
   cJSON_Delete(o);
@@ -283,6 +291,8 @@ static void run_shards(const char *kind, const char *src, int count, const idlis
   }
   CHECK_MSG(s.dups == 0, "%s N=%d: %d ids in two shards", kind, count, s.dups);
   CHECK_MSG(s.wrong_shard == 0, "%s N=%d: %d ids in the wrong shard", kind, count, s.wrong_shard);
+  CHECK_MSG(s.mixed == 0, "%s N=%d: %d records with other settings than the first shard's", kind, count,
+            s.mixed);
   CHECK_MSG(s.n == all->n && total == all->n, "%s N=%d: %d records, %d runs' items, source %d", kind, count,
             s.n, total, all->n);
   for (int k = 0; k < all->n; k++)
