@@ -3,7 +3,8 @@
 # build stage compiles with the same packages as ./INSTALL and installs into
 # /opt/artflow (cmake --install: bin/artflow, share/artflow/...); the run
 # stage holds only the runtime libraries, the ICD loader and PoCL, a CPU
-# OpenCL device that works everywhere.
+# OpenCL device that works everywhere.  libcurl and Exempi are for the iiif
+# source (HTTPS, hence ca-certificates) and the xmp sink.
 #
 #   docker build -t artflow .
 #   docker run --rm -v "$PWD/data:/data" artflow run /data/pipeline.yaml         # CPU (PoCL)
@@ -19,7 +20,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config ocl-icd-opencl-dev opencl-c-headers libclblast-dev \
-      libvips-dev libyaml-dev zlib1g-dev libcjson-dev libssl-dev \
+      libvips-dev libyaml-dev zlib1g-dev libcjson-dev libssl-dev libcurl4-openssl-dev libexempi-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -31,6 +32,7 @@ FROM debian:12-slim AS run
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ocl-icd-libopencl1 pocl-opencl-icd libclblast1 libvips42 libglib2.0-0 libyaml-0-2 zlib1g libcjson1 libssl3 \
+      libcurl4 libexempi8 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/artflow /opt/artflow
 # PoCL compiles kernels on first use and needs a writable cache; mount a
