@@ -11,9 +11,13 @@
 #define AF_EXIT_OK 0
 #define AF_EXIT_FAIL 1
 #define AF_EXIT_USAGE 2
+/* interrupted (a signal, preemption): what was done is kept, --resume goes on
+ * (sysexits.h's EX_TEMPFAIL: "try again later") */
+#define AF_EXIT_INTERRUPTED 75
 
 #define AF_CLI_COMMANDS(X)                                                        \
   X(run, "run a pipeline described by a YAML file")                               \
+  X(merge, "combine the outputs of a sharded run into one file")                  \
   X(describe, "describe images with the model (vision path and text generation)") \
   X(chat, "chat about images, turn after turn (interactive on a terminal)")       \
   X(convert, "convert the original checkpoints into one GGUF model file")         \

@@ -215,7 +215,7 @@ static cJSON *instance_json(const af_instance *in) {
 
 /* Builds p->params_json, then the resume settings (settings.c).  0 or
  * AF_ERR_NOMEM. */
-int af_pipeline_build_json(af_pipeline *p) {
+static int build_json(af_pipeline *p) {
   cJSON *root = cJSON_CreateObject();
   if (!root) return af_err(AF_ERR_NOMEM, "out of memory");
   cJSON_AddItemToObject(root, "source", instance_json(&p->inst[0]));
@@ -231,4 +231,14 @@ int af_pipeline_build_json(af_pipeline *p) {
   cJSON_Delete(root);
   if (!p->params_json) return af_err(AF_ERR_NOMEM, "out of memory");
   return af_settings_build(p);
+}
+
+/* With the {shard} templates in the sink paths, whenever it runs (at load,
+ * or again when the device profile changes batches): every shard of a run
+ * shows the same parameters and settings (pipeline/shard.c). */
+int af_pipeline_build_json(af_pipeline *p) {
+  af_shard_templates(p, 1);
+  int rc = build_json(p);
+  af_shard_templates(p, 0);
+  return rc;
 }

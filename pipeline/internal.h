@@ -19,7 +19,8 @@ typedef struct af_slot {
   int64_t bytes; /* the item's tensor bytes, counted by the queue it is in */
 } af_slot;
 
-/* Bounded FIFO between two stage threads: push blocks while full, pop blocks
+/* Bounded FIFO between two stage threads: push blocks while full (after
+ * close it drops the item: the run is being abandoned), pop blocks
  * while empty; after close() pop drains what is left, then reports the end. */
 typedef struct af_fifo {
   pthread_mutex_t mu;
@@ -75,7 +76,15 @@ struct af_pipeline {
   char *device, *profile, *model, *journal;
   char *llm_model; /* model: {vision: A, llm: B} -> model = A, llm_model = B; else NULL */
   int queue_depth;
-  int64_t queue_bytes; /* "queue_bytes:"; 0 = not given */
+  int64_t queue_bytes;               /* "queue_bytes:"; 0 = not given */
+  char *shard_spec;                  /* `shard:` (I/N or auto), or NULL */
+  int shards;                        /* `shards:` (0 = not given) */
+  af_shard shard;                    /* this run's shard ({0, 1} when not sharded) */
+  int sharded;                       /* a shard was asked for (provenance shows it) */
+  char shard_origin[128];            /* "--shard 1/4", "SLURM_ARRAY_TASK_ID=2 of 1-3", ... */
+  struct af_shard_path *shard_paths; /* sink paths with {shard}: field, template, expansion */
+  int n_shard_paths;
+  int shard_on; /* 1 while the templates are in place */
   af_run_options opt;
   char **sets;       /* copies of opt.sets */
   af_instance *inst; /* [0] = source, then transforms, then sinks */
@@ -90,15 +99,20 @@ struct af_pipeline {
   struct af_weights *weights; /* the model (pair), opened once for every NEEDS_MODEL stage */
   char *prov[2];              /* provenance JSON without / with the model digest (built once) */
   af_journal *jr;
-  int lock_fd, locked; /* the run lock (runlock.c), held while locked = 1 */
-  atomic_int stop;     /* 0 run, 1 drain, 2 abort */
+  int lock_fd, locked;     /* the run lock (runlock.c), held while locked = 1 */
+  atomic_int stop;         /* 0 run, 1 drain (grace), 2 abort */
+  atomic_int stop_signal;  /* the signal behind the first stop request */
+  struct af_inflight *fly; /* ids between the source and the end (pipeline/scheduler.c) */
+  char **abandoned;        /* after an interrupt: the first abandoned ids */
+  int n_abandoned;
   atomic_llong done, ok, failed, skipped, produced;
   int64_t expected; /* source count(), -1 unknown */
   int fatal;        /* first fatal status of a thread */
   char fatal_msg[512];
   pthread_mutex_t mu; /* guards fatal, fatal_msg, log output */
   pthread_cond_t finished_cv;
-  int finished; /* the last thread reached the end */
+  int finished;  /* stage threads that have ended */
+  double t_stop; /* when the run saw the first stop request (af_now), 0 = none */
   int ran;
 };
 
@@ -124,6 +138,17 @@ struct cJSON *af_param_json(const af_param *pr, const void *config);
  * flag set and kept in p->prov; NULL with the message recorded on failure.
  * Thread-safe. */
 const char *af_pipeline_provenance(af_pipeline *p, unsigned what);
+
+/* shard.c: resolves the shard (options, `shard:`, the environment) and
+ * expands {shard} in sink paths and the journal; called at the end of the
+ * load, after the JSON is built.  0 or AF_ERR_CONFIG. */
+int af_pipeline_shard_setup(af_pipeline *p);
+/* shard.c: on = 1 puts the {shard} templates back into the sink paths it
+ * expanded, on = 0 the expansions again (JSON building only; nothing else
+ * runs meanwhile). */
+void af_shard_templates(af_pipeline *p, int on);
+/* shard.c: frees the kept templates. */
+void af_shard_free(af_pipeline *p);
 
 /* scheduler.c: "journal:", else "<first sink's path>.journal", else
  * "artflow.journal".  malloc'd, NULL when out of memory. */

@@ -107,6 +107,17 @@ typedef struct af_run_options {
   int64_t queue_bytes; /* tensor bytes per queue; 0 = "queue_bytes:" or 256 MiB */
   double log_interval; /* seconds between progress log lines; 0 = 10 */
   int handle_signals;  /* install SIGINT/SIGTERM handlers during the run */
+  /* Sharding (pipeline/shard.c): "I/N" or "auto"; NULL = the YAML's `shard:`,
+   * else the whole source.  Borrowed, read during af_pipeline_load only. */
+  const char *shard;
+  int shards;    /* the count for `auto` with JOB_COMPLETION_INDEX (0 = `shards:`
+                  * or ARTFLOW_SHARDS) */
+  int no_resume; /* 1: start over even under `shard: auto` (which resumes) */
+  /* Preemption: seconds the items in flight get to finish after the first
+   * stop request (signal or af_pipeline_stop); then they are abandoned (the
+   * journal has them redone by --resume).  0 = the default, 20 s; < 0 = no
+   * limit (drain everything). */
+  double grace;
   /* Follows text outputs as stages produce them (ctx->stream): called on the
    * producing stage's thread with the bytes that extend output `name` of
    * `item`.  NULL = nobody listens (stages then skip the work). */
@@ -152,18 +163,37 @@ typedef struct af_run_summary {
   int interrupted;   /* 1 when a signal stopped the source early */
   int source_failed; /* the source returned AF_FLOW_ERROR */
   int started;       /* setup worked and the stage threads ran */
+  int signal;        /* the signal that stopped the run (0: none, or af_pipeline_stop) */
+  int64_t abandoned; /* items that entered the pipeline and did not complete:
+                      * `--resume` redoes them (af_pipeline_abandoned lists them) */
+  double stop_s;     /* seconds from the stop request to the end of the run */
+  int stuck;         /* threads still inside a stage call when the grace ended:
+                      * the run returned without them, see af_pipeline_run */
 } af_run_summary;
 
 /* Runs the pipeline to the end.  Returns 0 when the run itself worked (items
- * may have failed; see af_pipeline_summary), AF_ERR_INTERRUPTED after a
- * signal-initiated drain, or a negative status when setup failed (device,
- * create/prepare, journal) or the source failed.  Call once. */
+ * may have failed; see af_pipeline_summary), AF_ERR_INTERRUPTED after a stop
+ * request (signal or af_pipeline_stop), or a negative status when setup
+ * failed (device, create/prepare, journal) or the source failed.  Call once.
+ *
+ * Stopping (preemption): the first request stops the source at once and
+ * drops the items no stage has started; the items in flight get opt.grace
+ * seconds to finish.  Then every queue is closed and what is left is
+ * abandoned (never journalled as done, so --resume redoes it); sinks flush.
+ * A thread still inside a stage call one second after the grace cannot be
+ * joined: the run then returns without it (summary.stuck > 0), and the caller
+ * must end the process (_exit) instead of calling af_pipeline_free, which
+ * leaves such a pipeline alone.  Outputs and journal are safe at any instant
+ * (append-only, whole lines), exactly as after a kill -9.
+ * With opt.handle_signals, SIGINT/SIGTERM make the first request; a second
+ * signal ends the process at once (the default action of that signal). */
 int af_pipeline_run(af_pipeline *p);
-/* Asks a running pipeline to stop: the source stops producing, items already
- * in flight drain through every stage and sinks flush.  A second request
- * aborts: remaining items are dropped without reaching the sinks.
- * Async-signal-safe (it only sets a flag). */
+/* Asks a running pipeline to stop (see af_pipeline_run); a second request
+ * ends the grace at once.  Async-signal-safe (it only sets a flag). */
 void af_pipeline_stop(af_pipeline *p);
+/* After an interrupted run: the ids of the abandoned items (summary.abandoned
+ * of them, at most the first `max` kept), in source order; *n set.  Borrowed. */
+const char *const *af_pipeline_abandoned(const af_pipeline *p, int *n);
 
 const af_run_summary *af_pipeline_summary(const af_pipeline *p);
 /* Statistics of every instance in pipeline order; *n set.  Borrowed. */
@@ -195,6 +225,38 @@ int af_settings_diff(const char *old_json, const char *new_json, char **lines, c
  * first sink's "path" parameter, else next to the pipeline file).  Borrowed. */
 const char *af_pipeline_journal_path(const af_pipeline *p);
 void af_pipeline_free(af_pipeline *p);
+
+/* ------------------------------------------------------------- shards */
+
+/* Shard `index` of `count` (0 <= index < count). */
+typedef struct af_shard {
+  int index, count;
+} af_shard;
+/* The shard an id belongs to among `count`: the first 16 hex digits of the
+ * SHA-256 of the id (its UTF-8 bytes) as an unsigned integer, mod count. */
+int af_shard_of(const char *id, int count);
+/* "I/N".  0, or AF_ERR_CONFIG with why filled. */
+int af_shard_parse(const char *text, af_shard *out, char *why, size_t n);
+/* From the environment: SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT (or
+ * _MIN/_MAX/_STEP), else JOB_COMPLETION_INDEX with `count` (> 0) or
+ * ARTFLOW_SHARDS.  origin gets "SLURM_ARRAY_TASK_ID=2 of 1-3" or similar.
+ * 0, or AF_ERR_CONFIG with why filled. */
+int af_shard_auto(int count, af_shard *out, char *why, size_t n, char *origin, size_t on);
+/* `tmpl` with every "{shard}" replaced by the index, zero-padded to the width
+ * of count-1.  *out malloc'd.  0 or AF_ERR_NOMEM. */
+int af_shard_expand(const char *tmpl, af_shard s, char **out);
+/* The loaded pipeline's shard, or NULL when the run is not sharded.  Borrowed. */
+const af_shard *af_pipeline_shard(const af_pipeline *p);
+/* Where the shard came from: "--shard 1/4", "SLURM_ARRAY_TASK_ID=2 of 1-3",
+ * "JOB_COMPLETION_INDEX=0 of 3" ("" when not sharded).  Borrowed. */
+const char *af_pipeline_shard_origin(const af_pipeline *p);
+/* 1 when the run resumes: --resume, or `shard: auto` without no_resume. */
+int af_pipeline_resumes(const af_pipeline *p);
+/* Creates only the source and calls fn for each of its items that belong to
+ * the pipeline's shard (every item when it has none), in source order; stops
+ * at the first non-zero return of fn and returns it.  For `artflow merge
+ * --source`.  0 or a status. */
+int af_pipeline_each_source_item(af_pipeline *p, int (*fn)(void *arg, const af_item *item), void *arg);
 
 /* Test hook: the maximum fill observed on every queue (backpressure test). */
 int af_pipeline_queue_capacity(const af_pipeline *p);

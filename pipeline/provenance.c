@@ -88,6 +88,40 @@ static void add_device(cJSON *o, const af_pipeline *p, const char *selector) {
   cJSON_AddStringToObject(po, "why", pr->why);
 }
 
+/* "settings_sha256": what `artflow merge` compares across shard outputs: the
+ * resume settings' hash (pipeline/settings.c, the journal's "P" line) where
+ * the build has them; else the SHA-256 of the parameters without the ones
+ * that cannot change a record (batch sizes, fsync, hash_model) and of the
+ * model file names.  {shard} templates are still unexpanded in both, so every
+ * shard of one run has the same value. */
+static void settings_digest(const af_pipeline *p, char hex[65]) {
+#if __has_include("pipeline/settings.c")
+  snprintf(hex, 65, "%s", af_pipeline_settings_hash(p));
+#else
+  cJSON *o = p->params_json ? cJSON_Parse(p->params_json) : NULL;
+  cJSON *all[2] = {cJSON_GetObjectItemCaseSensitive(o, "stages"),
+                   cJSON_GetObjectItemCaseSensitive(o, "sinks")};
+  cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "source"), "batch");
+  for (int k = 0; k < 2; k++)
+    for (cJSON *e = all[k] ? all[k]->child : NULL; e; e = e->next) {
+      cJSON_DeleteItemFromObjectCaseSensitive(e, "batch");
+      cJSON_DeleteItemFromObjectCaseSensitive(e, "fsync");
+      cJSON_DeleteItemFromObjectCaseSensitive(e, "hash_model");
+    }
+  char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+  af_buf b = {0};
+  af_buf_puts(&b, text ? text : "");
+  af_buf_puts(&b, "\nmodel ");
+  af_buf_puts(&b, p->model ? base_name(p->model) : "");
+  af_buf_puts(&b, "\nllm_model ");
+  af_buf_puts(&b, p->llm_model ? base_name(p->llm_model) : "");
+  af_sha256_hex(b.p ? b.p : "", b.n, hex);
+  af_buf_free(&b);
+  free(text);
+  cJSON_Delete(o);
+#endif
+}
+
 static char *build(af_pipeline *p, int digest) {
   cJSON *o = cJSON_CreateObject();
   char *text = NULL;
@@ -112,6 +146,14 @@ static char *build(af_pipeline *p, int digest) {
       cJSON_AddNumberToObject(batches, p->inst[i].name, p->inst[i].batch);
     cJSON *params = p->params_json ? cJSON_Parse(p->params_json) : NULL;
     if (params) cJSON_AddItemToObject(o, "params", params);
+    char hex[65];
+    settings_digest(p, hex);
+    cJSON_AddStringToObject(o, "settings_sha256", hex);
+    if (p->sharded) { /* artflow merge checks the shards against each other */
+      cJSON *sh = cJSON_AddObjectToObject(o, "shard");
+      cJSON_AddNumberToObject(sh, "index", p->shard.index);
+      cJSON_AddNumberToObject(sh, "count", p->shard.count);
+    }
     text = cJSON_PrintUnformatted(o);
     if (!text) af_err(AF_ERR_NOMEM, "out of memory");
   }

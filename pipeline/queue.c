@@ -40,8 +40,14 @@ static int64_t item_bytes(const af_item *it) {
 void af_fifo_push(af_fifo *q, af_slot s) {
   s.bytes = item_bytes(s.item);
   pthread_mutex_lock(&q->mu);
-  while (q->count == q->cap || (q->budget > 0 && q->count > 0 && q->bytes + s.bytes > q->budget))
+  while ((q->count == q->cap || (q->budget > 0 && q->count > 0 && q->bytes + s.bytes > q->budget)) &&
+         !q->closed)
     pthread_cond_wait(&q->not_full, &q->mu);
+  if (q->closed) { /* the run is being abandoned (stop after the grace) */
+    pthread_mutex_unlock(&q->mu);
+    af_item_free(s.item);
+    return;
+  }
   q->ring[(q->head + q->count) % q->cap] = s;
   q->count++;
   q->bytes += s.bytes;
@@ -80,5 +86,6 @@ void af_fifo_close(af_fifo *q) {
   pthread_mutex_lock(&q->mu);
   q->closed = 1;
   pthread_cond_broadcast(&q->not_empty);
+  pthread_cond_broadcast(&q->not_full);
   pthread_mutex_unlock(&q->mu);
 }

@@ -1,6 +1,8 @@
 /* Running a loaded pipeline: one thread per stage instance, bounded queues
- * between them, batches, error items bypassing transforms, the journal, and
- * a clean drain on SIGINT/SIGTERM (a second signal drops what is in flight).
+ * between them, batches, error items bypassing transforms, the journal, the
+ * shard filter, and preemption: on SIGINT/SIGTERM intake stops at once, the
+ * items in flight get a grace period, the rest is abandoned for --resume (a
+ * second signal ends the process).
  *
  * Order: the chain is linear and every queue is a FIFO with one consumer, so
  * items leave the last sink in source order without any reordering buffer. */
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
@@ -26,6 +29,10 @@
 
 #define DEFAULT_QUEUE 64
 #define DEFAULT_QUEUE_BYTES ((int64_t)256 << 20) /* per queue (docs/pipeline-format.md, "Memory") */
+#define DEFAULT_GRACE 20.0                       /* seconds (Kubernetes' default grace is 30 s) */
+#define LINGER 0.5        /* seconds after the grace for transforms to leave their calls */
+#define SINK_LINGER 0.25  /* then for the sinks to write what they hold and flush */
+#define KEEP_ABANDONED 10 /* abandoned ids kept for the closing message */
 
 double af_now(void) {
   struct timespec ts;
@@ -46,7 +53,81 @@ void af_pipeline_stop(af_pipeline *p) {
   if (p) atomic_fetch_add(&p->stop, 1);
 }
 
+/* ------------------------------------------------------------ in flight */
+
+/* The ids between the source and the end of the chain, in source order, so
+ * that an interrupted run can say which items --resume will redo.  Items end
+ * in source order (linear chain, FIFO queues), so an item that completes
+ * pops the list's head; entries before it were dropped on the way. */
+typedef struct fly_node {
+  struct fly_node *next;
+  uint64_t seq;
+  char id[];
+} fly_node;
+
+struct af_inflight {
+  pthread_mutex_t mu;
+  fly_node *head, *tail;
+};
+
+static void keep_abandoned(af_pipeline *p, const char *id) {
+  if (p->n_abandoned >= KEEP_ABANDONED) return;
+  if (!p->abandoned && !(p->abandoned = calloc(KEEP_ABANDONED, sizeof *p->abandoned))) return;
+  if ((p->abandoned[p->n_abandoned] = strdup(id))) p->n_abandoned++;
+}
+
+static void fly_add(af_pipeline *p, const af_item *it) {
+  struct af_inflight *f = p->fly;
+  size_t n = strlen(it->id) + 1;
+  fly_node *e = f ? malloc(sizeof *e + n) : NULL;
+  if (!e) return; /* only the closing message loses this id */
+  e->next = NULL;
+  e->seq = it->seq;
+  memcpy(e->id, it->id, n);
+  pthread_mutex_lock(&f->mu);
+  if (f->tail)
+    f->tail->next = e;
+  else
+    f->head = e;
+  f->tail = e;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* `seq` completed: entries before it were dropped on the way (abandoned).
+ * all = 1: everything left is abandoned (end of the run). */
+static void fly_done(af_pipeline *p, uint64_t seq, int all) {
+  struct af_inflight *f = p->fly;
+  if (!f) return;
+  pthread_mutex_lock(&f->mu);
+  while (f->head && (all || f->head->seq <= seq)) {
+    fly_node *e = f->head;
+    int hit = !all && e->seq == seq;
+    if (!hit) keep_abandoned(p, e->id);
+    if (!(f->head = e->next)) f->tail = NULL;
+    free(e);
+    if (hit) break;
+  }
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void fly_free(af_pipeline *p) {
+  if (!p->fly) return;
+  fly_done(p, 0, 1);
+  pthread_mutex_destroy(&p->fly->mu);
+  free(p->fly);
+  p->fly = NULL;
+}
+
 /* ------------------------------------------------------------- threads */
+
+/* Marks the calling stage thread finished (the run waits for all of them,
+ * but no longer than the grace allows). */
+static void thread_exit(af_pipeline *p) {
+  pthread_mutex_lock(&p->mu);
+  p->finished++;
+  pthread_cond_broadcast(&p->finished_cv);
+  pthread_mutex_unlock(&p->mu);
+}
 
 /* Hands slots to the next instance, or ends them after the last sink:
  * journal commit (in order), counters, free. */
@@ -70,6 +151,7 @@ static void forward(af_pipeline *p, int i, af_slot *s, int n) {
   }
 #endif
   for (int k = 0; k < n; k++) {
+    fly_done(p, s[k].item->seq, 0);
     atomic_fetch_add(&p->done, 1);
     atomic_fetch_add(s[k].item->status == AF_ITEM_OK ? &p->ok : &p->failed, 1);
     af_item_free(s[k].item);
@@ -81,9 +163,15 @@ static void *source_main(void *arg) {
   af_pipeline *p = in->ctx.pipeline;
   const af_stage_desc *d = in->desc;
   uint64_t seq = 0;
+  const af_shard sh = p->shard;
   for (;;) {
     if (atomic_load(&p->stop)) {
       p->summary.interrupted = 1;
+      /* intake stops at once: items no stage has started are not worth the
+       * grace (unless the grace is unlimited: then everything drains) */
+      af_slot s;
+      if (p->opt.grace >= 0)
+        while (af_fifo_trypop(&p->inst[1].in, &s)) af_item_free(s.item);
       break;
     }
     af_item *it = NULL;
@@ -102,6 +190,10 @@ static void *source_main(void *arg) {
       af_pipeline_fatal(p, code ? code : AF_ERR_IO, msg);
       break;
     }
+    if (sh.count > 1 && af_shard_of(it->id, sh.count) != sh.index) { /* another shard's */
+      af_item_free(it);
+      continue;
+    }
     in->stats.items++;
     in->stats.batches++;
 #if AF_HAVE_JOURNAL
@@ -114,10 +206,12 @@ static void *source_main(void *arg) {
     if (it->status != AF_ITEM_OK) in->stats.errors++;
     it->seq = seq++;
     atomic_fetch_add(&p->produced, 1);
+    fly_add(p, it);
     af_fifo_push(&p->inst[1].in, (af_slot){it, 0, 0});
   }
   if (d->flush) d->flush(in->self, &in->ctx);
   af_fifo_close(&p->inst[1].in);
+  thread_exit(p);
   return NULL;
 }
 
@@ -193,7 +287,8 @@ static void *stage_main(void *arg) {
       n++;
     }
     if (n == 0) continue;
-    if (atomic_load(&p->stop) >= 2) { /* abort: drop what is in flight */
+    /* abort: transforms drop what is in flight; sinks still write done work */
+    if (atomic_load(&p->stop) >= 2 && in->desc->kind != AF_STAGE_SINK) {
       for (int k = 0; k < n; k++) af_item_free(s[k].item);
       continue;
     }
@@ -207,14 +302,8 @@ static void *stage_main(void *arg) {
     af_pipeline_fatal(p, af_error_code() ? af_error_code() : AF_ERR_IO, msg);
     af_error_clear();
   }
-  if (i + 1 < p->n_inst) {
-    af_fifo_close(&p->inst[i + 1].in);
-  } else {
-    pthread_mutex_lock(&p->mu);
-    p->finished = 1;
-    pthread_cond_broadcast(&p->finished_cv);
-    pthread_mutex_unlock(&p->mu);
-  }
+  if (i + 1 < p->n_inst) af_fifo_close(&p->inst[i + 1].in);
+  thread_exit(p);
   return NULL;
 }
 
@@ -222,10 +311,26 @@ static void *stage_main(void *arg) {
 
 static af_pipeline *volatile sig_target;
 
+/* The first signal asks for a stop (the grace starts); a second one ends the
+ * process at once by the signal's default action: outputs and journal are
+ * whole at any instant, so --resume redoes what was in flight. */
 static void on_signal(int sig) {
   af_pipeline *p = sig_target;
   if (!p) return;
-  if (atomic_fetch_add(&p->stop, 1) >= 1) signal(sig, SIG_DFL); /* a third one kills */
+  int none = 0;
+  if (atomic_compare_exchange_strong(&p->stop_signal, &none, sig)) {
+    int run = 0;
+    atomic_compare_exchange_strong(&p->stop, &run, 1);
+    return;
+  }
+  static const char msg[] = "\nartflow: second signal: exiting now; --resume redoes the items in flight\n";
+  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)w;
+  struct sigaction dfl = {0};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, NULL);
+  raise(sig); /* delivered when the handler returns */
 }
 
 /* ------------------------------------------------------------- run */
@@ -396,6 +501,8 @@ static int build_stages(af_pipeline *p) {
     in->created = 1;
   }
   if (p->inst[0].desc->count) p->expected = p->inst[0].desc->count(p->inst[0].self, &p->inst[0].ctx);
+  if (p->expected > 0 && p->shard.count > 1) /* about 1/N of them are this shard's */
+    p->expected = (p->expected + p->shard.count - 1 - p->shard.index) / p->shard.count;
   int negotiated = 0;
   for (int i = 0; i < p->n_inst && !rc; i++) {
     af_instance *in = &p->inst[i];
@@ -475,6 +582,65 @@ static void teardown(af_pipeline *p) {
   p->cl = NULL;
 }
 
+/* Waits for the stage threads, ticking the progress, and runs the stop.
+ * After the first request the items in flight get the grace.  Then the
+ * transforms' queues are closed: a transform ends after its current call, and
+ * what is queued is dropped, except that the last transform's results still
+ * reach the sinks (cheap, and they are done work).  LINGER seconds later the
+ * sinks' queues are closed too, and the sinks get SINK_LINGER to write and
+ * flush what they hold.  Returns the number of threads still running then
+ * (0 when all ended). */
+static int wait_threads(af_pipeline *p, int started, af_progress *pr) {
+  double grace = p->opt.grace > 0 ? p->opt.grace : p->opt.grace < 0 ? -1 : DEFAULT_GRACE;
+  double t_close = 0, t_sinks = 0;
+  pthread_mutex_lock(&p->mu);
+  while (p->finished < started) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&p->finished_cv, &p->mu, &ts);
+    if (p->finished >= started) break;
+    pthread_mutex_unlock(&p->mu);
+    af_progress_tick(pr, 0);
+    int st = atomic_load(&p->stop);
+    double now = af_now();
+    if (st && p->t_stop == 0) {
+      p->t_stop = now;
+      int sig = atomic_load(&p->stop_signal);
+      long long fly = atomic_load(&p->produced) - atomic_load(&p->done);
+      if (grace >= 0)
+        af_stage_log_cb(NULL, AF_LOG_WARN,
+                        "%s: intake stopped; up to %lld items in flight get %g s to finish",
+                        sig == SIGTERM  ? "SIGTERM"
+                        : sig == SIGINT ? "SIGINT"
+                                        : "stop requested",
+                        fly, grace);
+    }
+    if (st == 1 && grace >= 0 && now - p->t_stop >= grace) {
+      int one = 1;
+      atomic_compare_exchange_strong(&p->stop, &one, 2);
+      st = atomic_load(&p->stop);
+    }
+    if (st >= 2 && t_close == 0) {
+      t_close = now;
+      for (int i = 1; i <= p->n_transforms; i++) af_fifo_close(&p->inst[i].in);
+    }
+    if (t_close > 0 && t_sinks == 0 && now - t_close >= LINGER) {
+      t_sinks = now;
+      for (int i = 1 + p->n_transforms; i < p->n_inst; i++) af_fifo_close(&p->inst[i].in);
+    }
+    pthread_mutex_lock(&p->mu);
+    if (t_sinks > 0 && now - t_sinks >= SINK_LINGER && p->finished < started) break;
+  }
+  int left = started - p->finished;
+  pthread_mutex_unlock(&p->mu);
+  if (left > 0)
+    af_stage_log_cb(NULL, AF_LOG_WARN, "%d stage thread%s still busy after the grace: leaving %s", left,
+                    left > 1 ? "s" : "", left > 1 ? "them" : "it");
+  return left;
+}
+
 int af_pipeline_run(af_pipeline *p) {
   if (p->ran) return af_err(AF_ERR_INVALID, "pipeline %s: already run", p->path);
   p->ran = 1;
@@ -486,6 +652,11 @@ int af_pipeline_run(af_pipeline *p) {
     teardown(p);
     return af_err_replace(rc, "%s", msg);
   }
+  if (!(p->fly = calloc(1, sizeof *p->fly))) {
+    teardown(p);
+    return af_err(AF_ERR_NOMEM, "out of memory");
+  }
+  pthread_mutex_init(&p->fly->mu, NULL);
   struct sigaction sa = {0}, old_int, old_term;
   if (p->opt.handle_signals) {
     sig_target = p;
@@ -509,19 +680,8 @@ int af_pipeline_run(af_pipeline *p) {
     in->started = 1;
     started++;
   }
-  pthread_mutex_lock(&p->mu);
-  while (!p->finished && started == p->n_inst) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000 * 1000;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_cond_timedwait(&p->finished_cv, &p->mu, &ts);
-    pthread_mutex_unlock(&p->mu);
-    af_progress_tick(pr, 0);
-    pthread_mutex_lock(&p->mu);
-  }
-  pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < p->n_inst; i++)
+  int stuck = wait_threads(p, started, pr);
+  for (int i = 0; !stuck && i < p->n_inst; i++)
     if (p->inst[i].started) pthread_join(p->inst[i].thread, NULL);
   af_progress_tick(pr, 1);
   af_progress_free(pr);
@@ -530,17 +690,26 @@ int af_pipeline_run(af_pipeline *p) {
     sigaction(SIGTERM, &old_term, NULL);
     sig_target = NULL;
   }
-  teardown(p);
+  /* threads still in a stage call own the stages, the device and the
+   * journal: nothing can be freed under them (the caller ends the process) */
+  if (!stuck) teardown(p);
+  p->summary.stuck = stuck;
   p->summary.total = atomic_load(&p->done);
   p->summary.ok = atomic_load(&p->ok);
   p->summary.failed = atomic_load(&p->failed);
   p->summary.skipped = atomic_load(&p->skipped);
+  p->summary.abandoned = atomic_load(&p->produced) - p->summary.total;
+  p->summary.signal = atomic_load(&p->stop_signal);
   p->summary.wall_s = af_now() - t0;
+  if (p->t_stop > 0) p->summary.stop_s = af_now() - p->t_stop;
+  fly_done(p, 0, 1); /* what is left in flight is abandoned (its ids kept for the message) */
+  if (!stuck) fly_free(p);
   if (atomic_load(&p->stop) && !p->summary.source_failed) p->summary.interrupted = 1;
   if (p->fatal) return af_err_replace(p->fatal, "%s", p->fatal_msg);
   if (p->summary.interrupted)
-    return af_err_replace(AF_ERR_INTERRUPTED, "interrupted: %lld items done, the rest not started",
-                          (long long)p->summary.total);
+    return af_err_replace(AF_ERR_INTERRUPTED,
+                          "interrupted: %lld items done, %lld abandoned, the rest not started",
+                          (long long)p->summary.total, (long long)p->summary.abandoned);
   return 0;
 }
 
@@ -585,9 +754,17 @@ int af_pipeline_queue_capacity(const af_pipeline *p) {
   return p->opt.queue_depth > 0 ? p->opt.queue_depth : p->queue_depth > 0 ? p->queue_depth : DEFAULT_QUEUE;
 }
 
+const char *const *af_pipeline_abandoned(const af_pipeline *p, int *n) {
+  *n = p->n_abandoned;
+  return (const char *const *)p->abandoned;
+}
+
 void af_pipeline_free(af_pipeline *p) {
-  if (!p) return;
+  /* threads left running after the grace still use it: the process ends
+   * instead (see af_pipeline_run) */
+  if (!p || p->summary.stuck) return;
   teardown(p);
+  af_shard_free(p); /* the expansions back in the configs, the templates freed */
   for (int i = 0; i < p->n_inst; i++) {
     af_instance *in = &p->inst[i];
     if (in->desc) af_params_free(in->desc, in->config);
@@ -607,6 +784,9 @@ void af_pipeline_free(af_pipeline *p) {
   free(p->model);
   free(p->llm_model);
   free(p->journal);
+  free(p->shard_spec);
+  for (int i = 0; i < p->n_abandoned; i++) free(p->abandoned[i]);
+  free(p->abandoned);
   free(p->params_json);
   free(p->prov[0]);
   free(p->prov[1]);

@@ -20,8 +20,8 @@ typedef struct loader {
   yaml_document_t doc;
 } loader;
 
-static const char *const top_keys[] = {"source", "stages",  "sinks",   "device", "profile",
-                                       "model",  "plugins", "journal", "queue",  "queue_bytes"};
+static const char *const top_keys[] = {"source",  "stages",  "sinks", "device",      "profile", "model",
+                                       "plugins", "journal", "queue", "queue_bytes", "shard",   "shards"};
 
 /* Records "file:line:col: stage 'x': key 'k': cause" and returns AF_ERR_CONFIG. */
 static int cfg_err(loader *L, const yaml_node_t *at, const char *inst, const char *key, const char *fmt, ...)
@@ -446,7 +446,7 @@ static int load_doc(loader *L) {
     if (!known)
       return cfg_err(L, k, NULL, (char *)k->data.scalar.value,
                      "unknown key (valid: source, stages, sinks, device, profile, model, plugins, "
-                     "journal, queue, queue_bytes)");
+                     "journal, queue, queue_bytes, shard, shards)");
   }
   yaml_node_t *kn = NULL, *v;
   /* plugins first: their stages must be known before the entries are read */
@@ -469,6 +469,18 @@ static int load_doc(loader *L) {
     if (rc) return rc;
   }
   if ((v = get(L, root, "queue_bytes", &kn)) && (rc = queue_bytes_key(L, v))) return rc;
+  if ((v = get(L, root, "shard", &kn)) && !is_null(v) && (rc = top_scalar(L, kn, v, &p->shard_spec, 0)))
+    return rc;
+  if ((v = get(L, root, "shards", &kn)) && !is_null(v)) {
+    char *s = NULL, *end;
+    if ((rc = scalar(L, v, NULL, "shards", &s))) return rc;
+    long c = strtol(s, &end, 10);
+    if (!*s || *end || c < 1 || c > 1000000)
+      rc = cfg_err(L, v, NULL, "shards", "expected an integer 1..1000000, got '%s'", s);
+    p->shards = (int)c;
+    free(s);
+    if (rc) return rc;
+  }
   yaml_node_t *src = get(L, root, "source", NULL), *st = get(L, root, "stages", &kn);
   yaml_node_t *sk = get(L, root, "sinks", NULL);
   if (!src) return cfg_err(L, root, NULL, "source", "missing: where do the items come from?");
@@ -522,7 +534,10 @@ static int finish(af_pipeline *p) {
   free(p->journal);
   p->journal = jp;
   if ((rc = af_graph_check(p))) return rc;
-  return af_pipeline_build_json(p);
+  if ((rc = af_pipeline_build_json(p))) return rc;
+  /* after the JSON: records and settings show the {shard} template, the same
+   * in every shard */
+  return af_pipeline_shard_setup(p);
 }
 
 static int load_common(const char *yaml, const char *name, const char *dir, const af_run_options *opt,

@@ -72,7 +72,7 @@ static const af_stage_desc tp_seq = {.abi_version = AF_STAGE_ABI_VERSION,
 
 /* ---- transform: random delay, fail every Nth, output a tensor ---- */
 typedef struct {
-  int64_t max_us, fail_every, size;
+  int64_t max_us, fail_every, size, call_ms;
   double scale;
   int mode;
   char *label;
@@ -95,6 +95,11 @@ static int delay_create(const af_stage_ctx *ctx, const void *cfg, void **self) {
 static af_flow delay_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   delay_st *s = self;
   if (s->c->mode == 1) return af_err(AF_ERR_IO, "whole batch failed on purpose"), AF_FLOW_ERROR;
+  if (s->c->call_ms > 0) { /* one long call (a model's batch): preemption tests */
+    struct timespec ts = {(time_t)(s->c->call_ms / 1000), (long)(s->c->call_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts)) {
+    }
+  }
   for (int i = 0; i < n; i++) {
     if (items[i]->status != AF_ITEM_OK) atomic_fetch_add(&tp.saw_failed_in_transform, 1);
     if (s->c->max_us > 0) {
@@ -125,6 +130,7 @@ static const af_param delay_params[] = {
     {"scale", AF_PARAM_FLOAT, offsetof(delay_cfg, scale), "1.0", -10, 10, NULL, "value scale", 0},
     {"mode", AF_PARAM_ENUM, offsetof(delay_cfg, mode), "normal", 0, 0, "normal|fail_batch", "behaviour", 0},
     {"label", AF_PARAM_STRING, offsetof(delay_cfg, label), NULL, 0, 0, NULL, "free text", 0},
+    {"call_ms", AF_PARAM_INT, offsetof(delay_cfg, call_ms), "0", 0, 600000, NULL, "sleep per call", 0},
 };
 static const af_port delay_out[] = {{"vec", "f32[size]", "vector", 0}};
 static const af_stage_desc tp_delay = {.abi_version = AF_STAGE_ABI_VERSION,
@@ -199,8 +205,13 @@ static af_flow collect_process(void *self, const af_stage_ctx *ctx, af_item **it
     long long c = atomic_fetch_add(&tp.collected, 1) + 1;
     if (tp.raise_after > 0 && c == tp.raise_after && !tp.sig_raised) {
       tp.sig_raised = 1;
-      raise(SIGINT);
-      if (tp.raise_twice) raise(SIGINT);
+      if (tp.stop_twice) { /* the API's second request: abort at once */
+        af_pipeline_stop(ctx->pipeline);
+        af_pipeline_stop(ctx->pipeline);
+      } else {
+        raise(SIGINT);
+        if (tp.raise_twice) raise(SIGINT);
+      }
     }
   }
   if (s->slow_us > 0) {

@@ -16,7 +16,8 @@ typedef struct tp_state {
   int64_t prepared_dim;    /* the size of its input prepare() saw */
   int64_t raise_after;     /* the sink raises SIGINT after this many items (0 = never) */
   int sig_raised;
-  int raise_twice; /* raise SIGINT twice: abort */
+  int raise_twice; /* raise SIGINT twice: the process ends */
+  int stop_twice;  /* instead of a signal, af_pipeline_stop twice: abort */
   char first_error[256];
   char first_error_stage[64];
 } tp_state;
