@@ -76,7 +76,8 @@ static int check_label(const af_tagvocab *v, const af_tag_label *l, const char *
 
 static int add_label(af_tagvocab *v, af_tag_label *l, const char *where) {
   int rc = check_label(v, l, where);
-  if (!rc && v->n_labels >= MAX_LABELS) rc = af_err(AF_ERR_FORMAT, "%s: more than %d labels", where, MAX_LABELS);
+  if (!rc && v->n_labels >= MAX_LABELS)
+    rc = af_err(AF_ERR_FORMAT, "%s: more than %d labels", where, MAX_LABELS);
   af_tag_label *nl = rc ? NULL : realloc(v->labels, sizeof *nl * (size_t)(v->n_labels + 1));
   if (!rc && !nl) rc = af_err(AF_ERR_NOMEM, "out of memory");
   if (rc) {
@@ -111,7 +112,8 @@ int af_tagvocab_load_lines(const char *path, af_tagvocab **out) {
     char where[1100];
     snprintf(where, sizeof where, "%s:%d", path, ln);
     af_tag_label l = {.id = strdup(s), .label = strdup(s)};
-    rc = !l.id || !l.label ? (label_free(&l), af_err(AF_ERR_NOMEM, "out of memory")) : add_label(v, &l, where);
+    rc =
+        !l.id || !l.label ? (label_free(&l), af_err(AF_ERR_NOMEM, "out of memory")) : add_label(v, &l, where);
   }
   fclose(f);
   if (!rc && !v->n_labels) rc = af_err(AF_ERR_FORMAT, "%s: no labels in the file", path);
@@ -188,7 +190,10 @@ static int one_label(vload *L, yaml_node_t *n) {
     for (yaml_node_pair_t *a = n->data.mapping.pairs.start; !rc && a < n->data.mapping.pairs.top; a++) {
       yaml_node_t *k = node(L, a->key), *val = node(L, a->value);
       const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
-      char **dst = !strcmp(key, "id") ? &l.id : !strcmp(key, "label") ? &l.label : !strcmp(key, "uri") ? &l.uri : NULL;
+      char **dst = !strcmp(key, "id")      ? &l.id
+                   : !strcmp(key, "label") ? &l.label
+                   : !strcmp(key, "uri")   ? &l.uri
+                                           : NULL;
       if (dst && *dst)
         rc = bad(L, k, "a key given twice in a label");
       else if (dst)
@@ -308,8 +313,8 @@ int af_tagvocab_open(const char *spec, const char *base_dir, af_tagvocab **out) 
   }
   af_data_where w;
   if (af_data_locate(AF_DATA_VOCABULARIES, &w))
-    return af_err(AF_ERR_NOT_FOUND, "vocabulary '%s': no vocabularies folder (tried %s); give a file path", spec,
-                  w.tried);
+    return af_err(AF_ERR_NOT_FOUND, "vocabulary '%s': no vocabularies folder (tried %s); give a file path",
+                  spec, w.tried);
   char path[2200];
   snprintf(path, sizeof path, "%s/%s.yaml", w.dir, spec);
   FILE *f = fopen(path, "rb");

@@ -18,9 +18,9 @@
 typedef enum af_tag_mode { AF_TAG_CHOOSE = 0, AF_TAG_YESNO = 1 } af_tag_mode;
 
 typedef struct af_tag_label {
-  char *id;    /* the vocabulary's id (the label when none is given) */
-  char *label; /* the text scored */
-  char *uri;   /* authority URI, or NULL */
+  char *id;       /* the vocabulary's id (the label when none is given) */
+  char *label;    /* the text scored */
+  char *uri;      /* authority URI, or NULL */
   char **aliases; /* other texts of the same label (scored too; the best counts) */
   int n_aliases;
 } af_tag_label;
