@@ -27,7 +27,6 @@ typedef struct qplan {
   af_score_query *sq;
   int32_t *qids; /* the prompt after the image: "</Img> question###Assistant:" */
   size_t nq;
-  int slot, at; /* its question rows: slot, positions at.. */
 } qplan;
 
 typedef struct srun {
@@ -39,7 +38,7 @@ typedef struct srun {
   char *pre_text;
   qplan *qp;
   int nqp;
-  int *base, *used; /* each item's first KV-cache slot and how many it takes */
+  int *base, *used;  /* each item's first KV-cache slot and how many it takes */
   int n_slots, need; /* slots in all, positions of the longest */
   af_lm_row *rows;
   float *x; /* rows x H */
@@ -122,7 +121,8 @@ static void run_prompts(srun *r) {
                   "the model's prompt template puts the question before the image; tagging shares the part "
                   "before the question and needs it after <ImageHere>");
     for (int c = 0; !rc && c < p->sq->n_cand; c++)
-      if (p->sq->cand_len[c] < 1) rc = af_err(AF_ERR_INVALID, "candidate %d of '%s' has no tokens", c, p->sq->question);
+      if (p->sq->cand_len[c] < 1)
+        rc = af_err(AF_ERR_INVALID, "candidate %d of '%s' has no tokens", c, p->sq->question);
     free(pre);
     if (rc) item_fail(r, p->item, rc);
   }
@@ -172,7 +172,11 @@ static int push_out(srun *r, outrow w) {
 /* Slots and positions of item i's questions: one with candidate rows starts
  * a fresh slot (its candidates branch off its last row: one hole each,
  * hiding the candidates before them); one without goes after whatever a slot
- * holds (a hole hides that).  Each slot holds the prefix, copied. */
+ * holds (a hole hides that).  Each slot holds the prefix, copied.  A slot
+ * holds at most SLOT_ROWS rows after the prefix (the KV cache is slots x the
+ * longest): candidates that do not fit go on in another slot, after the
+ * question's rows again (their logits unused). */
+#define SLOT_ROWS 384
 static int plan_item(srun *r, int i, int embed) {
   const af_score_item *it = &r->items[i];
   int ctx = af_lm_shape_of(r->g->lm)->ctx, P0 = (int)r->npre + it->n_img, slots = 1, free_at = P0, rc = 0;
@@ -180,29 +184,38 @@ static int plan_item(srun *r, int i, int embed) {
   for (int pass = 0; pass < 2 && !rc; pass++) /* questions with candidate rows first */
     for (int k = 0; k < r->nqp && !rc; k++) {
       qplan *p = &r->qp[k];
-      int nc = cand_rows(p->sq), nq = (int)p->nq;
+      int nc = cand_rows(p->sq), nq = (int)p->nq, longest = 0;
       if (p->item != i || (pass == 0) != (nc > 0)) continue;
-      int longest = 0;
       for (int c = 0; c < p->sq->n_cand; c++)
         if (p->sq->cand_len[c] - 1 > longest) longest = p->sq->cand_len[c] - 1;
-      if (P0 + nq + longest > ctx || P0 + nq + nc > ctx)
-        return af_err(AF_ERR_RANGE, "the prompt (%d positions) and the candidates of '%s' (%d) exceed the context of %d",
-                      P0 + nq, p->sq->question, nc, ctx);
-      if (nc > 0 ? free_at != P0 : free_at + nq > ctx) slots++, free_at = P0;
-      p->slot = r->base[i] + slots - 1, p->at = free_at;
-      for (int j = 0; j < nq && !rc; j++)
-        rc = push_row(r, (af_lm_row){p->slot, free_at + j, P0 + j, P0, free_at}, embed ? &p->qids[j] : NULL);
-      if (!rc) rc = push_out(r, (outrow){k, -1, 0});
-      free_at += nq;
-      for (int c = 0; c < p->sq->n_cand && !rc; c++)
-        for (int j = 0; j + 1 < p->sq->cand_len[c] && !rc; j++) {
-          int hole = j == 0 ? free_at : r->rows[r->nrows - 1].hole_end;
-          rc = push_row(r, (af_lm_row){p->slot, free_at, P0 + nq + j, P0 + nq, hole},
+      if (P0 + nq + longest > ctx)
+        return af_err(AF_ERR_RANGE,
+                      "the prompt (%d positions) and a candidate of '%s' (%d) exceed the context of %d",
+                      P0 + nq, p->sq->question, longest + 1, ctx);
+      int cap = P0 + SLOT_ROWS < ctx ? P0 + SLOT_ROWS : ctx;
+      if (cap < P0 + nq + longest) cap = P0 + nq + longest;
+      if (nc > 0 ? free_at != P0 : free_at + nq > cap) slots++, free_at = P0;
+      for (int c = -1; c < p->sq->n_cand && !rc; c++) {
+        int L = c < 0 ? 0 : p->sq->cand_len[c] - 1;
+        if (c >= 0 && L == 0) continue;
+        if (c < 0 || free_at + L > cap) { /* the question's rows, here or in the next slot */
+          if (c >= 0) slots++, free_at = P0;
+          int slot = r->base[i] + slots - 1, at = free_at;
+          for (int j = 0; j < nq && !rc; j++)
+            rc = push_row(r, (af_lm_row){slot, at + j, P0 + j, P0, at}, embed ? &p->qids[j] : NULL);
+          if (!rc && c < 0) rc = push_out(r, (outrow){k, -1, 0});
+          free_at += nq;
+          if (free_at > r->need) r->need = free_at;
+          if (c < 0) continue;
+        }
+        int slot = r->base[i] + slots - 1, cstart = free_at;
+        for (int j = 0; j < L && !rc; j++) {
+          rc = push_row(r, (af_lm_row){slot, free_at++, P0 + nq + j, P0 + nq, cstart},
                         embed ? &p->sq->cand[c][j] : NULL);
           if (!rc) rc = push_out(r, (outrow){k, c, j});
-          free_at++;
         }
-      if (free_at > r->need) r->need = free_at;
+        if (free_at > r->need) r->need = free_at;
+      }
     }
   if (P0 + 1 > r->need) r->need = P0 + 1;
   r->used[i] = slots;
@@ -254,7 +267,8 @@ static void run_prefixes(srun *r, float *lg) {
     int P0 = it ? (int)r->npre + it->n_img : 0;
     if (n && (!it || rows + P0 > PREFILL_ROWS)) { /* the group so far */
       int grc = n > 1 ? af_lm_prefill_batch(g->lm, g->q, n, slots, lens, x, lg) : -1;
-      for (int k = 0, at = 0; grc && k < n; at += lens[k++]) { /* one at a time: a failure stays with its item */
+      for (int k = 0, at = 0; grc && k < n;
+           at += lens[k++]) { /* one at a time: a failure stays with its item */
         af_error_clear();
         int e = af_lm_prefill(g->lm, g->q, slots[k], x + (size_t)at * H, lens[k], 0, lg);
         if (e) item_fail(r, who[k], e);
@@ -337,7 +351,8 @@ static int share_batch(af_generator *g, af_score_item *items, int B) {
       if (!items[i].rc && (rc = plan_item(&r, i, 1))) item_fail(&r, i, rc), rc = 0;
     if (r.n_slots) rc = af_lm_reserve(g->lm, g->q, r.n_slots, r.need);
     int most = PASS_OUT > B ? PASS_OUT : B;
-    if (!rc && !(lg = malloc(sizeof(float) * (size_t)r.V * (size_t)most))) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    if (!rc && !(lg = malloc(sizeof(float) * (size_t)r.V * (size_t)most)))
+      rc = af_err(AF_ERR_NOMEM, "out of memory");
     if (rc)
       for (int i = 0; i < B; i++) item_fail(&r, i, rc);
   }
@@ -361,7 +376,8 @@ static int alone(srun *r, int i, const qplan *p) {
   int P = (int)r->npre + it->n_img + (int)p->nq, longest = 1, rc = 0;
   for (int c = 0; c < p->sq->n_cand; c++)
     if (p->sq->cand_len[c] > longest) longest = p->sq->cand_len[c];
-  float *x = malloc(sizeof(float) * H * (size_t)(P + longest)), *lg = malloc(sizeof(float) * V * (size_t)longest);
+  float *x = malloc(sizeof(float) * H * (size_t)(P + longest)),
+        *lg = malloc(sizeof(float) * V * (size_t)longest);
   if (!x || !lg) rc = af_err(AF_ERR_NOMEM, "out of memory");
   if (!rc) rc = af_lm_embed(g->lm, r->pre, (int)r->npre, x);
   if (!rc) memcpy(x + r->npre * H, it->proj, sizeof(float) * H * (size_t)it->n_img);
@@ -376,7 +392,8 @@ static int alone(srun *r, int i, const qplan *p) {
           (rc = af_lm_branches(g->lm, g->q, 0, P, 1, &n, x + (size_t)P * H, lg)))
         break;
       for (int j = 0; j < n; j++)
-        lp += logprob_at(lg + (size_t)j * V, (int)V, p->sq->cand[c][j + 1], log_sum_exp(lg + (size_t)j * V, (int)V));
+        lp += logprob_at(lg + (size_t)j * V, (int)V, p->sq->cand[c][j + 1],
+                         log_sum_exp(lg + (size_t)j * V, (int)V));
     }
     p->sq->logprob[c] = lp;
   }
@@ -407,12 +424,14 @@ int af_score_batch(af_generator *g, af_score_item *items, int B, int share) {
     run_free(&r);
   }
   for (int i = 0; i < B && !rc; i++)
-    if (items[i].rc) rc = af_err_replace(items[i].rc, "%s", items[i].error ? items[i].error : af_strerror(items[i].rc));
+    if (items[i].rc)
+      rc = af_err_replace(items[i].rc, "%s", items[i].error ? items[i].error : af_strerror(items[i].rc));
   return rc;
 }
 
 int af_score_reserve(af_generator *g, int batch, const af_score_item *shape) {
-  if (batch < 1 || !shape || shape->n_img < 0) return af_err(AF_ERR_INVALID, "score: reserve for %d items", batch);
+  if (batch < 1 || !shape || shape->n_img < 0)
+    return af_err(AF_ERR_INVALID, "score: reserve for %d items", batch);
   af_score_item *items = calloc((size_t)batch, sizeof *items);
   if (!items) return af_err(AF_ERR_NOMEM, "out of memory");
   for (int i = 0; i < batch; i++) items[i] = *shape, items[i].rc = 0, items[i].error = NULL;
@@ -420,7 +439,8 @@ int af_score_reserve(af_generator *g, int batch, const af_score_item *shape) {
   int rc = run_init(&r, g, items, batch);
   if (!rc) {
     run_prompts(&r);
-    for (int i = 0; i < batch && !rc; i++) rc = items[i].rc ? af_err_replace(items[i].rc, "%s", items[i].error) : plan_item(&r, i, 0);
+    for (int i = 0; i < batch && !rc; i++)
+      rc = items[i].rc ? af_err_replace(items[i].rc, "%s", items[i].error) : plan_item(&r, i, 0);
   }
   int *slots = NULL, *lens = NULL, *outs = NULL;
   if (!rc && r.n_slots) rc = af_lm_reserve(g->lm, g->q, r.n_slots, r.need);

@@ -158,7 +158,8 @@ int main(void) {
   /* bad input */
   int32_t *ids = NULL;
   int n = 0;
-  CHECK(af_score_encode(g, "", &ids, &n) == AF_ERR_INVALID && strstr(af_error_message(), "tokenises to nothing"));
+  CHECK(af_score_encode(g, "", &ids, &n) == AF_ERR_INVALID &&
+        strstr(af_error_message(), "tokenises to nothing"));
   af_error_clear();
   af_score_query bad = q[1];
   bad.question = "  ";
