@@ -70,8 +70,8 @@ const af_stage_desc af_llm_task_keys = {.abi_version = AF_STAGE_ABI_VERSION,
                                         .destroy = keys_destroy};
 
 /* the llm stage's generation keys a describe task may set */
-static const char *const gen_keys[] = {"max_new_tokens", "max_length", "greedy", "temperature",
-                                       "top_p",          "seed",       "repetition_penalty"};
+static const char *const gen_keys[] = {
+    "max_new_tokens", "max_length", "greedy", "temperature", "top_p", "seed", "repetition_penalty"};
 
 typedef struct task {
   task_cfg c;
@@ -196,7 +196,8 @@ static int task_labels(task *t, const af_stage_ctx *ctx) {
   if (t->c.vocabulary) {
     rc = af_tagvocab_open(t->c.vocabulary, dir, &t->v);
   } else if (t->c.labels_file) {
-    char *p = dir && t->c.labels_file[0] != '/' ? af_path_join(dir, t->c.labels_file) : strdup(t->c.labels_file);
+    char *p =
+        dir && t->c.labels_file[0] != '/' ? af_path_join(dir, t->c.labels_file) : strdup(t->c.labels_file);
     rc = p ? af_tagvocab_load_lines(p, &t->v) : af_err(AF_ERR_NOMEM, "out of memory");
     free(p);
   } else if (t->c.labels.n) {
@@ -233,7 +234,8 @@ static int task_forms(task *t, af_generator *g) {
   return rc;
 }
 
-static int task_parse(llm_tasks *T, task *t, const cJSON *o, const af_stage_ctx *ctx, const af_gen_opts *gen) {
+static int task_parse(llm_tasks *T, task *t, const cJSON *o, const af_stage_ctx *ctx,
+                      const af_gen_opts *gen) {
   char why[256];
   int rc = 0;
   t->gen = *gen;
@@ -257,20 +259,28 @@ static int task_parse(llm_tasks *T, task *t, const cJSON *o, const af_stage_ctx 
   }
   if (!t->c.name || !*t->c.name) return af_err(AF_ERR_CONFIG, "a task without a name");
   for (const char *s = t->c.name; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || strchr("_-.", *s)))
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          strchr("_-.", *s)))
       return af_err(AF_ERR_CONFIG, "task name '%s': use letters, digits, '_', '-' and '.'", t->c.name);
   if ((rc = task_labels(t, ctx))) return rc;
-  t->mode = t->c.mode != MODE_AUTO ? t->c.mode : !t->v ? MODE_DESCRIBE : t->v->mode == AF_TAG_YESNO ? MODE_YESNO : MODE_CHOOSE;
+  t->mode = t->c.mode != MODE_AUTO       ? t->c.mode
+            : !t->v                      ? MODE_DESCRIBE
+            : t->v->mode == AF_TAG_YESNO ? MODE_YESNO
+                                         : MODE_CHOOSE;
   t->question = t->c.question ? t->c.question : t->v ? t->v->question : NULL;
   if (t->mode == MODE_DESCRIBE) {
     if (t->v) return af_err(AF_ERR_CONFIG, "a describe task takes no labels (mode: choose or yesno?)");
     if (t->c.top_k >= 0) t->gen.sampling.top_k = (int)t->c.top_k;
     return 0;
   }
-  if (!t->v) return af_err(AF_ERR_CONFIG, "a %s task needs a vocabulary, labels_file or labels", t->mode == MODE_YESNO ? "yesno" : "choose");
+  if (!t->v)
+    return af_err(AF_ERR_CONFIG, "a %s task needs a vocabulary, labels_file or labels",
+                  t->mode == MODE_YESNO ? "yesno" : "choose");
   if (!t->question) return af_err(AF_ERR_CONFIG, "no question: the vocabulary has none, give question:");
   if (t->mode == MODE_YESNO && !strstr(t->question, "{label}"))
-    return af_err(AF_ERR_CONFIG, "a yesno question must hold {label} (e.g. \"Does this artwork show {label}? Answer yes or no.\")");
+    return af_err(
+        AF_ERR_CONFIG,
+        "a yesno question must hold {label} (e.g. \"Does this artwork show {label}? Answer yes or no.\")");
   return t->mode == MODE_CHOOSE ? task_forms(t, T->g) : 0;
 }
 
@@ -279,7 +289,11 @@ int llm_tasks_new(const char *json, const af_stage_ctx *ctx, af_generator *g, co
   *out = NULL;
   cJSON *a = cJSON_Parse(json);
   llm_tasks *T = calloc(1, sizeof *T);
-  int rc = !T ? af_err(AF_ERR_NOMEM, "out of memory") : !cJSON_IsArray(a) || !cJSON_GetArraySize(a) ? af_err(AF_ERR_CONFIG, "%s: tasks: expected a non-empty list of {name, mode, ...}", ctx->instance) : 0;
+  int rc =
+      !T ? af_err(AF_ERR_NOMEM, "out of memory")
+      : !cJSON_IsArray(a) || !cJSON_GetArraySize(a)
+          ? af_err(AF_ERR_CONFIG, "%s: tasks: expected a non-empty list of {name, mode, ...}", ctx->instance)
+          : 0;
   if (!rc) {
     T->g = g;
     T->t = calloc((size_t)cJSON_GetArraySize(a), sizeof *T->t);
@@ -291,7 +305,8 @@ int llm_tasks_new(const char *json, const af_stage_ctx *ctx, af_generator *g, co
       char msg[1024];
       snprintf(msg, sizeof msg, "%s", af_error_message());
       af_error_clear();
-      rc = af_err(rc == AF_ERR_NOMEM ? rc : AF_ERR_CONFIG, "%s: task %d%s%s%s: %s", ctx->instance, i + 1, t->c.name ? " '" : "", t->c.name ? t->c.name : "", t->c.name ? "'" : "", msg);
+      rc = af_err(rc == AF_ERR_NOMEM ? rc : AF_ERR_CONFIG, "task %d%s%s%s: %s", i + 1, t->c.name ? " '" : "",
+                  t->c.name ? t->c.name : "", t->c.name ? "'" : "", msg);
     }
   }
   static const char *const yn[4] = {"Yes", "yes", "No", "no"};
@@ -341,7 +356,8 @@ static int render(const char *tmpl, const af_item *it, const char *label, const 
     snprintf(key, sizeof key, "%.*s", (int)(end - at - 6), at + 6);
     const char *v = it ? af_item_meta(it, key) : NULL;
     if (it && !v)
-      rc = af_err(AF_ERR_NOT_FOUND, "task '%s': the item has no metadata '%s' for {meta.%s} in its question", task, key, key);
+      rc = af_err(AF_ERR_NOT_FOUND, "task '%s': the item has no metadata '%s' for {meta.%s} in its question",
+                  task, key, key);
     for (int k = 0; !it && k < 32; k++) af_buf_puts(&b, " a");
     if (v) af_buf_puts(&b, v);
     s = end + 1;
@@ -359,14 +375,15 @@ static int render(const char *tmpl, const af_item *it, const char *label, const 
 typedef struct iq {
   af_score_item si;
   af_score_query *q;
-  char **text;   /* rendered questions */
-  double **lp;   /* each query's logprobs */
+  char **text; /* rendered questions */
+  double **lp; /* each query's logprobs */
   int nq;
 } iq;
 
 static int n_queries(const llm_tasks *T) {
   int n = 0;
-  for (int k = 0; k < T->n; k++) n += T->t[k].mode == MODE_CHOOSE ? 1 : T->t[k].mode == MODE_YESNO ? T->t[k].v->n_labels : 0;
+  for (int k = 0; k < T->n; k++)
+    n += T->t[k].mode == MODE_CHOOSE ? 1 : T->t[k].mode == MODE_YESNO ? T->t[k].v->n_labels : 0;
   return n;
 }
 
@@ -389,9 +406,12 @@ static int build_queries(llm_tasks *T, const af_item *it, iq *x) {
       if ((rc = render(t->question, it, label, t->c.name, &x->text[q]))) break;
       int nc = t->mode == MODE_CHOOSE ? t->n_forms : 4;
       if (!(x->lp[q] = calloc((size_t)nc, sizeof(double)))) rc = af_err(AF_ERR_NOMEM, "out of memory");
-      x->q[q] = (af_score_query){.question = x->text[q], .n_cand = nc, .logprob = x->lp[q],
-                                 .cand = t->mode == MODE_CHOOSE ? (const int32_t *const *)t->ids : (const int32_t *const *)T->yn_ids,
-                                 .cand_len = t->mode == MODE_CHOOSE ? t->len : T->yn_len};
+      x->q[q] = (af_score_query){
+          .question = x->text[q],
+          .n_cand = nc,
+          .logprob = x->lp[q],
+          .cand = t->mode == MODE_CHOOSE ? (const int32_t *const *)t->ids : (const int32_t *const *)T->yn_ids,
+          .cand_len = t->mode == MODE_CHOOSE ? t->len : T->yn_len};
     }
   }
   x->si.q = x->q, x->si.n_q = x->nq;
@@ -447,8 +467,14 @@ static char *labels_json(llm_tasks *T, task *t, const iq *x, int q0) {
     const af_tag_label *l = &t->v->labels[r[i].label];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "label", l->label);
-    if (l->id) cJSON_AddStringToObject(o, "id", l->id); else cJSON_AddNullToObject(o, "id");
-    if (l->uri) cJSON_AddStringToObject(o, "uri", l->uri); else cJSON_AddNullToObject(o, "uri");
+    if (l->id)
+      cJSON_AddStringToObject(o, "id", l->id);
+    else
+      cJSON_AddNullToObject(o, "id");
+    if (l->uri)
+      cJSON_AddStringToObject(o, "uri", l->uri);
+    else
+      cJSON_AddNullToObject(o, "uri");
     cJSON_AddNumberToObject(o, "logprob", r[i].lp);
     cJSON_AddNumberToObject(o, "logprob_per_token", r[i].lpt);
     cJSON_AddNumberToObject(o, "p", r[i].p);
@@ -489,7 +515,8 @@ static void run_scoring(llm_tasks *T, const af_stage_ctx *ctx, af_item **who, in
     for (int j = 0; j < k; j++) {
       af_item *it = who[map[j]];
       if (si[j].rc) {
-        af_item_fail(it, ctx->instance, "%s: %s", name_of(it), si[j].error ? si[j].error : af_strerror(si[j].rc));
+        af_item_fail(it, ctx->instance, "%s: %s", name_of(it),
+                     si[j].error ? si[j].error : af_strerror(si[j].rc));
         free(si[j].error);
         continue;
       }
@@ -541,7 +568,11 @@ static void run_describe(llm_tasks *T, task *t, const af_stage_ctx *ctx, af_item
       af_item *it = who[idx[k]];
       int e = rc ? rc : gi[k].rc;
       if (!e && af_item_set_text(it, t->c.name, gi[k].answer)) e = AF_ERR_NOMEM;
-      if (e) af_item_fail(it, ctx->instance, "%s: task '%s': %s", name_of(it), t->c.name, gi[k].error ? gi[k].error : rc ? af_error_message() : af_strerror(e));
+      if (e)
+        af_item_fail(it, ctx->instance, "%s: task '%s': %s", name_of(it), t->c.name,
+                     gi[k].error ? gi[k].error
+                     : rc        ? af_error_message()
+                                 : af_strerror(e));
       af_gen_item_clear(&gi[k]);
     }
   }
@@ -558,7 +589,8 @@ af_flow llm_tasks_process(llm_tasks *T, const af_stage_ctx *ctx, af_item **items
   for (int i = 0; i < n; i++) {
     const af_tensor *t = af_item_tensor(items[i], "proj");
     if (!t || t->dtype != AF_DTYPE_F32 || t->ndim != 2)
-      af_item_fail(items[i], ctx->instance, "%s: no f32[Q,H] 'proj' tensor (is qformer before llm?)", name_of(items[i]));
+      af_item_fail(items[i], ctx->instance, "%s: no f32[Q,H] 'proj' tensor (is qformer before llm?)",
+                   name_of(items[i]));
     else
       who[m++] = items[i];
   }
