@@ -111,7 +111,8 @@ int af_cmd_tag(int argc, char **argv) {
   char buf[64];
   const char *mode = af_cli_flags_value(&f, "mode", buf, sizeof buf);
   if (exitc < 0 && !r.model) exitc = af_cli_usage_error("tag", usage, "--model is required");
-  if (exitc < 0 && !vocab == !labels) exitc = af_cli_usage_error("tag", usage, "give --vocab or --labels-file");
+  if (exitc < 0 && !vocab == !labels)
+    exitc = af_cli_usage_error("tag", usage, "give --vocab or --labels-file");
   if (exitc < 0 && mode && !strcmp(mode, "describe"))
     exitc = af_cli_usage_error("tag", usage, "--mode is choose or yesno (describe is 'artflow describe')");
   if (exitc < 0 && !r.n_images) exitc = af_cli_usage_error("tag", usage, "no image given");
