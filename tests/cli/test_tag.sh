@@ -68,6 +68,8 @@ check "describe task = artflow describe" test "$(jq -r 'select(.id == "img/a.png
 check "label output is a JSON array in the record" jq -s -e 'map(select(.id == "img/a.png"))[0].outputs.emotion | length == 2' "$T/out.jsonl"
 check "a missing metadata key fails that item, naming it" jq -e 'select(.id == "img/b.png") | .status == "error" and (.error | contains("title"))' "$T/out.jsonl"
 check "the csv shows labels with p" grep -q 'Impressionism (' "$T/out.csv"
+check "records with label outputs fit docs/record.schema.json" \
+  python3 "$AF_SOURCE_DIR/tests/data/schema/validate.py" record "$T/out.jsonl"
 
 cat > "$T/two.yaml" <<YAML
 model: $M
