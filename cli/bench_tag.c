@@ -70,7 +70,9 @@ static int build(af_generator *g, af_tagvocab **v, int nv, tq *t, int32_t ***ids
       int nc = w->mode == AF_TAG_YESNO ? 4 : w->n_labels;
       t->lp[k] = calloc((size_t)nc, sizeof(double));
       if (!q || !t->lp[k]) return af_err(AF_ERR_NOMEM, "out of memory");
-      t->q[k] = (af_score_query){.question = q, .n_cand = nc, .logprob = t->lp[k],
+      t->q[k] = (af_score_query){.question = q,
+                                 .n_cand = nc,
+                                 .logprob = t->lp[k],
                                  .cand = w->mode == AF_TAG_YESNO ? (const int32_t *const *)t->yn
                                                                  : (const int32_t *const *)(*ids + f0),
                                  .cand_len = w->mode == AF_TAG_YESNO ? t->yn_len : *len + f0};
@@ -92,7 +94,8 @@ static int prompt_rows(af_generator *g, const float *proj, int n_img, float **x,
   if (!rc) rc = af_spm_encode_hf(g->tok, segs[0], strlen(segs[0]), 1, &pre, &npre);
   if (!rc) rc = af_spm_encode_hf(g->tok, segs[1], strlen(segs[1]), 0, &post, &npost);
   *n = (int)npre + n_img + (int)npost;
-  if (!rc && !(*x = malloc(sizeof(float) * (size_t)H * (size_t)*n))) rc = af_err(AF_ERR_NOMEM, "out of memory");
+  if (!rc && !(*x = malloc(sizeof(float) * (size_t)H * (size_t)*n)))
+    rc = af_err(AF_ERR_NOMEM, "out of memory");
   if (!rc) rc = af_lm_embed(g->lm, pre, (int)npre, *x);
   if (!rc) memcpy(*x + npre * (size_t)H, proj, sizeof(float) * (size_t)H * (size_t)n_img);
   if (!rc) rc = af_lm_embed(g->lm, post, (int)npost, *x + (npre + (size_t)n_img) * (size_t)H);
@@ -103,7 +106,8 @@ static int prompt_rows(af_generator *g, const float *proj, int n_img, float **x,
 
 /* prefill, then `steps` greedy decode steps (no stop) */
 static int describe(af_generator *g, const float *x, int P, int steps, float *lg) {
-  int V = af_lm_shape_of(g->lm)->vocab, H = af_lm_shape_of(g->lm)->hidden, rc = af_lm_prefill(g->lm, g->q, 0, x, P, 0, lg);
+  int V = af_lm_shape_of(g->lm)->vocab, H = af_lm_shape_of(g->lm)->hidden,
+      rc = af_lm_prefill(g->lm, g->q, 0, x, P, 0, lg);
   float *e = malloc(sizeof(float) * (size_t)H);
   if (!e) return af_err(AF_ERR_NOMEM, "out of memory");
   for (int s = 0; s < steps && !rc; s++) {
@@ -160,24 +164,29 @@ int af_bench_tag(const char *model, const char *device, const char *const *files
     for (int k = 0; r > 0 && k < 4; k++) best[k] = d[k] < best[k] ? d[k] : best[k];
   }
   if (!rc && json) {
-    printf("{\"model\":\"%s\",\"device\":\"%s\",\"prompt_positions\":%d,\"image_rows\":%u,\"vocabularies\":%d,"
-           "\"candidates\":%d,\"candidate_rows\":%d,\"questions\":%d,\"prefill_s\":%.4f,\"describe_s\":%.4f,"
-           "\"describe_tokens\":%d,\"tag_shared_s\":%.4f,\"tag_unshared_s\":%.4f,\"tag_over_prefill\":%.3f}\n",
-           model, cl->info.name, P, Q, nfiles, t.cands, t.rows, t.n, best[0], best[1], steps, best[2], best[3],
-           best[2] / best[0]);
+    printf(
+        "{\"model\":\"%s\",\"device\":\"%s\",\"prompt_positions\":%d,\"image_rows\":%u,\"vocabularies\":%d,"
+        "\"candidates\":%d,\"candidate_rows\":%d,\"questions\":%d,\"prefill_s\":%.4f,\"describe_s\":%.4f,"
+        "\"describe_tokens\":%d,\"tag_shared_s\":%.4f,\"tag_unshared_s\":%.4f,\"tag_over_prefill\":%.3f}\n",
+        model, cl->info.name, P, Q, nfiles, t.cands, t.rows, t.n, best[0], best[1], steps, best[2], best[3],
+        best[2] / best[0]);
   } else if (!rc) {
-    printf("tagging benchmark: %s on %s (best of %d after a warm-up; image rows random, vision path not timed)\n",
-           model, cl->info.name, repeat);
+    printf(
+        "tagging benchmark: %s on %s (best of %d after a warm-up; image rows random, vision path not "
+        "timed)\n",
+        model, cl->info.name, repeat);
     for (int i = 0; i < nfiles; i++)
       printf("  %-20s %3d labels, %s\n", v[i]->name, v[i]->n_labels, af_tag_mode_name(v[i]->mode));
-    printf("  %d candidates in all, %d questions, %d candidate tokens after their first\n", t.cands, t.n, t.rows);
+    printf("  %d candidates in all, %d questions, %d candidate tokens after their first\n", t.cands, t.n,
+           t.rows);
     printf("  one prompt prefill (%d positions: the describe prompt)   %9.4f s\n", P, best[0]);
     printf("  one describe answer (that prefill + %d tokens)           %9.4f s\n", steps, best[1]);
-    printf("  tagging, shared prefix and one batched pass              %9.4f s = %.2fx the prefill\n", best[2],
-           best[2] / best[0]);
-    printf("  tagging, prompt re-prefilled per task and candidate      %9.4f s = %.2fx the prefill (%.1fx the "
-           "shared)\n",
-           best[3], best[3] / best[0], best[3] / best[2]);
+    printf("  tagging, shared prefix and one batched pass              %9.4f s = %.2fx the prefill\n",
+           best[2], best[2] / best[0]);
+    printf(
+        "  tagging, prompt re-prefilled per task and candidate      %9.4f s = %.2fx the prefill (%.1fx the "
+        "shared)\n",
+        best[3], best[3] / best[0], best[3] / best[2]);
   }
   for (int i = 0; i < nforms; i++) free(ids[i]);
   for (int k = 0; k < t.n; k++) free(t.text[k]), free(t.lp[k]);

@@ -1,4 +1,4 @@
-/* Scoring answers instead of generating them (tagging, issue 17): given an
+/* Scoring answers instead of generating them (tagging): given an
  * image and a question, the model's log-likelihood of each candidate answer,
  * logprob = sum over the candidate's tokens of log softmax(next-token
  * logits), the candidate encoded as its own segment (SentencePiece with the
