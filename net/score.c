@@ -38,7 +38,9 @@ typedef struct srun {
   char *pre_text;
   qplan *qp;
   int nqp;
-  int *base, *used;  /* each item's first KV-cache slot and how many it takes */
+  int *base, *used; /* each item's first KV-cache slot and how many it takes */
+  int *lcp;         /* each item's question tokens that every question of it starts with */
+  const int32_t **lcp_ids;
   int n_slots, need; /* slots in all, positions of the longest */
   af_lm_row *rows;
   float *x; /* rows x H */
@@ -128,6 +130,30 @@ static void run_prompts(srun *r) {
   }
 }
 
+/* The question tokens every question of an item starts with ("</Img>" and
+ * the words a yesno template puts before {label}) join its prefix: computed
+ * once, not once per question.  Each question keeps at least its last token
+ * (its logits score the candidates' first tokens). */
+static void run_common(srun *r) {
+  for (int k = 0; k < r->nqp; k++) {
+    const qplan *p = &r->qp[k];
+    int i = p->item;
+    if (r->items[i].rc) continue;
+    if (!r->lcp_ids[i]) {
+      r->lcp_ids[i] = p->qids, r->lcp[i] = (int)p->nq - 1;
+      continue;
+    }
+    int n = 0;
+    while (n < r->lcp[i] && n < (int)p->nq - 1 && p->qids[n] == r->lcp_ids[i][n]) n++;
+    r->lcp[i] = n;
+  }
+}
+
+/* positions of item i's shared prefix: BOS + system text, image, common question tokens */
+static int prefix_len(const srun *r, int i) {
+  return (int)r->npre + r->items[i].n_img + r->lcp[i];
+}
+
 /* ---- the plan ---- */
 
 static int cand_rows(const af_score_query *q) {
@@ -178,13 +204,13 @@ static int push_out(srun *r, outrow w) {
  * question's rows again (their logits unused). */
 #define SLOT_ROWS 384
 static int plan_item(srun *r, int i, int embed) {
-  const af_score_item *it = &r->items[i];
-  int ctx = af_lm_shape_of(r->g->lm)->ctx, P0 = (int)r->npre + it->n_img, slots = 1, free_at = P0, rc = 0;
+  int ctx = af_lm_shape_of(r->g->lm)->ctx, P0 = prefix_len(r, i), slots = 1, free_at = P0, rc = 0,
+      skip = r->lcp[i];
   r->base[i] = r->n_slots;
   for (int pass = 0; pass < 2 && !rc; pass++) /* questions with candidate rows first */
     for (int k = 0; k < r->nqp && !rc; k++) {
       qplan *p = &r->qp[k];
-      int nc = cand_rows(p->sq), nq = (int)p->nq, longest = 0;
+      int nc = cand_rows(p->sq), nq = (int)p->nq - skip, longest = 0;
       if (p->item != i || (pass == 0) != (nc > 0)) continue;
       for (int c = 0; c < p->sq->n_cand; c++)
         if (p->sq->cand_len[c] - 1 > longest) longest = p->sq->cand_len[c] - 1;
@@ -202,7 +228,7 @@ static int plan_item(srun *r, int i, int embed) {
           if (c >= 0) slots++, free_at = P0;
           int slot = r->base[i] + slots - 1, at = free_at;
           for (int j = 0; j < nq && !rc; j++)
-            rc = push_row(r, (af_lm_row){slot, at + j, P0 + j, P0, at}, embed ? &p->qids[j] : NULL);
+            rc = push_row(r, (af_lm_row){slot, at + j, P0 + j, P0, at}, embed ? &p->qids[skip + j] : NULL);
           if (!rc && c < 0) rc = push_out(r, (outrow){k, -1, 0});
           free_at += nq;
           if (free_at > r->need) r->need = free_at;
@@ -264,7 +290,7 @@ static void run_prefixes(srun *r, float *lg) {
   int n = 0, rows = 0, rc = !slots || !lens || !who ? af_err(AF_ERR_NOMEM, "out of memory") : 0;
   for (int i = 0; i <= r->B && !rc; i++) {
     const af_score_item *it = i < r->B ? &r->items[i] : NULL;
-    int P0 = it ? (int)r->npre + it->n_img : 0;
+    int P0 = it ? prefix_len(r, i) : 0;
     if (n && (!it || rows + P0 > PREFILL_ROWS)) { /* the group so far */
       int grc = n > 1 ? af_lm_prefill_batch(g->lm, g->q, n, slots, lens, x, lg) : -1;
       for (int k = 0, at = 0; grc && k < n;
@@ -284,6 +310,9 @@ static void run_prefixes(srun *r, float *lg) {
     x = nx;
     if ((rc = af_lm_embed(g->lm, r->pre, (int)r->npre, x + (size_t)rows * H))) break;
     memcpy(x + (size_t)(rows + (int)r->npre) * H, it->proj, sizeof(float) * H * (size_t)it->n_img);
+    if (r->lcp[i] && (rc = af_lm_embed(g->lm, r->lcp_ids[i], r->lcp[i],
+                                       x + (size_t)(rows + (int)r->npre + it->n_img) * H)))
+      break;
     slots[n] = r->base[i], lens[n] = P0, who[n++] = i, rows += P0;
   }
   for (int i = 0; rc && i < r->B; i++) item_fail(r, i, rc);
@@ -295,7 +324,7 @@ static void run_rows(srun *r, float *lg) {
   af_generator *g = r->g;
   for (int i = 0; i < r->B; i++) /* the prefix into the item's other slots */
     for (int s = 1; s < r->used[i] && !r->items[i].rc; s++) {
-      int rc = af_lm_copy_prefix(g->lm, g->q, r->base[i], r->base[i] + s, (int)r->npre + r->items[i].n_img);
+      int rc = af_lm_copy_prefix(g->lm, g->q, r->base[i], r->base[i] + s, prefix_len(r, i));
       if (rc) item_fail(r, i, rc);
     }
   int o0 = 0;
@@ -324,6 +353,7 @@ static void run_rows(srun *r, float *lg) {
 static void run_free(srun *r) {
   for (int k = 0; r->qp && k < r->nqp; k++) free(r->qp[k].qids);
   free(r->qp), free(r->pre), free(r->pre_text), free(r->base), free(r->used), free(r->rows), free(r->x);
+  free(r->lcp), free(r->lcp_ids);
   free(r->outs), free(r->what);
 }
 
@@ -335,7 +365,8 @@ static int run_init(srun *r, af_generator *g, af_score_item *items, int B) {
   for (int i = 0; i < B; i++) r->nqp += items[i].n_q;
   r->qp = calloc((size_t)r->nqp + 1, sizeof *r->qp);
   r->base = calloc((size_t)B, sizeof(int)), r->used = calloc((size_t)B, sizeof(int));
-  if (!r->qp || !r->base || !r->used) return af_err(AF_ERR_NOMEM, "out of memory");
+  r->lcp = calloc((size_t)B, sizeof(int)), r->lcp_ids = calloc((size_t)B, sizeof(int32_t *));
+  if (!r->qp || !r->base || !r->used || !r->lcp || !r->lcp_ids) return af_err(AF_ERR_NOMEM, "out of memory");
   for (int i = 0, k = 0; i < B; i++)
     for (int j = 0; j < items[i].n_q; j++, k++) r->qp[k].item = i, r->qp[k].sq = &items[i].q[j];
   return 0;
@@ -347,6 +378,7 @@ static int share_batch(af_generator *g, af_score_item *items, int B) {
   float *lg = NULL;
   if (!rc) {
     run_prompts(&r);
+    run_common(&r);
     for (int i = 0; i < B; i++)
       if (!items[i].rc && (rc = plan_item(&r, i, 1))) item_fail(&r, i, rc), rc = 0;
     if (r.n_slots) rc = af_lm_reserve(g->lm, g->q, r.n_slots, r.need);
@@ -439,12 +471,13 @@ int af_score_reserve(af_generator *g, int batch, const af_score_item *shape) {
   int rc = run_init(&r, g, items, batch);
   if (!rc) {
     run_prompts(&r);
+    run_common(&r);
     for (int i = 0; i < batch && !rc; i++)
       rc = items[i].rc ? af_err_replace(items[i].rc, "%s", items[i].error) : plan_item(&r, i, 0);
   }
   int *slots = NULL, *lens = NULL, *outs = NULL;
   if (!rc && r.n_slots) rc = af_lm_reserve(g->lm, g->q, r.n_slots, r.need);
-  int P0 = (int)r.npre + shape->n_img, group = P0 >= PREFILL_ROWS ? 1 : PREFILL_ROWS / (P0 > 0 ? P0 : 1);
+  int P0 = rc ? 0 : prefix_len(&r, 0), group = P0 >= PREFILL_ROWS ? 1 : PREFILL_ROWS / (P0 > 0 ? P0 : 1);
   if (group > batch) group = batch;
   int n = r.nrows < PASS_ROWS ? r.nrows : PASS_ROWS, no = r.nouts < PASS_OUT ? r.nouts : PASS_OUT;
   slots = malloc(sizeof(int) * (size_t)batch), lens = malloc(sizeof(int) * (size_t)batch);

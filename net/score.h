@@ -7,7 +7,9 @@
  *
  * How (share = 1): the prompt splits at <ImageHere>; the part before the
  * question (BOS + system text + image embeddings, the same for every
- * question) is prefilled once per image; every question of the image then
+ * question, and the question tokens all its questions start with, e.g.
+ * "</Img>" or a yesno template's words before {label}) is prefilled once per
+ * image; every question of the image then
  * branches off it and every candidate off its question, all of them in one
  * batched pass over their rows (net/lm.h af_lm_rows: a tree of rows in one
  * set of GEMMs).  A question whose candidates need rows (candidates of more

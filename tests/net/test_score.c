@@ -9,6 +9,7 @@
  *    the same numbers: sharing == not sharing (1e-5 relative);
  *  - two images in a batch, with the questions in another order, get the
  *    same numbers as one (slots and holes do not leak between them);
+ *  - questions that start alike (their common tokens join the prefix) too;
  *  - a label that tokenises to nothing and an empty question are errors
  *    naming them; an image that fails does not fail the others. */
 #include <cjson/cJSON.h>
@@ -154,6 +155,29 @@ int main(void) {
       if (e2 > worst) worst = e2;
     }
   CHECK_MSG(worst < 1e-5, "batch of two: worst %.3g", worst);
+
+  /* questions that start alike (a yesno template): their common tokens join
+   * the shared prefix; scores still equal every candidate alone */
+  const char *yq[3] = {"Does this artwork show a river? Answer yes or no.",
+                       "Does this artwork show fear? Answer yes or no.", "Does this artwork show Ölgemälde?"};
+  double ylp[3][MAXC], yalone[3][MAXC];
+  af_score_query yn[3];
+  for (int k = 0; k < 3; k++)
+    yn[k] = (af_score_query){.question = yq[k],
+                             .n_cand = qs[3].n,
+                             .cand = (const int32_t *const *)qs[3].ids,
+                             .cand_len = qs[3].len,
+                             .logprob = ylp[k]};
+  af_score_item yit = {.image = "yn", .proj = proj, .n_img = (int)shape[0], .q = yn, .n_q = 3};
+  CHECK_OK(af_score_batch(g, &yit, 1, 1));
+  memcpy(yalone, ylp, sizeof ylp);
+  CHECK_OK(af_score_batch(g, &yit, 1, 0));
+  worst = 0;
+  for (int k = 0; k < 3; k++)
+    for (int c = 0; c < qs[3].n; c++)
+      if (rel(yalone[k][c], ylp[k][c]) > worst) worst = rel(yalone[k][c], ylp[k][c]);
+  CHECK_MSG(worst < 1e-5, "common question start: shared vs alone %.3g", worst);
+  CHECK(rel(yalone[0][0], qs[3].gold[0]) < 1e-4); /* the golden yes/no question */
 
   /* bad input */
   int32_t *ids = NULL;
