@@ -54,6 +54,7 @@ static double llm_flops_per_pos(const af_lm_shape *s) {
 
 static const char usage[] =
     "usage: artflow bench --model MODEL.gguf [--images N] [--batch B] [--repeat R] [--json]\n"
+    "       artflow bench --model MODEL.gguf --tag VOCAB... [--repeat R] [--json] [--device D]\n"
     "                     [--profile P.yaml] [--compare P2.yaml] [--vision-only | --llm-only] [--device D]\n"
     "       artflow bench ops [...]\n"
     "\n"
@@ -79,6 +80,10 @@ static const char usage[] =
     "  --llm-only       only the LLM: prefill of 100 positions and 16 decode steps, at batch 1\n"
     "                   and batched (B prompts prefilled in one pass, B sequences per decode\n"
     "                   step: aggregated and per-sequence tokens/s)\n"
+    "  --tag VOCAB...   the tagging benchmark instead: per image, after the vision path, the\n"
+    "                   vocabularies (files or shipped names) scored on one shared prefix, against\n"
+    "                   one prompt prefill, one describe answer of 300 tokens, and the prompt\n"
+    "                   re-prefilled per task and candidate (same model, same run)\n"
     "  --json           one JSON object instead of the table\n"
     "  --device D       OpenCL device index or name substring\n";
 
@@ -614,12 +619,18 @@ static int count_overrides(const char *file, const af_cl *probe, int *n, char *n
 int af_bench_model(int argc, char **argv) {
   bench_opts o = {.batch = 4, .repeat = 2};
   const char *profile = NULL, *compare = NULL;
+  const char **tags = calloc((size_t)argc, sizeof *tags);
+  int n_tags = 0;
+  if (!tags) return af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), NULL);
   for (int i = 1; i < argc; i++) {
     if (af_cli_is_help(argv[i])) {
       fputs(usage, stdout);
       return AF_EXIT_OK;
     } else if (!strcmp(argv[i], "--json")) {
       o.json = 1;
+    } else if (!strcmp(argv[i], "--tag")) {
+      while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) tags[n_tags++] = argv[++i];
+      if (!n_tags) return free(tags), af_cli_usage_error("bench", usage, "--tag needs vocabularies");
     } else if (!strcmp(argv[i], "--llm-only")) {
       o.llm_only = 1;
     } else if (!strcmp(argv[i], "--vision-only")) {
@@ -648,8 +659,16 @@ int af_bench_model(int argc, char **argv) {
       return af_cli_usage_error("bench", usage, "unknown option or missing value '%s'", argv[i]);
     }
   }
-  if (!o.model)
+  if (!o.model) {
+    free(tags);
     return af_cli_usage_error("bench", usage, "--model is required for the whole-model benchmark");
+  }
+  if (n_tags) {
+    int ec = af_bench_tag(o.model, o.device, tags, n_tags, o.repeat, o.json);
+    free(tags);
+    return ec;
+  }
+  free(tags);
   if (o.llm_only && o.vision_only)
     return af_cli_usage_error("bench", usage, "--llm-only and --vision-only exclude each other");
   run_res *res = calloc(2, sizeof *res);

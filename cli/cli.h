@@ -19,6 +19,7 @@
   X(run, "run a pipeline described by a YAML file")                               \
   X(merge, "combine the outputs of a sharded run into one file")                  \
   X(describe, "describe images with the model (vision path and text generation)") \
+  X(tag, "tag images with labels from a vocabulary, scored by the model")         \
   X(chat, "chat about images, turn after turn (interactive on a terminal)")       \
   X(convert, "convert the original checkpoints into one GGUF model file")         \
   X(inspect, "show a model file, the stage list or one stage's parameters")       \
@@ -45,6 +46,9 @@ typedef struct af_cli_flags {
 } af_cli_flags;
 /* 0, or a status when the stage is unknown / out of memory. */
 int af_cli_flags_init(af_cli_flags *f, const char *stage, const char *const *skip);
+/* The same for a parameter table that is not a registered stage (the llm
+ * stage's task keys). */
+int af_cli_flags_init_desc(af_cli_flags *f, const struct af_stage_desc *desc, const char *const *skip);
 void af_cli_flags_free(af_cli_flags *f);
 /* If argv[*i] is one of the rows' flags (--max-new-tokens N, --max-new-tokens=N,
  * --greedy for a BOOL row): checks the value with the row (type, range: the
@@ -66,6 +70,7 @@ typedef struct af_cli_images {
   const char *const *images; /* the paths, in order */
   int n_images;
   int with_llm;            /* add the llm stage (describe); else the vision path only */
+  const char *tag;         /* tag: the llm stage's tasks (JSON); the output "labels" is shown */
   int json;                /* one JSON object per image on stdout; else streamed text */
   const char *dump;        /* --dump DIR, or NULL */
   const char *const *sets; /* more "--set" values (e.g. the llm flags) */

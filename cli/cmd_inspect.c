@@ -1,5 +1,5 @@
-/* artflow inspect: a model file's contents, the list of stages, or one
- * stage's parameter table and ports (after loading --plugin libraries, so a
+/* artflow inspect: a model file's contents, the list of stages, one
+ * stage's parameter table and ports, or a tag vocabulary (after loading --plugin libraries, so a
  * plugin author sees their stage as a pipeline would). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "artflow/status.h"
 #include "cli/cli.h"
+#include "formats/tagvocab.h"
 #include "pipeline/pipeline.h"
 
 #if __has_include("convert/inspect.c")
@@ -20,11 +21,14 @@ static const char usage[] =
     "usage: artflow inspect MODEL.gguf\n"
     "       artflow inspect stages [--plugin LIB.so]...\n"
     "       artflow inspect stage NAME [--plugin LIB.so]...\n"
+    "       artflow inspect vocab FILE|NAME\n"
     "\n"
     "MODEL.gguf    header, metadata and tensor table of a model file\n"
     "stages        every stage this build knows (sources, transforms, sinks)\n"
     "stage NAME    a stage's parameters (type, default, range, doc) and ports;\n"
     "              NAME may be prefixed with its kind: source:csv, sink:csv\n"
+    "vocab FILE    a tag vocabulary (name, question, mode, labels with id and URI);\n"
+    "              a bare NAME is a shipped one (config/vocabularies/NAME.yaml)\n"
     "\n"
     "options:\n"
     "  --plugin LIB.so   load a stage plugin first (repeatable; a bare file name is\n"
@@ -95,6 +99,32 @@ static int inspect_stage(const char *arg) {
   return AF_EXIT_OK;
 }
 
+/* the vocabulary as a person reads it: one label a line, id and URI beside */
+static int inspect_vocab(const char *spec) {
+  af_tagvocab *v = NULL;
+  int rc = af_tagvocab_open(spec, NULL, &v);
+  if (rc) {
+    fprintf(stderr, "artflow inspect: %s\n", af_error_message());
+    af_error_clear();
+    return rc == AF_ERR_NOT_FOUND || rc == AF_ERR_FORMAT ? AF_EXIT_USAGE : AF_EXIT_FAIL;
+  }
+  printf("vocabulary %s (%s)\n  mode: %s\n  question: %s\n  labels: %d\n", v->name, v->path,
+         af_tag_mode_name(v->mode), v->question ? v->question : "(none: give one with the task)",
+         v->n_labels);
+  int with_uri = 0;
+  for (int i = 0; i < v->n_labels; i++) with_uri += v->labels[i].uri != NULL;
+  printf("  authority URIs: %d of %d\n\n", with_uri, v->n_labels);
+  printf("  %-4s %-28s %-28s %s\n", "#", "label", "id", "uri / aliases");
+  for (int i = 0; i < v->n_labels; i++) {
+    const af_tag_label *l = &v->labels[i];
+    printf("  %-4d %-28s %-28s %s", i, l->label, l->id, l->uri ? l->uri : "-");
+    for (int k = 0; k < l->n_aliases; k++) printf("%s%s", k ? ", " : " / ", l->aliases[k]);
+    putchar('\n');
+  }
+  af_tagvocab_free(v);
+  return AF_EXIT_OK;
+}
+
 /* Loads every --plugin; a bad one is a configuration error naming the file
  * (exit 2), like a pipeline's `plugins:` entry. */
 static int load_plugins(char **plugins, int n) {
@@ -156,6 +186,11 @@ int af_cmd_inspect(int argc, char **argv) {
       rc = inspect_stage(pos[1]);
   } else if (n_plugins) {
     rc = af_cli_usage_error("inspect", usage, "--plugin goes with 'stages' or 'stage NAME'");
+  } else if (!strcmp(pos[0], "vocab")) {
+    if (n_pos != 2)
+      rc = af_cli_usage_error("inspect", usage, "expected: inspect vocab FILE");
+    else
+      rc = inspect_vocab(pos[1]);
   } else if (n_pos > 1) {
     rc = af_cli_usage_error("inspect", usage, "one file at a time");
   } else {

@@ -1,5 +1,6 @@
-/* Command-line flags made from a stage's parameter table (cli.h): describe,
- * chat and tag offer the llm stage's rows as --flags, checked by the same
+/* Command-line flags made from a stage's parameter table (cli.h): describe
+ * and chat offer the llm stage's rows as --flags (tag the rows of one of its
+ * tasks, stages/llm_tasks.h), checked by the same
  * row (type, range) the YAML loader uses and passed to the pipeline as
  * "--set stage.name=value", so a default, a range or a doc line is written
  * once, in the stage's table. */
@@ -28,10 +29,18 @@ static const af_param *row_of(const af_cli_flags *f, const char *flag, size_t le
 }
 
 int af_cli_flags_init(af_cli_flags *f, const char *stage, const char *const *skip) {
+  const af_stage_desc *d = af_registry_find(AF_STAGE_TRANSFORM, stage);
+  if (!d) {
+    memset(f, 0, sizeof *f);
+    return af_err(AF_ERR_NOT_FOUND, "no stage '%s'", stage);
+  }
+  return af_cli_flags_init_desc(f, d, skip);
+}
+
+int af_cli_flags_init_desc(af_cli_flags *f, const af_stage_desc *desc, const char *const *skip) {
   memset(f, 0, sizeof *f);
-  f->desc = af_registry_find(AF_STAGE_TRANSFORM, stage);
+  f->desc = desc;
   f->skip = skip;
-  if (!f->desc) return af_err(AF_ERR_NOT_FOUND, "no stage '%s'", stage);
   f->config = calloc(1, f->desc->config_size ? f->desc->config_size : 1);
   if (!f->config) return af_err(AF_ERR_NOMEM, "out of memory");
   return af_params_defaults(f->desc, f->config);

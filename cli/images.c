@@ -1,4 +1,4 @@
-/* The pipeline behind `artflow describe` and `artflow chat` (cli.h): the
+/* The pipeline behind `artflow describe`, `chat` and `tag` (cli.h): the
  * images named on the command line go through the same engine and stages as
  * `artflow run` (decode -> preprocess -> vit -> qformer [-> llm]) into a sink
  * of this file's that shows what the command promises: the answer streamed
@@ -151,6 +151,34 @@ static int keep_embeddings(af_cli_images *r, const af_item *it) {
   return 0;
 }
 
+/* tag: {"image", "status", "labels": [...]} with --json (the label output
+ * as it is), else "IMAGE: label (p), label (p), ..." */
+static void show_tag(const af_item *it, int json) {
+  const char *v = it->status == AF_ITEM_OK ? af_item_text(it, "labels") : NULL;
+  cJSON *labels = v ? cJSON_Parse(v) : NULL;
+  if (json) {
+    cJSON *o = cJSON_CreateObject();
+    af_json_add_text(o, "image", it->path, "image_bytes");
+    cJSON_AddStringToObject(o, "status", it->status == AF_ITEM_OK ? "ok" : "error");
+    if (it->status != AF_ITEM_OK)
+      af_json_add_text(o, "error", it->error ? it->error : "unknown error", NULL);
+    else
+      cJSON_AddItemToObject(o, "labels", labels ? labels : cJSON_CreateArray()), labels = NULL;
+    print_json(o);
+  } else if (it->status == AF_ITEM_OK) {
+    printf("%s:", it->path);
+    const cJSON *l;
+    int k = 0;
+    cJSON_ArrayForEach(l, labels) {
+      const cJSON *p = cJSON_GetObjectItem(l, "p");
+      printf("%s %s (%.3f)", k++ ? "," : "", cJSON_GetObjectItem(l, "label")->valuestring,
+             cJSON_IsNumber(p) ? p->valuedouble : 0.0);
+    }
+    putchar('\n');
+  }
+  cJSON_Delete(labels);
+}
+
 static af_flow out_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   af_cli_images *r = cur;
   for (int i = 0; i < n; i++) {
@@ -162,7 +190,9 @@ static af_flow out_process(void *self, const af_stage_ctx *ctx, af_item **items,
       af_item_fail(it, "dump", "%s", af_error_message());
       af_error_clear();
     }
-    if (r->json) {
+    if (r->tag) {
+      show_tag(it, r->json);
+    } else if (r->json) {
       show_json(it);
     } else if (it->status == AF_ITEM_OK && !r->with_llm && !r->proj) {
       const af_tensor *t = af_item_tensor(it, "proj");
@@ -252,6 +282,7 @@ int af_cli_images_run(af_cli_images *r) {
   char vis[3][256];
   int n_sets = 0, rc = register_once();
   const char **sets = calloc((size_t)(r->n_sets + 8), sizeof *sets);
+  char *tasks = NULL;
   r->dumped = af_idset_new();
   if (!rc && (!sets || !r->dumped)) rc = af_err(AF_ERR_NOMEM, "out of memory");
   if (!rc) rc = vision_sets(r->model, vis);
@@ -262,9 +293,14 @@ int af_cli_images_run(af_cli_images *r) {
   for (int i = 0; i < 3; i++) sets[n_sets++] = vis[i];
   if (r->dump) sets[n_sets++] = "qformer.keep_vit=true";
   if (r->dump && r->with_llm) sets[n_sets++] = "llm.details=true";
-  /* streamed text: one image at a time, as describe always went */
-  if (r->with_llm && !r->json) sets[n_sets++] = "llm.batch=1";
-  if (r->json && r->with_llm) sets[n_sets++] = "llm.details=true"; /* prompt_positions */
+  if (r->tag) { /* the task list, as a pipeline's tasks: */
+    size_t n = strlen(r->tag) + 16;
+    if ((tasks = malloc(n))) snprintf(tasks, n, "llm.tasks=%s", r->tag);
+    sets[n_sets++] = tasks ? tasks : "llm.tasks=";
+  } else if (r->with_llm && !r->json) { /* streamed text: one image at a time, as describe always went */
+    sets[n_sets++] = "llm.batch=1";
+  }
+  if (r->json && r->with_llm && !r->tag) sets[n_sets++] = "llm.details=true"; /* prompt_positions */
   for (int i = 0; i < r->n_sets; i++) sets[n_sets++] = r->sets[i];
   af_run_options opt = {.sets = sets,
                         .n_sets = n_sets,
@@ -274,7 +310,7 @@ int af_cli_images_run(af_cli_images *r) {
                         .model = r->model,
                         .llm_model = r->llm_model,
                         .no_journal = 1,
-                        .stream = r->with_llm && !r->json ? on_stream : NULL};
+                        .stream = r->with_llm && !r->json && !r->tag ? on_stream : NULL};
   af_pipeline *p = NULL;
   cur = r;
   rc = af_pipeline_load_string(r->with_llm ? with_llm : vision_only, r->cmd, &opt, &p);
@@ -293,6 +329,7 @@ int af_cli_images_run(af_cli_images *r) {
   af_pipeline_free(p);
   cur = NULL;
   free(sets);
+  free(tasks);
   af_idset_free(r->dumped);
   r->dumped = NULL;
   return exitc;

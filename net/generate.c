@@ -72,9 +72,11 @@ static int load_prompt(af_generator *g, const char *model) {
   const af_gguf *gg = af_weights_gguf(g->w);
   if (af_gguf_get_str(gg, "artflow.prompt.template", &g->tmpl))
     return af_err(AF_ERR_FORMAT, "%s: no prompt template (artflow.prompt.template)", model);
-  if (!g->o.question && af_gguf_get_str(gg, "artflow.prompt.default_question", &g->question))
+  if (af_gguf_get_str(gg, "artflow.prompt.default_question", &g->model_question)) g->model_question = NULL;
+  af_error_clear();
+  if (!g->o.question && !g->model_question)
     return af_err(AF_ERR_FORMAT, "%s: no default question; give --question", model);
-  if (g->o.question) g->question = g->o.question;
+  g->question = g->o.question ? g->o.question : g->model_question;
   const af_gguf_str *stops = NULL;
   uint64_t ns = 0;
   g->sep = "###";
@@ -116,6 +118,14 @@ int af_generator_new(af_cl *cl, const char *model, const af_gen_opts *o, af_gene
     return rc;
   }
   *out = g;
+  return 0;
+}
+
+int af_generator_configure(af_generator *g, const af_gen_opts *o) {
+  if (!o->question && !g->model_question) return af_err(AF_ERR_INVALID, "the model has no default question");
+  g->o.question = o->question, g->o.sampling = o->sampling;
+  g->o.max_new_tokens = o->max_new_tokens, g->o.max_length = o->max_length;
+  g->question = o->question ? o->question : g->model_question;
   return 0;
 }
 

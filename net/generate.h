@@ -49,6 +49,11 @@ void af_generator_free(af_generator *g);
 void af_generator_release_host(af_generator *g);
 /* The generator's weights (for af_weights_turn_begin/end). */
 struct af_weights *af_generator_weights(af_generator *g);
+/* Changes what the next af_generate_batch asks and how it generates:
+ * o->question (borrowed until the next change; NULL = the model's default),
+ * sampling, max_new_tokens, max_length; the rest of *o is ignored (the model,
+ * queue and callbacks stay).  Several describe tasks share one generator. */
+int af_generator_configure(af_generator *g, const af_gen_opts *o);
 /* The question asked (o.question, else the model's default): borrowed. */
 const char *af_generator_question(const af_generator *g);
 /* The prompt text the model's template makes of it (<ImageHere> where the

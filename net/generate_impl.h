@@ -19,6 +19,7 @@ struct af_generator {
   int own_w, own_q; /* w and q are the generator's (not o.weights / o.queue) */
   int reserved;     /* af_generator_reserve sized the LLM's buffers: keep them between batches */
   const char *tmpl, *question, *sep;
+  const char *model_question; /* the model's default question, or NULL */
   int32_t *stops[AF_GEN_MAX_STOPS];
   int stop_lens[AF_GEN_MAX_STOPS], n_stops;
   /* generate()'s ids in the original: it stops on `eos` (-1: never) and its

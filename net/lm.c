@@ -433,11 +433,12 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
   if ((rc = grow_logits(m, (int)rows)) ||
       (rc = af_op_rmsnorm(q, first, rows, H, m->out_norm->mem, s->rms_eps, m->h)))
     return rc;
-  /* lm_head: gathered rows one at a time (a GEMV with several vectors may
-   * round differently from one with one: a prompt's logits do not depend on
-   * what it was prefilled with) */
-  for (size_t r = 0; r < rows && !rc; r += out ? 1 : rows)
-    rc = lin_m(m, q, af_dbuf_at(m->h, r * H), out ? 1 : (int)rows, 1, 0, m->lm_head, NULL,
+  /* lm_head: gathered prompt rows one at a time (a GEMV with several vectors
+   * may round differently from one with one: a prompt's logits do not depend
+   * on what it was prefilled with); branch rows (af_lm_rows) all at once */
+  int one = out && !branch;
+  for (size_t r = 0; r < rows && !rc; r += one ? 1 : rows)
+    rc = lin_m(m, q, af_dbuf_at(m->h, r * H), one ? 1 : (int)rows, 1, 0, m->lm_head, NULL,
                af_dbuf_at(m->logits, r * (size_t)s->vocab));
   if (rc) return rc;
   return af_queue_read(q, m->logits.mem, 0, sizeof(float) * rows * (size_t)s->vocab, logits);
@@ -555,4 +556,48 @@ int af_lm_branches(af_lm *m, af_queue *q, int slot, int shared, int n_branch, co
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)total * (size_t)s->hidden, xin)))
     return rc;
   return run_rows(m, q, total, 0, 0, NULL, 0, logits, 1);
+}
+
+/* ---- rows of a tree of continuations (net/score.c) ---- */
+
+int af_lm_rows(af_lm *m, af_queue *q, int n, const af_lm_row *rows, const float *xin, int n_out,
+               const int *out, float *logits) {
+  const af_lm_shape *s = &m->s;
+  if (n < 1 || n_out < 1 || n_out > n) return af_err(AF_ERR_INVALID, "llm: %d rows, %d logits", n, n_out);
+  int max_slot = 0, max_pos = 0, rc;
+  for (int r = 0; r < n; r++) {
+    const af_lm_row *w = &rows[r];
+    if (w->slot < 0 || w->slot >= 65536) return af_err(AF_ERR_RANGE, "llm: KV-cache slot %d", w->slot);
+    if (w->pos < 0 || w->pos >= s->ctx || w->rope < 0 || w->rope >= s->ctx)
+      return af_err(AF_ERR_RANGE, "llm: row at position %d (RoPE %d) outside the context of %d", w->pos,
+                    w->rope, s->ctx);
+    if (w->slot > max_slot) max_slot = w->slot;
+    if (w->pos > max_pos) max_pos = w->pos;
+  }
+  for (int k = 0; k < n_out; k++)
+    if (out[k] < 0 || out[k] >= n) return af_err(AF_ERR_RANGE, "llm: logits of row %d of %d", out[k], n);
+  if ((rc = grow(m, n)) || (rc = ensure_cache(m, q, max_slot, max_pos))) return rc;
+  for (int r = 0; r < n; r++) {
+    m->hslot[r] = rows[r].slot, m->hpos[r] = rows[r].pos, m->hrope[r] = rows[r].rope;
+    m->hhole[2 * r] = rows[r].hole_begin, m->hhole[2 * r + 1] = rows[r].hole_end;
+  }
+  if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
+  return run_rows(m, q, n, 0, 0, out, n_out, logits, 1);
+}
+
+int af_lm_copy_prefix(af_lm *m, af_queue *q, int src, int dst, int n) {
+  if (src < 0 || dst < 0 || src >= 65536 || dst >= 65536 || n < 1 || n > m->s.ctx)
+    return af_err(AF_ERR_RANGE, "llm: copy of %d positions from KV-cache slot %d to %d", n, src, dst);
+  int rc = ensure_cache(m, q, src > dst ? src : dst, n - 1);
+  if (rc || src == dst || q->reserving) return rc;
+  size_t esz = m->kv_half ? 2 : 4, slot = (size_t)m->slot_len * (size_t)m->s.hidden * esz;
+  size_t bytes = (size_t)n * (size_t)m->s.hidden * esz;
+  for (int l = 0; l < m->s.layers; l++)
+    for (int kv = 0; kv < 2; kv++) {
+      cl_mem c = kv ? m->lay[l].v_cache : m->lay[l].k_cache;
+      cl_int e =
+          clEnqueueCopyBuffer(q->q, c, c, (size_t)src * slot, (size_t)dst * slot, bytes, 0, NULL, NULL);
+      if (e != CL_SUCCESS) return af_err(e, "llm: KV-cache copy: %s", af_strerror(e));
+    }
+  return 0;
 }

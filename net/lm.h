@@ -77,6 +77,26 @@ int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const in
 int af_lm_branches(af_lm *m, af_queue *q, int slot, int shared, int n_branch, const int *lens, const float *x,
                    float *logits);
 
+/* Rows placed one by one, for a tree of continuations evaluated in one pass
+ * (scoring: questions that branch off a cached prefix, candidate answers that
+ * branch off a question).  Row r is the embedding x[r]; it goes to KV-cache
+ * slot rows[r].slot at position rows[r].pos (its key/value stored there), is
+ * RoPE'd at rows[r].rope (the position it would have alone) and attends to
+ * that slot's cached positions 0..pos except hole_begin <= j < hole_end
+ * (empty when equal): keys written by this call at lower positions are seen
+ * too, so a row sees the rows of its own branch before it.  logits:
+ * n_out x vocab, of rows out[0..n_out) in that order; the layers and the
+ * lm_head run as GEMMs over all rows. */
+typedef struct af_lm_row {
+  int slot, pos, rope, hole_begin, hole_end;
+} af_lm_row;
+int af_lm_rows(af_lm *m, af_queue *q, int n, const af_lm_row *rows, const float *x, int n_out, const int *out,
+               float *logits);
+/* Copies positions 0..n-1 of KV-cache slot src to slot dst (every layer's
+ * keys and values, on the device): a prefix computed once, reused by
+ * sequences that branch off it in different slots. */
+int af_lm_copy_prefix(af_lm *m, af_queue *q, int src, int dst, int n);
+
 /* af_lm_prefill on slot 0 */
 int af_lm_forward(af_lm *m, af_queue *q, const float *x, int n, int pos0, float *logits);
 

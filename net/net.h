@@ -6,12 +6,15 @@
  *                   the buffers, run.
  *   net/generate.h  text generation for a batch of images (prompt, prefill,
  *                   decode, stops, answers), results and callbacks only.
- *   net/chat.h      the original demo's multi-turn chat. */
+ *   net/chat.h      the original demo's multi-turn chat.
+ *   net/score.h     scoring candidate answers (tagging): log-likelihoods of
+ *                   labels after a question, on one shared prefix per image. */
 #ifndef AF_NET_NET_H
 #define AF_NET_NET_H
 
 #include "net/chat.h"
 #include "net/generate.h"
+#include "net/score.h"
 #include "net/vision.h"
 
 #endif

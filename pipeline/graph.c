@@ -1,9 +1,11 @@
 /* The graph check: every input port of a transform or sink is matched by
- * name to the latest earlier stage that outputs it, and the two tensor
- * descriptions must agree (dtype, rank, sizes; '*' matches anything, a symbol
- * binds to one size per stage).  Also builds the JSON of the resolved
- * configuration that sinks put into provenance records (and, through
- * settings.c, the settings a resume checks). */
+ * name to the earlier stage that outputs it, and the two tensor descriptions
+ * must agree (dtype, rank, sizes; '*' matches anything, a symbol binds to one
+ * size per stage).  Every output name is written by one stage only (a second
+ * writer would silently overwrite the first's results); outputs a parameter
+ * names (AF_PARAM_OUTPUTS: the llm stage's tasks) count like declared ones.  Also builds the JSON of the
+ * resolved configuration that sinks put into provenance records (and, through settings.c, the settings a
+ * resume checks). */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -124,9 +126,71 @@ static void to_desc(const af_port_shape *prod, const af_port_shape *cons, af_ten
   }
 }
 
+/* The output names an instance's AF_PARAM_OUTPUTS parameters list (a
+ * STRLIST's entries; a JSON list's strings and its mappings' "name"), added
+ * to *names (malloc'd copies). */
+static int listed_outputs(const af_instance *in, char ***names, int *n) {
+  for (int i = 0; i < in->desc->n_params; i++) {
+    const af_param *pr = &in->desc->params[i];
+    if (!(pr->flags & AF_PARAM_OUTPUTS)) continue;
+    const void *f = (const char *)in->config + pr->offset;
+    cJSON *j = pr->type == AF_PARAM_JSON && *(char *const *)f ? cJSON_Parse(*(char *const *)f) : NULL;
+    const af_strlist *l = pr->type == AF_PARAM_STRLIST ? f : NULL;
+    int m = l ? l->n : cJSON_GetArraySize(j), rc = 0;
+    char **v = m ? realloc(*names, sizeof(char *) * (size_t)(*n + m)) : *names;
+    if (m && !v) rc = af_err(AF_ERR_NOMEM, "out of memory");
+    if (v) *names = v;
+    for (int k = 0; !rc && k < m; k++) {
+      const cJSON *e = j ? cJSON_GetArrayItem(j, k) : NULL, *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+      const char *s = l                    ? l->v[k]
+                      : cJSON_IsString(e)  ? e->valuestring
+                      : cJSON_IsString(nm) ? nm->valuestring
+                                           : NULL;
+      if (s && !(v[(*n)++] = strdup(s))) (*n)--, rc = af_err(AF_ERR_NOMEM, "out of memory");
+    }
+    cJSON_Delete(j);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* adds what instance i writes to the table: a name written twice, by two
+ * stages or by one, is a configuration error, unless the later stage also
+ * takes it as an input (it updates what it reads) */
+static int add_output(af_pipeline *p, produced **tab, int *np, int *cap, produced pr) {
+  const af_instance *in = &p->inst[pr.inst];
+  for (int j = 0; j < *np; j++)
+    if (!strcmp((*tab)[j].name, pr.name)) {
+      const af_instance *o = &p->inst[(*tab)[j].inst];
+      int reads = 0;
+      for (int k = 0; k < in->desc->n_inputs && o != in; k++)
+        reads |= !strcmp(in->desc->inputs[k].name, pr.name);
+      if (reads) {
+        (*tab)[j] = pr;
+        return 0;
+      }
+      if (o == in)
+        return af_err(AF_ERR_CONFIG, "%s:%d:%d: stage '%s' writes output '%s' twice (two tasks of one name?)",
+                      p->path, in->line, in->col, in->name, pr.name);
+      return af_err(AF_ERR_CONFIG,
+                    "%s:%d:%d: stage '%s' output '%s': stage '%s' (line %d) writes it too; one would "
+                    "overwrite the other (give one of them other names, e.g. with `tasks:`)",
+                    p->path, in->line, in->col, in->name, pr.name, o->name, o->line);
+    }
+  if (*np == *cap) {
+    *cap = *cap ? *cap * 2 : 16;
+    produced *t = realloc(*tab, (size_t)*cap * sizeof *t);
+    if (!t) return af_err(AF_ERR_NOMEM, "out of memory");
+    *tab = t;
+  }
+  (*tab)[(*np)++] = pr;
+  return 0;
+}
+
 int af_graph_check(af_pipeline *p) {
-  int np = 0, cap = 0, rc = 0;
+  int np = 0, cap = 0, rc = 0, n_names = 0;
   produced *tab = NULL;
+  char **names = NULL;
   char why[256], a[128], b2[128];
   for (int i = 0; i < p->n_inst && !rc; i++) {
     af_instance *in = &p->inst[i];
@@ -176,6 +240,8 @@ int af_graph_check(af_pipeline *p) {
       apply(cs, bind, nb);
       to_desc(&pr->shape, cs, &in->in_desc[k]);
     }
+    int first = n_names;
+    if (!rc) rc = listed_outputs(in, &names, &n_names);
     for (int k = 0; k < d->n_outputs && !rc; k++) {
       const af_port *port = &d->outputs[k];
       af_port_shape *os = &in->out_shape[k];
@@ -184,18 +250,14 @@ int af_graph_check(af_pipeline *p) {
         break;
       }
       apply(os, bind, nb);
-      if (np == cap) {
-        cap = cap ? cap * 2 : 16;
-        produced *t = realloc(tab, (size_t)cap * sizeof *t);
-        if (!t) {
-          rc = af_err(AF_ERR_NOMEM, "out of memory");
-          break;
-        }
-        tab = t;
-      }
-      tab[np++] = (produced){port->name, *os, port->desc, i};
+      if ((port->flags & AF_PORT_DEFAULT) && n_names > first) continue; /* replaced by the listed ones */
+      rc = add_output(p, &tab, &np, &cap, (produced){port->name, *os, port->desc, i});
     }
+    for (int k = first; k < n_names && !rc; k++)
+      rc = add_output(p, &tab, &np, &cap, (produced){names[k], {.kind = 2, .ndim = -1}, "text", i});
   }
+  for (int k = 0; k < n_names; k++) free(names[k]);
+  free(names);
   free(tab);
   return rc;
 }

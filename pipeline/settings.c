@@ -50,6 +50,10 @@ cJSON *af_param_json(const af_param *pr, const void *config) {
       for (int k = 0; arr && k < l->n; k++) cJSON_AddItemToArray(arr, cJSON_CreateString(l->v[k]));
       return arr;
     }
+    case AF_PARAM_JSON: {
+      cJSON *j = *(char *const *)f ? cJSON_Parse(*(char *const *)f) : NULL;
+      return j ? j : cJSON_CreateNull();
+    }
   }
   return cJSON_CreateNull();
 }

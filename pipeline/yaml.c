@@ -3,6 +3,7 @@
  * validation from each stage's parameter table, paths resolved against the
  * pipeline's folder.  Every problem is reported before anything runs as
  * "file:line:column: stage 'x': key 'y': cause". */
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -139,10 +140,76 @@ static void kind_names(af_stage_kind kind, char *buf, size_t n) {
     if (all[i]->kind == kind) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", all[i]->name);
 }
 
+/* A YAML value as JSON (AF_PARAM_JSON): mappings and lists as they are,
+ * plain scalars that read as null, true/false or a number as such, every
+ * other scalar a string (${ENV} expanded).  *out NULL on failure (rc set). */
+static int to_json(loader *L, yaml_node_t *v, const af_instance *in, const char *key, int depth,
+                   cJSON **out) {
+  *out = NULL;
+  if (depth > 32) return cfg_err(L, v, in->name, key, "nested too deeply");
+  int rc = 0;
+  if (v->type == YAML_SEQUENCE_NODE) {
+    cJSON *a = cJSON_CreateArray();
+    for (yaml_node_item_t *it = v->data.sequence.items.start; a && !rc && it < v->data.sequence.items.top;
+         it++) {
+      cJSON *e = NULL;
+      if (!(rc = to_json(L, node(L, *it), in, key, depth + 1, &e))) cJSON_AddItemToArray(a, e);
+    }
+    if (rc) cJSON_Delete(a);
+    *out = rc ? NULL : a;
+  } else if (v->type == YAML_MAPPING_NODE) {
+    cJSON *o = cJSON_CreateObject();
+    if (!(rc = check_keys(L, v, in->name)))
+      for (yaml_node_pair_t *a = v->data.mapping.pairs.start; o && !rc && a < v->data.mapping.pairs.top;
+           a++) {
+        cJSON *e = NULL;
+        if (!(rc = to_json(L, node(L, a->value), in, key, depth + 1, &e)))
+          cJSON_AddItemToObject(o, (const char *)node(L, a->key)->data.scalar.value, e);
+      }
+    if (rc) cJSON_Delete(o);
+    *out = rc ? NULL : o;
+  } else {
+    char *s = NULL, *end = NULL;
+    if ((rc = scalar(L, v, in->name, key, &s))) return rc;
+    int plain = v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    double d = plain && *s ? strtod(s, &end) : 0;
+    if (is_null(v))
+      *out = cJSON_CreateNull();
+    else if (plain && (!strcmp(s, "true") || !strcmp(s, "false")))
+      *out = cJSON_CreateBool(s[0] == 't');
+    else if (plain && *s && end && !*end && strcspn(s, "xXnN") == strlen(s))
+      *out = cJSON_CreateNumber(d);
+    else
+      *out = cJSON_CreateString(s);
+    free(s);
+  }
+  if (!rc && !*out) rc = af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+  return rc;
+}
+
 /* Sets one parameter from a YAML value node. */
 static int set_param(loader *L, af_instance *in, const af_param *pr, yaml_node_t *v) {
   char why[512];
   int rc = 0;
+  if (pr->type == AF_PARAM_JSON && is_null(v)) {
+    char **f = (char **)((char *)in->config + pr->offset);
+    free(*f);
+    *f = NULL;
+    return 0;
+  }
+  if (pr->type == AF_PARAM_JSON) {
+    cJSON *j = NULL;
+    if ((rc = to_json(L, v, in, pr->name, 0, &j))) return rc;
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+    rc = af_param_set_text(pr, in->config, text, why, sizeof why);
+    free(text);
+    if (rc)
+      rc = rc == AF_ERR_NOMEM ? af_err(rc, "%s: out of memory", L->p->path)
+                              : cfg_err(L, v, in->name, pr->name, "%s", why);
+    return rc;
+  }
   if (pr->type == AF_PARAM_STRLIST && v->type == YAML_SEQUENCE_NODE) {
     af_param_strlist_clear(pr, in->config);
     for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
@@ -324,8 +391,9 @@ static int resolve_paths(af_pipeline *p) {
       const af_param *pr = &in->desc->params[j];
       void *f = (char *)in->config + pr->offset;
       /* only strings and lists can be absent: numbers always hold a value */
-      if ((pr->flags & AF_PARAM_REQUIRED) && ((pr->type == AF_PARAM_STRING && !*(char **)f) ||
-                                              (pr->type == AF_PARAM_STRLIST && !((af_strlist *)f)->n)))
+      if ((pr->flags & AF_PARAM_REQUIRED) &&
+          (((pr->type == AF_PARAM_STRING || pr->type == AF_PARAM_JSON) && !*(char **)f) ||
+           (pr->type == AF_PARAM_STRLIST && !((af_strlist *)f)->n)))
         return af_err(AF_ERR_CONFIG, "%s:%d:%d: stage '%s': key '%s': required, not given", p->path, in->line,
                       in->col, in->name, pr->name);
       if (!(pr->flags & AF_PARAM_PATH)) continue;

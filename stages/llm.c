@@ -9,7 +9,10 @@
  * With the answer go what reproduces it: text outputs "question" (as given,
  * else the model's default), "prompt" (the model's template with the question
  * in it; <ImageHere> marks the image embeddings) and "language" (the answer's
- * language tag, `language:`); the jsonl sink makes them top-level fields. */
+ * language tag, `language:`); the jsonl sink makes them top-level fields.
+ * With `tasks:` (stages/llm_tasks.h) the stage runs several tasks per image
+ * instead, each writing the text output named after it (an answer, or ranked
+ * labels scored on one shared prefix per image), and "language". */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include "artflow/stage.h"
 #include "artflow/status.h"
 #include "net/net.h"
+#include "stages/llm_tasks.h"
 #include "stages/stages.h"
 
 typedef struct llm_config {
@@ -27,6 +31,7 @@ typedef struct llm_config {
   int greedy;
   int details; /* also output logits0, prompt_ids, prompt_positions */
   char *language;
+  char *tasks; /* JSON list of tasks (llm_tasks.h), or NULL: one question */
 } llm_config;
 
 /* the stage: the generator, and what its progress lines need */
@@ -35,6 +40,7 @@ typedef struct llm_stage {
   int details;
   const char *language;
   char *prompt;            /* the model's template with the question in it */
+  llm_tasks *tasks;        /* tasks: given, else NULL */
   const af_stage_ctx *ctx; /* of the batch being processed */
   double t0, last;         /* when the batch began, when progress was last logged */
 } llm_stage;
@@ -91,10 +97,18 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   s->language = c->language;
   o.progress = llm_progress;
   o.progress_arg = s;
-  int rc = af_generator_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
+  int rc = c->tasks && c->question ? af_err(AF_ERR_CONFIG,
+                                            "%s: give each task its question (question: is "
+                                            "for the stage without tasks)",
+                                            ctx->instance)
+                                   : 0;
+  if (!rc) rc = af_generator_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
   if (!rc) rc = af_generator_prompt_text(s->d, &s->prompt);
+  if (!rc && c->tasks) rc = llm_tasks_new(c->tasks, ctx, s->d, &o, &s->tasks);
   if (rc) { /* a failed create is not destroyed */
+    llm_tasks_free(s->tasks);
     af_generator_free(s->d);
+    free(s->prompt);
     free(s);
     *self = NULL;
   }
@@ -181,6 +195,13 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
   llm_stage *s = self;
   s->ctx = ctx;
   s->t0 = mono_s();
+  if (s->tasks) {
+    af_flow f = llm_tasks_process(s->tasks, ctx, items, n);
+    for (int i = 0; i < n; i++)
+      if (items[i]->status == AF_ITEM_OK && af_item_set_text(items[i], "language", s->language))
+        af_item_fail(items[i], ctx->instance, "out of memory");
+    return f;
+  }
   af_gen_item *di = calloc((size_t)n, sizeof *di);
   llm_batch b = {.ctx = ctx, .who = calloc((size_t)n, sizeof(af_item *)), .begun = calloc((size_t)n, 1)};
   if (s->details) {
@@ -241,7 +262,9 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
 static int llm_prepare(void *self, const af_stage_ctx *ctx, const af_tensor_desc *inputs) {
   int n_img = inputs[0].ndim == 2 && inputs[0].shape[0] > 0 ? (int)inputs[0].shape[0] : 0;
   if (!n_img) return 0; /* unknown until the items come: sized by the first batch */
-  return af_generator_reserve(((llm_stage *)self)->d, ctx->batch, n_img);
+  llm_stage *s = self;
+  return s->tasks ? llm_tasks_reserve(s->tasks, ctx->batch, n_img)
+                  : af_generator_reserve(s->d, ctx->batch, n_img);
 }
 
 static int llm_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
@@ -251,6 +274,7 @@ static int llm_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims)
 static void llm_destroy(void *self) {
   llm_stage *s = self;
   if (!s) return;
+  llm_tasks_free(s->tasks);
   af_generator_free(s->d);
   free(s->prompt);
   free(s);
@@ -282,21 +306,32 @@ static const af_param llm_params[] = {
     {"details", AF_PARAM_BOOL, offsetof(llm_config, details), "false", 0, 0, NULL,
      "also output logits0 (the first generated position's logits), prompt_ids_pre/_post, prompt_positions",
      0},
+    {"tasks", AF_PARAM_JSON, offsetof(llm_config, tasks), NULL, 0, 0, NULL,
+     "several tasks per image, each writing the output named after it: a list of {name, mode: "
+     "describe|choose|yesno, question, vocabulary | labels | labels_file, top_k, min_p, generation keys}; "
+     "scoring tasks share one prefix per image (docs/pipeline-format.md)",
+     AF_PARAM_OUTPUTS},
 };
 static const af_port llm_inputs[] = {
     {"proj", "f32[*,H]", "image embeddings in the LLM's width H (from qformer)", 0},
 };
 static const af_port llm_outputs[] = {
-    {"text", "text", "the answer, cut at the first '###' and stripped as the original does", 0},
-    {"ids", "i32[*]", "generated token ids", 0},
-    {"question", "text", "the question asked (given, else the model's default)", 0},
-    {"prompt", "text", "the model's prompt template with the question in it", 0},
+    {"text", "text", "the answer, cut at the first '###' and stripped as the original does (without tasks)",
+     AF_PORT_DEFAULT},
+    {"ids", "i32[*]", "generated token ids (without tasks)", AF_PORT_DEFAULT},
+    {"question", "text", "the question asked (given, else the model's default; without tasks)",
+     AF_PORT_DEFAULT},
+    {"prompt", "text", "the model's prompt template with the question in it (without tasks)",
+     AF_PORT_DEFAULT},
     {"language", "text", "the answer's language (BCP 47), from `language:`", 0},
-    {"logits0", "f32[*]", "with details: logits of the first generated position", AF_PORT_OPTIONAL},
-    {"prompt_ids_pre", "i32[*]", "with details: the prompt's token ids before the image", AF_PORT_OPTIONAL},
-    {"prompt_ids_post", "i32[*]", "with details: the prompt's token ids after the image", AF_PORT_OPTIONAL},
+    {"logits0", "f32[*]", "with details: logits of the first generated position",
+     AF_PORT_OPTIONAL | AF_PORT_DEFAULT},
+    {"prompt_ids_pre", "i32[*]", "with details: the prompt's token ids before the image",
+     AF_PORT_OPTIONAL | AF_PORT_DEFAULT},
+    {"prompt_ids_post", "i32[*]", "with details: the prompt's token ids after the image",
+     AF_PORT_OPTIONAL | AF_PORT_DEFAULT},
     {"prompt_positions", "i32[1]", "with details: positions the prompt took (after max_length)",
-     AF_PORT_OPTIONAL},
+     AF_PORT_OPTIONAL | AF_PORT_DEFAULT},
 };
 
 const af_stage_desc af_stage_llm = {

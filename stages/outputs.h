@@ -2,8 +2,9 @@
  * outputs, choosing an item's target, and the software agent that made the
  * outputs.
  *
- * Labels: a tagging or classifying stage (issue 17's `tag`) leaves a text
- * output named after its task holding a JSON array, best first:
+ * Labels: a tagging or classifying stage (the llm stage's choose/yesno
+ * tasks, stages/llm_tasks.h) leaves a text output named after its task
+ * holding a JSON array, best first:
  *   [{"label": "still life", "id": "300015638", "uri": "http://vocab.getty.edu/aat/300015638",
  *     "logprob": -0.7, "logprob_per_token": -0.35, "p": 0.5}, ...]
  * Only "label" is required; id and uri may be absent or null. */

@@ -2,7 +2,8 @@
  *
  * Columns: `columns:` when given, else id, path, status, error, error_stage
  * followed by the metadata keys and text outputs under their own names
- * (`title`, `text`), then tensor.<name> (dtype and shape) and time.<stage>,
+ * (`title`, `text`; a label output as "awe (0.712); fear (0.178)"), then
+ * tensor.<name> (dtype and shape) and time.<stage>,
  * for every key seen in the first batch, in first-seen order (a CSV file has
  * one header; later keys not in it are left out -- name them in `columns:` to
  * be sure).  A metadata key that is also a text output's name or a core
@@ -21,6 +22,7 @@
 #include "artflow/status.h"
 #include "core/iofile.h"
 #include "formats/csv.h"
+#include "stages/outputs.h"
 
 typedef struct csv_sink_config {
   char *path;
@@ -194,6 +196,27 @@ static int choose_columns(csv_sink *s, af_item **items, int n) {
   return rc;
 }
 
+/* a label output (stages/outputs.h) as a person reads it: "awe (0.712);
+ * fear (0.178)", best first; NULL when v is not one (malloc'd) */
+static char *labels_cell(const char *v) {
+  af_label *l = NULL;
+  const char *why;
+  int n = v && v[0] == '[' ? af_labels_parse(v, &l, &why) : -1;
+  if (n < 0) return NULL;
+  af_buf b = {0};
+  for (int i = 0; i < n; i++) {
+    char p[48] = "";
+    if (l[i].p == l[i].p) snprintf(p, sizeof p, " (%.3g)", l[i].p);
+    af_buf_puts(&b, i ? "; " : "");
+    af_buf_puts(&b, l[i].label);
+    af_buf_puts(&b, p);
+  }
+  af_buf_put(&b, "", 1);
+  af_labels_free(l, n);
+  if (b.oom) af_buf_free(&b);
+  return b.oom ? NULL : b.p;
+}
+
 static af_flow csv_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   csv_sink *s = self;
   s->buf.n = 0;
@@ -212,7 +235,10 @@ static af_flow csv_process(void *self, const af_stage_ctx *ctx, af_item **items,
     if (af_idset_has(s->written, items[k]->id)) continue;
     for (int i = 0; i < s->n_cols; i++) {
       if (i) af_buf_put(&s->buf, ",", 1);
-      af_csv_put_field(&s->buf, cell(items[k], s->cols[i], tmp, sizeof tmp));
+      const char *v = cell(items[k], s->cols[i], tmp, sizeof tmp);
+      char *lab = labels_cell(v);
+      af_csv_put_field(&s->buf, lab ? lab : v);
+      free(lab);
     }
     af_buf_put(&s->buf, "\r\n", 2);
   }

@@ -2,7 +2,8 @@
  * (docs/record.schema.json, schema_version 1):
  *   {"schema_version", "id", "path", "status": "ok"|"error", "error",
  *    "error_stage", "question", "prompt", "language" (when a stage produced
- *    them: the llm stage does), "meta", "outputs" (texts), "tensors" (dtype +
+ *    them: the llm stage does), "meta", "outputs" (texts; label outputs as
+ *    their JSON arrays), "tensors" (dtype +
  *    shape, values for `values:` ones), "timings" (seconds per stage),
  *    "provenance"}
  * provenance: record (default) puts the engine's whole block in every record
@@ -28,6 +29,7 @@
 #include "artflow/stage.h"
 #include "artflow/status.h"
 #include "core/iofile.h"
+#include "stages/outputs.h"
 
 #define RECORD_SCHEMA_VERSION 1
 
@@ -218,6 +220,18 @@ static int is_top_text(const char *name) {
   return !strcmp(name, "question") || !strcmp(name, "prompt") || !strcmp(name, "language");
 }
 
+/* a label output (stages/outputs.h: a JSON array of {label, ...}) goes in
+ * as that array, so that outputs.style[0].label is the best style; 1 when v
+ * was one */
+static int add_labels(cJSON *outs, const char *name, const char *v) {
+  af_label *l = NULL;
+  const char *why;
+  int n = v[0] == '[' ? af_labels_parse(v, &l, &why) : -1;
+  af_labels_free(l, n > 0 ? n : 0);
+  cJSON *a = n >= 0 ? cJSON_Parse(v) : NULL;
+  return a && cJSON_AddItemToObject(outs, name, a) ? 1 : (cJSON_Delete(a), 0);
+}
+
 /* Appends one record line to s->buf.  0 or AF_ERR_NOMEM. */
 static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
   cJSON *o = cJSON_CreateObject();
@@ -241,7 +255,8 @@ static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
   for (int i = 0; i < it->n_meta; i++) af_json_add_text(meta, it->meta[i].key, it->meta[i].value, NULL);
   cJSON *outs = cJSON_AddObjectToObject(o, "outputs");
   for (int i = 0; i < it->n_texts; i++)
-    if (!is_top_text(it->texts[i].key)) af_json_add_text(outs, it->texts[i].key, it->texts[i].value, NULL);
+    if (!is_top_text(it->texts[i].key) && !add_labels(outs, it->texts[i].key, it->texts[i].value))
+      af_json_add_text(outs, it->texts[i].key, it->texts[i].value, NULL);
   cJSON *tens = cJSON_AddObjectToObject(o, "tensors");
   for (int i = 0; i < it->n_tensors; i++)
     cJSON_AddItemToObject(tens, it->tensors[i].name,

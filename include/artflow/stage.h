@@ -176,7 +176,10 @@ const char *af_dtype_name(af_dtype dtype);
  *   INT     int64_t      FLOAT  double       BOOL  int (0/1)
  *   STRING  char *       (NULL when unset and no default; owned by the pipeline)
  *   ENUM    int          (index into the '|'-separated `choices`)
- *   STRLIST af_strlist   (a YAML sequence of scalars; a lone scalar = 1 item) */
+ *   STRLIST af_strlist   (a YAML sequence of scalars; a lone scalar = 1 item)
+ *   JSON    char *       (any YAML value -- a mapping, a list of mappings, a
+ *                        scalar -- as its JSON text; NULL when unset; --set
+ *                        takes JSON text) */
 typedef enum af_param_type {
   AF_PARAM_INT = 1,
   AF_PARAM_FLOAT,
@@ -184,6 +187,7 @@ typedef enum af_param_type {
   AF_PARAM_STRING,
   AF_PARAM_ENUM,
   AF_PARAM_STRLIST,
+  AF_PARAM_JSON, /* added in ABI 2 without a bump: no existing layout or meaning changed */
 } af_param_type;
 
 typedef struct af_strlist {
@@ -197,6 +201,11 @@ typedef struct af_strlist {
         pipeline file's folder */
 /* cannot change results (fsync, progress...): left out of the resume settings check */
 #define AF_PARAM_RUNTIME 4u
+/* the names this parameter lists are text outputs of the stage (a STRLIST's
+ * entries; a JSON list's strings and the "name" of its mappings), checked by
+ * the graph like declared outputs; when it names any, the ports flagged
+ * AF_PORT_DEFAULT are not written (e.g. the llm stage's `tasks:`) */
+#define AF_PARAM_OUTPUTS 8u
 
 /* One row of a stage's parameter table.  The loader fills the config struct
  * (config_size bytes, zeroed) from `def`, then from YAML, then from --set,
@@ -223,8 +232,9 @@ typedef struct af_param {
  *                  across a link (H on both sides binds to one value).
  *   "u8[*,*,3]"    any height and width, three channels.
  *   "f32[...]"     any rank.       "any"  any tensor.       "text"  a text output.
- * Inputs are matched by name to the latest earlier stage that outputs it;
- * the graph check fails with both stages and both descriptions named. */
+ * Inputs are matched by name to the earlier stage that outputs it; the graph
+ * check fails with both stages and both descriptions named.  Two stages
+ * writing the same output name is a configuration error. */
 typedef struct af_port {
   const char *name;
   const char *desc;
@@ -233,6 +243,8 @@ typedef struct af_port {
 } af_port;
 
 #define AF_PORT_OPTIONAL 1u
+/* output written only when the stage's AF_PARAM_OUTPUTS parameter names none */
+#define AF_PORT_DEFAULT 2u
 
 /* A port description resolved at link time (-1 = unknown size), given to
  * prepare() so stages can size their buffers for the worst case. */

@@ -20,6 +20,7 @@ static int set_one(const af_param *p, void *cfg, const char *v) {
       *(int *)f = !strcmp(v, "true") || !strcmp(v, "1");
       return 0;
     case AF_PARAM_STRING:
+    case AF_PARAM_JSON: /* the JSON text as given */
       free(*(char **)f);
       *(char **)f = strdup(v);
       return 0;
@@ -79,7 +80,7 @@ void io_config_free(const af_stage_desc *d, void *cfg) {
   if (!cfg) return;
   for (int i = 0; i < d->n_params; i++) {
     char *f = (char *)cfg + d->params[i].offset;
-    if (d->params[i].type == AF_PARAM_STRING) free(*(char **)f);
+    if (d->params[i].type == AF_PARAM_STRING || d->params[i].type == AF_PARAM_JSON) free(*(char **)f);
     if (d->params[i].type == AF_PARAM_STRLIST) {
       af_strlist *l = (af_strlist *)f;
       for (int j = 0; j < l->n; j++) free(l->v[j]);

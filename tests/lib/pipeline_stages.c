@@ -133,6 +133,8 @@ static const af_param delay_params[] = {
     {"call_ms", AF_PARAM_INT, offsetof(delay_cfg, call_ms), "0", 0, 600000, NULL, "sleep per call", 0},
 };
 static const af_port delay_out[] = {{"vec", "f32[size]", "vector", 0}};
+/* a chain of delays rewrites one vector: each reads what it replaces */
+static const af_port delay_in[] = {{"vec", "any", "the vector it replaces", AF_PORT_OPTIONAL}};
 static const af_stage_desc tp_delay = {.abi_version = AF_STAGE_ABI_VERSION,
                                        .name = "tp_delay",
                                        .doc = "test transform",
@@ -140,6 +142,8 @@ static const af_stage_desc tp_delay = {.abi_version = AF_STAGE_ABI_VERSION,
                                        .params = delay_params,
                                        .n_params = AF_ARRAY_LEN(delay_params),
                                        .config_size = sizeof(delay_cfg),
+                                       .inputs = delay_in,
+                                       .n_inputs = 1,
                                        .outputs = delay_out,
                                        .n_outputs = 1,
                                        .batch_size = 3,
@@ -311,7 +315,29 @@ static const af_stage_desc tp_take = {.abi_version = AF_STAGE_ABI_VERSION,
                                       .process = take_process,
                                       .destroy = size_destroy};
 
+/* ---- tp_tasks: writes "text", or one text per entry of `tasks:` (a JSON
+ * parameter naming outputs, as the llm stage's) ---- */
+typedef struct {
+  char *tasks;
+} tasks_cfg;
+static const af_param tasks_params[] = {
+    {"tasks", AF_PARAM_JSON, 0, NULL, 0, 0, NULL, "[{name: N}, ...]", AF_PARAM_OUTPUTS}};
+static const af_port tasks_out[] = {{"text", "text", "without tasks", AF_PORT_DEFAULT}};
+static const af_stage_desc tp_tasks = {.abi_version = AF_STAGE_ABI_VERSION,
+                                       .name = "tp_tasks",
+                                       .doc = "test transform whose outputs a parameter names",
+                                       .kind = AF_STAGE_TRANSFORM,
+                                       .params = tasks_params,
+                                       .n_params = 1,
+                                       .config_size = sizeof(tasks_cfg),
+                                       .outputs = tasks_out,
+                                       .n_outputs = 1,
+                                       .create = size_create,
+                                       .process = take_process,
+                                       .destroy = size_destroy};
+
 void tp_register(void) {
+  CHECK_OK(af_registry_add(&tp_tasks));
   CHECK_OK(af_registry_add(&tp_make));
   CHECK_OK(af_registry_add(&tp_take));
   CHECK_OK(af_registry_add(&tp_seq));

@@ -104,6 +104,30 @@ int main(void) {
   }
   CHECK_MSG(af_cl_allocations(cl) == allocs, "process() created %llu device buffers",
             af_cl_allocations(cl) - allocs);
+
+  /* tasks: a choose, a yesno and a describe task; after prepare() their
+   * process() creates no device buffer either (full and partial batches) */
+  const char *tsets[] = {
+      "tasks=[{\"name\":\"emotion\",\"vocabulary\":\"artemis-emotions\",\"top_k\":2},"
+      "{\"name\":\"seen\",\"mode\":\"yesno\",\"labels\":[\"a river\",\"fear\"],"
+      "\"question\":\"Does it show {label}? Answer yes or no.\"},"
+      "{\"name\":\"said\",\"mode\":\"describe\",\"max_new_tokens\":4,\"greedy\":true}]",
+      NULL};
+  void *tcfg = io_config(&af_stage_llm, tsets), *ts = NULL;
+  af_bindings td;
+  CHECK_OK(io_stage_setup(&af_stage_llm, &lctx, tcfg, &proj_in, &td, &ts));
+  allocs = af_cl_allocations(cl);
+  af_item *ok2[2] = {items[0], items[2]};
+  for (int round = 0; round < 2 && ts; round++) {
+    CHECK(af_stage_llm.process(ts, &lctx, ok2, round ? 1 : 2) == AF_FLOW_OK);
+    const char *e = af_item_text(ok2[0], "emotion"), *y = af_item_text(ok2[0], "seen");
+    CHECK(ok2[0]->status == AF_ITEM_OK && e && y && af_item_text(ok2[0], "said"));
+    CHECK(e && e[0] == '[' && strstr(e, "\"p\":") && y && strstr(y, "a river"));
+  }
+  CHECK_MSG(af_cl_allocations(cl) == allocs, "tasks: process() created %llu device buffers",
+            af_cl_allocations(cl) - allocs);
+  af_stage_llm.destroy(ts);
+  io_config_free(&af_stage_llm, tcfg);
   af_stage_vit.destroy(vs);
   af_stage_qformer.destroy(qs);
   af_stage_llm.destroy(ls);
