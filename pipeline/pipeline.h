@@ -129,6 +129,13 @@ typedef struct af_run_options {
   const char *model, *llm_model;
   int no_journal;
   const char *journal; /* the run journal's path (`--journal`); overrides "journal:" */
+  /* How long a transform waits to fill its batch.  0 (the default): until
+   * the batch is full or the source ends, as a collection run wants.  > 0:
+   * once it holds an item it waits at most this many seconds for more, then
+   * runs what it has -- a source that blocks for its items (`artflow serve`'s
+   * requests) must not leave a lone item waiting for company, while items
+   * that arrive together still share a batch. */
+  double batch_linger;
 } af_run_options;
 
 typedef struct af_pipeline af_pipeline;

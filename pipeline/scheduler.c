@@ -278,11 +278,18 @@ static void *stage_main(void *arg) {
     /* a batch is also bounded by the queue's byte budget: eight 100 MP
      * images waiting for one preprocess batch would be 2.4 GB */
     int64_t bytes = 0, budget = in->in.budget;
+    double linger = p->opt.batch_linger, until = 0;
     while (n < bs && !(budget > 0 && bytes >= budget)) {
-      if (!af_fifo_pop(&in->in, &s[n])) {
+      /* with a linger, only the batch's first item is waited for without limit */
+      int got = n > 0 && linger > 0           ? af_fifo_pop_until(&in->in, &s[n], until)
+                : af_fifo_pop(&in->in, &s[n]) ? 1
+                                              : -1;
+      if (got == 0) break; /* the linger is over: run what is there */
+      if (got < 0) {
         eos = 1;
         break;
       }
+      if (n == 0 && linger > 0) until = af_now() + linger;
       bytes += s[n].bytes;
       n++;
     }
