@@ -123,6 +123,11 @@ typedef struct af_run_options {
    * `item`.  NULL = nobody listens (stages then skip the work). */
   void (*stream)(void *arg, const af_item *item, const char *name, const char *bytes, size_t n);
   void *stream_arg;
+  /* 1 when the listener no longer wants `item` (arg: stream_arg; called on
+   * stage threads): the engine fails such an item before each transform
+   * ("cancelled") and stages may end it early (ctx->cancelled).  NULL: no
+   * item is ever cancelled. */
+  int (*cancelled)(void *arg, const af_item *item);
   /* A command that builds its pipeline in memory (describe, chat, tag):
    * the model files as given (override "model:"), and no run journal (a
    * one-off run has nothing to resume). */

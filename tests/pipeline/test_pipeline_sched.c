@@ -360,6 +360,34 @@ static void test_linger(void) {
   af_pipeline_free(p);
 }
 
+/* opt.cancelled: an item the listener gave up on is failed "cancelled"
+ * before the next transform, and reaches the sinks as an error record. */
+static int odd_cancelled(void *arg, const af_item *item) {
+  (*(atomic_int *)arg)++;
+  return (item->id[strlen(item->id) - 1] - '0') % 2;
+}
+
+static void test_cancelled(void) {
+  tp_reset();
+  atomic_int asked = 0;
+  af_run_options opt = {
+      .progress = AF_PROGRESS_NONE, .no_journal = 1, .cancelled = odd_cancelled, .stream_arg = &asked};
+  af_pipeline *p = NULL;
+  CHECK_OK(
+      af_pipeline_load_string("source: {stage: tp_seq, count: 10}\n"
+                              "stages: [{stage: tp_delay, name: a, max_us: 0}]\n"
+                              "sinks: [{stage: tp_collect}]\n",
+                              "cancel.yaml", &opt, &p));
+  if (!p) return;
+  CHECK_OK(af_pipeline_run(p));
+  const af_run_summary *s = af_pipeline_summary(p);
+  CHECK_MSG(s->ok == 5 && s->failed == 5, "%lld ok, %lld failed", (long long)s->ok, (long long)s->failed);
+  CHECK(atomic_load(&tp.errors_seen) == 5 && !strcmp(tp.first_error, "cancelled") &&
+        !strcmp(tp.first_error_stage, "a"));
+  CHECK(atomic_load(&asked) == 10); /* once per ok item and transform, never for the sink */
+  af_pipeline_free(p);
+}
+
 int main(void) {
   char j[512];
   snprintf(j, sizeof j, "%s/run.journal", af_test_tmpdir());
@@ -372,6 +400,7 @@ int main(void) {
   test_abort();
   test_queue_bytes();
   test_linger();
+  test_cancelled();
   test_grace();
   test_stuck();
   test_second_signal();
