@@ -58,7 +58,7 @@ static const char tail[] =
     "\n"
     "exit status: 0 stopped by a signal after a clean stop, 1 the server failed, 2 usage or\n"
     "configuration error.\n";
-static const char *const skip[] = {"details", "tasks", "interleave", "question", NULL};
+static const char *const skip[] = {"details", "tasks", "interleave", "question", "language", NULL};
 
 typedef struct serve_args {
   const char *model, *llm, *device, *host, *files;

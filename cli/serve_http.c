@@ -231,13 +231,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
   srv_http *h = cls;
   conn *k = *req_cls;
   if (!k) return;
-  if (k->r) {
-    int cut = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
-    if (cut) srv_cancel(k->r); /* nobody reads the rest */
+  int cut = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+  if (k->r && cut) srv_cancel(k->r); /* nobody reads the rest */
+  if (strcmp(k->path, "/health"))    /* probes would drown the rest */
     fprintf(stderr, "artflow serve: %s %s %d%s %.3f s\n", k->method, k->path, k->status,
             cut ? " (client gone)" : "", now_s() - k->t0);
-    srv_release(k->r);
-  }
+  srv_release(k->r);
   af_buf_free(&k->body), af_buf_free(&k->out);
   free(k);
   *req_cls = NULL;
