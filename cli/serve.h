@@ -41,6 +41,7 @@ typedef struct srv_req {
   int stream;  /* chat: stream: true (server-sent events) */
   char *image; /* the file the decode stage reads */
   int temp;    /* image is the server's temporary copy of a data: URL */
+  char *shown; /* how messages name the image: as the client gave it (NULL: "image", a data: URL) */
   char *task;  /* the llm stage's per_item mapping (JSON): the question, options, labels */
   char *vocab; /* tag: the vocabulary's name as asked, or NULL */
   double t0;   /* when it was admitted (af_now-like seconds) */

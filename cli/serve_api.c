@@ -97,7 +97,8 @@ static int image_from_path(srv_req *r, const char *path, char *why, size_t wn) {
   free(joined);
   /* one answer for "missing" and "outside": nothing is told about files outside */
   if (!in) return snprintf(why, wn, "image: %s: no such file under the --files folder", path), 400;
-  return (r->image = strdup(real)) ? 0 : (snprintf(why, wn, "out of memory"), 500);
+  return (r->image = strdup(real)) && (r->shown = strdup(path)) ? 0
+                                                                : (snprintf(why, wn, "out of memory"), 500);
 }
 
 static int image_of(srv_req *r, const char *url, char *why, size_t wn) {

@@ -71,7 +71,8 @@ srv_req *srv_req_new(srv_kind kind) {
 
 static void req_free(srv_req *r) {
   if (r->temp && r->image) unlink(r->image);
-  free(r->image), free(r->task), free(r->vocab), free(r->error), free(r->text), free(r->labels);
+  free(r->image), free(r->shown), free(r->task), free(r->vocab), free(r->error), free(r->text),
+      free(r->labels);
   af_buf_free(&r->streamed);
   free(r);
 }
@@ -218,12 +219,12 @@ static const af_stage_desc serve_source = {.abi_version = AF_STAGE_ABI_VERSION,
 
 /* ---- the sink: each item completes its request ---- */
 
-/* an item's error as the client sees it: its status, and the message
- * without the server's temporary file name */
+/* an item's error as the client sees it: its status, and the message with
+ * the image named as the client named it (not the server's file names) */
 static int error_status(const af_item *it, char *msg, size_t n, const srv_req *r) {
   const char *e = it->error ? it->error : "failed", *stage = it->error_stage ? it->error_stage : "";
   af_buf b = {0};
-  size_t li = r->temp && r->image ? strlen(r->image) : 0;
+  size_t li = r->image ? strlen(r->image) : 0;
   for (const char *s = e; *s;) {
     const char *at = li ? strstr(s, r->image) : NULL;
     if (!at) {
@@ -231,7 +232,7 @@ static int error_status(const af_item *it, char *msg, size_t n, const srv_req *r
       break;
     }
     af_buf_put(&b, s, (size_t)(at - s));
-    af_buf_puts(&b, "image");
+    af_buf_puts(&b, r->shown ? r->shown : "image");
     s = at + li;
   }
   af_buf_put(&b, "", 1);
@@ -240,7 +241,7 @@ static int error_status(const af_item *it, char *msg, size_t n, const srv_req *r
   if (strstr(e, "(max_pixels)")) return 413; /* the image is larger than the server takes */
   if (!strcmp(stage, "decode")) return 400;  /* not an image it can read */
   if (strstr(e, "cancelled")) return 499;    /* nobody is waiting for it */
-  if (strstr(e, "task key") || strstr(e, "metadata '")) return 400;
+  if (strstr(e, "task key") || strstr(e, "metadata '") || strstr(e, "max_new_tokens")) return 400;
   return 500;
 }
 

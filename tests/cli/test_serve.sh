@@ -165,6 +165,9 @@ check "GET on a POST endpoint: 405" test "$(curl -s -o /dev/null -w '%{http_code
 # ---- sizes: 413 ----
 chat "data:image/png;base64,$(base64 -w0 "$T/files/big.png")" > "$T/z1.json"
 bad "an image over --max-pixels" 413 "max_pixels" "$T/z1.json"
+chat "big.png" > "$T/z1b.json"
+bad "an image over --max-pixels, by path" 413 "big.png: 60x60" "$T/z1b.json"
+check "... named as the client named it, not by the server's path" bash -c "! grep -q '$T' '$T/bad.json'"
 head -c 70000 /dev/urandom | base64 -w0 | sed 's|^|data:image/png;base64,|' > "$T/huge.url"
 chat "$(cat "$T/huge.url")" > "$T/z2.json"
 bad "a body over --max-body" 413 "--max-body" "$T/z2.json"
