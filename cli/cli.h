@@ -62,6 +62,23 @@ const char *af_cli_flags_value(const af_cli_flags *f, const char *name, char *bu
  * extra: NULL-terminated pairs {row name, text appended to its line}. */
 void af_cli_flags_help(const af_cli_flags *f, struct af_buf *out, const char *const *extra);
 
+/* A command's usage text: head, one line per offered row of f (extra as in
+ * af_cli_flags_help), tail.  malloc'd; NULL when out of memory. */
+char *af_cli_usage_text(const char *head, const af_cli_flags *f, const char *const *extra, const char *tail);
+
+/* A command's own options: "--name VALUE" into *value, or "--name" setting *flag. */
+typedef struct af_cli_opt {
+  const char *name;
+  const char **value;
+  int *flag;
+} af_cli_opt;
+/* The command line of describe, chat and tag: --help (usage on stdout, exit
+ * 0), the options of opts (NULL-name terminated), the rows of f, and the
+ * rest as operands (argc of them at most).  Returns -1 when the command
+ * should run, else the exit code after a one-line usage error. */
+int af_cli_parse(int argc, char **argv, const char *cmd, const char *usage, const af_cli_opt *opts,
+                 af_cli_flags *f, const char **operands, int *n_operands);
+
 /* ---- images through the pipeline engine (cli/images.c) ---- */
 struct af_idset;
 typedef struct af_cli_images {
