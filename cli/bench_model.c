@@ -14,11 +14,15 @@
 #include <strings.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "cl/weights.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "cli/json_out.h"
+#include "core/iofile.h"
 #include "formats/gguf.h"
 #include "net/lm.h"
 #include "net/vision.h"
@@ -514,61 +518,62 @@ static void print_text(const bench_opts *o, const run_res *r) {
         v->queries + 40, r->e2e_s);
 }
 
-/* a JSON string (quotes, backslashes and control characters escaped) */
-static void json_str(const char *s) {
-  putchar('"');
-  for (; s && *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      printf("\\%c", c);
-    else if (c < 0x20)
-      printf("\\u%04x", c);
-    else
-      putchar(c);
-  }
-  putchar('"');
-}
-
-static void print_json_run(const run_res *r) {
-  printf("\"profile\":");
-  json_str(r->profile);
-  printf(",\"profile_why\":");
-  json_str(r->why);
-  printf(",\"copy_gb_s\":%.2f,\"read_gb_s\":%.2f,\"fma_gflops\":%.1f,\"fma_source\":\"%s\"", r->copy_gbs,
-         r->read_gbs, r->fma_gflops, r->fma_source ? r->fma_source : "unknown");
+/* one profile's run as JSON keys of o (cli/json_out.h: cJSON, non-finite
+ * numbers null), with the text output's precision */
+static void json_run(cJSON *o, const run_res *r) {
+  af_json_add_text(o, "profile", r->profile, NULL);
+  af_json_add_text(o, "profile_why", r->why, NULL);
+  af_json_num(o, "copy_gb_s", r->copy_gbs, 2);
+  af_json_num(o, "read_gb_s", r->read_gbs, 2);
+  af_json_num(o, "fma_gflops", r->fma_gflops, 1);
+  cJSON_AddStringToObject(o, "fma_source", r->fma_source ? r->fma_source : "unknown");
   const vis_res *v = &r->v;
   if (v->ok) {
-    printf(",\"first_call_s\":%.3f,\"vit_gflop_per_image\":%.2f,\"qformer_gflop_per_image\":%.3f,\"runs\":[",
-           v->warm, v->vf / 1e9, v->qff / 1e9);
-    for (int s = 0; s < v->nsizes; s++)
-      printf(
-          "%s{\"batch\":%d,\"images\":%d,\"vit_s_per_image\":%.4f,\"vit_images_s\":%.4f,\"vit_gflops\":%.2f,"
-          "\"qformer_s_per_image\":%.4f,\"qformer_images_s\":%.3f,\"qformer_gflops\":%.2f}",
-          s ? "," : "", v->sizes[s], s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s],
-          v->vf / v->vit_s[s] / 1e9, v->qf_s[s], 1 / v->qf_s[s], v->qff / v->qf_s[s] / 1e9);
-    printf("]");
+    af_json_num(o, "first_call_s", v->warm, 3);
+    af_json_num(o, "vit_gflop_per_image", v->vf / 1e9, 2);
+    af_json_num(o, "qformer_gflop_per_image", v->qff / 1e9, 3);
+    cJSON *runs = cJSON_AddArrayToObject(o, "runs");
+    for (int s = 0; s < v->nsizes; s++) {
+      cJSON *x = cJSON_CreateObject();
+      cJSON_AddNumberToObject(x, "batch", v->sizes[s]);
+      cJSON_AddNumberToObject(x, "images", s ? v->images : 1);
+      af_json_num(x, "vit_s_per_image", v->vit_s[s], 4);
+      af_json_num(x, "vit_images_s", 1 / v->vit_s[s], 4);
+      af_json_num(x, "vit_gflops", v->vf / v->vit_s[s] / 1e9, 2);
+      af_json_num(x, "qformer_s_per_image", v->qf_s[s], 4);
+      af_json_num(x, "qformer_images_s", 1 / v->qf_s[s], 3);
+      af_json_num(x, "qformer_gflops", v->qff / v->qf_s[s] / 1e9, 2);
+      cJSON_AddItemToArray(runs, x);
+    }
   }
   const llm_res *l = &r->l;
-  if (l->ok)
-    printf(
-        ",\"llm_layers\":%d,\"hidden\":%d,\"prefill_tokens\":%d,\"prefill_tokens_s\":%.2f,\"prefill_gflops\":"
-        "%.2f,"
-        "\"decode_ms_per_token\":%.2f,\"decode_tokens_s\":%.3f,\"weight_gb_s\":%.2f",
-        l->layers, l->hidden, l->n_prompt, l->n_prompt / l->prefill_s,
-        l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, l->decode_s * 1e3, 1 / l->decode_s,
-        l->wbytes / l->decode_s / 1e9);
-  if (l->ok && l->dbatch)
-    printf(
-        ",\"decode_batch\":%d,\"decode_batch_ms_per_step\":%.2f,\"decode_batch_tokens_s\":%.3f,"
-        "\"decode_batch_tokens_s_per_seq\":%.3f,\"prefill_batch_tokens_s\":%.2f",
-        l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
-        l->dbatch * l->n_prompt / l->pbatch_s);
-  if (l->ok) printf(",\"kv_cache_bytes\":%llu,\"kv_cache\":\"%s\"", l->kv_bytes, l->kv_half ? "f16" : "f32");
-  if (r->e2e_s > 0) printf(",\"e2e_s_per_image\":%.4f", r->e2e_s);
+  if (l->ok) {
+    cJSON_AddNumberToObject(o, "llm_layers", l->layers);
+    cJSON_AddNumberToObject(o, "hidden", l->hidden);
+    cJSON_AddNumberToObject(o, "prefill_tokens", l->n_prompt);
+    af_json_num(o, "prefill_tokens_s", l->n_prompt / l->prefill_s, 2);
+    af_json_num(o, "prefill_gflops", l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, 2);
+    af_json_num(o, "decode_ms_per_token", l->decode_s * 1e3, 2);
+    af_json_num(o, "decode_tokens_s", 1 / l->decode_s, 3);
+    af_json_num(o, "weight_gb_s", l->wbytes / l->decode_s / 1e9, 2);
+  }
+  if (l->ok && l->dbatch) {
+    cJSON_AddNumberToObject(o, "decode_batch", l->dbatch);
+    af_json_num(o, "decode_batch_ms_per_step", l->dbatch_s * 1e3, 2);
+    af_json_num(o, "decode_batch_tokens_s", l->dbatch / l->dbatch_s, 3);
+    af_json_num(o, "decode_batch_tokens_s_per_seq", 1 / l->dbatch_s, 3);
+    af_json_num(o, "prefill_batch_tokens_s", l->dbatch * l->n_prompt / l->pbatch_s, 2);
+  }
+  if (l->ok) {
+    cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)l->kv_bytes);
+    cJSON_AddStringToObject(o, "kv_cache", l->kv_half ? "f16" : "f32");
+  }
+  if (r->e2e_s > 0) af_json_num(o, "e2e_s_per_image", r->e2e_s, 4);
 }
 
-/* first / second for each time measured by both (> 1: the second is faster) */
-static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b) {
+/* first / second for each time measured by both (> 1: the second is faster):
+ * a "ratio" object in json, else lines of text */
+static void print_ratios(cJSON *json, const run_res *a, const run_res *b) {
   typedef struct {
     const char *name;
     double x, y;
@@ -588,10 +593,9 @@ static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b
     }
   }
   if (a->e2e_s > 0 && b->e2e_s > 0) m[n++] = (metric){"e2e", a->e2e_s, b->e2e_s};
-  if (o->json) {
-    printf(",\"ratio\":{");
-    for (int i = 0; i < n; i++) printf("%s\"%s\":%.3f", i ? "," : "", m[i].name, m[i].x / m[i].y);
-    printf("}");
+  if (json) {
+    cJSON *ratio = cJSON_AddObjectToObject(json, "ratio");
+    for (int i = 0; i < n; i++) af_json_num(ratio, m[i].name, m[i].x / m[i].y, 3);
     return;
   }
   printf("\nratio %s / %s (time with the first profile / time with the second; > 1: the second is faster)\n",
@@ -710,22 +714,21 @@ int af_bench_model(int argc, char **argv) {
   }
   if (!rc) {
     if (o.json) {
-      printf("{\"device\":");
-      json_str(device_name);
-      printf(",\"model\":");
-      json_str(o.model);
-      printf(",");
+      cJSON *j = cJSON_CreateObject();
+      af_json_add_text(j, "device", device_name, NULL);
+      af_json_add_text(j, "model", o.model, "model_bytes");
       if (compare) {
-        printf("\"profiles\":[{");
-        print_json_run(&res[0]);
-        printf("},{");
-        print_json_run(&res[1]);
-        printf("}]");
-        print_ratios(&o, &res[0], &res[1]);
+        cJSON *profiles = cJSON_AddArrayToObject(j, "profiles");
+        for (int i = 0; i < 2; i++) {
+          cJSON *p = cJSON_CreateObject();
+          json_run(p, &res[i]);
+          cJSON_AddItemToArray(profiles, p);
+        }
+        print_ratios(j, &res[0], &res[1]);
       } else {
-        print_json_run(&res[0]);
+        json_run(j, &res[0]);
       }
-      printf("}\n");
+      rc = af_json_print(j);
     } else {
       printf("device: %s\nmodel: %s\n", device_name, o.model);
       for (int i = 0; i < nruns; i++) {
@@ -733,9 +736,9 @@ int af_bench_model(int argc, char **argv) {
           printf("\n== %s profile: %s\n", i ? "second" : "first", files[i] ? files[i] : "(device's own)");
         print_text(&o, &res[i]);
       }
-      if (compare) print_ratios(&o, &res[0], &res[1]);
+      if (compare) print_ratios(NULL, &res[0], &res[1]);
+      rc = AF_EXIT_OK;
     }
-    rc = AF_EXIT_OK;
   }
   free(res);
   return rc;

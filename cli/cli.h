@@ -22,6 +22,7 @@
   X(tag, "tag images with labels from a vocabulary, scored by the model")         \
   X(chat, "chat about images, turn after turn (interactive on a terminal)")       \
   X(convert, "convert the original checkpoints into one GGUF model file")         \
+  X(export, "write the LLM part of a model file as a GGUF that llama.cpp loads")  \
   X(inspect, "show a model file, the stage list or one stage's parameters")       \
   X(tokenize, "print the token ids of a text")                                    \
   X(devices, "list OpenCL platforms and devices and the profile each gets")       \
