@@ -165,6 +165,7 @@ typedef enum af_scratch_slot {
   AF_SCRATCH_WIDEN,         /* fp16 weights widened to fp32 for a GEMM */
   AF_SCRATCH_ATTN,          /* attention scores of the GEMM path */
   AF_SCRATCH_ZERO,          /* a small buffer for zero-K GEMMs */
+  AF_SCRATCH_QX,            /* activations quantised to int8 (cl/gemm_q8.h) */
   AF_SCRATCH_COUNT
 } af_scratch_slot;
 

@@ -18,6 +18,7 @@
 
 #include "cl/attention.h"
 #include "cl/devprofile.h"
+#include "cl/gemm_q8.h"
 #include "cl/gemm_tiled.h"
 #include "formats/gguf.h"
 #include "formats/quant.h"
@@ -333,8 +334,10 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out) {
 
 /* y = x·Wᵀ (+b) for n rows: GEMVs when vec or n = 1 (decode; up to 8 rows per
  * pass over the weights; fp16 weights read with vload_half, Q8_0/Q4_0
- * dequantised in the kernel), a GEMM otherwise (fp16/quantised weights
- * widened into a scratch fp32 matrix first) */
+ * dequantised in the kernel), a GEMM otherwise: Q8_0/Q4_0 weights in place
+ * with int8 activations when the profile sets AF_QGEMM (cl/gemm_q8.h: each
+ * row on its own, so `chunk` does not matter), else fp16/quantised weights
+ * widened into a scratch fp32 matrix first */
 static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, const af_dtensor *w,
                  const af_dtensor *b, af_dbuf y) {
   size_t in = w->ne[0], out = w->n_elements / in;
@@ -350,6 +353,8 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, co
     }
     return rc;
   }
+  if (quant && af_qgemm_enabled(m->cl))
+    return af_qgemm(q, w->type == AF_GGML_Q4_0, (size_t)n, out, in, x, w->mem, b ? b->mem : NULL, y);
   af_dtensor wf = *w;
   if (w->type == AF_GGML_F16 || quant) {
     int rc = m->wscratch.mem ? 0 : nn_alloc(m->cl, m->wscratch_n, &m->wscratch);
