@@ -458,7 +458,8 @@ static int ensure_cache(af_lm *m, af_queue *q, int max_slot, int max_pos) {
   return af_lm_reserve(m, q, max_slot + 1 > m->slots ? max_slot + 1 : m->slots, np);
 }
 
-int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+static int prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, int all,
+                   float *logits) {
   const af_lm_shape *s = &m->s;
   if (n < 1 || pos0 < 0 || pos0 + n > s->ctx)
     return af_err(AF_ERR_RANGE, "llm: positions %d..%d exceed the context of %d", pos0, pos0 + n - 1, s->ctx);
@@ -468,7 +469,15 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int 
   for (int i = 0; i < n; i++) m->hslot[i] = slot, m->hpos[i] = pos0 + i;
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
   int last = n - 1;
-  return run_rows(m, q, n, 0, 0, &last, 1, logits, 0);
+  return all ? run_rows(m, q, n, 0, 0, NULL, 0, logits, 0) : run_rows(m, q, n, 0, 0, &last, 1, logits, 0);
+}
+
+int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+  return prefill(m, q, slot, xin, n, pos0, 0, logits);
+}
+
+int af_lm_prefill_all(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+  return prefill(m, q, slot, xin, n, pos0, 1, logits);
 }
 
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *xin,
