@@ -65,8 +65,7 @@ def extract(src, out):
             continue
         if t.name.startswith("blk.") and "adapter" in t.name:
             continue
-        shape = [int(x) for x in reversed(t.shape.tolist())]  # numpy order
-        w.add_tensor(t.name, t.data, raw_shape=shape, raw_dtype=t.tensor_type)
+        w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)  # quantised: rows x bytes, as read
         n += 1
     w.write_header_to_file()
     w.write_kv_data_to_file()
