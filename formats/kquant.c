@@ -51,7 +51,8 @@ static void dequant_q6(const uint8_t *b, float *y) {
   for (int h = 0; h < 2; h++)
     for (int s = 0; s < 4; s++)
       for (int l = 0; l < 32; l++) {
-        int lo = ql[64 * h + l + 32 * (s % 2)], v = (s < 2 ? lo & 15 : lo >> 4) | ((qh[32 * h + l] >> (2 * s)) & 3) << 4;
+        int lo = ql[64 * h + l + 32 * (s % 2)],
+            v = (s < 2 ? lo & 15 : lo >> 4) | ((qh[32 * h + l] >> (2 * s)) & 3) << 4;
         y[128 * h + 32 * s + l] = d * (float)sc[8 * h + 2 * s + l / 16] * (float)(v - 32);
       }
 }

@@ -43,8 +43,8 @@ int main(void) {
       exact += got[j] == want[j];
       amax = fabs(want[j]) > amax ? fabs(want[j]) : amax;
     }
-    printf("%s: %zu values, %zu bit-equal to gguf-py, %zu outside tolerance, max |v| %.3g\n", names[i], n, exact,
-           bad, amax);
+    printf("%s: %zu values, %zu bit-equal to gguf-py, %zu outside tolerance, max |v| %.3g\n", names[i], n,
+           exact, bad, amax);
     CHECK_MSG(bad == 0, "%s: %zu values differ from gguf-py", names[i], bad);
     CHECK(amax > 0 && isfinite(amax));
     CHECK(af_convert_to_f32(t->type, t->data, got, 255) == AF_ERR_INVALID);
