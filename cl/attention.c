@@ -37,9 +37,10 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
       af_dbuf scores = {sc, 0};
       if (!rc) rc = af_op_softmax(q, scores, (size_t)heads * n_q, (size_t)n_kv, 1.0f, 0, 0, 0);
       for (int h = 0; h < heads && !rc; h++)
-        rc = af_gemm_tiled(q, 0, 0, (size_t)n_q, (size_t)d, (size_t)n_kv, 1.0f, sc, (size_t)h * n_q * n_kv,
-                           (size_t)n_kv, vv.mem, vv.off + (size_t)b * vv.batch + (size_t)h * d, (size_t)vv.row,
-                           0.0f, out.mem, out.off + (size_t)b * out.batch + (size_t)h * d, (size_t)out.row);
+        rc =
+            af_gemm_tiled(q, 0, 0, (size_t)n_q, (size_t)d, (size_t)n_kv, 1.0f, sc, (size_t)h * n_q * n_kv,
+                          (size_t)n_kv, vv.mem, vv.off + (size_t)b * vv.batch + (size_t)h * d, (size_t)vv.row,
+                          0.0f, out.mem, out.off + (size_t)b * out.batch + (size_t)h * d, (size_t)out.row);
     }
     return rc;
   }
