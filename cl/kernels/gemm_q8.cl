@@ -158,23 +158,38 @@ __kernel void af_qg_gemm(const int M, const int N, const int K, const int q4, __
   __local int *pw = pan;
   __local float *ps = (__local float *)(pan + nblk * 128);
   long bsz = q4 ? 18 : 34, rbytes = nblk * bsz;
-  for (int i = 0; i < 16; i++) {
-    __global const uchar *wr = w + (long)min(n0 + i, N - 1) * rbytes;
-    for (int b = 0; b < nblk; b++) {
-      __global const uchar *blk = wr + b * bsz;
-      ps[b * 16 + i] = lut[*(__global const ushort *)blk];
-      uint4 lo, hi;
-      if (q4) {
-        uchar16 qb = vload16(0, blk + 2);
-        lo = as_uint4(qb & (uchar)15);
-        hi = as_uint4(qb >> (uchar)4);
-      } else {
-        lo = as_uint4(vload16(0, blk + 2) ^ (uchar)0x80);
-        hi = as_uint4(vload16(0, blk + 18) ^ (uchar)0x80);
+  __global const uchar *wr[16];
+  for (int i = 0; i < 16; i++) wr[i] = w + (long)min(n0 + i, N - 1) * rbytes;
+  for (int b = 0; b < nblk; b++) {
+    /* the 16 rows' quads side by side: rows 4g..4g+3 in the 128-bit lanes of
+     * z[g] (one lane = one row's 4 quads), then a 16 x 4 transpose of dwords
+     * with shuffles (vpermt2d): o[t] = quad t of every row */
+    uint16 zl[4], zh[4];
+    for (int g = 0; g < 4; g++) {
+      uint4 a[4], c[4];
+      for (int j = 0; j < 4; j++) {
+        __global const uchar *blk = wr[4 * g + j] + b * bsz;
+        ps[b * 16 + 4 * g + j] = lut[*(__global const ushort *)blk];
+        if (q4) {
+          uchar16 qb = vload16(0, blk + 2);
+          a[j] = as_uint4(qb & (uchar)15), c[j] = as_uint4(qb >> (uchar)4);
+        } else {
+          a[j] = as_uint4(vload16(0, blk + 2) ^ (uchar)0x80),
+          c[j] = as_uint4(vload16(0, blk + 18) ^ (uchar)0x80);
+        }
       }
-      __local int *d = pw + b * 128 + i;
-      d[0] = lo.s0, d[16] = lo.s1, d[32] = lo.s2, d[48] = lo.s3;
-      d[64] = hi.s0, d[80] = hi.s1, d[96] = hi.s2, d[112] = hi.s3;
+      zl[g] = (uint16)(a[0], a[1], a[2], a[3]);
+      zh[g] = (uint16)(c[0], c[1], c[2], c[3]);
+    }
+    __local int *d = pw + b * 128;
+    for (int t = 0; t < 4; t++) {
+      const uint16 sel = (uint16)(t, t + 4, t + 8, t + 12, t + 16, t + 20, t + 24, t + 28, t, t + 4, t + 8,
+                                  t + 12, t + 16, t + 20, t + 24, t + 28);
+      const uint16 join = (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      uint16 lo = shuffle2(shuffle2(zl[0], zl[1], sel), shuffle2(zl[2], zl[3], sel), join);
+      uint16 hi = shuffle2(shuffle2(zh[0], zh[1], sel), shuffle2(zh[2], zh[3], sel), join);
+      vstore16(as_int16(lo), t, d);
+      vstore16(as_int16(hi), t + 4, d);
     }
   }
   af_qg_rows(M, N, nblk, n0, q4 ? 8 : 128, pw, ps, qx, dx, sx, y, y_off, ldc, bias, has_bias);
