@@ -129,6 +129,8 @@ int af_cl_set_tuning(af_cl *cl, const char *defines);
 /* Integer value of "-DNAME=V" in the tuning defines (a host-side tuning knob
  * such as a work-group size), or def when absent or not a positive integer. */
 int af_cl_tuning_int(const af_cl *cl, const char *name, int def);
+/* The same where 0 is a value (a switch such as AF_VIT_PACK=0): 0..4096. */
+int af_cl_tuning_int0(const af_cl *cl, const char *name, int def);
 
 /* Returns (building or loading if needed) the program for kernel source file
  * `file` (a name in cl/kernels/, e.g. "ops.cl") with extra `options`.  The

@@ -182,7 +182,7 @@ int af_vit_probe(const af_weights *w, int image_size, af_vit_shape *out) {
  * are dropped afterwards (they fault back if anything reads them again), so
  * the resident set holds the weights once.  AF_VIT_PACK=0 keeps the old way. */
 static int pack_weights(af_vit *v, af_weights *w) {
-  if (!af_gemm_tiled_enabled(v->cl) || !af_cl_tuning_int(v->cl, "AF_VIT_PACK", 1)) return 0;
+  if (!af_gemm_tiled_enabled(v->cl) || !af_cl_tuning_int0(v->cl, "AF_VIT_PACK", 1)) return 0;
   af_queue *q = NULL;
   int rc = 0, packed = 0;
   for (int l = 0; l < v->s.layers && !rc; l++) {
