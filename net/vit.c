@@ -184,10 +184,11 @@ int af_vit_probe(const af_weights *w, int image_size, af_vit_shape *out) {
 static int pack_weights(af_vit *v, af_weights *w) {
   if (!af_gemm_tiled_enabled(v->cl) || !af_cl_tuning_int0(v->cl, "AF_VIT_PACK", 1)) return 0;
   af_queue *q = NULL;
-  int rc = 0, packed = 0;
+  int rc = 0;
   for (int l = 0; l < v->s.layers && !rc; l++) {
     vit_block *b = &v->blk[l];
     const af_dtensor *m[4] = {b->qkv_w, b->out_w, b->up_w, b->down_w};
+    int packed = 0;
     for (int i = 0; i < 4 && !rc; i++) {
       if (m[i]->type != AF_GGML_F16) continue;
       if (!q && (rc = af_queue_new(v->cl, &q))) break;
@@ -195,10 +196,12 @@ static int pack_weights(af_vit *v, af_weights *w) {
       rc = af_gemm_pack_b_h(q, NULL, n, k, m[i]->mem, 0, k, &b->pk[i]);
       packed++;
     }
+    /* a block at a time, so that the originals' pages and the panels are
+     * not resident together (peak: the panels + one block's pages) */
+    if (!rc && packed) rc = af_queue_finish(q);
+    if (!rc && packed) af_weights_release_host(w);
   }
-  if (!rc && q) rc = af_queue_finish(q);
   af_queue_free(q);
-  if (!rc && packed) af_weights_release_host(w);
   return rc;
 }
 
