@@ -31,13 +31,15 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //
   "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "artflow: $("$A" version | head -1)"
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import llama_cpp, gguf, numpy" 2>/dev/null; then
-  echo "bench-peers: installing llama-cpp-python, gguf, numpy into $VENV (compiles llama.cpp)" >&2
-  python3 -m venv "$VENV"
-  CMAKE_BUILD_PARALLEL_LEVEL=$NPROC "$VENV/bin/pip" install -q llama-cpp-python gguf numpy
-fi
-PY="$VENV/bin/python"
-echo "llama.cpp: llama-cpp-python $("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')"
+case " $PARTS " in *" llm "* | *" quality "*)
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import llama_cpp, gguf, numpy" 2>/dev/null; then
+    echo "bench-peers: installing llama-cpp-python, gguf, numpy into $VENV (compiles llama.cpp)" >&2
+    python3 -m venv "$VENV"
+    CMAKE_BUILD_PARALLEL_LEVEL=$NPROC "$VENV/bin/pip" install -q llama-cpp-python gguf numpy
+  fi
+  PY="$VENV/bin/python"
+  echo "llama.cpp: llama-cpp-python $("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')" ;;
+esac
 
 # the LLM files: artflow's random minigpt4-7b, its LLM copied byte for byte
 # into a llama.cpp GGUF that both engines load
