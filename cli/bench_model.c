@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -88,6 +89,11 @@ static const char usage[] =
     "                   vocabularies (files or shipped names) scored on one shared prefix, against\n"
     "                   one prompt prefill, one describe answer of 300 tokens, and the prompt\n"
     "                   re-prefilled per task and candidate (same model, same run)\n"
+    "  --reference R.gguf  quality instead of speed: NMSE, KL divergence and top-1 agreement\n"
+    "                   of MODEL's logits against R's (the f16 file of the same weights) over\n"
+    "                   the positions of --text FILE (tokenised by MODEL's tokenizer, BOS first)\n"
+    "  --text FILE      the text for --reference\n"
+    "  --positions N    positions of the text compared (default 256)\n"
     "  --json           one JSON object instead of the table\n"
     "  --device D       OpenCL device index or name substring\n";
 
@@ -281,6 +287,7 @@ typedef struct run_res {
   vis_res v;
   llm_res l;
   double e2e_s;
+  unsigned long long peak_rss, file_bytes; /* the process's VmHWM after the run; the model file's size */
 } run_res;
 
 typedef struct bench_opts {
@@ -459,7 +466,20 @@ static int run_profile(const bench_opts *o, const char *profile, run_res *r) {
   af_queue_free(q);
   af_weights_free(w);
   af_cl_close(cl);
+  r->peak_rss = af_bench_peak_rss();
+  struct stat st;
+  r->file_bytes = stat(o->model, &st) ? 0 : (unsigned long long)st.st_size;
   return rc;
+}
+
+unsigned long long af_bench_peak_rss(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  unsigned long long kb = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = strtoull(line + 6, NULL, 10);
+  if (f) fclose(f);
+  return kb * 1024;
 }
 
 /* ---------------------------------------------------------------- output */
@@ -511,6 +531,9 @@ static void print_text(const bench_opts *o, const run_res *r) {
            l->kv_half ? "fp16" : "fp32", nseq, nseq > 1 ? "s" : "",
            l->kv_bytes / (2ull * l->layers * l->hidden * (l->kv_half ? 2 : 4) * nseq));
   }
+  if (r->peak_rss)
+    printf("peak resident set: %.2f GB (model file %.2f GB: %.2fx)\n", r->peak_rss / 1e9, r->file_bytes / 1e9,
+           r->file_bytes ? (double)r->peak_rss / (double)r->file_bytes : 0);
   if (r->e2e_s > 0)
     printf(
         "end-to-end per described image (estimate: ViT + Q-Former at batch 1, prefill of %d positions, 32 "
@@ -569,6 +592,10 @@ static void json_run(cJSON *o, const run_res *r) {
     cJSON_AddStringToObject(o, "kv_cache", l->kv_half ? "f16" : "f32");
   }
   if (r->e2e_s > 0) af_json_num(o, "e2e_s_per_image", r->e2e_s, 4);
+  if (r->peak_rss) {
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)r->peak_rss);
+    cJSON_AddNumberToObject(o, "model_file_bytes", (double)r->file_bytes);
+  }
 }
 
 /* first / second for each time measured by both (> 1: the second is faster):
@@ -622,7 +649,8 @@ static int count_overrides(const char *file, const af_cl *probe, int *n, char *n
 
 int af_bench_model(int argc, char **argv) {
   bench_opts o = {.batch = 4, .repeat = 2};
-  const char *profile = NULL, *compare = NULL;
+  const char *profile = NULL, *compare = NULL, *reference = NULL, *text = NULL;
+  int positions = 256;
   const char **tags = calloc((size_t)argc, sizeof *tags);
   int n_tags = 0;
   if (!tags) return af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), NULL);
@@ -643,6 +671,14 @@ int af_bench_model(int argc, char **argv) {
       o.model = argv[++i];
     } else if (i + 1 < argc && !strcmp(argv[i], "--device")) {
       o.device = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--reference")) {
+      reference = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--text")) {
+      text = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--positions")) {
+      positions = atoi(argv[++i]);
+      if (positions < 2 || positions > 65536)
+        return af_cli_usage_error("bench", usage, "--positions must be 2..65536");
     } else if (i + 1 < argc && !strcmp(argv[i], "--profile")) {
       profile = argv[++i];
     } else if (i + 1 < argc && !strcmp(argv[i], "--compare")) {
@@ -673,6 +709,11 @@ int af_bench_model(int argc, char **argv) {
     return ec;
   }
   free(tags);
+  if (!reference != !text) return af_cli_usage_error("bench", usage, "--reference and --text go together");
+  if (reference) {
+    int rc = af_bench_quality(o.model, reference, text, positions, o.device, o.json);
+    return rc ? af_cli_fail(rc, NULL) : AF_EXIT_OK;
+  }
   if (o.llm_only && o.vision_only)
     return af_cli_usage_error("bench", usage, "--llm-only and --vision-only exclude each other");
   run_res *res = calloc(2, sizeof *res);

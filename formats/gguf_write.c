@@ -242,7 +242,7 @@ int af_gguf_writer_add_tensor(af_gguf_writer *w, const char *name, int type, uin
                               const uint64_t *ne) {
   if (w->begun) return af_err(AF_ERR_INVALID, "gguf writer: tensor %s declared after begin", name);
   if (type != AF_GGML_F32 && type != AF_GGML_F16 && type != AF_GGML_BF16 && type != AF_GGML_Q8_0 &&
-      type != AF_GGML_Q4_0)
+      type != AF_GGML_Q4_0 && type != AF_GGML_Q4_K && type != AF_GGML_Q5_K && type != AF_GGML_Q6_K)
     return af_err(AF_ERR_UNSUPPORTED, "gguf writer: tensor %s: cannot write type %d", name, type);
   if (n_dims < 1 || n_dims > AF_GGUF_MAX_DIMS)
     return af_err(AF_ERR_INVALID, "gguf writer: tensor %s: %u dims", name, n_dims);
