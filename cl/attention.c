@@ -3,6 +3,7 @@
 
 #include <clblast_c.h>
 
+#include "cl/gemm_tiled.h"
 #include "cl/ops.h"
 
 #ifndef AF_ATT_GEMM_MIN
@@ -14,16 +15,35 @@
 /* cached attention: work-items per group along the heads (0: runtime's choice) */
 #define AF_ATT_CACHED_WG af_cl_tuning_int(q->cl, "AF_ATT_CACHED_WG", 0)
 
-/* Long non-causal attention (the ViT's 257 x 257) as two strided-batched
- * GEMMs per image (scores = scale * Q Kᵀ for all heads, then P V) with a row
- * softmax in between: GEMM kernels use the device far better than one
- * work-item per query row. */
+/* Long non-causal attention (the ViT's 257 x 257) as GEMMs per image (scores
+ * = scale * Q Kᵀ for all heads, then P V) with a row softmax in between: GEMM
+ * kernels use the device far better than one work-item per query row.  With
+ * the profile's own GEMM (AF_GEMM_IMPL: tiled) two per head; else CLBlast's
+ * strided-batched GEMMs, whose default parameters ran at ~1 GFLOPS on PoCL
+ * (half of a ViT-g image's time on the 2-core machine, docs/performance.md). */
 static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv, af_attn_view out,
                           int n_q, int n_kv, int heads, int d, int n_batch, float scale) {
   size_t per = (size_t)heads * n_q * n_kv;
   cl_mem sc = NULL; /* the queue's scratch: reused by the next call */
   int rc = af_queue_scratch(q, AF_SCRATCH_ATTN, per * sizeof(float), &sc);
   if (rc) return rc;
+  if (af_gemm_tiled_enabled(q->cl)) { /* the profile's own GEMM, one head at a time */
+    for (int b = 0; b < n_batch && !rc; b++) {
+      for (int h = 0; h < heads && !rc; h++)
+        rc = af_gemm_tiled(q, 0, 1, (size_t)n_q, (size_t)n_kv, (size_t)d, scale, qv.mem,
+                           qv.off + (size_t)b * qv.batch + (size_t)h * d, (size_t)qv.row, kk.mem,
+                           kk.off + (size_t)b * kk.batch + (size_t)h * d, (size_t)kk.row, 0.0f, sc,
+                           (size_t)h * n_q * n_kv, (size_t)n_kv);
+      af_dbuf scores = {sc, 0};
+      if (!rc) rc = af_op_softmax(q, scores, (size_t)heads * n_q, (size_t)n_kv, 1.0f, 0, 0, 0);
+      for (int h = 0; h < heads && !rc; h++)
+        rc =
+            af_gemm_tiled(q, 0, 0, (size_t)n_q, (size_t)d, (size_t)n_kv, 1.0f, sc, (size_t)h * n_q * n_kv,
+                          (size_t)n_kv, vv.mem, vv.off + (size_t)b * vv.batch + (size_t)h * d, (size_t)vv.row,
+                          0.0f, out.mem, out.off + (size_t)b * out.batch + (size_t)h * d, (size_t)out.row);
+    }
+    return rc;
+  }
   if (q->reserving) return 0;
   for (int b = 0; b < n_batch && !rc; b++) {
     cl_event ev = NULL;

@@ -282,6 +282,19 @@ int af_cl_tuning_int(const af_cl *cl, const char *name, int def) {
   return v > 0 && v <= 4096 ? (int)v : def;
 }
 
+int af_cl_tuning_int0(const af_cl *cl, const char *name, int def) {
+  char key[80];
+  snprintf(key, sizeof key, "-D%s=", name);
+  for (const char *p = cl && cl->tuning_defines ? strstr(cl->tuning_defines, key) : NULL; p;
+       p = strstr(p + 1, key)) {
+    if (p != cl->tuning_defines && p[-1] != ' ') continue;
+    char *end;
+    long v = strtol(p + strlen(key), &end, 10);
+    if ((*end == 0 || *end == ' ') && v >= 0 && v <= 4096) return (int)v;
+  }
+  return def;
+}
+
 int af_cl_alloc(af_cl *cl, cl_mem_flags flags, size_t bytes, void *host, cl_mem *out) {
   *out = NULL;
   if (bytes == 0) bytes = 16; /* zero-size buffers are invalid in OpenCL */

@@ -129,6 +129,8 @@ int af_cl_set_tuning(af_cl *cl, const char *defines);
 /* Integer value of "-DNAME=V" in the tuning defines (a host-side tuning knob
  * such as a work-group size), or def when absent or not a positive integer. */
 int af_cl_tuning_int(const af_cl *cl, const char *name, int def);
+/* The same where 0 is a value (a switch such as AF_VIT_PACK=0): 0..4096. */
+int af_cl_tuning_int0(const af_cl *cl, const char *name, int def);
 
 /* Returns (building or loading if needed) the program for kernel source file
  * `file` (a name in cl/kernels/, e.g. "ops.cl") with extra `options`.  The
@@ -165,6 +167,7 @@ typedef enum af_scratch_slot {
   AF_SCRATCH_WIDEN,         /* fp16 weights widened to fp32 for a GEMM */
   AF_SCRATCH_ATTN,          /* attention scores of the GEMM path */
   AF_SCRATCH_ZERO,          /* a small buffer for zero-K GEMMs */
+  AF_SCRATCH_QX,            /* activations quantised to int8 (cl/gemm_q8.h) */
   AF_SCRATCH_COUNT
 } af_scratch_slot;
 

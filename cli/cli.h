@@ -23,6 +23,7 @@
   X(chat, "chat about images, turn after turn (interactive on a terminal)")       \
   X(serve, "answer an OpenAI-compatible HTTP API with the model kept loaded")     \
   X(convert, "convert the original checkpoints into one GGUF model file")         \
+  X(export, "write the LLM part of a model file as a GGUF that llama.cpp loads")  \
   X(inspect, "show a model file, the stage list or one stage's parameters")       \
   X(tokenize, "print the token ids of a text")                                    \
   X(devices, "list OpenCL platforms and devices and the profile each gets")       \
@@ -62,6 +63,23 @@ const char *af_cli_flags_value(const af_cli_flags *f, const char *name, char *bu
 /* Appends one help line per offered row: "  --top-p X   doc (default 0.9)";
  * extra: NULL-terminated pairs {row name, text appended to its line}. */
 void af_cli_flags_help(const af_cli_flags *f, struct af_buf *out, const char *const *extra);
+
+/* A command's usage text: head, one line per offered row of f (extra as in
+ * af_cli_flags_help), tail.  malloc'd; NULL when out of memory. */
+char *af_cli_usage_text(const char *head, const af_cli_flags *f, const char *const *extra, const char *tail);
+
+/* A command's own options: "--name VALUE" into *value, or "--name" setting *flag. */
+typedef struct af_cli_opt {
+  const char *name;
+  const char **value;
+  int *flag;
+} af_cli_opt;
+/* The command line of describe, chat and tag: --help (usage on stdout, exit
+ * 0), the options of opts (NULL-name terminated), the rows of f, and the
+ * rest as operands (argc of them at most).  Returns -1 when the command
+ * should run, else the exit code after a one-line usage error. */
+int af_cli_parse(int argc, char **argv, const char *cmd, const char *usage, const af_cli_opt *opts,
+                 af_cli_flags *f, const char **operands, int *n_operands);
 
 /* ---- images through the pipeline engine (cli/images.c) ---- */
 struct af_idset;

@@ -44,46 +44,6 @@ static const char tail[] =
     "--max-length counts the whole conversation: older positions are left out with a warning.\n";
 static const char *const skip[] = {"details", "question", "tasks", "interleave", NULL};
 
-typedef struct chat_args {
-  const char *model, *llm, *device, *dump, *first;
-  int json;
-  const char **images;
-  int n_images;
-} chat_args;
-
-/* the command line: the chat's own flags, the llm stage's rows, images; -1
- * when the chat should run, else the exit code */
-static int parse(int argc, char **argv, af_cli_flags *f, const char *usage, chat_args *a) {
-  for (int i = 1; i < argc; i++) {
-    const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-    const char **dst = !strcmp(s, "--model")      ? &a->model
-                       : !strcmp(s, "--llm")      ? &a->llm
-                       : !strcmp(s, "--dump")     ? &a->dump
-                       : !strcmp(s, "--device")   ? &a->device
-                       : !strcmp(s, "--question") ? &a->first
-                                                  : NULL;
-    int k;
-    if (af_cli_is_help(s)) {
-      fputs(usage, stdout);
-      return AF_EXIT_OK;
-    } else if (dst) {
-      if (!next) return af_cli_usage_error("chat", usage, "option '%s' needs a value", s);
-      *dst = next, i++;
-    } else if (!strcmp(s, "--json")) {
-      a->json = 1;
-    } else if ((k = af_cli_flags_parse(f, argc, argv, &i, "chat", usage)) < 0) {
-      return -k;
-    } else if (k == 0 && s[0] == '-' && s[1]) {
-      return af_cli_usage_error("chat", usage, "unknown option '%s'", s);
-    } else if (k == 0) {
-      a->images[a->n_images++] = s;
-    }
-  }
-  if (!a->model) return af_cli_usage_error("chat", usage, "--model is required");
-  if (!a->n_images) return af_cli_usage_error("chat", usage, "no image given");
-  return -1;
-}
-
 /* Reads one line (without its newline) into *buf; 0 at end of input. */
 static int read_line(FILE *in, char **buf, size_t *cap) {
   ssize_t n = getline(buf, cap, in);
@@ -94,23 +54,28 @@ static int read_line(FILE *in, char **buf, size_t *cap) {
 
 int af_cmd_chat(int argc, char **argv) {
   af_cli_flags f;
-  af_buf ub = {0};
-  chat_args a = {0};
+  struct {
+    const char *model, *llm, *device, *dump, *first;
+    int json;
+    const char **images;
+    int n_images;
+  } a = {0};
   int rc = af_cli_flags_init(&f, "llm", skip);
-  if (!rc) {
-    af_buf_puts(&ub, head);
-    af_cli_flags_help(&f, &ub, NULL);
-    af_buf_puts(&ub, tail);
-    af_buf_put(&ub, "", 1);
-  }
+  char *usage = rc ? NULL : af_cli_usage_text(head, &f, NULL, tail);
   a.images = calloc((size_t)argc, sizeof *a.images);
-  if (rc || ub.oom || !a.images) {
-    af_cli_flags_free(&f), af_buf_free(&ub), free(a.images);
-    return af_cli_fail(rc ? rc : AF_ERR_NOMEM, "chat");
-  }
-  int pr = parse(argc, argv, &f, ub.p, &a);
+  const af_cli_opt opts[] = {{"--model", &a.model, NULL},
+                             {"--llm", &a.llm, NULL},
+                             {"--dump", &a.dump, NULL},
+                             {"--device", &a.device, NULL},
+                             {"--question", &a.first, NULL},
+                             {"--json", NULL, &a.json},
+                             {NULL, NULL, NULL}};
+  int pr = usage && a.images ? af_cli_parse(argc, argv, "chat", usage, opts, &f, a.images, &a.n_images)
+                             : af_cli_fail(rc ? rc : AF_ERR_NOMEM, "chat");
+  if (pr < 0 && !a.model) pr = af_cli_usage_error("chat", usage, "--model is required");
+  if (pr < 0 && !a.n_images) pr = af_cli_usage_error("chat", usage, "no image given");
   if (pr >= 0) {
-    af_cli_flags_free(&f), af_buf_free(&ub), free(a.images);
+    af_cli_flags_free(&f), free(usage), free(a.images);
     return pr;
   }
   af_gen_opts o;
@@ -206,6 +171,6 @@ out:
   af_chat_free(chat);
   af_generator_free(llm);
   af_cl_close(cl);
-  af_cli_flags_free(&f), af_buf_free(&ub), free(a.images);
+  af_cli_flags_free(&f), free(usage), free(a.images);
   return rc;
 }

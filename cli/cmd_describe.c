@@ -39,16 +39,6 @@ static const char *const skip[] = {"details", "tasks", "interleave",
                                    NULL}; /* tasks: artflow tag, pipelines; interleave: serve */
 static const char *const extra[] = {"max_new_tokens", "; 0 runs the vision path only", NULL};
 
-/* the usage text: the fixed parts around the llm stage's rows */
-static char *make_usage(const af_cli_flags *f) {
-  af_buf b = {0};
-  af_buf_puts(&b, head);
-  af_cli_flags_help(f, &b, extra);
-  af_buf_puts(&b, tail);
-  af_buf_put(&b, "", 1);
-  return b.oom ? (af_buf_free(&b), NULL) : b.p;
-}
-
 /* --max-new-tokens 0: the vision path only (the llm stage's rows start at 1) */
 static int vision_only(const char *a, const char *next) {
   return (!strcmp(a, "--max-new-tokens") && next && !strcmp(next, "0")) || !strcmp(a, "--max-new-tokens=0");
@@ -57,41 +47,23 @@ static int vision_only(const char *a, const char *next) {
 int af_cmd_describe(int argc, char **argv) {
   af_cli_flags f;
   int rc = af_cli_flags_init(&f, "llm", skip);
-  char *usage = rc ? NULL : make_usage(&f);
-  if (!usage) {
-    af_cli_flags_free(&f);
-    return af_cli_fail(rc ? rc : AF_ERR_NOMEM, "describe");
-  }
+  char *usage = rc ? NULL : af_cli_usage_text(head, &f, extra, tail);
   af_cli_images r = {.cmd = "describe", .with_llm = 1};
   const char **images = calloc((size_t)argc, sizeof *images);
-  int exitc = -1;
-  for (int i = 1; i < argc && exitc < 0; i++) {
-    const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-    const char **dst = !strcmp(a, "--model")    ? &r.model
-                       : !strcmp(a, "--llm")    ? &r.llm_model
-                       : !strcmp(a, "--dump")   ? &r.dump
-                       : !strcmp(a, "--device") ? &r.device
-                                                : NULL;
-    int k;
-    if (af_cli_is_help(a)) {
-      fputs(usage, stdout);
-      exitc = AF_EXIT_OK;
-    } else if (dst) {
-      if (!next) exitc = af_cli_usage_error("describe", usage, "option '%s' needs a value", a);
-      *dst = next, i++;
-    } else if (!strcmp(a, "--json")) {
-      r.json = 1;
-    } else if (vision_only(a, next)) {
-      r.with_llm = 0, i += a[16] != '=';
-    } else if ((k = af_cli_flags_parse(&f, argc, argv, &i, "describe", usage)) < 0) {
-      exitc = -k;
-    } else if (k == 0 && a[0] == '-' && a[1]) {
-      exitc = af_cli_usage_error("describe", usage, "unknown option '%s'", a);
-    } else if (k == 0) {
-      images[r.n_images++] = a;
-    }
+  char **args = calloc((size_t)argc + 1, sizeof *args);
+  int exitc = usage && images && args ? -1 : af_cli_fail(rc ? rc : AF_ERR_NOMEM, "describe"), n = 0;
+  /* --max-new-tokens 0 (the vision path only) is describe's own: the llm
+   * stage's rows start at 1 */
+  for (int i = 0; exitc < 0 && i < argc; i++) {
+    if (i && vision_only(argv[i], i + 1 < argc ? argv[i + 1] : NULL))
+      r.with_llm = 0, i += argv[i][16] != '=';
+    else
+      args[n++] = argv[i];
   }
-  if (exitc < 0 && !images) exitc = af_cli_fail(AF_ERR_NOMEM, "describe");
+  const af_cli_opt opts[] = {{"--model", &r.model, NULL}, {"--llm", &r.llm_model, NULL},
+                             {"--dump", &r.dump, NULL},   {"--device", &r.device, NULL},
+                             {"--json", NULL, &r.json},   {NULL, NULL, NULL}};
+  if (exitc < 0) exitc = af_cli_parse(n, args, "describe", usage, opts, &f, images, &r.n_images);
   if (exitc < 0 && !r.model) exitc = af_cli_usage_error("describe", usage, "--model is required");
   if (exitc < 0 && !r.n_images) exitc = af_cli_usage_error("describe", usage, "no image given");
   if (exitc < 0) {
@@ -99,6 +71,7 @@ int af_cmd_describe(int argc, char **argv) {
     r.sets = (const char *const *)f.sets, r.n_sets = f.n_sets;
     exitc = af_cli_images_run(&r);
   }
+  free(args);
   free(images);
   free(usage);
   af_cli_flags_free(&f);

@@ -40,15 +40,6 @@ static const char tail[] =
 static const char *const skip[] = {"name", "vocabulary", "labels", "labels_file", "per_item", NULL};
 static const char *const extra[] = {"mode", "; tag takes choose or yesno", NULL};
 
-static char *make_usage(const af_cli_flags *f) {
-  af_buf b = {0};
-  af_buf_puts(&b, head);
-  af_cli_flags_help(f, &b, extra);
-  af_buf_puts(&b, tail);
-  af_buf_put(&b, "", 1);
-  return b.oom ? (af_buf_free(&b), NULL) : b.p;
-}
-
 /* the one task, as JSON: the rows given as flags with their types */
 static char *task_json(const af_cli_flags *f, const char *vocab, const char *labels_file) {
   cJSON *a = cJSON_CreateArray(), *o = cJSON_CreateObject();
@@ -75,39 +66,15 @@ static char *task_json(const af_cli_flags *f, const char *vocab, const char *lab
 int af_cmd_tag(int argc, char **argv) {
   af_cli_flags f;
   int rc = af_cli_flags_init_desc(&f, &af_llm_task_keys, skip);
-  char *usage = rc ? NULL : make_usage(&f);
-  if (!usage) {
-    af_cli_flags_free(&f);
-    return af_cli_fail(rc ? rc : AF_ERR_NOMEM, "tag");
-  }
+  char *usage = rc ? NULL : af_cli_usage_text(head, &f, extra, tail);
   af_cli_images r = {.cmd = "tag", .with_llm = 1};
   const char **images = calloc((size_t)argc, sizeof *images), *vocab = NULL, *labels = NULL;
-  int exitc = images ? -1 : af_cli_fail(AF_ERR_NOMEM, "tag");
-  for (int i = 1; i < argc && exitc < 0; i++) {
-    const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-    const char **dst = !strcmp(a, "--model")         ? &r.model
-                       : !strcmp(a, "--llm")         ? &r.llm_model
-                       : !strcmp(a, "--device")      ? &r.device
-                       : !strcmp(a, "--vocab")       ? &vocab
-                       : !strcmp(a, "--labels-file") ? &labels
-                                                     : NULL;
-    int k;
-    if (af_cli_is_help(a)) {
-      fputs(usage, stdout);
-      exitc = AF_EXIT_OK;
-    } else if (dst) {
-      if (!next) exitc = af_cli_usage_error("tag", usage, "option '%s' needs a value", a);
-      *dst = next, i++;
-    } else if (!strcmp(a, "--json")) {
-      r.json = 1;
-    } else if ((k = af_cli_flags_parse(&f, argc, argv, &i, "tag", usage)) < 0) {
-      exitc = -k;
-    } else if (k == 0 && a[0] == '-' && a[1]) {
-      exitc = af_cli_usage_error("tag", usage, "unknown option '%s'", a);
-    } else if (k == 0) {
-      images[r.n_images++] = a;
-    }
-  }
+  int exitc = usage && images ? -1 : af_cli_fail(rc ? rc : AF_ERR_NOMEM, "tag");
+  const af_cli_opt opts[] = {
+      {"--model", &r.model, NULL}, {"--llm", &r.llm_model, NULL},    {"--device", &r.device, NULL},
+      {"--vocab", &vocab, NULL},   {"--labels-file", &labels, NULL}, {"--json", NULL, &r.json},
+      {NULL, NULL, NULL}};
+  if (exitc < 0) exitc = af_cli_parse(argc, argv, "tag", usage, opts, &f, images, &r.n_images);
   char buf[64];
   const char *mode = af_cli_flags_value(&f, "mode", buf, sizeof buf);
   if (exitc < 0 && !r.model) exitc = af_cli_usage_error("tag", usage, "--model is required");

@@ -131,3 +131,40 @@ void af_cli_flags_help(const af_cli_flags *f, af_buf *out, const char *const *ex
     help_row(out, p, more);
   }
 }
+
+char *af_cli_usage_text(const char *head, const af_cli_flags *f, const char *const *extra, const char *tail) {
+  af_buf b = {0};
+  af_buf_puts(&b, head);
+  af_cli_flags_help(f, &b, extra);
+  af_buf_puts(&b, tail);
+  af_buf_put(&b, "", 1);
+  if (!b.oom) return b.p;
+  af_buf_free(&b);
+  return NULL;
+}
+
+int af_cli_parse(int argc, char **argv, const char *cmd, const char *usage, const af_cli_opt *opts,
+                 af_cli_flags *f, const char **operands, int *n_operands) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const af_cli_opt *o = opts;
+    while (o && o->name && strcmp(o->name, a)) o++;
+    int k;
+    if (af_cli_is_help(a)) {
+      fputs(usage, stdout);
+      return AF_EXIT_OK;
+    } else if (o && o->name && o->flag) {
+      *o->flag = 1;
+    } else if (o && o->name) {
+      if (i + 1 >= argc) return af_cli_usage_error(cmd, usage, "option '%s' needs a value", a);
+      *o->value = argv[++i];
+    } else if ((k = af_cli_flags_parse(f, argc, argv, &i, cmd, usage)) < 0) {
+      return -k;
+    } else if (k == 0 && a[0] == '-' && a[1]) {
+      return af_cli_usage_error(cmd, usage, "unknown option '%s'", a);
+    } else if (k == 0) {
+      operands[(*n_operands)++] = a;
+    }
+  }
+  return -1;
+}

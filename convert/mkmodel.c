@@ -126,9 +126,12 @@ int af_model_layout(const af_arch *a, af_tspec **out, size_t *n) {
 
 int af_model_store_type(const af_tspec *t, int type) {
   if (t->kind != AF_TK_MATRIX || type == AF_GGML_F32) return AF_GGML_F32;
-  if (type != AF_GGML_F16 && !strncmp(t->name, "v.", 2)) return AF_GGML_F16; /* ViT: fp16 (the original's */
-  if (type != AF_GGML_F16 && !strncmp(t->name, "q.", 2)) return AF_GGML_F16; /* vit_precision), Q-Former */
-  if (type != AF_GGML_F16 && !strcmp(t->name, "proj.weight")) return AF_GGML_F16; /* and projection: f16 */
+  /* each component at the precision the original runs it (issue 20): the
+   * ViT in fp16 (its vit_precision), the Q-Former and projection in fp32
+   * (rounding them to fp16 moved the projected embeddings by ~5e-4 relative);
+   * --type is the LLM's */
+  if (!strncmp(t->name, "v.", 2)) return AF_GGML_F16;
+  if (!strncmp(t->name, "q.", 2) || !strcmp(t->name, "proj.weight")) return AF_GGML_F32;
   if (t->ne[0] % af_ggml_blck_size(type)) return AF_GGML_F16; /* rows don't fit the quant block */
   return type;
 }

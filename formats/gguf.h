@@ -253,9 +253,14 @@ int af_gguf_writer_set_arr(af_gguf_writer *w, const char *key, af_gguf_vtype ele
 int af_gguf_writer_set_arr_str(af_gguf_writer *w, const char *key, const char *const *strs,
                                const uint64_t *lens, uint64_t n);
 
+/* Copies a value read by af_gguf_open (any type but nested arrays, which
+ * give AF_ERR_UNSUPPORTED) under `key`: strings keep their exact bytes. */
+int af_gguf_writer_set_value(af_gguf_writer *w, const char *key, const af_gguf_value *v);
+
 /* Declares a tensor (before begin): ne[0] innermost, 1..4 dims.  Returns 0,
  * AF_ERR_INVALID (duplicate name, bad dims, ne[0] not a multiple of the type's
- * block), AF_ERR_UNSUPPORTED (type other than F32/F16/BF16/Q8_0/Q4_0). */
+ * block), AF_ERR_UNSUPPORTED (type other than F32/F16/BF16/Q8_0/Q4_0, or the
+ * K-quants Q4_K/Q5_K/Q6_K, whose bytes only af_gguf_writer_append writes). */
 int af_gguf_writer_add_tensor(af_gguf_writer *w, const char *name, int type, uint32_t n_dims,
                               const uint64_t *ne);
 

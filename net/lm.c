@@ -18,7 +18,9 @@
 
 #include "cl/attention.h"
 #include "cl/devprofile.h"
+#include "cl/gemm_q8.h"
 #include "cl/gemm_tiled.h"
+#include "cl/kquant.h"
 #include "formats/gguf.h"
 #include "formats/quant.h"
 #include "net/nn.h"
@@ -74,8 +76,8 @@ static int wt_t(af_weights *w, int keep_f16, const af_dtensor **out, int l, cons
     snprintf(full, sizeof full, "%s", name);
   uint64_t ne[2] = {ne0, ne1};
   const af_gguf_tensor *t = af_weights_find(w, full);
-  /* Q8_0/Q4_0 matrices stay quantised (dequantised in the GEMV kernel) */
-  int quant = ne1 && t && (t->type == AF_GGML_Q8_0 || t->type == AF_GGML_Q4_0);
+  /* Q8_0/Q4_0 and K-quant matrices stay quantised (dequantised in the kernels) */
+  int quant = ne1 && t && (t->type == AF_GGML_Q8_0 || t->type == AF_GGML_Q4_0 || af_kq_type(t->type));
   int type = quant || (keep_f16 && ne1 && t && t->type == AF_GGML_F16) ? -1 : F32;
   return af_weights_expect(w, full, type, ne1 ? 2 : 1, ne, out);
 }
@@ -334,30 +336,37 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out) {
 }
 
 /* y = x·Wᵀ (+b) for n rows: GEMVs when vec or n = 1 (decode; up to 8 rows per
- * pass over the weights; fp16 weights read with vload_half, Q8_0/Q4_0
- * dequantised in the kernel), a GEMM otherwise (fp16/quantised weights
- * widened into a scratch fp32 matrix first) */
+ * pass over the weights; fp16 weights read with vload_half, Q8_0/Q4_0 and
+ * Q4_K/Q5_K/Q6_K dequantised in the kernel), a GEMM otherwise: Q8_0/Q4_0
+ * weights in place with int8 activations when the profile sets AF_QGEMM
+ * (cl/gemm_q8.h: each row on its own, so `chunk` does not matter), else
+ * fp16/quantised weights widened into a scratch fp32 matrix first */
 static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, const af_dtensor *w,
                  const af_dtensor *b, af_dbuf y) {
   size_t in = w->ne[0], out = w->n_elements / in;
-  int quant = w->type == AF_GGML_Q8_0 || w->type == AF_GGML_Q4_0;
+  int quant = w->type == AF_GGML_Q8_0 || w->type == AF_GGML_Q4_0, kq = af_kq_type(w->type);
   if (vec || n == 1) {
     int rc = 0;
     for (int r = 0; r < n && !rc;) {
       int nb = n - r < 8 ? n - r : 8;
       af_dbuf xr = af_dbuf_at(x, (size_t)r * in), yr = af_dbuf_at(y, (size_t)r * out);
-      rc = quant ? af_op_gemv_qn(q, w->mem, w->type == AF_GGML_Q4_0, out, in, xr, nb, yr, b ? b->mem : NULL)
-                 : af_op_gemv(q, w->mem, w->type == AF_GGML_F16, out, in, xr, nb, yr, b ? b->mem : NULL);
+      cl_mem bm = b ? b->mem : NULL;
+      rc = kq      ? af_op_gemv_kq(q, w->mem, w->type, out, in, xr, nb, yr, bm)
+           : quant ? af_op_gemv_qn(q, w->mem, w->type == AF_GGML_Q4_0, out, in, xr, nb, yr, bm)
+                   : af_op_gemv(q, w->mem, w->type == AF_GGML_F16, out, in, xr, nb, yr, bm);
       r += nb;
     }
     return rc;
   }
+  if (quant && af_qgemm_enabled(m->cl))
+    return af_qgemm(q, w->type == AF_GGML_Q4_0, (size_t)n, out, in, x, w->mem, b ? b->mem : NULL, y);
   af_dtensor wf = *w;
-  if (w->type == AF_GGML_F16 || quant) {
+  if (w->type == AF_GGML_F16 || quant || kq) {
     int rc = m->wscratch.mem ? 0 : nn_alloc(m->cl, m->wscratch_n, &m->wscratch);
     if (rc) return rc;
-    rc = quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
-               : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
+    rc = kq      ? af_op_dequant_kq(q, w->mem, w->type, m->wscratch.mem, w->n_elements)
+         : quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
+                 : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
     if (rc) return rc;
     wf.type = AF_GGML_F32;
     wf.mem = m->wscratch.mem;
@@ -456,7 +465,8 @@ static int ensure_cache(af_lm *m, af_queue *q, int max_slot, int max_pos) {
   return af_lm_reserve(m, q, max_slot + 1 > m->slots ? max_slot + 1 : m->slots, np);
 }
 
-int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+static int prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, int all,
+                   float *logits) {
   const af_lm_shape *s = &m->s;
   if (n < 1 || pos0 < 0 || pos0 + n > s->ctx)
     return af_err(AF_ERR_RANGE, "llm: positions %d..%d exceed the context of %d", pos0, pos0 + n - 1, s->ctx);
@@ -466,7 +476,15 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int 
   for (int i = 0; i < n; i++) m->hslot[i] = slot, m->hpos[i] = pos0 + i;
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
   int last = n - 1;
-  return run_rows(m, q, n, 0, 0, &last, 1, logits, 0);
+  return all ? run_rows(m, q, n, 0, 0, NULL, 0, logits, 0) : run_rows(m, q, n, 0, 0, &last, 1, logits, 0);
+}
+
+int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+  return prefill(m, q, slot, xin, n, pos0, 0, logits);
+}
+
+int af_lm_prefill_all(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+  return prefill(m, q, slot, xin, n, pos0, 1, logits);
 }
 
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *xin,

@@ -55,6 +55,10 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out);
  * slot's cache (positions >= pos0 are overwritten), and writes the logits of
  * the last position (vocab floats).  n > 1 goes through GEMMs, n = 1 GEMVs. */
 int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *x, int n, int pos0, float *logits);
+/* The same with the logits of every position (n x vocab floats; position i
+ * predicts the token after it): for comparing two models over a text
+ * (`artflow bench --reference`). */
+int af_lm_prefill_all(af_lm *m, af_queue *q, int slot, const float *x, int n, int pos0, float *logits);
 /* B prompts in one pass: x holds lens[0] rows for slot slots[0], then
  * lens[1] rows for slots[1], ... (positions 0.. of each; the slots must
  * differ); logits (B x vocab) of each prompt's last position.  The weights
