@@ -4,53 +4,70 @@
 # describe` answers (image as a data: URL, a path under --files, a file://
 # URL); stream: true is OpenAI's chunks ending in [DONE], the deltas adding
 # up to the answer; /v1/tag ranks as `artflow tag --json` does (a shipped
-# vocabulary, inline labels in yesno mode); concurrent clients get the
+# vocabulary, inline labels in choose and yesno mode); concurrent clients get the
 # answers they get alone and share the llm's batches; bad requests get 400
 # with a reason (malformed JSON, turns, options the llm rows refuse, paths
 # outside --files, URLs the server will not fetch, bytes that are no image,
 # and never the server's temporary file name); an image over --max-pixels
 # and a body over --max-body get 413; a full queue 503 with Retry-After; a
 # client that disconnects mid-stream cancels its answer and the server goes
-# on; SIGTERM stops it cleanly (exit 0, within the grace) with the answers
-# in flight delivered and its temporary folder removed.
+# on; an unknown path gets 404; SIGTERM stops it cleanly (exit 0, within the
+# grace) with the answers in flight delivered and its temporary folder
+# removed.  Answers are greedy, so "equal" is exact: a streamed answer equals
+# the non-streamed one and describe's; tag's p over inline labels sum to 1.
 set -u
 A=${ARTFLOW:?}; M="$AF_BINARY_DIR/demo/artgpt4-demo-random.gguf"; G="$AF_TEST_DATA/artgpt4-tiny"
-T=$(mktemp -d); PID=
-cleanup() { [ -n "$PID" ] && kill -9 "$PID" 2> /dev/null; rm -rf "$T"; }
+T=$(mktemp -d); PID=; WATCH=
+# the server never outlives the test: the trap on a normal end, the watchdog
+# when the shell itself is killed (ctest's timeout)
+cleanup() {
+  [ -n "$PID" ] && kill -9 "$PID" 2> /dev/null
+  [ -n "$WATCH" ] && kill "$WATCH" 2> /dev/null
+  rm -rf "$T"
+}
 trap cleanup EXIT
 pass=0; fail=0
-check() { local what=$1; shift; if "$@"; then pass=$((pass+1)); else echo "FAIL: $what" >&2; fail=$((fail+1)); fi; }
+check() { local what=$1; shift; if "$@" > /dev/null; then pass=$((pass+1)); else echo "FAIL: $what" >&2; fail=$((fail+1)); fi; }
+# no request may hang the test: each gets 120 s (a 150-token answer queued
+# behind 7 others takes seconds on a busy 2-core machine under ASan)
+curl() { command curl --max-time 120 "$@"; }
+# gives up at once, with the server's log, when starting failed
+die() { echo "FAIL: $*" >&2; echo "--- server log ---" >&2; tail -30 "$T/err" >&2; exit 1; }
 
 mkdir -p "$T/files/sub" "$T/tmp"
-cp "$G/image.png" "$T/files/a.png"            # 70 x 45 = 3150 pixels
-cp "$G/image.png" "$T/secret.png"             # outside --files
+cp "$G/image.png" "$T/files/a.png"                       # 70 x 45 = 3150 pixels
+cp "$G/image.png" "$T/secret.png"                        # outside --files
+cp "$AF_SOURCE_DIR/examples/images/banner.jpg" "$T/files/big.jpg" # 200 x 90: over --max-pixels 3200
 printf 'not an image at all\n' > "$T/files/text.png"
-# a 60 x 60 PNG (3600 pixels): over --max-pixels 3200
-python3 - "$T/files/big.png" << 'PY'
-import struct, sys, zlib
-w = h = 60
-raw = b"".join(b"\0" + bytes((x * 4 + y) % 256 for x in range(3 * w)) for y in range(h))
-chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-PY
 
 # ---- start: listen on an ephemeral port, wait for the model ----
 TMPDIR="$T/tmp" "$A" serve --model "$M" --port 0 --files "$T/files" --queue 8 --max-pixels 3200 \
   --max-body 64K --grace 5 > "$T/out" 2> "$T/err" &
 PID=$!
+(
+  while kill -0 $$ 2> /dev/null; do sleep 1; done
+  kill -9 "$PID" 2> /dev/null
+) > /dev/null 2>&1 &
+WATCH=$!
+# the port is bound before the model loads; then /health says 200 once it is
+# loaded (cold PoCL kernel caches on a busy machine: minutes)
 PORT=
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$T/err" | grep -o '[0-9]*$')
   [ -n "$PORT" ] && break
+  kill -0 "$PID" 2> /dev/null || break
   sleep 0.1
 done
-check "listens on 127.0.0.1 (an ephemeral port)" test -n "$PORT"
+[ -n "$PORT" ] || die "the server did not listen within 30 s"
 U="http://127.0.0.1:$PORT"
-for _ in $(seq 600); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$U/health")" = 200 ] && break
+code=
+for _ in $(seq 1200); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$U/health")
+  [ "$code" = 200 ] && break
+  kill -0 "$PID" 2> /dev/null || die "the server exited while loading"
   sleep 0.2
 done
+[ "$code" = 200 ] || die "/health did not say 200 within 240 s (last: $code)"
 curl -s "$U/health" > "$T/health.json"
 check "/health: 200 ok once the model is loaded" jq -e '.status == "ok" and .queue.capacity == 8' "$T/health.json"
 check "/v1/models lists the model" test "$(curl -s "$U/v1/models" | jq -r '.data[0].id')" = artgpt4-demo-random
@@ -87,15 +104,26 @@ grep '^data: {' "$T/s.sse" | sed 's/^data: //' > "$T/s.chunks"
 check "stream: every event a chat.completion.chunk" jq -s -e 'length > 2 and all(.object == "chat.completion.chunk")' "$T/s.chunks"
 check "stream: role first, finish_reason last" jq -s -e '(.[0].choices[0].delta.role == "assistant") and (.[-1].choices[0].finish_reason == "stop")' "$T/s.chunks"
 check "stream: the deltas add up to the answer" test "$(jq -s '[.[].choices[0].delta.content // ""] | add' "$T/s.chunks")" = "$want"
+check "stream: the same answer as without streaming" \
+  test "$(jq -s '[.[].choices[0].delta.content // ""] | add' "$T/s.chunks")" = "$(jq .choices[0].message.content "$T/r1.json")"
+check "stream: every event is one 'data: ' line and a blank line" \
+  awk '/^data: ./ {d++; next} /^$/ {b++; next} {bad = 1} END {exit !(!bad && d > 2 && d == b)}' "$T/s.sse"
 
 jq -cn --arg u "$DATA" '{image: $u, vocabulary: "artemis-emotions", top_k: 3}' > "$T/t1.json"
 check "tag: 200" test "$(post /v1/tag "$T/t1.json" "$T/tr1.json")" = 200
 "$A" tag "$G/image.png" --model "$M" --vocab artemis-emotions --top-k 3 --json 2> /dev/null > "$T/tag.json"
 check "tag: the labels of artflow tag --json" jq -e --slurpfile t "$T/tag.json" '.labels == $t[0].labels and .vocabulary == "artemis-emotions"' "$T/tr1.json"
+check "tag: 3 labels ranked by p" jq -e '(.labels | length == 3) and ([.labels[].p] | . == (sort | reverse))' "$T/tr1.json"
 jq -cn '{image: "a.png", labels: ["a river", "a portrait", "mountains"], mode: "yesno",
          question: "Does this artwork show {label}? Answer yes or no."}' > "$T/t2.json"
 post /v1/tag "$T/t2.json" "$T/tr2.json" > /dev/null
 check "tag: inline labels, yesno" jq -e '(.labels | length == 3) and all(.labels[]; .p >= 0 and .p <= 1 and has("logprob_per_token"))' "$T/tr2.json"
+jq -cn '{image: "a.png", labels: ["a river", "a portrait", "mountains"], mode: "choose",
+         question: "What does this artwork show?"}' > "$T/t3.json"
+check "tag: inline labels, choose: 200" test "$(post /v1/tag "$T/t3.json" "$T/tr3.json")" = 200
+check "tag: every label once, ranked by p, the p summing to 1 ($(jq -c '[.labels[].p]' "$T/tr3.json"))" \
+  jq -e '([.labels[].label] | sort == ["a portrait", "a river", "mountains"]) and ([.labels[].p] | . == (sort | reverse))
+         and ([.labels[].p] | add - 1 | fabs < 1e-5)' "$T/tr3.json"
 
 # ---- concurrent clients share batches and get their lone answers ----
 want48=$("$A" describe "$G/image.png" --model "$M" --question "$Q" --greedy --max-new-tokens 48 --json 2> /dev/null | jq .text)
@@ -163,10 +191,10 @@ check "an unknown path: 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$U/
 check "GET on a POST endpoint: 405" test "$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/chat/completions")" = 405
 
 # ---- sizes: 413 ----
-chat "data:image/png;base64,$(base64 -w0 "$T/files/big.png")" > "$T/z1.json"
+chat "data:image/jpeg;base64,$(base64 -w0 "$T/files/big.jpg")" > "$T/z1.json"
 bad "an image over --max-pixels" 413 "max_pixels" "$T/z1.json"
-chat "big.png" > "$T/z1b.json"
-bad "an image over --max-pixels, by path" 413 "big.png: 60x60" "$T/z1b.json"
+chat "big.jpg" > "$T/z1b.json"
+bad "an image over --max-pixels, by path" 413 "big.jpg: 200x90" "$T/z1b.json"
 check "... named as the client named it, not by the server's path" bash -c "! grep -q '$T' '$T/bad.json'"
 head -c 70000 /dev/urandom | base64 -w0 | sed 's|^|data:image/png;base64,|' > "$T/huge.url"
 chat "$(cat "$T/huge.url")" > "$T/z2.json"
@@ -196,9 +224,10 @@ exec 3<> "/dev/tcp/127.0.0.1/$PORT"
 printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n' \
   "$(stat -c %s "$T/d.json")" >&3
 cat "$T/d.json" >&3
-IFS= read -r status <&3 # the answer began: the status line
+status=
+IFS= read -r -t 120 status <&3 # the answer began: the status line
 exec 3<&- 3>&-
-for _ in $(seq 50); do
+for _ in $(seq 200); do
   [ "$(curl -s "$U/health" | jq '.queue.admitted')" = 0 ] && break
   sleep 0.1
 done
@@ -213,7 +242,7 @@ check "... and the server answers the next request" test "$(jq .choices[0].messa
 # ---- SIGTERM: the answers in flight are delivered, then a clean exit ----
 curl -sN -X POST "$U/v1/chat/completions" --data-binary @"$T/c48s.json" > "$T/last.sse" &
 cpid=$!
-for _ in $(seq 50); do grep -q '^data: ' "$T/last.sse" 2> /dev/null && break; sleep 0.05; done
+for _ in $(seq 600); do grep -q '^data: ' "$T/last.sse" 2> /dev/null && break; sleep 0.05; done
 t0=$(date +%s.%N)
 kill -TERM "$PID"
 wait "$PID"
