@@ -3,6 +3,7 @@
 
 #include <clblast_c.h>
 
+#include "cl/gemm_tiled.h"
 #include "cl/ops.h"
 
 #ifndef AF_ATT_GEMM_MIN
@@ -14,16 +15,36 @@
 /* cached attention: work-items per group along the heads (0: runtime's choice) */
 #define AF_ATT_CACHED_WG af_cl_tuning_int(q->cl, "AF_ATT_CACHED_WG", 0)
 
-/* Long non-causal attention (the ViT's 257 x 257) as two strided-batched
- * GEMMs per image (scores = scale * Q Kᵀ for all heads, then P V) with a row
- * softmax in between: GEMM kernels use the device far better than one
- * work-item per query row. */
+/* Long non-causal attention (the ViT's 257 x 257) as GEMMs per image (scores
+ * = scale * Q Kᵀ for all heads, then P V) with a row softmax in between: GEMM
+ * kernels use the device far better than one work-item per query row.  With
+ * the profile's own GEMM (AF_GEMM_IMPL: tiled) two per head; else CLBlast's
+ * strided-batched GEMMs, whose default parameters ran at ~1 GFLOPS on PoCL
+ * (half of a ViT-g image's time on the 2-core machine, docs/performance.md). */
 static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn_view vv, af_attn_view out,
                           int n_q, int n_kv, int heads, int d, int n_batch, float scale) {
   size_t per = (size_t)heads * n_q * n_kv;
-  cl_mem sc = NULL;
-  int rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, per * sizeof(float), NULL, &sc);
+  cl_mem sc = NULL; /* the queue's scratch: reused by the next call */
+  int rc = af_queue_scratch(q, AF_SCRATCH_ATTN, per * sizeof(float), &sc);
   if (rc) return rc;
+  if (af_gemm_tiled_enabled(q->cl)) { /* the profile's own GEMM, one head at a time */
+    for (int b = 0; b < n_batch && !rc; b++) {
+      for (int h = 0; h < heads && !rc; h++)
+        rc = af_gemm_tiled(q, 0, 1, (size_t)n_q, (size_t)n_kv, (size_t)d, scale, qv.mem,
+                           qv.off + (size_t)b * qv.batch + (size_t)h * d, (size_t)qv.row, kk.mem,
+                           kk.off + (size_t)b * kk.batch + (size_t)h * d, (size_t)kk.row, 0.0f, sc,
+                           (size_t)h * n_q * n_kv, (size_t)n_kv);
+      af_dbuf scores = {sc, 0};
+      if (!rc) rc = af_op_softmax(q, scores, (size_t)heads * n_q, (size_t)n_kv, 1.0f, 0, 0, 0);
+      for (int h = 0; h < heads && !rc; h++)
+        rc =
+            af_gemm_tiled(q, 0, 0, (size_t)n_q, (size_t)d, (size_t)n_kv, 1.0f, sc, (size_t)h * n_q * n_kv,
+                          (size_t)n_kv, vv.mem, vv.off + (size_t)b * vv.batch + (size_t)h * d, (size_t)vv.row,
+                          0.0f, out.mem, out.off + (size_t)b * out.batch + (size_t)h * d, (size_t)out.row);
+    }
+    return rc;
+  }
+  if (q->reserving) return 0;
   for (int b = 0; b < n_batch && !rc; b++) {
     cl_event ev = NULL;
     CLBlastStatusCode st = CLBlastSgemmStridedBatched(
@@ -48,8 +69,6 @@ static int attention_gemm(af_queue *q, af_attn_view qv, af_attn_view kk, af_attn
     else if (ev)
       af_queue_profile_event(q, ev, "attention_pv");
   }
-  clFinish(q->q); /* the scratch buffer is released below */
-  clReleaseMemObject(sc);
   return rc;
 }
 
@@ -116,6 +135,13 @@ int af_kv_store(af_queue *q, af_dbuf src, int rows, int n, cl_mem cache, int hal
 
 int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache, cl_mem v_cache,
                         int half, size_t slot_stride, cl_mem slot, cl_mem pos, float scale, af_dbuf out) {
+  return af_attention_cached_hole(q, qv, rows, heads, d, k_cache, v_cache, half, slot_stride, slot, pos, NULL,
+                                  scale, out);
+}
+
+int af_attention_cached_hole(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache,
+                             cl_mem v_cache, int half, size_t slot_stride, cl_mem slot, cl_mem pos,
+                             cl_mem hole, float scale, af_dbuf out) {
   if (d <= 0 || d > 128 || heads <= 0 || rows < 0)
     return af_err(AF_ERR_INVALID, "attention: unsupported shape (d=%d, heads=%d)", d, heads);
   if (!rows) return 0;
@@ -137,12 +163,13 @@ int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_
   a |= clSetKernelArg(k, 6, sizeof row, &row);
   a |= clSetKernelArg(k, 7, sizeof(cl_mem), &slot);
   a |= clSetKernelArg(k, 8, sizeof(cl_mem), &pos);
-  a |= clSetKernelArg(k, 9, sizeof rows, &rows);
-  a |= clSetKernelArg(k, 10, sizeof(cl_mem), &out.mem);
-  a |= clSetKernelArg(k, 11, sizeof oo, &oo);
-  a |= clSetKernelArg(k, 12, sizeof row, &row);
-  a |= clSetKernelArg(k, 13, sizeof d, &d);
-  a |= clSetKernelArg(k, 14, sizeof scale, &scale);
+  a |= clSetKernelArg(k, 9, sizeof(cl_mem), hole ? &hole : NULL); /* NULL: the kernel sees no hole */
+  a |= clSetKernelArg(k, 10, sizeof rows, &rows);
+  a |= clSetKernelArg(k, 11, sizeof(cl_mem), &out.mem);
+  a |= clSetKernelArg(k, 12, sizeof oo, &oo);
+  a |= clSetKernelArg(k, 13, sizeof row, &row);
+  a |= clSetKernelArg(k, 14, sizeof d, &d);
+  a |= clSetKernelArg(k, 15, sizeof scale, &scale);
   if (a) return af_err(AF_ERR_INVALID, "attention: cannot set kernel arguments");
   /* AF_ATT_CACHED_WG: work-items per group along the heads; 0 lets the
    * runtime choose (PoCL's choice of one group for all heads ran decode

@@ -36,5 +36,13 @@ int af_kv_store(af_queue *q, af_dbuf src, int rows, int n, cl_mem cache, int hal
                 cl_mem slot, cl_mem pos);
 int af_attention_cached(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache, cl_mem v_cache,
                         int half, size_t slot_stride, cl_mem slot, cl_mem pos, float scale, af_dbuf out);
+/* The same where row r skips the cached keys hole[2r] <= j < hole[2r+1]
+ * (hole: a device int buffer of 2 * rows entries, or NULL for none): several
+ * branches written after a shared prefix each see the prefix and their own
+ * earlier rows only.  Rows without a hole give the bits af_attention_cached
+ * gives. */
+int af_attention_cached_hole(af_queue *q, af_dbuf qv, int rows, int heads, int d, cl_mem k_cache,
+                             cl_mem v_cache, int half, size_t slot_stride, cl_mem slot, cl_mem pos,
+                             cl_mem hole, float scale, af_dbuf out);
 
 #endif

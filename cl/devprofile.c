@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "core/datadir.h"
+
 typedef struct match_rule {
   char platform[128], vendor[128], device[128], regex[128], type[16], drv_min[32], drv_max[32];
   long min_cu, max_cu;
@@ -401,13 +403,8 @@ static int fits(const match_rule *m, const af_device_info *i, char *why, size_t 
 }
 
 const char *af_devprofile_dir(void) {
-  const char *d = getenv("ARTFLOW_PROFILE_DIR");
-  if (d && *d) return d;
-#ifdef AF_DATA_DIR
-  struct stat st;
-  if (stat(AF_DATA_DIR "/profiles/default.yaml", &st) == 0) return AF_DATA_DIR "/profiles";
-#endif
-  return AF_SOURCE_DIR "/config/profiles";
+  static _Thread_local af_data_where where;
+  return af_data_locate(AF_DATA_PROFILES, &where) == 0 ? where.dir : NULL;
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -467,19 +464,25 @@ int af_devprofile_select(const af_device_info *info, const char *explicit_file, 
   memset(out, 0, sizeof *out);
   snprintf(out->name, sizeof out->name, "default");
   out->batch_vit = out->batch_llm = 1, out->batch_qformer = 1;
-  const char *dir = af_devprofile_dir();
-  char base[1024], vend[1024] = "", dev[1024] = "";
+  af_data_where where;
+  const char *dir = af_data_locate(AF_DATA_PROFILES, &where) == 0 ? where.dir : NULL;
+  char base[1024] = "", vend[1024] = "", dev[1024] = "";
   match_rule m;
-  snprintf(base, sizeof base, "%s/default.yaml", dir);
   struct stat st;
   int rc = 0;
   size_t l = 0, cap = sizeof out->why;
-  if (stat(base, &st) == 0) {
+  if (dir) snprintf(base, sizeof base, "%s/default.yaml", dir);
+  if (!dir) {
+    /* an installed binary without its share/artflow: say so once, run anyway */
+    af_data_warn_missing(AF_DATA_PROFILES, &where);
+    l += (size_t)snprintf(out->why, cap, "built-in defaults (no profile folder; tried %s)", where.tried);
+  } else if (stat(base, &st) == 0) {
     if ((rc = load_file(base, out, &m))) return rc;
     l += (size_t)snprintf(out->why, cap, "%s: default.yaml", dir);
   } else {
     l += (size_t)snprintf(out->why, cap, "built-in defaults (no %s)", base);
   }
+  if (l >= cap) l = cap - 1;
   const char *forced = explicit_file && *explicit_file ? explicit_file : getenv("ARTFLOW_PROFILE_FILE");
   if (forced && *forced) {
     if ((rc = load_file(forced, out, &m))) return rc;
@@ -487,7 +490,7 @@ int af_devprofile_select(const af_device_info *info, const char *explicit_file, 
     if (l < cap) snprintf(out->why + l, cap - l, " + %s (given explicitly)", forced);
     return 0;
   }
-  if ((rc = find_best(dir, info, vend, dev, sizeof vend))) return rc;
+  if (dir && (rc = find_best(dir, info, vend, dev, sizeof vend))) return rc;
   const char *levels[2] = {vend, dev};
   for (int i = 0; i < 2; i++) {
     if (!levels[i][0]) continue;

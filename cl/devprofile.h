@@ -19,8 +19,10 @@
  *      rule fits the device (the one with most rules if several do);
  *   3. the device file: any other <dir>/<vendor>/<name>.yaml whose every rule
  *      fits, the one with most rules (ties: first by path).
- * <dir> is $ARTFLOW_PROFILE_DIR, else the installed data folder (AF_DATA_DIR,
- * when the build defines it), else the source tree's config/profiles.  An
+ * <dir> is found by core/datadir.h: $ARTFLOW_PROFILE_DIR, else
+ * $ARTFLOW_DATA_DIR/profiles, else <exe dir>/../share/artflow/profiles, else
+ * (for a binary in its build tree) the source tree's config/profiles; with
+ * none, a one-time warning on stderr and built-in defaults.  An
  * explicit file (argument, ARTFLOW_PROFILE_FILE, or a pipeline's `profile:`)
  * replaces levels 2 and 3.  Files are validated as they are read: unknown
  * keys, bad values and incomplete CLBlast parameter sets are AF_ERR_CONFIG
@@ -93,7 +95,8 @@ const char *af_devprofile_define(const af_devprofile *p, const char *name);
 enum { AF_GEMM_IMPL_CLBLAST = 0, AF_GEMM_IMPL_TILED = 1 };
 int af_devprofile_gemm_impl(const af_devprofile *p);
 
-/* The profile folder in effect (see above; static storage). */
+/* The profile folder in effect (see above; thread-local storage, valid until
+ * the next call on the thread), or NULL when none was found. */
 const char *af_devprofile_dir(void);
 
 #endif

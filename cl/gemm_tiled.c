@@ -92,8 +92,10 @@ static void geometry(af_queue *q, const af_gemm_tiled_cfg *cfg, size_t tiles, si
   g[0] = (tiles + wg - 1) / wg * wg, g[1] = (ntiles + wn - 1) / wn * wn;
 }
 
-int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int half_b, size_t n, size_t k,
-                   cl_mem b, size_t b_off, size_t ldb, af_gemm_packed *out) {
+/* Packs op(B) into `into` (a buffer of af_gemm_pack_b's size), or into a
+ * buffer of its own when into is NULL; out->mem is owned only in that case. */
+static int pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int half_b, size_t n, size_t k,
+                  cl_mem b, size_t b_off, size_t ldb, int scratch, af_gemm_packed *out) {
   memset(out, 0, sizeof *out);
   af_gemm_tiled_cfg def;
   if (!cfg) af_gemm_tiled_packed_config(q->cl, &def), cfg = &def;
@@ -102,9 +104,11 @@ int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int h
   if (!n || !k || !fits_int(n) || !fits_int(k) || !fits_int(ldb) || ldb < (trans_b ? k : n))
     return af_err(AF_ERR_INVALID, "gemm_pack_b: bad shape n=%zu k=%zu ldb=%zu (trans_b %d)", n, k, ldb,
                   trans_b);
-  size_t panels = (n + (size_t)cfg->vw - 1) / (size_t)cfg->vw;
-  cl_mem mem;
-  if ((rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, panels * k * (size_t)cfg->vw * sizeof(float), NULL, &mem)))
+  size_t panels = (n + (size_t)cfg->vw - 1) / (size_t)cfg->vw,
+         bytes = panels * k * (size_t)cfg->vw * sizeof(float);
+  cl_mem mem = NULL;
+  if ((rc = scratch ? af_queue_scratch(q, AF_SCRATCH_GEMM_PACK, bytes, &mem)
+                    : af_cl_alloc(q->cl, CL_MEM_READ_WRITE, bytes, NULL, &mem)))
     return rc;
   cl_kernel kk;
   if ((rc = get_kernel(q, cfg, half_b ? "af_gemm_pack_b_f16" : "af_gemm_pack_b", &kk))) goto fail;
@@ -122,14 +126,52 @@ int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int h
   out->n = n;
   out->k = k;
   out->vw = cfg->vw;
+  out->borrowed = scratch;
   return 0;
 fail:
-  clReleaseMemObject(mem);
+  if (!scratch) clReleaseMemObject(mem);
   return rc;
 }
 
+int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int half_b, size_t n, size_t k,
+                   cl_mem b, size_t b_off, size_t ldb, af_gemm_packed *out) {
+  return pack_b(q, cfg, trans_b, half_b, n, k, b, b_off, ldb, 0, out);
+}
+
+int af_gemm_pack_b_h(af_queue *q, const af_gemm_tiled_cfg *cfg, size_t n, size_t k, cl_mem b, size_t b_off,
+                     size_t ldb, af_gemm_packed *out) {
+  memset(out, 0, sizeof *out);
+  af_gemm_tiled_cfg def;
+  if (!cfg) af_gemm_tiled_packed_config(q->cl, &def), cfg = &def;
+  int rc = check_cfg(cfg);
+  if (rc) return rc;
+  if (!n || !k || !fits_int(n) || !fits_int(k) || !fits_int(ldb) || ldb < k)
+    return af_err(AF_ERR_INVALID, "gemm_pack_b_h: bad shape n=%zu k=%zu ldb=%zu", n, k, ldb);
+  size_t panels = (n + (size_t)cfg->vw - 1) / (size_t)cfg->vw, bytes = panels * k * (size_t)cfg->vw * 2;
+  cl_mem mem = NULL;
+  if ((rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, bytes, NULL, &mem))) return rc;
+  cl_kernel kk;
+  cl_int N = (cl_int)n, K = (cl_int)k, lb = (cl_int)ldb;
+  cl_long bo = (cl_long)b_off;
+  if ((rc = get_kernel(q, cfg, "af_gemm_pack_b_h", &kk)) || (rc = set_arg(kk, 0, sizeof N, &N)) ||
+      (rc = set_arg(kk, 1, sizeof K, &K)) || (rc = set_arg(kk, 2, sizeof b, &b)) ||
+      (rc = set_arg(kk, 3, sizeof bo, &bo)) || (rc = set_arg(kk, 4, sizeof lb, &lb)) ||
+      (rc = set_arg(kk, 5, sizeof mem, &mem))) {
+    clReleaseMemObject(mem);
+    return rc;
+  }
+  size_t kb = (k + (size_t)cfg->vw - 1) / (size_t)cfg->vw, l0 = kb < 16 ? kb : 16;
+  size_t g[2] = {(kb + l0 - 1) / l0 * l0, panels}, l[2] = {l0, 1};
+  if ((rc = af_queue_run(q, kk, 2, g, l, "gemm_pack_b_h"))) {
+    clReleaseMemObject(mem);
+    return rc;
+  }
+  *out = (af_gemm_packed){mem, n, k, cfg->vw, 0, 1};
+  return 0;
+}
+
 void af_gemm_packed_release(af_gemm_packed *p) {
-  if (p && p->mem) clReleaseMemObject(p->mem);
+  if (p && p->mem && !p->borrowed) clReleaseMemObject(p->mem);
   if (p) memset(p, 0, sizeof *p);
 }
 
@@ -148,7 +190,7 @@ int af_gemm_tiled_packed(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_a,
     return af_err(AF_ERR_INVALID, "gemm_tiled: bad shape m=%zu n=%zu k=%zu lda=%zu ldc=%zu", m, n, k, lda,
                   ldc);
   cl_kernel kk;
-  if ((rc = get_kernel(q, cfg, "af_gemm_tiled", &kk))) return rc;
+  if ((rc = get_kernel(q, cfg, bp->half ? "af_gemm_tiled_h" : "af_gemm_tiled", &kk))) return rc;
   cl_int M = (cl_int)m, N = (cl_int)n, K = (cl_int)k, rs = trans_a ? 1 : (cl_int)lda,
          ks = trans_a ? (cl_int)lda : 1;
   cl_int lc = (cl_int)ldc;
@@ -235,24 +277,18 @@ int af_gemm_tiled_cfg_run(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_a
   if (cfg->dot && !trans_a && trans_b && k)
     return dot_run(q, cfg, 0, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc);
   if (!k) { /* C = beta * C: no product to pack; keep the contract with a zero-K launch */
-    af_gemm_packed z = {NULL, n, 0, cfg->vw};
-    cl_int e;
-    z.mem = clCreateBuffer(q->cl->ctx, CL_MEM_READ_WRITE, sizeof(float) * 16, NULL, &e);
-    if (e != CL_SUCCESS) return af_err(e, "gemm_tiled: %s", af_strerror(e));
+    af_gemm_packed z = {NULL, n, 0, cfg->vw, 1, 0};
+    int rc = af_queue_scratch(q, AF_SCRATCH_ZERO, sizeof(float) * 16, &z.mem);
     af_gemm_tiled_cfg one = *cfg;
     one.kc = 0;
-    int rc =
-        af_gemm_tiled_packed(q, &one, trans_a, m, alpha, a, a_off, lda ? lda : 1, &z, beta, c, c_off, ldc);
-    clReleaseMemObject(z.mem);
+    if (!rc)
+      rc = af_gemm_tiled_packed(q, &one, trans_a, m, alpha, a, a_off, lda ? lda : 1, &z, beta, c, c_off, ldc);
     return rc;
   }
-  af_gemm_packed bp;
-  int rc = af_gemm_pack_b(q, cfg, trans_b, 0, n, k, b, b_off, ldb, &bp);
+  af_gemm_packed bp; /* in the queue's scratch: the next GEMM on this queue reuses it */
+  int rc = pack_b(q, cfg, trans_b, 0, n, k, b, b_off, ldb, 1, &bp);
   if (rc) return rc;
-  rc = af_gemm_tiled_packed(q, cfg, trans_a, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
-  /* the queue keeps the buffer alive until the kernels that use it are done */
-  af_gemm_packed_release(&bp);
-  return rc;
+  return af_gemm_tiled_packed(q, cfg, trans_a, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
 }
 
 size_t af_gemm_tiled_rowwise_max(const af_cl *cl) {
@@ -291,9 +327,7 @@ int af_gemm_tiled_f16b(af_queue *q, size_t m, size_t n, size_t k, float alpha, c
     return af_gemm_tiled_cfg_run(q, &cfg, 0, 1, m, n, 0, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
                                  ldc);
   af_gemm_packed bp;
-  int rc = af_gemm_pack_b(q, &cfg, 1, 1, n, k, b, b_off, ldb, &bp);
+  int rc = pack_b(q, &cfg, 1, 1, n, k, b, b_off, ldb, 1, &bp);
   if (rc) return rc;
-  rc = af_gemm_tiled_packed(q, &cfg, 0, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
-  af_gemm_packed_release(&bp);
-  return rc;
+  return af_gemm_tiled_packed(q, &cfg, 0, m, alpha, a, a_off, lda, &bp, beta, c, c_off, ldc);
 }

@@ -79,9 +79,11 @@ int af_gemm_tiled_cfg_run(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_a
 
 /* op(B) packed for the kernel: ceil(n / vw) panels of k x vw floats. */
 typedef struct af_gemm_packed {
-  cl_mem mem; /* owned; af_gemm_packed_release frees it */
+  cl_mem mem; /* owned (unless borrowed); af_gemm_packed_release frees it */
   size_t n, k;
   int vw;
+  int borrowed; /* 1: mem is a queue's scratch buffer (af_queue_scratch), not released */
+  int half;     /* 1: the panels hold fp16 values (af_gemm_pack_b_h) */
 } af_gemm_packed;
 
 /* Packs op(B) (trans_b = 1: B is n x k, else k x n; half_b = 1: B holds fp16
@@ -92,6 +94,12 @@ typedef struct af_gemm_packed {
 int af_gemm_pack_b(af_queue *q, const af_gemm_tiled_cfg *cfg, int trans_b, int half_b, size_t n, size_t k,
                    cl_mem b, size_t b_off, size_t ldb, af_gemm_packed *out);
 void af_gemm_packed_release(af_gemm_packed *p);
+/* The same for Bᵀ with B (n x k, row stride ldb) stored as fp16: the panels
+ * stay fp16 (ceil(n / vw) * vw * k halves, the size of B when n is a
+ * multiple of vw), widened in the kernel.  For fp16 weights kept at their
+ * precision and packed once (the ViT's linear layers). */
+int af_gemm_pack_b_h(af_queue *q, const af_gemm_tiled_cfg *cfg, size_t n, size_t k, cl_mem b, size_t b_off,
+                     size_t ldb, af_gemm_packed *out);
 
 /* C = alpha * op(A) * B + beta * C with B packed by af_gemm_pack_b (its n and
  * k give N and K).  cfg NULL = af_gemm_tiled_packed_config's; its vw must

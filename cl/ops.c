@@ -70,6 +70,7 @@ int af_op_gemm(af_queue *q, int ta, int tb, size_t m, size_t n, size_t k, float 
   if (!k) return 0; /* CLBlast rejects k = 0; callers never pass it on this path */
   if (!ta && tb && alpha == 1.0f && beta == 0.0f && af_op_gemm_tiled_enabled(q->cl))
     return af_op_gemm_xwt(q, m, n, k, a, lda, b, ldb, c, ldc, NULL);
+  if (q->reserving) return 0; /* CLBlast sizes its own buffers */
   cl_event ev = NULL;
   CLBlastStatusCode st =
       CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,

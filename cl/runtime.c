@@ -190,6 +190,10 @@ out:
 }
 
 int af_cl_open(af_cl **out, const char *selector) {
+  return af_cl_open_profile(out, selector, NULL);
+}
+
+int af_cl_open_profile(af_cl **out, const char *selector, const char *profile_file) {
   *out = NULL;
   af_device_ref ref;
   int rc = af_cl_select(selector, &ref);
@@ -215,7 +219,7 @@ int af_cl_open(af_cl **out, const char *selector) {
   af_cl_cache_init(cl);
   cl->profile = calloc(1, sizeof *cl->profile);
   if (!cl->profile) rc = af_err(AF_ERR_NOMEM, "out of memory");
-  if (!rc) rc = af_devprofile_select(&cl->info, NULL, cl->profile);
+  if (!rc) rc = af_devprofile_select(&cl->info, profile_file, cl->profile);
   if (!rc) rc = af_devprofile_apply(cl, cl->profile);
   if (rc) {
     af_cl_close(cl);
@@ -278,6 +282,19 @@ int af_cl_tuning_int(const af_cl *cl, const char *name, int def) {
   return v > 0 && v <= 4096 ? (int)v : def;
 }
 
+int af_cl_tuning_int0(const af_cl *cl, const char *name, int def) {
+  char key[80];
+  snprintf(key, sizeof key, "-D%s=", name);
+  for (const char *p = cl && cl->tuning_defines ? strstr(cl->tuning_defines, key) : NULL; p;
+       p = strstr(p + 1, key)) {
+    if (p != cl->tuning_defines && p[-1] != ' ') continue;
+    char *end;
+    long v = strtol(p + strlen(key), &end, 10);
+    if ((*end == 0 || *end == ' ') && v >= 0 && v <= 4096) return (int)v;
+  }
+  return def;
+}
+
 int af_cl_alloc(af_cl *cl, cl_mem_flags flags, size_t bytes, void *host, cl_mem *out) {
   *out = NULL;
   if (bytes == 0) bytes = 16; /* zero-size buffers are invalid in OpenCL */
@@ -293,8 +310,13 @@ int af_cl_alloc(af_cl *cl, cl_mem_flags flags, size_t bytes, void *host, cl_mem 
     return af_err(AF_ERR_DEVICE_MEM, "out of device memory allocating %.1f MiB on '%s' (%s)",
                   bytes / 1048576.0, cl->info.name, af_strerror(e));
   AF_CL_CHECK(e);
+  cl->allocs++;
   *out = m;
   return 0;
+}
+
+unsigned long long af_cl_allocations(const af_cl *cl) {
+  return cl ? cl->allocs : 0;
 }
 
 /* ---------------- queues ---------------- */
@@ -324,6 +346,8 @@ int af_queue_new(af_cl *cl, af_queue **out) {
 void af_queue_free(af_queue *q) {
   if (!q) return;
   if (q->q) clFinish(q->q);
+  for (int i = 0; i < AF_SCRATCH_COUNT; i++)
+    if (q->scratch[i]) clReleaseMemObject(q->scratch[i]);
   for (af_kernel_entry *k = q->kernels, *nx; k; k = nx) {
     nx = k->next;
     clReleaseKernel(k->k);
@@ -383,8 +407,34 @@ int af_queue_kernel(af_queue *q, const char *file, const char *name, const char 
   return 0;
 }
 
+int af_queue_scratch(af_queue *q, af_scratch_slot slot, size_t bytes, cl_mem *out) {
+  *out = NULL;
+  if ((unsigned)slot >= AF_SCRATCH_COUNT) return af_err(AF_ERR_INVALID, "scratch slot %d", (int)slot);
+  if (bytes == 0) bytes = 16;
+  if (!q->scratch[slot] || q->scratch_bytes[slot] < bytes) {
+    cl_mem m = NULL;
+    int rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, bytes, NULL, &m);
+    if (rc) return rc;
+    /* kernels still queued keep the old buffer alive until they are done */
+    if (q->scratch[slot]) clReleaseMemObject(q->scratch[slot]);
+    q->scratch[slot] = m;
+    q->scratch_bytes[slot] = bytes;
+  }
+  *out = q->scratch[slot];
+  return 0;
+}
+
+void af_queue_reserve_begin(af_queue *q) {
+  if (q) q->reserving = 1;
+}
+
+void af_queue_reserve_end(af_queue *q) {
+  if (q) q->reserving = 0;
+}
+
 int af_queue_run(af_queue *q, cl_kernel k, cl_uint dims, const size_t *global, const size_t *local,
                  const char *label) {
+  if (q->reserving) return 0;
   size_t g[3];
   for (cl_uint i = 0; i < dims; i++) {
     g[i] = global[i];
@@ -420,13 +470,13 @@ int af_queue_finish(af_queue *q) {
 }
 
 int af_queue_write(af_queue *q, cl_mem dst, size_t off, size_t bytes, const void *src) {
-  if (bytes == 0) return 0;
+  if (bytes == 0 || q->reserving) return 0;
   AF_CL_CHECK(clEnqueueWriteBuffer(q->q, dst, CL_TRUE, off, bytes, src, 0, NULL, NULL));
   return 0;
 }
 
 int af_queue_read(af_queue *q, cl_mem src, size_t off, size_t bytes, void *dst) {
-  if (bytes == 0) return 0;
+  if (bytes == 0 || q->reserving) return 0;
   AF_CL_CHECK(clEnqueueReadBuffer(q->q, src, CL_TRUE, off, bytes, dst, 0, NULL, NULL));
   return 0;
 }

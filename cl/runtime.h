@@ -107,12 +107,16 @@ typedef struct af_cl {
   pthread_mutex_t turn_lock;
   pthread_cond_t turn_cv;
   unsigned turn_next, turn_serving;
+  _Atomic unsigned long long allocs; /* device buffers created so far (af_cl_allocations) */
 } af_cl;
 
 /* Opens the selected device (see af_cl_select), creates the context, and
  * selects and applies its device profile (cl/devprofile.h; a bad profile file
  * is an AF_ERR_CONFIG).  Caller frees with af_cl_close. */
 int af_cl_open(af_cl **out, const char *selector);
+/* Same with the profile file given by the caller (a pipeline's `profile:`);
+ * NULL or "" = the usual choice (ARTFLOW_PROFILE_FILE, else by device). */
+int af_cl_open_profile(af_cl **out, const char *selector, const char *profile_file);
 /* Prints the profile table (when profiling) and releases everything. NULL ok. */
 void af_cl_close(af_cl *cl);
 
@@ -125,6 +129,8 @@ int af_cl_set_tuning(af_cl *cl, const char *defines);
 /* Integer value of "-DNAME=V" in the tuning defines (a host-side tuning knob
  * such as a work-group size), or def when absent or not a positive integer. */
 int af_cl_tuning_int(const af_cl *cl, const char *name, int def);
+/* The same where 0 is a value (a switch such as AF_VIT_PACK=0): 0..4096. */
+int af_cl_tuning_int0(const af_cl *cl, const char *name, int def);
 
 /* Returns (building or loading if needed) the program for kernel source file
  * `file` (a name in cl/kernels/, e.g. "ops.cl") with extra `options`.  The
@@ -139,6 +145,10 @@ int af_cl_source(const char *file, char **text, size_t *len);
 /* Allocates a device buffer; a size over the device's max allocation or a
  * failed allocation returns AF_ERR_DEVICE_MEM with the sizes named. */
 int af_cl_alloc(af_cl *cl, cl_mem_flags flags, size_t bytes, void *host, cl_mem *out);
+/* Device buffers af_cl_alloc has created on cl so far (the tests check that a
+ * stage's process() adds none).  Buffers CLBlast makes for itself are not
+ * counted. */
+unsigned long long af_cl_allocations(const af_cl *cl);
 
 /* The device table of the fp32 value of each of the 65536 fp16 bit patterns
  * (the CPU GEMV kernels read Q8_0/Q4_0 block scales through it: one load,
@@ -149,14 +159,43 @@ int af_cl_half_lut(af_cl *cl, cl_mem *out);
 /* ---- per-thread queue with a kernel cache ---- */
 typedef struct af_kernel_entry af_kernel_entry;
 
+/* Scratch buffers a queue keeps between calls, one per purpose: ops that need
+ * a temporary device buffer take it from here, so that steady-state work
+ * allocates nothing (a buffer grows when a larger one is asked for). */
+typedef enum af_scratch_slot {
+  AF_SCRATCH_GEMM_PACK = 0, /* the own GEMM's packed B panels */
+  AF_SCRATCH_WIDEN,         /* fp16 weights widened to fp32 for a GEMM */
+  AF_SCRATCH_ATTN,          /* attention scores of the GEMM path */
+  AF_SCRATCH_ZERO,          /* a small buffer for zero-K GEMMs */
+  AF_SCRATCH_QX,            /* activations quantised to int8 (cl/gemm_q8.h) */
+  AF_SCRATCH_COUNT
+} af_scratch_slot;
+
 typedef struct af_queue {
   af_cl *cl;
   cl_command_queue q;
   af_kernel_entry *kernels;
+  cl_mem scratch[AF_SCRATCH_COUNT];
+  size_t scratch_bytes[AF_SCRATCH_COUNT];
+  int reserving; /* af_queue_reserve_begin: enqueue nothing, size everything */
 } af_queue;
 
 int af_queue_new(af_cl *cl, af_queue **out);
 void af_queue_free(af_queue *q);
+
+/* The queue's scratch buffer for `slot`, at least `bytes` long (grown, i.e.
+ * reallocated, when smaller; the old one is released once the queue is done
+ * with it).  Borrowed: valid until the next call for the same slot.  Work on
+ * one in-order queue never overlaps, so every op may use its slot freely. */
+int af_queue_scratch(af_queue *q, af_scratch_slot slot, size_t bytes, cl_mem *out);
+
+/* Reserve mode, for a stage's prepare(): between begin and end, kernel
+ * launches, copies and CLBlast calls on q do nothing (reads leave the host
+ * buffer as it is) while every buffer a real call would need is allocated
+ * and every kernel it would use is built.  Running a model's worst-case call
+ * once in this mode sizes its buffers, so the real calls allocate nothing. */
+void af_queue_reserve_begin(af_queue *q);
+void af_queue_reserve_end(af_queue *q);
 
 /* Kernel `name` from source file `file` built with `options` (NULL = none).
  * Cached in the queue; owned by it (do not release). */

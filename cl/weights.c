@@ -126,7 +126,7 @@ static int upload(af_weights *w, const af_gguf_tensor *gt, int want, entry *e) {
     return af_err(AF_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", af_gguf_path(w->g),
                   gt->name, af_ggml_type_name(gt->type), af_ggml_type_name(type));
   if (type == gt->type && type != AF_GGML_F32 && type != AF_GGML_F16 && type != AF_GGML_Q8_0 &&
-      type != AF_GGML_Q4_0)
+      type != AF_GGML_Q4_0 && type != AF_GGML_Q4_K && type != AF_GGML_Q5_K && type != AF_GGML_Q6_K)
     return af_err(AF_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which artflow's kernels do not read",
                   af_gguf_path(w->g), gt->name, af_ggml_type_name(gt->type));
   size_t nbytes = type == gt->type ? gt->nbytes : gt->n_elements * sizeof(float);

@@ -12,13 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "cl/weights.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "cli/json_out.h"
+#include "core/iofile.h"
 #include "formats/gguf.h"
 #include "net/lm.h"
 #include "net/vision.h"
@@ -54,6 +59,7 @@ static double llm_flops_per_pos(const af_lm_shape *s) {
 
 static const char usage[] =
     "usage: artflow bench --model MODEL.gguf [--images N] [--batch B] [--repeat R] [--json]\n"
+    "       artflow bench --model MODEL.gguf --tag VOCAB... [--repeat R] [--json] [--device D]\n"
     "                     [--profile P.yaml] [--compare P2.yaml] [--vision-only | --llm-only] [--device D]\n"
     "       artflow bench ops [...]\n"
     "\n"
@@ -79,6 +85,15 @@ static const char usage[] =
     "  --llm-only       only the LLM: prefill of 100 positions and 16 decode steps, at batch 1\n"
     "                   and batched (B prompts prefilled in one pass, B sequences per decode\n"
     "                   step: aggregated and per-sequence tokens/s)\n"
+    "  --tag VOCAB...   the tagging benchmark instead: per image, after the vision path, the\n"
+    "                   vocabularies (files or shipped names) scored on one shared prefix, against\n"
+    "                   one prompt prefill, one describe answer of 300 tokens, and the prompt\n"
+    "                   re-prefilled per task and candidate (same model, same run)\n"
+    "  --reference R.gguf  quality instead of speed: NMSE, KL divergence and top-1 agreement\n"
+    "                   of MODEL's logits against R's (the f16 file of the same weights) over\n"
+    "                   the positions of --text FILE (tokenised by MODEL's tokenizer, BOS first)\n"
+    "  --text FILE      the text for --reference\n"
+    "  --positions N    positions of the text compared (default 256)\n"
     "  --json           one JSON object instead of the table\n"
     "  --device D       OpenCL device index or name substring\n";
 
@@ -272,6 +287,7 @@ typedef struct run_res {
   vis_res v;
   llm_res l;
   double e2e_s;
+  unsigned long long peak_rss, file_bytes; /* the process's VmHWM after the run; the model file's size */
 } run_res;
 
 typedef struct bench_opts {
@@ -450,7 +466,20 @@ static int run_profile(const bench_opts *o, const char *profile, run_res *r) {
   af_queue_free(q);
   af_weights_free(w);
   af_cl_close(cl);
+  r->peak_rss = af_bench_peak_rss();
+  struct stat st;
+  r->file_bytes = stat(o->model, &st) ? 0 : (unsigned long long)st.st_size;
   return rc;
+}
+
+unsigned long long af_bench_peak_rss(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  unsigned long long kb = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = strtoull(line + 6, NULL, 10);
+  if (f) fclose(f);
+  return kb * 1024;
 }
 
 /* ---------------------------------------------------------------- output */
@@ -502,6 +531,9 @@ static void print_text(const bench_opts *o, const run_res *r) {
            l->kv_half ? "fp16" : "fp32", nseq, nseq > 1 ? "s" : "",
            l->kv_bytes / (2ull * l->layers * l->hidden * (l->kv_half ? 2 : 4) * nseq));
   }
+  if (r->peak_rss)
+    printf("peak resident set: %.2f GB (model file %.2f GB: %.2fx)\n", r->peak_rss / 1e9, r->file_bytes / 1e9,
+           r->file_bytes ? (double)r->peak_rss / (double)r->file_bytes : 0);
   if (r->e2e_s > 0)
     printf(
         "end-to-end per described image (estimate: ViT + Q-Former at batch 1, prefill of %d positions, 32 "
@@ -509,61 +541,66 @@ static void print_text(const bench_opts *o, const run_res *r) {
         v->queries + 40, r->e2e_s);
 }
 
-/* a JSON string (quotes, backslashes and control characters escaped) */
-static void json_str(const char *s) {
-  putchar('"');
-  for (; s && *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      printf("\\%c", c);
-    else if (c < 0x20)
-      printf("\\u%04x", c);
-    else
-      putchar(c);
-  }
-  putchar('"');
-}
-
-static void print_json_run(const run_res *r) {
-  printf("\"profile\":");
-  json_str(r->profile);
-  printf(",\"profile_why\":");
-  json_str(r->why);
-  printf(",\"copy_gb_s\":%.2f,\"read_gb_s\":%.2f,\"fma_gflops\":%.1f,\"fma_source\":\"%s\"", r->copy_gbs,
-         r->read_gbs, r->fma_gflops, r->fma_source ? r->fma_source : "unknown");
+/* one profile's run as JSON keys of o (cli/json_out.h: cJSON, non-finite
+ * numbers null), with the text output's precision */
+static void json_run(cJSON *o, const run_res *r) {
+  af_json_add_text(o, "profile", r->profile, NULL);
+  af_json_add_text(o, "profile_why", r->why, NULL);
+  af_json_num(o, "copy_gb_s", r->copy_gbs, 2);
+  af_json_num(o, "read_gb_s", r->read_gbs, 2);
+  af_json_num(o, "fma_gflops", r->fma_gflops, 1);
+  cJSON_AddStringToObject(o, "fma_source", r->fma_source ? r->fma_source : "unknown");
   const vis_res *v = &r->v;
   if (v->ok) {
-    printf(",\"first_call_s\":%.3f,\"vit_gflop_per_image\":%.2f,\"qformer_gflop_per_image\":%.3f,\"runs\":[",
-           v->warm, v->vf / 1e9, v->qff / 1e9);
-    for (int s = 0; s < v->nsizes; s++)
-      printf(
-          "%s{\"batch\":%d,\"images\":%d,\"vit_s_per_image\":%.4f,\"vit_images_s\":%.4f,\"vit_gflops\":%.2f,"
-          "\"qformer_s_per_image\":%.4f,\"qformer_images_s\":%.3f,\"qformer_gflops\":%.2f}",
-          s ? "," : "", v->sizes[s], s ? v->images : 1, v->vit_s[s], 1 / v->vit_s[s],
-          v->vf / v->vit_s[s] / 1e9, v->qf_s[s], 1 / v->qf_s[s], v->qff / v->qf_s[s] / 1e9);
-    printf("]");
+    af_json_num(o, "first_call_s", v->warm, 3);
+    af_json_num(o, "vit_gflop_per_image", v->vf / 1e9, 2);
+    af_json_num(o, "qformer_gflop_per_image", v->qff / 1e9, 3);
+    cJSON *runs = cJSON_AddArrayToObject(o, "runs");
+    for (int s = 0; s < v->nsizes; s++) {
+      cJSON *x = cJSON_CreateObject();
+      cJSON_AddNumberToObject(x, "batch", v->sizes[s]);
+      cJSON_AddNumberToObject(x, "images", s ? v->images : 1);
+      af_json_num(x, "vit_s_per_image", v->vit_s[s], 4);
+      af_json_num(x, "vit_images_s", 1 / v->vit_s[s], 4);
+      af_json_num(x, "vit_gflops", v->vf / v->vit_s[s] / 1e9, 2);
+      af_json_num(x, "qformer_s_per_image", v->qf_s[s], 4);
+      af_json_num(x, "qformer_images_s", 1 / v->qf_s[s], 3);
+      af_json_num(x, "qformer_gflops", v->qff / v->qf_s[s] / 1e9, 2);
+      cJSON_AddItemToArray(runs, x);
+    }
   }
   const llm_res *l = &r->l;
-  if (l->ok)
-    printf(
-        ",\"llm_layers\":%d,\"hidden\":%d,\"prefill_tokens\":%d,\"prefill_tokens_s\":%.2f,\"prefill_gflops\":"
-        "%.2f,"
-        "\"decode_ms_per_token\":%.2f,\"decode_tokens_s\":%.3f,\"weight_gb_s\":%.2f",
-        l->layers, l->hidden, l->n_prompt, l->n_prompt / l->prefill_s,
-        l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, l->decode_s * 1e3, 1 / l->decode_s,
-        l->wbytes / l->decode_s / 1e9);
-  if (l->ok && l->dbatch)
-    printf(
-        ",\"decode_batch\":%d,\"decode_batch_ms_per_step\":%.2f,\"decode_batch_tokens_s\":%.3f,"
-        "\"decode_batch_tokens_s_per_seq\":%.3f,\"prefill_batch_tokens_s\":%.2f",
-        l->dbatch, l->dbatch_s * 1e3, l->dbatch / l->dbatch_s, 1 / l->dbatch_s,
-        l->dbatch * l->n_prompt / l->pbatch_s);
-  if (l->ok) printf(",\"kv_cache_bytes\":%llu,\"kv_cache\":\"%s\"", l->kv_bytes, l->kv_half ? "f16" : "f32");
-  if (r->e2e_s > 0) printf(",\"e2e_s_per_image\":%.4f", r->e2e_s);
+  if (l->ok) {
+    cJSON_AddNumberToObject(o, "llm_layers", l->layers);
+    cJSON_AddNumberToObject(o, "hidden", l->hidden);
+    cJSON_AddNumberToObject(o, "prefill_tokens", l->n_prompt);
+    af_json_num(o, "prefill_tokens_s", l->n_prompt / l->prefill_s, 2);
+    af_json_num(o, "prefill_gflops", l->flops_per_pos * l->n_prompt / l->prefill_s / 1e9, 2);
+    af_json_num(o, "decode_ms_per_token", l->decode_s * 1e3, 2);
+    af_json_num(o, "decode_tokens_s", 1 / l->decode_s, 3);
+    af_json_num(o, "weight_gb_s", l->wbytes / l->decode_s / 1e9, 2);
+  }
+  if (l->ok && l->dbatch) {
+    cJSON_AddNumberToObject(o, "decode_batch", l->dbatch);
+    af_json_num(o, "decode_batch_ms_per_step", l->dbatch_s * 1e3, 2);
+    af_json_num(o, "decode_batch_tokens_s", l->dbatch / l->dbatch_s, 3);
+    af_json_num(o, "decode_batch_tokens_s_per_seq", 1 / l->dbatch_s, 3);
+    af_json_num(o, "prefill_batch_tokens_s", l->dbatch * l->n_prompt / l->pbatch_s, 2);
+  }
+  if (l->ok) {
+    cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)l->kv_bytes);
+    cJSON_AddStringToObject(o, "kv_cache", l->kv_half ? "f16" : "f32");
+  }
+  if (r->e2e_s > 0) af_json_num(o, "e2e_s_per_image", r->e2e_s, 4);
+  if (r->peak_rss) {
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)r->peak_rss);
+    cJSON_AddNumberToObject(o, "model_file_bytes", (double)r->file_bytes);
+  }
 }
 
-/* first / second for each time measured by both (> 1: the second is faster) */
-static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b) {
+/* first / second for each time measured by both (> 1: the second is faster):
+ * a "ratio" object in json, else lines of text */
+static void print_ratios(cJSON *json, const run_res *a, const run_res *b) {
   typedef struct {
     const char *name;
     double x, y;
@@ -583,10 +620,9 @@ static void print_ratios(const bench_opts *o, const run_res *a, const run_res *b
     }
   }
   if (a->e2e_s > 0 && b->e2e_s > 0) m[n++] = (metric){"e2e", a->e2e_s, b->e2e_s};
-  if (o->json) {
-    printf(",\"ratio\":{");
-    for (int i = 0; i < n; i++) printf("%s\"%s\":%.3f", i ? "," : "", m[i].name, m[i].x / m[i].y);
-    printf("}");
+  if (json) {
+    cJSON *ratio = cJSON_AddObjectToObject(json, "ratio");
+    for (int i = 0; i < n; i++) af_json_num(ratio, m[i].name, m[i].x / m[i].y, 3);
     return;
   }
   printf("\nratio %s / %s (time with the first profile / time with the second; > 1: the second is faster)\n",
@@ -613,13 +649,20 @@ static int count_overrides(const char *file, const af_cl *probe, int *n, char *n
 
 int af_bench_model(int argc, char **argv) {
   bench_opts o = {.batch = 4, .repeat = 2};
-  const char *profile = NULL, *compare = NULL;
+  const char *profile = NULL, *compare = NULL, *reference = NULL, *text = NULL;
+  int positions = 256;
+  const char **tags = calloc((size_t)argc, sizeof *tags);
+  int n_tags = 0;
+  if (!tags) return af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), NULL);
   for (int i = 1; i < argc; i++) {
     if (af_cli_is_help(argv[i])) {
       fputs(usage, stdout);
       return AF_EXIT_OK;
     } else if (!strcmp(argv[i], "--json")) {
       o.json = 1;
+    } else if (!strcmp(argv[i], "--tag")) {
+      while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) tags[n_tags++] = argv[++i];
+      if (!n_tags) return free(tags), af_cli_usage_error("bench", usage, "--tag needs vocabularies");
     } else if (!strcmp(argv[i], "--llm-only")) {
       o.llm_only = 1;
     } else if (!strcmp(argv[i], "--vision-only")) {
@@ -628,6 +671,14 @@ int af_bench_model(int argc, char **argv) {
       o.model = argv[++i];
     } else if (i + 1 < argc && !strcmp(argv[i], "--device")) {
       o.device = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--reference")) {
+      reference = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--text")) {
+      text = argv[++i];
+    } else if (i + 1 < argc && !strcmp(argv[i], "--positions")) {
+      positions = atoi(argv[++i]);
+      if (positions < 2 || positions > 65536)
+        return af_cli_usage_error("bench", usage, "--positions must be 2..65536");
     } else if (i + 1 < argc && !strcmp(argv[i], "--profile")) {
       profile = argv[++i];
     } else if (i + 1 < argc && !strcmp(argv[i], "--compare")) {
@@ -648,8 +699,21 @@ int af_bench_model(int argc, char **argv) {
       return af_cli_usage_error("bench", usage, "unknown option or missing value '%s'", argv[i]);
     }
   }
-  if (!o.model)
+  if (!o.model) {
+    free(tags);
     return af_cli_usage_error("bench", usage, "--model is required for the whole-model benchmark");
+  }
+  if (n_tags) {
+    int ec = af_bench_tag(o.model, o.device, tags, n_tags, o.repeat, o.json);
+    free(tags);
+    return ec;
+  }
+  free(tags);
+  if (!reference != !text) return af_cli_usage_error("bench", usage, "--reference and --text go together");
+  if (reference) {
+    int rc = af_bench_quality(o.model, reference, text, positions, o.device, o.json);
+    return rc ? af_cli_fail(rc, NULL) : AF_EXIT_OK;
+  }
   if (o.llm_only && o.vision_only)
     return af_cli_usage_error("bench", usage, "--llm-only and --vision-only exclude each other");
   run_res *res = calloc(2, sizeof *res);
@@ -691,22 +755,21 @@ int af_bench_model(int argc, char **argv) {
   }
   if (!rc) {
     if (o.json) {
-      printf("{\"device\":");
-      json_str(device_name);
-      printf(",\"model\":");
-      json_str(o.model);
-      printf(",");
+      cJSON *j = cJSON_CreateObject();
+      af_json_add_text(j, "device", device_name, NULL);
+      af_json_add_text(j, "model", o.model, "model_bytes");
       if (compare) {
-        printf("\"profiles\":[{");
-        print_json_run(&res[0]);
-        printf("},{");
-        print_json_run(&res[1]);
-        printf("}]");
-        print_ratios(&o, &res[0], &res[1]);
+        cJSON *profiles = cJSON_AddArrayToObject(j, "profiles");
+        for (int i = 0; i < 2; i++) {
+          cJSON *p = cJSON_CreateObject();
+          json_run(p, &res[i]);
+          cJSON_AddItemToArray(profiles, p);
+        }
+        print_ratios(j, &res[0], &res[1]);
       } else {
-        print_json_run(&res[0]);
+        json_run(j, &res[0]);
       }
-      printf("}\n");
+      rc = af_json_print(j);
     } else {
       printf("device: %s\nmodel: %s\n", device_name, o.model);
       for (int i = 0; i < nruns; i++) {
@@ -714,9 +777,9 @@ int af_bench_model(int argc, char **argv) {
           printf("\n== %s profile: %s\n", i ? "second" : "first", files[i] ? files[i] : "(device's own)");
         print_text(&o, &res[i]);
       }
-      if (compare) print_ratios(&o, &res[0], &res[1]);
+      if (compare) print_ratios(NULL, &res[0], &res[1]);
+      rc = AF_EXIT_OK;
     }
-    rc = AF_EXIT_OK;
   }
   free(res);
   return rc;

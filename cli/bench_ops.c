@@ -8,10 +8,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
+#include "artflow/status.h"
 #include "cl/opdesc.h"
 #include "cl/ops.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "cli/json_out.h"
+#include "core/iofile.h"
 
 static double now(void) {
   struct timespec t;
@@ -151,7 +156,8 @@ static char *impl_defines(const char *base, int cpu) {
   return s;
 }
 
-static int bench_gemv_dram(af_cl *cl, af_queue *q, int json, int repeat) {
+/* json: the array the cases go to as objects; NULL: lines of text */
+static int bench_gemv_dram(af_cl *cl, af_queue *q, cJSON *json, int repeat) {
   char *base = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
   char *defs[2] = {impl_defines(base, 0), impl_defines(base, 1)};
   cl_mem x = NULL, y = NULL, w[64] = {0};
@@ -160,9 +166,7 @@ static int bench_gemv_dram(af_cl *cl, af_queue *q, int json, int repeat) {
   if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, 8 * 11008 * sizeof(float), NULL, &y);
   float v = 0.001f;
   if (!rc) clEnqueueFillBuffer(q->q, x, &v, sizeof v, 0, 8 * 11008 * sizeof(float), 0, NULL, NULL);
-  if (json)
-    printf(",\"gemv_dram\":[");
-  else
+  if (!json)
     printf(
         "\ndecode GEMV, weights streamed from DRAM (>= 640 MiB of copies; portable = ops.cl, cpu = "
         "gemv_cpu.cl):\n"
@@ -188,12 +192,20 @@ static int bench_gemv_dram(af_cl *cl, af_queue *q, int json, int repeat) {
       if (w[i]) clReleaseMemObject(w[i]), w[i] = NULL;
     if (rc) break;
     double gs = bytes / t[0] / 1e9, gp = bytes / t[1] / 1e9, gc = bytes / t[2] / 1e9;
-    if (json)
-      printf(
-          "%s{\"type\":\"%s\",\"nb\":%d,\"k\":%zu,\"rows\":%zu,\"read_gb_s\":%.2f,\"portable_ms\":%.4f,"
-          "\"portable_gb_s\":%.2f,\"cpu_ms\":%.4f,\"cpu_gb_s\":%.2f,\"cpu_of_read\":%.3f}",
-          ci ? "," : "", c->type, c->nb, c->k, c->rows, gs, t[1] * 1e3, gp, t[2] * 1e3, gc, gc / gs);
-    else {
+    if (json) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "type", c->type);
+      cJSON_AddNumberToObject(o, "nb", c->nb);
+      cJSON_AddNumberToObject(o, "k", (double)c->k);
+      cJSON_AddNumberToObject(o, "rows", (double)c->rows);
+      af_json_num(o, "read_gb_s", gs, 2);
+      af_json_num(o, "portable_ms", t[1] * 1e3, 4);
+      af_json_num(o, "portable_gb_s", gp, 2);
+      af_json_num(o, "cpu_ms", t[2] * 1e3, 4);
+      af_json_num(o, "cpu_gb_s", gc, 2);
+      af_json_num(o, "cpu_of_read", gc / gs, 3);
+      cJSON_AddItemToArray(json, o);
+    } else {
       char shape[48], pv[24];
       snprintf(shape, sizeof shape, "%dx%zux%zu", c->nb, c->k, c->rows);
       snprintf(pv, sizeof pv, "%.1f GB/s", gp);
@@ -201,13 +213,26 @@ static int bench_gemv_dram(af_cl *cl, af_queue *q, int json, int repeat) {
              100 * gc / gs);
     }
   }
-  if (json) printf("]");
   int rc2 = af_cl_set_tuning(cl, base);
   if (!rc) rc = rc2;
   if (x) clReleaseMemObject(x);
   if (y) clReleaseMemObject(y);
   free(defs[0]), free(defs[1]), free(base);
   return rc;
+}
+
+/* a failure: with --json, what was measured so far and "error" (the
+ * message) as one object on stdout, then the message on stderr; frees j.
+ * Returns the exit code (1). */
+static int fail(cJSON *j, int code, const char *what) {
+  if (j) {
+    char msg[1024];
+    const char *m = af_error_message();
+    snprintf(msg, sizeof msg, "%s: %s", what, m && *m ? m : af_strerror(code));
+    af_json_add_text(j, "error", msg, NULL);
+    af_json_print(j);
+  }
+  return af_cli_fail(code, what);
 }
 
 int af_bench_ops(int argc, char **argv, const char *device) {
@@ -224,7 +249,8 @@ int af_bench_ops(int argc, char **argv, const char *device) {
   af_cl *cl = NULL;
   af_queue *q = NULL;
   cl_mem buf[3] = {0}, ids = NULL, w16 = NULL;
-  size_t bytes = (size_t)200 << 20; /* covers the largest case (11008 x 4096 fp32 = 180 MB) */
+  size_t bytes = (size_t)200 << 20;              /* covers the largest case (11008 x 4096 fp32 = 180 MB) */
+  cJSON *j = json ? cJSON_CreateObject() : NULL; /* what --json prints */
   int rc = af_cl_open(&cl, device);
   if (!rc && bytes > cl->info.max_alloc) bytes = (size_t)cl->info.max_alloc;
   if (!rc) rc = af_queue_new(cl, &q);
@@ -232,7 +258,8 @@ int af_bench_ops(int argc, char **argv, const char *device) {
   if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, bytes / 2, NULL, &w16);
   if (!rc) rc = af_cl_alloc(cl, CL_MEM_READ_WRITE, 4096 * sizeof(int32_t), NULL, &ids);
   if (rc) {
-    rc = af_cli_fail(rc, "bench ops");
+    rc = fail(j, rc, "bench ops");
+    j = NULL;
     goto out;
   }
   float v = 0.001f;
@@ -242,9 +269,12 @@ int af_bench_ops(int argc, char **argv, const char *device) {
   clEnqueueFillBuffer(q->q, ids, &zero, sizeof zero, 0, 4096 * sizeof(int32_t), 0, NULL, NULL);
   clFinish(q->q);
   double bw = copy_gbs(q, buf[0], buf[1], bytes);
-  if (json)
-    printf("{\"device\":\"%s\",\"copy_gb_s\":%.2f,\"ops\":[", cl->info.name, bw);
-  else {
+  cJSON *ops = NULL;
+  if (json) {
+    af_json_add_text(j, "device", cl->info.name, NULL);
+    af_json_num(j, "copy_gb_s", bw, 2);
+    ops = cJSON_AddArrayToObject(j, "ops");
+  } else {
     printf("device: %s\ndevice copy bandwidth (read + write): %.1f GB/s\n", cl->info.name, bw);
     printf("%-10s %-30s %10s %10s %10s %9s\n", "op", "shape", "ms", "GFLOPS", "GB/s", "of copy");
   }
@@ -259,27 +289,35 @@ int af_bench_ops(int argc, char **argv, const char *device) {
       if (r) best = fmin(best, now() - t0);
     }
     if (rc) {
-      rc = af_cli_fail(rc, c->op);
+      rc = fail(j, rc, c->op);
+      j = NULL;
       goto out;
     }
     double fl = d->flops(c->m, c->n, c->k, c->b) / best / 1e9,
            gb = d->bytes(c->m, c->n, c->k, c->b) / best / 1e9;
-    if (json)
-      printf("%s{\"op\":\"%s\",\"shape\":\"%s\",\"ms\":%.4f,\"gflops\":%.2f,\"gb_s\":%.2f,\"of_copy\":%.3f}",
-             i ? "," : "", c->op, c->label, best * 1e3, fl, gb, gb / bw);
-    else
+    if (json) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "op", c->op);
+      cJSON_AddStringToObject(o, "shape", c->label);
+      af_json_num(o, "ms", best * 1e3, 4);
+      af_json_num(o, "gflops", fl, 2);
+      af_json_num(o, "gb_s", gb, 2);
+      af_json_num(o, "of_copy", gb / bw, 3);
+      cJSON_AddItemToArray(ops, o);
+    } else
       printf("%-10s %-30s %10.3f %10.1f %10.1f %8.0f%%\n", c->op, c->label, best * 1e3, fl, gb,
              100 * gb / bw);
   }
-  if (json) printf("]");
-  if ((rc = bench_gemv_dram(cl, q, json, repeat < 2 ? repeat : 2))) {
-    if (json) printf("}\n");
-    rc = af_cli_fail(rc, "bench ops: GEMV from DRAM");
+  if ((rc = bench_gemv_dram(cl, q, json ? cJSON_AddArrayToObject(j, "gemv_dram") : NULL,
+                            repeat < 2 ? repeat : 2))) {
+    rc = fail(j, rc, "bench ops: GEMV from DRAM");
+    j = NULL;
     goto out;
   }
-  if (json) printf("}\n");
-  rc = AF_EXIT_OK;
+  rc = json ? af_json_print(j) : AF_EXIT_OK;
+  j = NULL;
 out:
+  cJSON_Delete(j);
   for (int i = 0; i < 3; i++)
     if (buf[i]) clReleaseMemObject(buf[i]);
   if (ids) clReleaseMemObject(ids);

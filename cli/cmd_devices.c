@@ -9,6 +9,9 @@
 #include "cl/devprofile.h"
 #include "cl/runtime.h"
 #include "cli/cli.h"
+#include "cli/json_out.h"
+#include "core/datadir.h"
+#include "core/iofile.h"
 
 static const char usage[] =
     "usage: artflow devices [--json]\n"
@@ -17,7 +20,8 @@ static const char usage[] =
     "and local memory, largest allocation, fp16/fp64 support, OpenCL C version.\n"
     "The device marked '*' is the one artflow uses by default (ARTFLOW_DEVICE,\n"
     "else the first GPU, else the first CPU).  Select another with --device N or\n"
-    "a name substring on any command, or ARTFLOW_DEVICE.\n"
+    "a name substring on any command, or ARTFLOW_DEVICE.  The last line names the\n"
+    "profile folder and how it was found (docs/profiles.md).\n"
     "\n"
     "options:\n"
     "  --json     one JSON object per device, one per line\n";
@@ -51,13 +55,13 @@ int af_cmd_devices(int argc, char **argv) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddNumberToObject(o, "index", d->index);
       cJSON_AddBoolToObject(o, "default", k == defidx);
-      cJSON_AddStringToObject(o, "platform", d->platform);
-      cJSON_AddStringToObject(o, "device", d->name);
-      cJSON_AddStringToObject(o, "vendor", d->vendor);
+      af_json_add_text(o, "platform", d->platform, NULL);
+      af_json_add_text(o, "device", d->name, NULL);
+      af_json_add_text(o, "vendor", d->vendor, NULL);
       cJSON_AddStringToObject(o, "type", type);
-      cJSON_AddStringToObject(o, "driver", d->driver);
-      cJSON_AddStringToObject(o, "version", d->version);
-      cJSON_AddStringToObject(o, "opencl_c", d->c_version);
+      af_json_add_text(o, "driver", d->driver, NULL);
+      af_json_add_text(o, "version", d->version, NULL);
+      af_json_add_text(o, "opencl_c", d->c_version, NULL);
       cJSON_AddNumberToObject(o, "compute_units", d->compute_units);
       cJSON_AddNumberToObject(o, "clock_mhz", d->clock_mhz);
       cJSON_AddNumberToObject(o, "global_mem", (double)d->global_mem);
@@ -67,16 +71,18 @@ int af_cmd_devices(int argc, char **argv) {
       cJSON_AddBoolToObject(o, "fp16", d->fp16);
       cJSON_AddBoolToObject(o, "fp64", d->fp64);
       af_devprofile prof;
+      const char *dir = af_devprofile_dir();
+      if (dir)
+        af_json_add_text(o, "profile_dir", dir, "profile_dir_bytes");
+      else
+        cJSON_AddNullToObject(o, "profile_dir");
       if (af_devprofile_select(d, NULL, &prof) == 0) {
-        cJSON_AddStringToObject(o, "profile", prof.name);
-        cJSON_AddStringToObject(o, "profile_file", prof.file);
-        cJSON_AddStringToObject(o, "profile_why", prof.why);
+        af_json_add_text(o, "profile", prof.name, NULL);
+        af_json_add_text(o, "profile_file", prof.file, "profile_file_bytes");
+        af_json_add_text(o, "profile_why", prof.why, NULL);
       }
       af_error_clear();
-      char *txt = cJSON_PrintUnformatted(o);
-      if (txt) puts(txt);
-      free(txt);
-      cJSON_Delete(o);
+      if (af_json_print(o)) rc = 1;
       continue;
     }
     printf("%s[%d] %s (%s)\n", k == defidx ? "*" : " ", d->index, d->name, type);
@@ -99,6 +105,13 @@ int af_cmd_devices(int argc, char **argv) {
       af_error_clear();
     }
   }
+  if (!json) {
+    af_data_where w;
+    if (af_data_locate(AF_DATA_PROFILES, &w) == 0)
+      printf("profiles: %s (%s)\n", w.dir, w.origin);
+    else
+      printf("profiles: none found (tried %s); built-in defaults\n", w.tried);
+  }
   free(refs);
-  return AF_EXIT_OK;
+  return rc ? AF_EXIT_FAIL : AF_EXIT_OK;
 }

@@ -1,9 +1,13 @@
-/* artflow inspect: a model file's contents, the list of stages, or one
- * stage's parameter table and ports. */
+/* artflow inspect: a model file's contents, the list of stages, one
+ * stage's parameter table and ports, or a tag vocabulary (after loading --plugin libraries, so a
+ * plugin author sees their stage as a pipeline would). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "artflow/status.h"
 #include "cli/cli.h"
+#include "formats/tagvocab.h"
 #include "pipeline/pipeline.h"
 
 #if __has_include("convert/inspect.c")
@@ -15,13 +19,20 @@
 
 static const char usage[] =
     "usage: artflow inspect MODEL.gguf\n"
-    "       artflow inspect stages\n"
-    "       artflow inspect stage NAME\n"
+    "       artflow inspect stages [--plugin LIB.so]...\n"
+    "       artflow inspect stage NAME [--plugin LIB.so]...\n"
+    "       artflow inspect vocab FILE|NAME\n"
     "\n"
     "MODEL.gguf    header, metadata and tensor table of a model file\n"
     "stages        every stage this build knows (sources, transforms, sinks)\n"
     "stage NAME    a stage's parameters (type, default, range, doc) and ports;\n"
-    "              NAME may be prefixed with its kind: source:csv, sink:csv\n";
+    "              NAME may be prefixed with its kind: source:csv, sink:csv\n"
+    "vocab FILE    a tag vocabulary (name, question, mode, labels with id and URI);\n"
+    "              a bare NAME is a shipped one (config/vocabularies/NAME.yaml)\n"
+    "\n"
+    "options:\n"
+    "  --plugin LIB.so   load a stage plugin first (repeatable; a bare file name is\n"
+    "                    looked up in ARTFLOW_PLUGIN_PATH, as in a pipeline's plugins:)\n";
 
 static void list_stages(void) {
   int n = 0;
@@ -88,29 +99,111 @@ static int inspect_stage(const char *arg) {
   return AF_EXIT_OK;
 }
 
+/* the vocabulary as a person reads it: one label a line, id and URI beside */
+static int inspect_vocab(const char *spec) {
+  af_tagvocab *v = NULL;
+  int rc = af_tagvocab_open(spec, NULL, &v);
+  if (rc) {
+    fprintf(stderr, "artflow inspect: %s\n", af_error_message());
+    af_error_clear();
+    return rc == AF_ERR_NOT_FOUND || rc == AF_ERR_FORMAT ? AF_EXIT_USAGE : AF_EXIT_FAIL;
+  }
+  printf("vocabulary %s (%s)\n  mode: %s\n  question: %s\n  labels: %d\n", v->name, v->path,
+         af_tag_mode_name(v->mode), v->question ? v->question : "(none: give one with the task)",
+         v->n_labels);
+  int with_uri = 0;
+  for (int i = 0; i < v->n_labels; i++) with_uri += v->labels[i].uri != NULL;
+  printf("  authority URIs: %d of %d\n\n", with_uri, v->n_labels);
+  printf("  %-4s %-28s %-28s %s\n", "#", "label", "id", "uri / aliases");
+  for (int i = 0; i < v->n_labels; i++) {
+    const af_tag_label *l = &v->labels[i];
+    printf("  %-4d %-28s %-28s %s", i, l->label, l->id, l->uri ? l->uri : "-");
+    for (int k = 0; k < l->n_aliases; k++) printf("%s%s", k ? ", " : " / ", l->aliases[k]);
+    putchar('\n');
+  }
+  af_tagvocab_free(v);
+  return AF_EXIT_OK;
+}
+
+/* Loads every --plugin; a bad one is a configuration error naming the file
+ * (exit 2), like a pipeline's `plugins:` entry. */
+static int load_plugins(char **plugins, int n) {
+  for (int i = 0; i < n; i++) {
+#if __has_include("pipeline/plugin.c")
+    int rc = af_plugin_load(plugins[i]);
+    if (rc) {
+      fprintf(stderr, "artflow inspect: %s\n", af_error_message());
+      af_error_clear();
+      return AF_EXIT_USAGE;
+    }
+#else
+    fprintf(stderr, "artflow inspect: plugins are not supported in this build (%s)\n", plugins[i]);
+    return AF_EXIT_USAGE;
+#endif
+  }
+  return AF_EXIT_OK;
+}
+
 int af_cmd_inspect(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
+  /* --plugin X / --plugin=X may come anywhere; the rest are positional */
+  char **pos = calloc((size_t)argc + 1, sizeof *pos), **plugins = calloc((size_t)argc + 1, sizeof *plugins);
+  int n_pos = 0, n_plugins = 0, rc = AF_EXIT_OK;
+  if (!pos || !plugins) {
+    rc = af_cli_fail(af_err(AF_ERR_NOMEM, "out of memory"), "inspect");
+    goto out;
+  }
+  for (int i = 1; i < argc; i++) {
     if (af_cli_is_help(argv[i])) {
       fputs(usage, stdout);
-      return AF_EXIT_OK;
+      goto out;
     }
-  if (argc < 2) return af_cli_usage_error("inspect", usage, "missing what to inspect");
-  if (argv[1][0] == '-') return af_cli_usage_error("inspect", usage, "unknown option '%s'", argv[1]);
-  if (!strcmp(argv[1], "stages")) {
-    if (argc > 2) return af_cli_usage_error("inspect", usage, "unexpected '%s'", argv[2]);
-    list_stages();
-    return AF_EXIT_OK;
+    if (!strcmp(argv[i], "--plugin")) {
+      if (i + 1 >= argc || !argv[i + 1][0]) {
+        rc = af_cli_usage_error("inspect", usage, "--plugin needs a library path");
+        goto out;
+      }
+      plugins[n_plugins++] = argv[++i];
+    } else if (!strncmp(argv[i], "--plugin=", 9) && argv[i][9]) {
+      plugins[n_plugins++] = argv[i] + 9;
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      rc = af_cli_usage_error("inspect", usage, "unknown option '%s'", argv[i]);
+      goto out;
+    } else {
+      pos[n_pos++] = argv[i];
+    }
   }
-  if (!strcmp(argv[1], "stage")) {
-    if (argc != 3) return af_cli_usage_error("inspect", usage, "expected: inspect stage NAME");
-    return inspect_stage(argv[2]);
-  }
-  if (argc > 2) return af_cli_usage_error("inspect", usage, "one file at a time");
+  if (n_pos < 1) {
+    rc = af_cli_usage_error("inspect", usage, "missing what to inspect");
+  } else if (!strcmp(pos[0], "stages")) {
+    if (n_pos > 1)
+      rc = af_cli_usage_error("inspect", usage, "unexpected '%s'", pos[1]);
+    else if (!(rc = load_plugins(plugins, n_plugins)))
+      list_stages();
+  } else if (!strcmp(pos[0], "stage")) {
+    if (n_pos != 2)
+      rc = af_cli_usage_error("inspect", usage, "expected: inspect stage NAME");
+    else if (!(rc = load_plugins(plugins, n_plugins)))
+      rc = inspect_stage(pos[1]);
+  } else if (n_plugins) {
+    rc = af_cli_usage_error("inspect", usage, "--plugin goes with 'stages' or 'stage NAME'");
+  } else if (!strcmp(pos[0], "vocab")) {
+    if (n_pos != 2)
+      rc = af_cli_usage_error("inspect", usage, "expected: inspect vocab FILE");
+    else
+      rc = inspect_vocab(pos[1]);
+  } else if (n_pos > 1) {
+    rc = af_cli_usage_error("inspect", usage, "one file at a time");
+  } else {
 #if AF_HAVE_MODEL_INSPECT
-  int rc = af_model_inspect_print(argv[1], stdout);
-  return rc ? af_cli_fail(rc, "inspect") : AF_EXIT_OK;
+    int st = af_model_inspect_print(pos[0], stdout);
+    rc = st ? af_cli_fail(st, "inspect") : AF_EXIT_OK;
 #else
-  fprintf(stderr, "artflow inspect: model inspection not available in this build\n");
-  return AF_EXIT_USAGE;
+    fprintf(stderr, "artflow inspect: model inspection not available in this build\n");
+    rc = AF_EXIT_USAGE;
 #endif
+  }
+out:
+  free(pos);
+  free(plugins);
+  return rc;
 }

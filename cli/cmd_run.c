@@ -1,10 +1,13 @@
-/* artflow run: loads a pipeline file, runs it, prints per-stage statistics.
- * Exit codes (docs/cli-contract): 0 every item processed (some may be error
- * records), 1 with --strict when any item failed or when the run itself
- * failed, 2 configuration or usage error. */
+/* artflow run: loads a pipeline file, runs it (all of it, or one shard),
+ * prints per-stage statistics.  Exit codes (docs/cli-contract): 0 every item
+ * processed (some may be error records), 1 with --strict when any item failed
+ * or when the run itself failed, 2 configuration or usage error, 75
+ * interrupted (a signal): resumable. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "pipeline/pipeline.h"
@@ -14,13 +17,23 @@ static const char usage[] =
     "\n"
     "Runs the pipeline described by PIPELINE.yaml (see docs/pipeline-format.md):\n"
     "items from the source flow through the stages into the sinks.  A bad item\n"
-    "becomes an error record; it never stops the run.  Ctrl-C drains the items in\n"
-    "flight and flushes the sinks; a second Ctrl-C drops them and stops at once.\n"
+    "becomes an error record; it never stops the run.\n"
+    "\n"
+    "Stopping: the first SIGTERM or Ctrl-C stops taking items at once, gives the\n"
+    "items in flight --grace seconds to finish, abandons the rest, flushes the\n"
+    "outputs and exits with status 75; --resume redoes the abandoned items.  A\n"
+    "second signal exits at once (still resumable).\n"
     "\n"
     "options:\n"
     "  --set STAGE.PARAM=VALUE   override a parameter (repeatable; STAGE is the\n"
     "                            stage's name, or 'source')\n"
-    "  --resume                  skip items the run journal marks done\n"
+    "  --resume                  skip items the run journal marks done; refused\n"
+    "                            (exit 2, the changes shown) when the settings that\n"
+    "                            change records differ from the journal's (stage\n"
+    "                            parameters, stages, model file)\n"
+    "  --allow-changed           with --resume: go on anyway; the records appended\n"
+    "                            from now on use the new settings (the journal\n"
+    "                            keeps both)\n"
     "  --strict                  exit 1 if any item failed\n"
     "  --progress=MODE           auto (bar on a terminal, else log lines), bar,\n"
     "                            log or none\n"
@@ -28,15 +41,65 @@ static const char usage[] =
     "  --device D                OpenCL device (index or name substring); overrides\n"
     "                            ARTFLOW_DEVICE and 'device:' in the file\n"
     "  --queue N                 items per queue between stages (default 64)\n"
+    "  --queue-bytes SIZE        tensor bytes per queue between stages, e.g. 64M\n"
+    "                            (default 256M; one larger item still passes alone)\n"
+    "  --journal PATH            the run journal (default: 'journal:' in the file,\n"
+    "                            else next to the first sink's file, else next to\n"
+    "                            the pipeline file)\n"
+    "  --shard I/N               take only shard I (0..N-1) of N: the items whose\n"
+    "                            id hashes there (overrides 'shard:'); {shard} in\n"
+    "                            sink paths becomes I\n"
+    "  --shard auto              the shard from SLURM_ARRAY_TASK_ID (job arrays) or\n"
+    "                            JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs);\n"
+    "                            implies --resume\n"
+    "  --shards N                the shard count for JOB_COMPLETION_INDEX (or\n"
+    "                            'shards:' / ARTFLOW_SHARDS)\n"
+    "  --no-resume               start over even under --shard auto\n"
+    "  --grace SECONDS           after a stop signal, time the items in flight get\n"
+    "                            to finish (default 20; keep it below the\n"
+    "                            scheduler's kill delay)\n"
+    "\n"
+    "A jsonl sink with path '-' writes its records to standard output (logs and\n"
+    "statistics go to standard error), so with a jsonl source on stdin\n"
+    "`artflow run` works as a filter.\n"
     "\n"
     "exit status: 0 all items processed, 1 --strict and some failed (or the run\n"
-    "failed), 2 configuration or usage error.\n";
+    "failed), 2 configuration or usage error, 75 interrupted: resumable.\n";
 
 static int parse_progress(const char *v, af_progress_mode *m) {
   static const char *names[] = {"auto", "bar", "log", "none"};
   for (int i = 0; i < 4; i++)
     if (!strcmp(v, names[i])) return *m = (af_progress_mode)i, 0;
   return -1;
+}
+
+/* What an interrupted run did and what --resume will redo. */
+static void print_interrupted(const af_pipeline *p, const char *file, const af_shard *sh) {
+  const af_run_summary *s = af_pipeline_summary(p);
+  int n = 0;
+  const char *const *ids = af_pipeline_abandoned(p, &n);
+  const char *by = s->signal == SIGTERM ? "SIGTERM" : s->signal == SIGINT ? "SIGINT" : "a stop request";
+  fprintf(stderr, "artflow run: interrupted by %s (stopped %.1f s after it): %lld items done in this run", by,
+          s->stop_s, (long long)s->total);
+  if (s->skipped) fprintf(stderr, " (%lld done before)", (long long)s->skipped);
+  fprintf(stderr, ", %lld abandoned", (long long)s->abandoned);
+  for (int i = 0; i < n; i++) fprintf(stderr, "%s%s", i ? ", " : ": ", ids[i]);
+  if (s->abandoned > n && n > 0) fprintf(stderr, " and %lld more", (long long)(s->abandoned - n));
+  fputs(", the rest not started\n", stderr);
+  if (s->stuck)
+    fprintf(stderr, "artflow run: %d stage%s did not finish %s call within the grace: abandoned with it\n",
+            s->stuck, s->stuck > 1 ? "s" : "", s->stuck > 1 ? "their" : "its");
+  if (sh && af_pipeline_resumes(p))
+    fprintf(stderr, "artflow run: a rerun of this task resumes by itself (--shard auto); exit status 75\n");
+  else if (sh)
+    fprintf(stderr,
+            "artflow run: `artflow run %s --shard %d/%d --resume` redoes the abandoned items and goes on; "
+            "exit status 75\n",
+            file, sh->index, sh->count);
+  else
+    fprintf(stderr,
+            "artflow run: `artflow run %s --resume` redoes the abandoned items and goes on; exit status 75\n",
+            file);
 }
 
 int af_cmd_run(int argc, char **argv) {
@@ -57,6 +120,40 @@ int af_cmd_run(int argc, char **argv) {
       sets[opt.n_sets++] = v;
     } else if (!strcmp(a, "--resume")) {
       opt.resume = 1;
+    } else if (!strcmp(a, "--allow-changed")) {
+      opt.allow_changed = 1;
+    } else if (!strcmp(a, "--no-resume")) {
+      opt.no_resume = 1;
+    } else if (!strncmp(a, "--shards", 8) && (a[8] == '=' || a[8] == 0)) {
+      const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+      char *end;
+      if (!v) goto missing;
+      long n = strtol(v, &end, 10);
+      if (!*v || *end || n < 1 || n > 1000000) {
+        free(sets);
+        return af_cli_usage_error("run", usage, "--shards: expected 1..1000000, got '%s'", v);
+      }
+      opt.shards = (int)n;
+    } else if (!strncmp(a, "--shard", 7) && (a[7] == '=' || a[7] == 0)) {
+      const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
+      af_shard sh;
+      char why[256];
+      if (!v) goto missing;
+      if (strcmp(v, "auto") && af_shard_parse(v, &sh, why, sizeof why)) {
+        free(sets);
+        return af_cli_usage_error("run", usage, "--shard %s", why);
+      }
+      opt.shard = v;
+    } else if (!strncmp(a, "--grace", 7) && (a[7] == '=' || a[7] == 0)) {
+      const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
+      char *end;
+      if (!v) goto missing;
+      double g = strtod(v, &end);
+      if (!*v || *end || !(g >= 0 && g <= 86400)) {
+        free(sets);
+        return af_cli_usage_error("run", usage, "--grace: expected seconds 0..86400, got '%s'", v);
+      }
+      opt.grace = g > 0 ? g : 1e-9; /* 0 = abandon at once (0 in the options means the default) */
     } else if (!strcmp(a, "--strict")) {
       strict = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -72,6 +169,10 @@ int af_cmd_run(int argc, char **argv) {
       const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
       if (!v) goto missing;
       opt.device = v;
+    } else if (!strncmp(a, "--journal", 9) && (a[9] == '=' || a[9] == 0)) {
+      const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v || !*v) goto missing;
+      opt.journal = v;
     } else if (!strncmp(a, "--queue", 7) && (a[7] == '=' || a[7] == 0)) {
       const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
       char *end;
@@ -82,6 +183,13 @@ int af_cmd_run(int argc, char **argv) {
         return af_cli_usage_error("run", usage, "--queue: expected 1..65536, got '%s'", v);
       }
       opt.queue_depth = (int)q;
+    } else if (!strncmp(a, "--queue-bytes", 13) && (a[13] == '=' || a[13] == 0)) {
+      const char *v = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v) goto missing;
+      if (af_parse_bytes(v, &opt.queue_bytes) || opt.queue_bytes < 1) {
+        free(sets);
+        return af_cli_usage_error("run", usage, "--queue-bytes: expected a size like 64M or 1G, got '%s'", v);
+      }
     } else if (a[0] == '-' && a[1]) {
       free(sets);
       return af_cli_usage_error("run", usage, "unknown option '%s'", a);
@@ -96,6 +204,14 @@ int af_cmd_run(int argc, char **argv) {
     free(sets);
     return af_cli_usage_error("run", usage, "missing the pipeline file");
   }
+  if (opt.allow_changed && !opt.resume && !(opt.shard && !strcmp(opt.shard, "auto") && !opt.no_resume)) {
+    free(sets);
+    return af_cli_usage_error("run", usage, "--allow-changed goes with --resume (or --shard auto)");
+  }
+  if (opt.resume && opt.no_resume) {
+    free(sets);
+    return af_cli_usage_error("run", usage, "--resume and --no-resume contradict each other");
+  }
   opt.sets = sets;
   af_pipeline *p = NULL;
   rc = af_pipeline_load(file, &opt, &p);
@@ -105,19 +221,38 @@ int af_cmd_run(int argc, char **argv) {
     af_error_clear();
     return AF_EXIT_USAGE;
   }
+  const af_shard *sh = af_pipeline_shard(p);
+  if (sh && !opt.quiet)
+    fprintf(
+        stderr, "artflow run: shard %d/%d (%s)%s\n", sh->index, sh->count, af_pipeline_shard_origin(p),
+        af_pipeline_resumes(p) && !opt.resume ? "; resumes: items its journal marks done are skipped" : "");
   rc = af_pipeline_run(p);
   const af_run_summary *s = af_pipeline_summary(p);
-  if (!opt.quiet && s->started) af_pipeline_print_stats(p, stderr);
+  if (!opt.quiet && s->started && !s->stuck) af_pipeline_print_stats(p, stderr);
   if (rc == AF_ERR_INTERRUPTED) {
-    fprintf(stderr, "artflow run: interrupted; `artflow run %s --resume` goes on\n", file);
+    print_interrupted(p, file, sh);
     af_error_clear();
-    exitc = AF_EXIT_FAIL;
+    exitc = AF_EXIT_INTERRUPTED;
+    if (s->stuck) { /* threads still inside a stage call: no clean teardown */
+      fflush(NULL);
+      _exit(exitc);
+    }
   } else if (rc) {
     /* a stage refusing its configuration at create() is still a config error */
     int cfg = rc == AF_ERR_CONFIG && !s->started;
     fprintf(stderr, "artflow run: %s\n", af_error_message());
     af_error_clear();
     exitc = cfg ? AF_EXIT_USAGE : AF_EXIT_FAIL;
+    const char *diff = af_pipeline_settings_diff(p);
+    if (cfg && diff) { /* --resume refused: what changed, one line per setting */
+      for (const char *l = diff; *l;) {
+        size_t n = strcspn(l, "\n");
+        fprintf(stderr, "  %.*s\n", (int)n, l);
+        l += n + (l[n] == '\n');
+      }
+      fputs("artflow run: use --resume --allow-changed to append records made with the new settings anyway\n",
+            stderr);
+    }
   } else if (strict && s->failed > 0) {
     fprintf(stderr, "artflow run: --strict: %lld of %lld items failed\n", (long long)s->failed,
             (long long)s->total);

@@ -449,9 +449,11 @@ static int write_tensor(conv *c, af_gguf_writer *w, const af_tspec *t, const map
       rc = tmp ? af_tsrc_read_rows_f32(s, 0, 1, tmp) : af_err(AF_ERR_NOMEM, "out of memory");
       free(tmp);
     }
+    const uint8_t *bytes = rc ? NULL : af_tsrc_data(s); /* a deflated storage: its inflated copy */
+    if (!rc && !bytes) rc = af_error_code() ? af_error_code() : AF_ERR_INVALID;
     for (uint64_t off = 0; !rc && off < s->nbytes; off += 64u << 20) {
       uint64_t k = s->nbytes - off < (64u << 20) ? s->nbytes - off : (64u << 20);
-      rc = af_gguf_writer_append(w, s->data + off, (size_t)k);
+      rc = af_gguf_writer_append(w, bytes + off, (size_t)k);
     }
     return rc;
   }

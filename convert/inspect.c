@@ -80,6 +80,10 @@ static void put_value(FILE *out, const af_gguf_value *v) {
   if (show < n) fputs(", ...", out);
 }
 
+static void flag_key(void *user, const char *key, const char *why) {
+  fprintf((FILE *)user, "  FLAGGED %s: %s\n", key, why);
+}
+
 int af_model_inspect_print(const char *path, FILE *out) {
   af_gguf *g;
   int rc = af_gguf_open(path, &g);
@@ -114,6 +118,13 @@ int af_model_inspect_print(const char *path, FILE *out) {
     if (by_type_n[ty])
       fprintf(out, "  %-5s %6" PRIu64 " tensors %16" PRIu64 " bytes\n", af_ggml_type_name(ty), by_type_n[ty],
               by_type_bytes[ty]);
+  /* metadata that parses but cannot be right: what the model readers refuse */
+  fprintf(out, "\nchecks:\n");
+  int bad = af_gguf_check_meaning(g, flag_key, out);
+  if (!bad) fprintf(out, "  ok: no metadata key contradicts the model's shape\n");
+  rc = bad ? af_err(AF_ERR_FORMAT, "%s: %d metadata key%s cannot be right (flagged above); loading it fails",
+                    path, bad, bad == 1 ? "" : "s")
+           : 0;
   af_gguf_close(g);
-  return 0;
+  return rc;
 }

@@ -126,9 +126,12 @@ int af_model_layout(const af_arch *a, af_tspec **out, size_t *n) {
 
 int af_model_store_type(const af_tspec *t, int type) {
   if (t->kind != AF_TK_MATRIX || type == AF_GGML_F32) return AF_GGML_F32;
-  if (type != AF_GGML_F16 && !strncmp(t->name, "v.", 2)) return AF_GGML_F16; /* ViT: fp16 (the original's */
-  if (type != AF_GGML_F16 && !strncmp(t->name, "q.", 2)) return AF_GGML_F16; /* vit_precision), Q-Former */
-  if (type != AF_GGML_F16 && !strcmp(t->name, "proj.weight")) return AF_GGML_F16; /* and projection: f16 */
+  /* each component at the precision the original runs it (issue 20): the
+   * ViT in fp16 (its vit_precision), the Q-Former and projection in fp32
+   * (rounding them to fp16 moved the projected embeddings by ~5e-4 relative);
+   * --type is the LLM's */
+  if (!strncmp(t->name, "v.", 2)) return AF_GGML_F16;
+  if (!strncmp(t->name, "q.", 2) || !strcmp(t->name, "proj.weight")) return AF_GGML_F32;
   if (t->ne[0] % af_ggml_blck_size(type)) return AF_GGML_F16; /* rows don't fit the quant block */
   return type;
 }
@@ -140,12 +143,14 @@ int af_model_write_meta(af_gguf_writer *w, const af_arch *a, int type) {
 #define FL(k, v) (rc = rc ? rc : af_gguf_writer_set_f32(w, k, v))
   S("general.architecture", a->llm.adapter_width > 0 ? "artgpt4" : "minigpt4");
   S("general.name", a->name);
-  U("general.file_type", (uint32_t)type);
+  /* llama.cpp's file-type enum (llama_ftype), as gguf-py and llama.cpp read
+   * it; format "1" files held the ggml type id here (formats/gguf_ftype.c) */
+  U("general.file_type", (uint32_t)af_llama_ftype_from_ggml(type));
   /* 128-byte aligned tensor data: CPU OpenCL devices (PoCL:
    * CL_DEVICE_MEM_BASE_ADDR_ALIGN = 1024 bits) can then use the mmap'd
    * tensors in place as weight buffers (cl/weights.c), instead of a copy */
   U("general.alignment", AF_GGUF_MODEL_ALIGNMENT);
-  S("artflow.format", "1");
+  S("artflow.format", "2");
   /* our LLM q/k rows are in Hugging Face order: RoPE pairs dims (i, i + d/2) */
   S("artflow.rope_layout", "neox");
   U("llama.context_length", a->llm.context_length);
@@ -171,6 +176,17 @@ int af_model_write_meta(af_gguf_writer *w, const af_arch *a, int type) {
   FL("vision.ln_vision_epsilon", a->vision.ln_vision_eps);
   if (!rc) rc = af_gguf_writer_set_arr(w, "vision.image_mean", AF_GGUF_FLOAT32, a->vision.mean, 3);
   if (!rc) rc = af_gguf_writer_set_arr(w, "vision.image_std", AF_GGUF_FLOAT32, a->vision.std, 3);
+  /* the same facts under llama.cpp's CLIP (mmproj) key names, for tools that
+   * know those; artflow reads vision.* (files made before have only those) */
+  U("clip.vision.image_size", a->vision.image_size);
+  U("clip.vision.patch_size", a->vision.patch_size);
+  U("clip.vision.embedding_length", a->vision.width);
+  U("clip.vision.feed_forward_length", a->vision.mlp_width);
+  U("clip.vision.block_count", a->vision.layers);
+  U("clip.vision.attention.head_count", a->vision.heads);
+  FL("clip.vision.attention.layer_norm_epsilon", a->vision.ln_eps);
+  if (!rc) rc = af_gguf_writer_set_arr(w, "clip.vision.image_mean", AF_GGUF_FLOAT32, a->vision.mean, 3);
+  if (!rc) rc = af_gguf_writer_set_arr(w, "clip.vision.image_std", AF_GGUF_FLOAT32, a->vision.std, 3);
   U("qformer.embedding_length", a->qformer.width);
   U("qformer.block_count", a->qformer.layers);
   U("qformer.head_count", a->qformer.heads);

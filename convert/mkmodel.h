@@ -38,10 +38,12 @@ typedef struct af_tspec {
  * Returns 0 or AF_ERR_NOMEM. */
 int af_model_layout(const af_arch *a, af_tspec **out, size_t *n);
 
-/* GGUF type to store a tensor of this kind/shape under --type `type`.  The
- * quantised types (q8_0, q4_0) apply to the LLM's matrices only: the vision
- * encoder, Q-Former and projection stay f16 (the original runs the ViT in
- * fp16; they are 6 % of the model and quantising them would cost fidelity). */
+/* GGUF type to store a tensor of this kind/shape under --type `type`: every
+ * component at the precision the original runs it.  f32: everything fp32.
+ * Otherwise the vision encoder's matrices are f16 (the original's
+ * vit_precision), the Q-Former's and the projection's fp32, and `type`
+ * (f16, q8_0, q4_0) applies to the LLM's matrices only (rows that do not
+ * fill a quant block: f16).  Norms, biases and other small tensors: fp32. */
 int af_model_store_type(const af_tspec *t, int type);
 
 /* Sets general.*, llama.*, vision.*, qformer.*, artflow.* keys from `a`

@@ -76,6 +76,13 @@ int af_appendfile_open(const char *path, int keep, af_fsync_mode fsync, af_appen
     goto fail;
   }
   f->fsync = fsync;
+  if (!strcmp(path, "-")) { /* standard output: a stream, nothing to keep or cut */
+    f->fd = STDOUT_FILENO;
+    f->is_stdout = 1;
+    f->fsync = AF_FSYNC_NONE;
+    *out = f;
+    return 0;
+  }
   f->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (keep ? 0 : O_TRUNC), 0644);
   if (f->fd < 0) {
     rc = af_err(AF_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
@@ -110,6 +117,18 @@ fail:
 
 int af_appendfile_write(af_appendfile *f, const char *buf, size_t n) {
   if (n == 0) return 0;
+  if (f->is_stdout) { /* a pipe may take a batch in parts: write it all */
+    size_t done = 0;
+    while (done < n) {
+      ssize_t w = write(f->fd, buf + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0)
+        return af_err(AF_ERR_IO, "standard output: write failed: %s", strerror(w < 0 ? errno : EIO));
+      done += (size_t)w;
+    }
+    f->size += (int64_t)n;
+    return 0;
+  }
   ssize_t w;
   do w = write(f->fd, buf, n);
   while (w < 0 && errno == EINTR);
@@ -127,6 +146,7 @@ int af_appendfile_write(af_appendfile *f, const char *buf, size_t n) {
 }
 
 int af_appendfile_truncate(af_appendfile *f, int64_t size) {
+  if (f->is_stdout) return af_err(AF_ERR_IO, "standard output: cannot cut a record already written");
   if (ftruncate(f->fd, size) != 0)
     return af_err(AF_ERR_IO, "%s: cannot cut the torn last record: %s", f->path, strerror(errno));
   f->size = size;
@@ -136,6 +156,11 @@ int af_appendfile_truncate(af_appendfile *f, int64_t size) {
 int af_appendfile_close(af_appendfile *f) {
   if (!f) return 0;
   int rc = 0;
+  if (f->is_stdout) { /* not ours to close */
+    free(f->path);
+    free(f);
+    return 0;
+  }
   if (f->fsync != AF_FSYNC_NONE && fsync(f->fd) != 0)
     rc = af_err(AF_ERR_IO, "%s: fsync failed: %s", f->path, strerror(errno));
   if (close(f->fd) != 0 && !rc) rc = af_err(AF_ERR_IO, "%s: close failed: %s", f->path, strerror(errno));

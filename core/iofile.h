@@ -29,12 +29,15 @@ typedef struct af_appendfile {
   int fd;
   char *path;
   af_fsync_mode fsync;
-  int64_t size; /* bytes of whole lines in the file */
+  int64_t size;  /* bytes of whole lines in the file */
+  int is_stdout; /* opened as "-": fd 1, never truncated, fsynced or closed */
 } af_appendfile;
 
 /* Opens `path` for appending lines.  keep = 0 truncates it; keep = 1 keeps
  * the content but cuts a torn last line (bytes after the last '\n', left by a
- * killed writer).  Caller frees *out with af_appendfile_close. */
+ * killed writer).  Caller frees *out with af_appendfile_close.
+ * path "-" is standard output: keep and fsync are ignored, a batch is written
+ * in as many write(2) calls as the pipe needs, and close leaves fd 1 open. */
 int af_appendfile_open(const char *path, int keep, af_fsync_mode fsync, af_appendfile **out);
 /* Appends buf[0..n) (whole lines) with one write(2) on an O_APPEND fd; a short
  * write is undone with ftruncate so the file never holds part of a record.
@@ -81,6 +84,24 @@ size_t af_idset_count(const af_idset *s);
 void af_id_escape(af_buf *b, const char *id);
 /* Inverse, in place over s[0..n); returns the new length. */
 size_t af_id_unescape(char *s, size_t n);
+
+/* ----------------------------------------------------------------- utf-8 */
+
+/* 1 when s is valid UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF), else 0. */
+int af_utf8_valid(const char *s);
+/* Copy of s with each byte that does not start a valid sequence replaced by
+ * U+FFFD.  Caller frees; NULL when out of memory. */
+char *af_utf8_lossy(const char *s);
+/* Adds key: text to a cJSON object as a valid UTF-8 string whatever its bytes
+ * (U+FFFD for each bad one); with bytes_key, a text that was not valid also
+ * gets its exact bytes percent-encoded under bytes_key (the rule of
+ * docs/pipeline-io.md, "Text that is not UTF-8"). */
+struct cJSON;
+void af_json_add_text(struct cJSON *o, const char *key, const char *text, const char *bytes_key);
+/* Appends s with every byte outside printable ASCII (0x20-0x7E) and '%'
+ * written as %XX (upper-case hex): the `path_bytes` rule of the JSON sinks. */
+void af_bytes_pct(af_buf *b, const char *s);
 
 /* --------------------------------------------------------------- sha256 */
 

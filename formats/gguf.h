@@ -83,6 +83,18 @@ typedef enum af_ggml_type {
 const char *af_ggml_type_name(int type);
 /* Parses "f32|f16|q8_0|q4_0|bf16|..." (case-insensitive); -1 when unknown. */
 int af_ggml_type_from_name(const char *name);
+/* general.file_type holds llama.cpp's file-type enum (llama_ftype), not the
+ * ggml tensor type (formats/gguf_ftype.c).  Conversions both ways; -1 when
+ * the type has no counterpart here. */
+int af_llama_ftype_from_ggml(int ggml_type);
+int af_ggml_from_llama_ftype(int ftype);
+/* The weight type a model file says it has ("f32", "f16", "q8_0", "q4_0",
+ * ...), read from general.file_type as llama_ftype, or as the ggml type id in
+ * files of artflow.format "1" (written before the enum was used).  NULL when
+ * absent or unknown. */
+struct af_gguf;
+const char *af_gguf_weight_type(const struct af_gguf *g);
+
 /* Elements per block (1 for plain types) and bytes per block; 0 when unknown. */
 size_t af_ggml_blck_size(int type);
 size_t af_ggml_type_size(int type);
@@ -199,6 +211,18 @@ int af_gguf_expect_tensor(const af_gguf *g, const char *name, uint32_t n_dims, c
 
 /* ---------------------------------------------------------------- writer */
 
+/* Metadata that parses but cannot be right (formats/gguf_check.c): norm
+ * epsilons that are NaN, <= 0 or >= 1; block counts below 1 or above the
+ * file's tensor count; sizes outside 1..2^20; head counts below 1 or not
+ * dividing their width; a non-positive RoPE base; fewer token_embd rows
+ * than tokenizer pieces.  af_gguf_check_meaning calls fn(user, key, why) for
+ * each and returns how many (keys absent from the file are not checked);
+ * af_gguf_check_model returns 0 or AF_ERR_FORMAT "FILE: key 'K': why" for
+ * the first. */
+int af_gguf_check_meaning(const af_gguf *g, void (*fn)(void *user, const char *key, const char *why),
+                          void *user);
+int af_gguf_check_model(const af_gguf *g);
+
 typedef struct af_gguf_writer af_gguf_writer;
 
 /* Returns 0 and *out, or AF_ERR_NOMEM.  Caller frees with af_gguf_writer_free. */
@@ -229,9 +253,14 @@ int af_gguf_writer_set_arr(af_gguf_writer *w, const char *key, af_gguf_vtype ele
 int af_gguf_writer_set_arr_str(af_gguf_writer *w, const char *key, const char *const *strs,
                                const uint64_t *lens, uint64_t n);
 
+/* Copies a value read by af_gguf_open (any type but nested arrays, which
+ * give AF_ERR_UNSUPPORTED) under `key`: strings keep their exact bytes. */
+int af_gguf_writer_set_value(af_gguf_writer *w, const char *key, const af_gguf_value *v);
+
 /* Declares a tensor (before begin): ne[0] innermost, 1..4 dims.  Returns 0,
  * AF_ERR_INVALID (duplicate name, bad dims, ne[0] not a multiple of the type's
- * block), AF_ERR_UNSUPPORTED (type other than F32/F16/BF16/Q8_0/Q4_0). */
+ * block), AF_ERR_UNSUPPORTED (type other than F32/F16/BF16/Q8_0/Q4_0, or the
+ * K-quants Q4_K/Q5_K/Q6_K, whose bytes only af_gguf_writer_append writes). */
 int af_gguf_writer_add_tensor(af_gguf_writer *w, const char *name, int type, uint32_t n_dims,
                               const uint64_t *ne);
 

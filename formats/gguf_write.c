@@ -192,11 +192,57 @@ int af_gguf_writer_set_arr_str(af_gguf_writer *w, const char *key, const char *c
   return rc;
 }
 
+int af_gguf_writer_set_value(af_gguf_writer *w, const char *key, const af_gguf_value *v) {
+  switch (v->type) {
+    case AF_GGUF_UINT8:
+      return af_gguf_writer_set_u8(w, key, (uint8_t)v->v.u);
+    case AF_GGUF_INT8:
+      return af_gguf_writer_set_i8(w, key, (int8_t)v->v.i);
+    case AF_GGUF_UINT16:
+      return af_gguf_writer_set_u16(w, key, (uint16_t)v->v.u);
+    case AF_GGUF_INT16:
+      return af_gguf_writer_set_i16(w, key, (int16_t)v->v.i);
+    case AF_GGUF_UINT32:
+      return af_gguf_writer_set_u32(w, key, (uint32_t)v->v.u);
+    case AF_GGUF_INT32:
+      return af_gguf_writer_set_i32(w, key, (int32_t)v->v.i);
+    case AF_GGUF_UINT64:
+      return af_gguf_writer_set_u64(w, key, v->v.u);
+    case AF_GGUF_INT64:
+      return af_gguf_writer_set_i64(w, key, v->v.i);
+    case AF_GGUF_FLOAT32:
+      return af_gguf_writer_set_f32(w, key, (float)v->v.f);
+    case AF_GGUF_FLOAT64:
+      return af_gguf_writer_set_f64(w, key, v->v.f);
+    case AF_GGUF_BOOL:
+      return af_gguf_writer_set_bool(w, key, v->v.b);
+    case AF_GGUF_STRING: {
+      int rc = begin_kv(w, key, AF_GGUF_STRING);
+      return rc ? rc : put_str(w, v->v.str.s, v->v.str.len); /* keeps NUL bytes */
+    }
+    case AF_GGUF_ARRAY:
+      if (v->v.arr.type == AF_GGUF_STRING) {
+        int rc = begin_kv(w, key, AF_GGUF_ARRAY);
+        if (!rc) rc = put_le(w, AF_GGUF_STRING, 4);
+        if (!rc) rc = put_le(w, v->v.arr.n, 8);
+        for (uint64_t i = 0; !rc && i < v->v.arr.n; i++)
+          rc = put_str(w, v->v.arr.strs[i].s, v->v.arr.strs[i].len);
+        return rc;
+      }
+      if (v->v.arr.type == AF_GGUF_ARRAY) break;
+      /* the reader's raw bytes are little-endian, as set_arr's host order here */
+      return af_gguf_writer_set_arr(w, key, v->v.arr.type, v->v.arr.raw, v->v.arr.n);
+    default:
+      break;
+  }
+  return af_err(AF_ERR_UNSUPPORTED, "gguf writer: %s: cannot copy a value of type %d", key, (int)v->type);
+}
+
 int af_gguf_writer_add_tensor(af_gguf_writer *w, const char *name, int type, uint32_t n_dims,
                               const uint64_t *ne) {
   if (w->begun) return af_err(AF_ERR_INVALID, "gguf writer: tensor %s declared after begin", name);
   if (type != AF_GGML_F32 && type != AF_GGML_F16 && type != AF_GGML_BF16 && type != AF_GGML_Q8_0 &&
-      type != AF_GGML_Q4_0)
+      type != AF_GGML_Q4_0 && type != AF_GGML_Q4_K && type != AF_GGML_Q5_K && type != AF_GGML_Q6_K)
     return af_err(AF_ERR_UNSUPPORTED, "gguf writer: tensor %s: cannot write type %d", name, type);
   if (n_dims < 1 || n_dims > AF_GGUF_MAX_DIMS)
     return af_err(AF_ERR_INVALID, "gguf writer: tensor %s: %u dims", name, n_dims);

@@ -69,24 +69,28 @@ int af_npy_write(const char *path, af_dtype dtype, int ndim, const int64_t *shap
   char *tmp = malloc(plen + 16);
   if (!tmp) return af_err(AF_ERR_NOMEM, "%s: out of memory", path);
   snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-  int rc = 0, fd = mkstemp(tmp);
+  int rc = 0, e = 0, fd = mkstemp(tmp);
   if (fd < 0) {
-    rc = af_err(AF_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    e = errno;
+    rc = af_err(AF_ERR_IO, "%s: cannot create: %s", path, strerror(e));
     goto out;
   }
   (void)fchmod(fd, 0644); /* mkstemp makes 0600 files */
   if (write_all(fd, hdr, padded) || write_all(fd, data, count * elem_size(dtype)) ||
       (do_fsync && fsync(fd) != 0)) {
-    rc = af_err(AF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    e = errno;
+    rc = af_err(AF_ERR_IO, "%s: write failed: %s", path, strerror(e));
     close(fd);
     unlink(tmp);
     goto out;
   }
   if (close(fd) != 0 || rename(tmp, path) != 0) {
-    rc = af_err(AF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    e = errno;
+    rc = af_err(AF_ERR_IO, "%s: cannot write: %s", path, strerror(e));
     unlink(tmp);
   }
 out:
   free(tmp);
+  errno = e; /* for callers that tell a full disk from a bad name */
   return rc;
 }

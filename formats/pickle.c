@@ -14,7 +14,7 @@
 #define MAX_MARKS 4096u
 #define MAX_MEMO (1u << 20)
 #define MAX_STR (256u << 20)
-#define MAX_ARENA ((size_t)1 << 30)
+#define MAX_ARENA ((size_t)256 << 20) /* objects of one data.pkl (<= 64 MiB, torch.c) */
 
 typedef struct chunk {
   struct chunk *next;

@@ -6,6 +6,7 @@
 
 #include "artflow/status.h"
 #include "formats/gguf.h"
+#include "formats/kquant.h"
 
 static uint32_t f32_bits(float f) {
   uint32_t u;
@@ -195,6 +196,12 @@ int af_convert_to_f32(int type, const void *src, float *dst, size_t n) {
         af_dequantize_q8_0(src, dst, n);
       else
         af_dequantize_q4_0(src, dst, n);
+      return 0;
+    case AF_GGML_Q4_K:
+    case AF_GGML_Q5_K:
+    case AF_GGML_Q6_K:
+      if (n % 256) return af_err(AF_ERR_INVALID, "dequantize: %zu elements is not a multiple of 256", n);
+      af_dequantize_kq(type, src, dst, n);
       return 0;
     default:
       return af_err(AF_ERR_UNSUPPORTED, "cannot dequantize tensor type %s",

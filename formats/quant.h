@@ -40,7 +40,8 @@ void af_dequantize_q4_0(const void *src, float *dst, size_t n);
  * which holds af_ggml_nbytes(type, n, n) bytes.  Returns 0 or AF_ERR_UNSUPPORTED
  * / AF_ERR_INVALID (n not a multiple of the block). */
 int af_convert_from_f32(int type, const float *src, void *dst, size_t n);
-/* Converts n elements of `type` (F32/F16/BF16/Q8_0/Q4_0) at src to floats.
+/* Converts n elements of `type` (F32/F16/BF16/Q8_0/Q4_0, and the
+ * K-quants Q4_K/Q5_K/Q6_K of formats/kquant.h) at src to floats.
  * Returns 0 or AF_ERR_UNSUPPORTED / AF_ERR_INVALID. */
 int af_convert_to_f32(int type, const void *src, float *dst, size_t n);
 

@@ -15,7 +15,7 @@
 
 #include "artflow/status.h"
 
-#define MAX_HEADER (100u << 20)
+#define MAX_HEADER (16u << 20) /* a 7B shard's header is ~30 KB */
 
 struct af_safetensors {
   char *path;

@@ -197,11 +197,13 @@ static int copy_rows(const af_tsrc_tensor *t, int64_t row0, int64_t nrows, int k
   if (t->numel == 0 || nrows == 0) return 0;
   int rc = check_blob(t);
   if (rc) return rc;
+  const uint8_t *data = af_tsrc_data(t);
+  if (!data) return af_error_code() ? af_error_code() : AF_ERR_INVALID;
   size_t el = DT[t->dtype].size, oel = kind == OUT_F32 ? 4 : kind == OUT_F16 ? 2 : el;
   size_t row_elems = (size_t)(t->numel / (uint64_t)rows);
   uint8_t *out = dst;
   if (t->contiguous) { /* one run covers all the rows */
-    run(t, t->data + (size_t)row0 * row_elems * el, 1, (size_t)nrows * row_elems, kind, out);
+    run(t, data + (size_t)row0 * row_elems * el, 1, (size_t)nrows * row_elems, kind, out);
     return 0;
   }
   /* odometer over all dims but the last; each innermost line is one run */
@@ -214,7 +216,7 @@ static int copy_rows(const af_tsrc_tensor *t, int64_t row0, int64_t nrows, int k
     int64_t off = 0;
     for (int d = 0; d < nd - 1; d++) off += idx[d] * t->strides[d];
     if (nd == 1) off = row0 * istride;
-    run(t, t->data + (size_t)off * el, istride, (size_t)(nd == 1 ? nrows : inner), kind, out);
+    run(t, data + (size_t)off * el, istride, (size_t)(nd == 1 ? nrows : inner), kind, out);
     out += (size_t)(nd == 1 ? nrows : inner) * oel;
     if (nd == 1) break;
     for (int d = nd - 2; d >= 0; d--) {
@@ -223,6 +225,15 @@ static int copy_rows(const af_tsrc_tensor *t, int64_t row0, int64_t nrows, int k
     }
   }
   return 0;
+}
+
+const uint8_t *af_tsrc_data(const af_tsrc_tensor *t) {
+  if (!t || check_blob(t)) return NULL;
+  if (t->data || t->numel == 0) return t->data;
+  const struct af_tsrc_blob *b = t->blob_;
+  if (b && b->owned) return b->owned + t->offset_;
+  af_err(AF_ERR_INVALID, "%s: tensor '%s' has no data", t->file, t->name);
+  return NULL;
 }
 
 int af_tsrc_read_f32(const af_tsrc_tensor *t, float *dst) {
@@ -415,5 +426,5 @@ const af_tsrc_tensor *af_tsrc_find(const af_tsrc *src, const char *name) {
 
 void af_tsrc_skip_crc(af_tsrc *src) {
   for (size_t i = 0; src && i < src->n; i++)
-    if (src->t[i].blob_ && src->t[i].blob_->state == 0) src->t[i].blob_->state = 1;
+    if (src->t[i].blob_ && !src->t[i].blob_->lazy && src->t[i].blob_->state == 0) src->t[i].blob_->state = 1;
 }

@@ -45,13 +45,18 @@ typedef enum af_tsrc_dtype {
 #define AF_TSRC_MAX_DIMS 8
 
 /* Internal: the storage a tensor views, with its integrity check run on the
- * first read (a zip CRC over gigabytes is not paid at open time).  Reads are
- * therefore not thread-safe until each storage has been read once. */
+ * first read (a zip CRC over gigabytes is not paid at open time).  A deflated
+ * storage (a re-zipped checkpoint) is inflated on its first read, only as far
+ * as its views reach, and only one is kept inflated per file: a zip bomb
+ * costs the bytes of the tensor being read, not the sum of what the entries
+ * declare.  Reads are therefore not thread-safe. */
 struct af_tsrc_blob {
   int (*verify)(struct af_tsrc_blob *b); /* NULL: nothing to check */
   int state;                             /* 0 unchecked, 1 verified, <0 failure code */
   const void *ctx, *ctx2;                /* owner's data for verify */
   uint8_t *owned;                        /* inflated copy (deflated storages), or NULL */
+  int lazy;                              /* 1: verify inflates `need` bytes into owned */
+  uint64_t need;                         /* bytes of the storage its views reach */
 };
 
 /* One tensor as a view into mapped file bytes.  All pointers are borrowed from
@@ -66,8 +71,10 @@ typedef struct af_tsrc_tensor {
   uint64_t numel;                    /* product of shape (1 for a scalar) */
   uint64_t nbytes;                   /* numel * element size */
   int contiguous;                    /* 1: data[0 .. nbytes) is the tensor in row-major order */
-  const uint8_t *data;               /* element [0,0,..]; may be NULL when numel == 0 */
+  const uint8_t *data;               /* element [0,0,..]; NULL when numel == 0, and for a deflated
+                                      * storage (inflated on the first read: use af_tsrc_data) */
   struct af_tsrc_blob *blob_;        /* internal; do not touch */
+  uint64_t offset_;                  /* internal: bytes from the storage start (deflated ones) */
 } af_tsrc_tensor;
 
 typedef struct af_tsrc af_tsrc;
@@ -104,6 +111,12 @@ int af_tsrc_read_raw(const af_tsrc_tensor *t, void *dst);
 /* Same as af_tsrc_read_f32 but writes IEEE half (uint16 bit patterns, round to
  * nearest even; out-of-range values become +-inf). */
 int af_tsrc_read_f16(const af_tsrc_tensor *t, uint16_t *dst);
+
+/* Pointer to element [0,0,..] after the storage's first-read work (zip CRC
+ * check, or inflating a deflated storage); NULL with the error recorded.
+ * Valid until the next read of another deflated storage of the same file:
+ * only one deflated storage is held inflated at a time. */
+const uint8_t *af_tsrc_data(const af_tsrc_tensor *t);
 
 /* Turns off the zip CRC check of the storages not read yet (it costs about
  * 0.45 s per GB on one core); for benchmarks and trusted files only. */

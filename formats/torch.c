@@ -9,7 +9,7 @@
 
 #include "artflow/status.h"
 
-#define MAX_PKL_BYTES ((uint64_t)1 << 30)
+#define MAX_PKL_BYTES ((uint64_t)64 << 20) /* a 7B shard's data.pkl is ~30 KB */
 #define MAX_DEPTH 32
 #define MAX_VISITS 4000000
 
@@ -25,6 +25,25 @@ struct af_torch {
 
 static int verify_blob(struct af_tsrc_blob *b) {
   return af_zip_verify(b->ctx, b->ctx2);
+}
+
+/* First read of a deflated storage: inflate what its views reach (and check
+ * the whole entry's size and CRC), after giving back the one inflated
+ * before, so that a checkpoint of many deflated storages (a zip bomb, or a
+ * re-zipped release) never holds more than one. */
+static int inflate_blob(struct af_tsrc_blob *b) {
+  af_torch *ck = (af_torch *)b->ctx;
+  for (size_t i = 0; i < af_zip_count(ck->zip); i++) {
+    struct af_tsrc_blob *o = &ck->blobs[i];
+    if (o != b && o->lazy && o->owned) {
+      free(o->owned);
+      o->owned = NULL;
+      o->state = 0;
+    }
+  }
+  free(b->owned);
+  b->owned = NULL;
+  return af_zip_read_prefix(ck->zip, b->ctx2, b->need, &b->owned);
 }
 
 /* Legacy (pre-1.6) torch files start with a protocol-2 pickle of a magic
@@ -212,16 +231,21 @@ static int resolve(af_torch *ck, const char *name, const af_pk_tensor *pt, af_ts
     b->ctx = ck->zip;
     b->ctx2 = e;
   } else {
-    if (!b->owned) {
-      const uint8_t *d;
-      int rc = af_zip_read(ck->zip, e, 0, &d, &b->owned);
-      if (rc) return rc;
-      b->state = 1; /* CRC checked while inflating */
-    }
-    base = b->owned;
+    /* deflated: inflated on the first read (inflate_blob), up to the last
+     * byte any of its views reaches; PyTorch writes a storage's exact size */
+    if (sbytes != e->usize)
+      return af_err(AF_ERR_FORMAT, "%s: deflated storage '%s' holds %llu bytes but declares %llu", ck->path,
+                    s->key, (unsigned long long)e->usize, (unsigned long long)sbytes);
+    b->lazy = 1;
+    b->verify = inflate_blob;
+    b->ctx = ck;
+    b->ctx2 = e;
+    if (numel && end_bytes > b->need) b->need = end_bytes;
+    base = NULL;
   }
   t->blob_ = b;
-  t->data = numel ? base + pt->offset * el : NULL;
+  t->offset_ = pt->offset * el;
+  t->data = numel && base ? base + pt->offset * el : NULL;
   return 0;
 }
 

@@ -300,16 +300,20 @@ int af_zip_verify(const af_zip *z, const af_zip_entry *e) {
   return 0;
 }
 
-/* Inflates into dst, which has room for usize + 1 bytes: the spare byte
- * detects data that inflates past its declared size. */
-static int inflate_entry(const af_zip *z, const af_zip_entry *e, uint8_t *dst) {
+/* Inflates the whole entry, keeping its first `keep` bytes in dst (which
+ * has room for them) and passing the rest through a small scratch buffer, so
+ * the memory it takes is `keep` whatever the entry declares.  Checks that
+ * the data inflates to exactly the declared size (a bomb that goes past it
+ * stops there) and the CRC over all of it. */
+static int inflate_entry(const af_zip *z, const af_zip_entry *e, uint8_t *dst, uint64_t keep) {
   z_stream s;
   memset(&s, 0, sizeof s);
   if (inflateInit2(&s, -MAX_WBITS) != Z_OK) return af_err(AF_ERR_NOMEM, "%s: inflateInit failed", z->path);
+  static _Thread_local uint8_t scratch[1 << 16];
   const uint8_t *in = z->base + e->data_offset;
-  uint64_t in_left = e->csize, out_left = e->usize + 1;
+  uint64_t in_left = e->csize, produced = 0;
+  uLong crc = crc32(0L, Z_NULL, 0);
   int rc = 0;
-  s.next_out = dst;
   for (;;) {
     if (s.avail_in == 0 && in_left > 0) {
       s.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
@@ -317,12 +321,16 @@ static int inflate_entry(const af_zip *z, const af_zip_entry *e, uint8_t *dst) {
       in += s.avail_in;
       in_left -= s.avail_in;
     }
-    if (s.avail_out == 0 && out_left > 0) {
-      s.avail_out = out_left > (1u << 30) ? (1u << 30) : (uInt)out_left;
-      out_left -= s.avail_out;
-    }
+    uint8_t *out = produced < keep ? dst + produced : scratch;
+    uInt room = produced < keep ? (keep - produced > (1u << 30) ? (1u << 30) : (uInt)(keep - produced))
+                                : (uInt)sizeof scratch;
+    s.next_out = out;
+    s.avail_out = room;
     int zr = inflate(&s, Z_NO_FLUSH);
-    if (s.total_out > e->usize) {
+    uInt got = room - s.avail_out;
+    crc = crc32(crc, out, got);
+    produced += got;
+    if (produced > e->usize) {
       rc = af_err(AF_ERR_FORMAT, "%s: entry '%s' inflates past its declared size of %llu bytes (zip bomb?)",
                   z->path, e->name, (unsigned long long)e->usize);
       goto out;
@@ -338,12 +346,47 @@ static int inflate_entry(const af_zip *z, const af_zip_entry *e, uint8_t *dst) {
       goto out;
     }
   }
-  if (s.total_out != e->usize)
+  if (produced != e->usize)
     rc = af_err(AF_ERR_FORMAT, "%s: entry '%s' inflates to %llu bytes, declared %llu", z->path, e->name,
-                (unsigned long long)s.total_out, (unsigned long long)e->usize);
+                (unsigned long long)produced, (unsigned long long)e->usize);
+  else if ((uint32_t)crc != e->crc32)
+    rc = af_err(AF_ERR_FORMAT, "%s: bad CRC in entry '%s' (stored %08x, computed %08x)", z->path, e->name,
+                e->crc32, (uint32_t)crc);
 out:
   inflateEnd(&s);
   return rc;
+}
+
+/* The checks every deflated entry passes before anything is allocated. */
+static int check_deflated(const af_zip *z, const af_zip_entry *e) {
+  if (e->method != 8)
+    return af_err(AF_ERR_UNSUPPORTED, "%s: entry '%s' uses compression method %u", z->path, e->name,
+                  e->method);
+  if (e->usize / DEFLATE_MAX_RATIO > e->csize + 1)
+    return af_err(AF_ERR_FORMAT,
+                  "%s: entry '%s' claims %llu bytes from %llu compressed, more than "
+                  "deflate can produce (zip bomb?)",
+                  z->path, e->name, (unsigned long long)e->usize, (unsigned long long)e->csize);
+  return 0;
+}
+
+int af_zip_read_prefix(const af_zip *z, const af_zip_entry *e, uint64_t keep, uint8_t **owned) {
+  if (!z || !e || !owned) return af_err(AF_ERR_INVALID, "af_zip_read_prefix: bad arguments");
+  *owned = NULL;
+  int rc = check_deflated(z, e);
+  if (rc) return rc;
+  if (keep > e->usize) keep = e->usize;
+  if (keep > SIZE_MAX - 1) return af_err(AF_ERR_RANGE, "%s: entry '%s' too large", z->path, e->name);
+  uint8_t *buf = malloc((size_t)keep + 1);
+  if (!buf)
+    return af_err(AF_ERR_NOMEM, "%s: out of memory inflating '%s' (%llu bytes)", z->path, e->name,
+                  (unsigned long long)keep);
+  if ((rc = inflate_entry(z, e, buf, keep))) {
+    free(buf);
+    return rc;
+  }
+  *owned = buf;
+  return 0;
 }
 
 int af_zip_read(const af_zip *z, const af_zip_entry *e, uint64_t max_size, const uint8_t **data,
@@ -358,33 +401,13 @@ int af_zip_read(const af_zip *z, const af_zip_entry *e, uint64_t max_size, const
     *data = z->base + e->data_offset;
     return 0;
   }
-  if (e->method != 8)
-    return af_err(AF_ERR_UNSUPPORTED, "%s: entry '%s' uses compression method %u", z->path, e->name,
-                  e->method);
-  if (e->usize / DEFLATE_MAX_RATIO > e->csize + 1)
-    return af_err(AF_ERR_FORMAT,
-                  "%s: entry '%s' claims %llu bytes from %llu compressed, more than "
-                  "deflate can produce (zip bomb?)",
-                  z->path, e->name, (unsigned long long)e->usize, (unsigned long long)e->csize);
+  int rc = check_deflated(z, e);
+  if (rc) return rc;
   if (max_size && e->usize > max_size)
     return af_err(AF_ERR_RANGE, "%s: entry '%s' is %llu bytes, more than the %llu allowed", z->path, e->name,
                   (unsigned long long)e->usize, (unsigned long long)max_size);
-  if (e->usize > SIZE_MAX - 1) return af_err(AF_ERR_RANGE, "%s: entry '%s' too large", z->path, e->name);
-  uint8_t *buf = malloc((size_t)e->usize + 1);
-  if (!buf)
-    return af_err(AF_ERR_NOMEM, "%s: out of memory inflating '%s' (%llu bytes)", z->path, e->name,
-                  (unsigned long long)e->usize);
-  int rc = inflate_entry(z, e, buf);
-  if (!rc) {
-    uint32_t c = crc_of(buf, e->usize);
-    if (c != e->crc32)
-      rc = af_err(AF_ERR_FORMAT, "%s: bad CRC in entry '%s' (stored %08x, computed %08x)", z->path, e->name,
-                  e->crc32, c);
-  }
-  if (rc) {
-    free(buf);
-    return rc;
-  }
+  uint8_t *buf = NULL;
+  if ((rc = af_zip_read_prefix(z, e, e->usize, &buf))) return rc;
   *data = buf;
   *owned = buf;
   return 0;

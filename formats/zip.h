@@ -56,6 +56,12 @@ uint64_t af_zip_size(const af_zip *z);
  * AF_ERR_UNSUPPORTED (method other than 0/8, encrypted). */
 int af_zip_read(const af_zip *z, const af_zip_entry *e, uint64_t max_size, const uint8_t **data,
                 uint8_t **owned);
+/* A deflated entry's first `keep` bytes (at most its size) in a new buffer
+ * (*owned, caller frees), the rest inflated through a small scratch buffer
+ * for the size and CRC checks: the memory taken is `keep`, whatever the
+ * entry declares.  Returns 0, AF_ERR_FORMAT (bomb, corrupt, bad CRC),
+ * AF_ERR_NOMEM, AF_ERR_UNSUPPORTED (not deflated). */
+int af_zip_read_prefix(const af_zip *z, const af_zip_entry *e, uint64_t keep, uint8_t **owned);
 /* Checks the CRC-32 of a stored entry's bytes (deflated entries are checked
  * by af_zip_read).  Returns 0 or AF_ERR_FORMAT ("bad CRC"). */
 int af_zip_verify(const af_zip *z, const af_zip_entry *e);

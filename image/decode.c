@@ -18,14 +18,16 @@
  * they agree too.  No shrink-on-load: a JPEG DCT-domain shrink changes pixels
  * by far more than the ±1 budget of the resize golden test.
  *
- * Loaders: only raster image formats are accepted (jpeg, png, webp, tiff,
- * gif, heif/avif, jpeg2000, jpeg-xl, ppm and ImageMagick's raster formats);
- * documents, vector and scientific formats that libvips also reads (pdf, svg,
- * csv, matrix, fits, ...) are refused as unsupported. */
+ * Loaders: libvips' trusted raster loaders (jpeg, png, webp, tiff, gif,
+ * heif/avif) and ppm; ImageMagick only for files with a GIF signature, with
+ * its GIF coder forced.  Everything libvips marks untrusted (ImageMagick's
+ * other formats such as BMP, jpeg2000, jpeg-xl, pdf, svg, fits, matrix, ...)
+ * is blocked at libvips' level and refused here by name (decode_guard.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -34,16 +36,20 @@
 #include <vips/vips.h>
 
 #include "artflow/status.h"
+#include "image/guard.h"
 #include "image/image.h"
 
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_init_rc;
 
 static void vips_start(void) {
+  af_image_vips_policy_before_init();
   if (VIPS_INIT("artflow")) {
     vips_init_rc = -1;
     return;
   }
+  af_image_vips_policy_after_init();
+  af_image_vips_log_install();
   /* The operation cache keys loads by file name: a file rewritten between two
    * runs in one process would come back stale.  Decoding never repeats. */
   vips_cache_set_max(0);
@@ -83,8 +89,7 @@ static void vips_reason(char *buf, size_t n) {
 /* `loader` is a type name ("VipsForeignLoadJpegFile") or a nickname
  * ("jpegload"): match the format part case-insensitively. */
 static int loader_allowed(const char *loader) {
-  static const char *const ok[] = {"jpeg", "png",  "webp", "tiff", "gif",
-                                   "heif", "jp2k", "jxl",  "ppm",  "magick"};
+  static const char *const ok[] = {"jpeg", "png", "webp", "tiff", "gif", "heif", "ppm"};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
     if (strcasestr(loader, ok[i])) return 1;
   return 0;
@@ -99,27 +104,35 @@ static int is_image_ext(const char *ext) {
   return 0;
 }
 
-/* File-level checks first, so the common failures get a precise reason. */
+/* File-level checks first, so the common failures get a precise reason.
+ * Nothing here opens the file: opening a FIFO for reading blocks until a
+ * writer comes (forever, in a collection), opening a device can have
+ * effects, and an open that blocks on stuck storage belongs inside the
+ * decode deadline (decode_guard.c), where libvips does it. */
 static int check_file(const char *path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
     int e = errno;
     if (e == ENOENT) return af_err(AF_ERR_IO, "%s: no such file", path);
     if (e == EACCES || e == EPERM) return af_err(AF_ERR_IO, "%s: permission denied", path);
+    return af_err(AF_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+  }
+  if (S_ISDIR(st.st_mode)) return af_err(AF_ERR_IO, "%s: is a folder, not an image file", path);
+  if (!S_ISREG(st.st_mode)) {
+    const char *what = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "a special file";
+    return af_err(AF_ERR_IO, "%s: not a regular file (%s)", path, what);
+  }
+  if (access(path, R_OK) != 0) {
+    int e = errno;
+    if (e == EACCES || e == EPERM) return af_err(AF_ERR_IO, "%s: permission denied", path);
     return af_err(AF_ERR_IO, "%s: cannot open: %s", path, strerror(e));
   }
-  struct stat st;
-  int rc = 0;
-  if (fstat(fd, &st))
-    rc = af_err(AF_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-  else if (S_ISDIR(st.st_mode))
-    rc = af_err(AF_ERR_IO, "%s: is a folder, not an image file", path);
-  else if (!S_ISREG(st.st_mode))
-    rc = af_err(AF_ERR_IO, "%s: not a regular file", path);
-  else if (st.st_size == 0)
-    rc = af_err(AF_ERR_FORMAT, "%s: empty file (0 bytes)", path);
-  close(fd);
-  return rc;
+  if (st.st_size == 0) return af_err(AF_ERR_FORMAT, "%s: empty file (0 bytes)", path);
+  return 0;
 }
 
 static inline uint8_t muldiv255(int a, int b) {
@@ -181,11 +194,55 @@ static int is_colour_space(VipsInterpretation t) {
 }
 
 int af_image_decode(const char *path, const af_decode_opts *o, af_image_u8 *out) {
+  return af_image_decode_notes(path, o, out, NULL);
+}
+
+int af_image_decode_notes(const char *path, const af_decode_opts *o, af_image_u8 *out,
+                          af_decode_notes *notes) {
   memset(out, 0, sizeof *out);
+  if (notes) memset(notes, 0, sizeof *notes);
   int rc = af_image_init();
   if (rc) return rc;
   if (!path || !*path) return af_err(AF_ERR_INVALID, "decode: empty path");
-  if ((rc = check_file(path))) return rc;
+  /* with a deadline even stat() runs on the helper: it blocks on a hung mount */
+  if (o && o->deadline_s > 0) return af_image_decode_within(path, o, out, notes);
+  return af_image_decode_now(path, o, out, notes);
+}
+
+static int decode_vips(const char *path, const af_decode_opts *o, af_image_u8 *out);
+
+int af_image_decode_now(const char *path, const af_decode_opts *o, af_image_u8 *out, af_decode_notes *notes) {
+  int rc = check_file(path);
+  if (rc) return rc;
+  af_decode_notes mine = {0};
+  void *w = af_image_warnings_begin(path, &mine);
+  rc = decode_vips(path, o, out);
+  af_image_warnings_end(w);
+  if (notes)
+    *notes = mine;
+  else if (mine.n)
+    fprintf(stderr, "artflow: %s: libvips warning: %s\n", path, mine.text);
+  /* libvips' worker threads report a region that failed to decode as a
+   * warning ("error in tile 0 x 0"), and the write can still return success
+   * (a PNG with a bad IDAT CRC does, now and then): unless fail_on none asks
+   * for whatever decodes, that is a corrupt file */
+  if (!rc && (!o || o->fail_on != AF_FAIL_ON_NONE) && strstr(mine.text, "error in tile") &&
+      !strstr(mine.text, "files were decoding")) {
+    af_image_free(out);
+    rc = af_err(AF_ERR_FORMAT, "%s: corrupt or truncated image data: %s", path, mine.text);
+  }
+  /* a PNG whose chunks are damaged says which one, not "libpng read error" */
+  if (rc == AF_ERR_FORMAT) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "%s", af_error_message());
+    af_error_clear();
+    if (!af_image_png_diagnose(path)) af_err(rc, "%s", msg);
+  }
+  return rc;
+}
+
+static int decode_vips(const char *path, const af_decode_opts *o, af_image_u8 *out) {
+  int rc = 0;
 
   int64_t limit = o ? o->max_pixels : 0;
   if (limit == 0) limit = AF_IMAGE_DEFAULT_MAX_PIXELS;
@@ -218,16 +275,23 @@ int af_image_decode(const char *path, const af_decode_opts *o, af_image_u8 *out)
     char *tail = strstr(fmt_name, "file");
     if (tail && tail != fmt_name && !tail[4]) *tail = 0;
     return af_err(AF_ERR_UNSUPPORTED,
-                  "%s: unsupported format '%s' (only raster image formats are "
-                  "decoded)",
+                  "%s: unsupported format '%s' (decoded: JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, PPM; "
+                  "libvips' loaders for untrusted input are blocked)",
                   path, fmt_name);
   }
 
   VipsImage *img = NULL;
   if (strcasestr(loader, "gif") && vips_type_find("VipsOperation", "magickload")) {
     /* libvips' own GIF loader blanks transparent pixels to 0; Pillow (and
-     * ImageMagick) keep the palette colour there, and alpha is dropped. */
-    if (vips_magickload(path, &img, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", fail, NULL)) img = NULL;
+     * ImageMagick) keep the palette colour there, and alpha is dropped.
+     * libvips found a GIF signature; "GIF:" makes ImageMagick use its GIF
+     * coder and nothing else, whatever the name holds. */
+    size_t pl = strlen(path) + 5;
+    char *forced = malloc(pl);
+    if (!forced) return af_err(AF_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(forced, pl, "GIF:%s", path);
+    if (vips_magickload(forced, &img, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", fail, NULL)) img = NULL;
+    free(forced);
   } else {
     img = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", fail, NULL);
   }

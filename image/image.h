@@ -37,7 +37,23 @@ typedef enum af_fail_on {
 typedef struct af_decode_opts {
   int64_t max_pixels; /* width*height limit; 0 = default (100 MP), < 0 = none */
   af_fail_on fail_on;
+  /* > 0: give up on a file whose decode has not finished after this many
+   * seconds (a stuck read on a network mount, a pathological file): the call
+   * returns AF_ERR_IO and the decode goes on, abandoned, on a helper thread
+   * that frees what it holds when it ends.  While AF_DECODE_MAX_STUCK such
+   * helpers are still running, further calls fail at once (the storage is
+   * unresponsive).  0 = no deadline (decode on the calling thread). */
+  double deadline_s;
 } af_decode_opts;
+
+#define AF_DECODE_MAX_STUCK 8
+
+/* Warnings libvips gave while decoding one file (e.g. "Premature end of JPEG
+ * file" under fail_on none), "; "-separated, for the item's record. */
+typedef struct af_decode_notes {
+  int n;
+  char text[1024];
+} af_decode_notes;
 
 /* Initialises libvips once per process (thread-safe, idempotent).  0, or
  * AF_ERR_UNSUPPORTED when libvips cannot start.  af_image_decode calls it. */
@@ -53,6 +69,13 @@ int af_image_init(void);
  *   AF_ERR_UNSUPPORTED an image layout we cannot convert
  * On failure *out is zeroed. */
 int af_image_decode(const char *path, const af_decode_opts *o, af_image_u8 *out);
+/* The same, with libvips' warnings for this file collected into *notes
+ * (af_image_decode logs them to stderr with the path instead).  Special
+ * files (FIFOs, devices, sockets) are refused without being opened. */
+int af_image_decode_notes(const char *path, const af_decode_opts *o, af_image_u8 *out,
+                          af_decode_notes *notes);
+/* Helpers abandoned at their deadline that are still running. */
+int af_image_decode_stuck(void);
 void af_image_free(af_image_u8 *im);
 
 /* Pillow BICUBIC resize (a = -0.5, antialiased when shrinking, fixed point with
@@ -74,6 +97,15 @@ void af_image_normalize_ref(const uint8_t *rgb, size_t n_pix, const float lut[3 
  * look-up, no device arithmetic).  0 or a CL / artflow status. */
 int af_image_normalize_cl(struct af_queue *q, const uint8_t *rgb, int n_img, size_t n_pix,
                           const float lut[3 * 256], float *out);
+
+/* The same with its device buffers made once, for batches of up to max_img
+ * images of n_pix pixels on queue q (the preprocess stage's prepare()):
+ * af_normalizer_run then allocates nothing.  Free with af_normalizer_free. */
+typedef struct af_normalizer af_normalizer;
+int af_normalizer_new(struct af_queue *q, int max_img, size_t n_pix, const float lut[3 * 256],
+                      af_normalizer **out);
+int af_normalizer_run(af_normalizer *d, const uint8_t *rgb, int n_img, float *out);
+void af_normalizer_free(af_normalizer *d);
 
 /* OpenAI CLIP normalisation constants (docs/model.md §2). */
 extern const float af_clip_mean[3];

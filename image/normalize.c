@@ -3,6 +3,7 @@
  * OpenCL kernel (cl/kernels/preprocess.cl); both give the same bits. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "artflow/status.h"
 #include "cl/runtime.h"
@@ -26,31 +27,70 @@ void af_image_normalize_ref(const uint8_t *rgb, size_t n_pix, const float lut[3 
     for (int c = 0; c < 3; c++) out[c * n_pix + i] = lut[c * 256 + rgb[3 * i + c]];
 }
 
+struct af_normalizer {
+  af_queue *q;
+  int max_img;
+  size_t n_pix;
+  cl_mem in, tab, res; /* max_img images of n_pix RGB bytes, the table, the float planes */
+  cl_kernel k;
+};
+
+void af_normalizer_free(af_normalizer *d) {
+  if (!d) return;
+  if (d->in) clReleaseMemObject(d->in);
+  if (d->tab) clReleaseMemObject(d->tab);
+  if (d->res) clReleaseMemObject(d->res);
+  free(d);
+}
+
+int af_normalizer_new(af_queue *q, int max_img, size_t n_pix, const float lut[3 * 256], af_normalizer **out) {
+  *out = NULL;
+  if (max_img <= 0 || n_pix == 0 || n_pix > 0x7fffffff)
+    return af_err(AF_ERR_INVALID, "normalize: invalid batch %d x %zu pixels", max_img, n_pix);
+  af_normalizer *d = calloc(1, sizeof *d);
+  if (!d) return af_err(AF_ERR_NOMEM, "out of memory");
+  d->q = q, d->max_img = max_img, d->n_pix = n_pix;
+  size_t in_bytes = (size_t)max_img * n_pix * 3;
+  int rc = 0;
+  AF_TRY(rc, af_queue_kernel(q, "preprocess.cl", "af_preprocess_normalize", NULL, &d->k), out);
+  AF_TRY(rc, af_cl_alloc(q->cl, CL_MEM_READ_ONLY, in_bytes, NULL, &d->in), out);
+  AF_TRY(rc, af_cl_alloc(q->cl, CL_MEM_READ_ONLY, 3 * 256 * sizeof(float), NULL, &d->tab), out);
+  AF_TRY(rc, af_cl_alloc(q->cl, CL_MEM_WRITE_ONLY, in_bytes * sizeof(float), NULL, &d->res), out);
+  AF_TRY(rc, af_queue_write(q, d->tab, 0, 3 * 256 * sizeof(float), lut), out);
+out:
+  if (rc) {
+    af_normalizer_free(d);
+    return rc;
+  }
+  *out = d;
+  return 0;
+}
+
+int af_normalizer_run(af_normalizer *d, const uint8_t *rgb, int n_img, float *out) {
+  if (n_img <= 0 || n_img > d->max_img)
+    return af_err(AF_ERR_INVALID, "normalize: batch %d outside 1..%d", n_img, d->max_img);
+  af_queue *q = d->q;
+  cl_kernel k = d->k;
+  size_t in_bytes = (size_t)n_img * d->n_pix * 3;
+  int rc = 0;
+  cl_int np = (cl_int)d->n_pix;
+  AF_TRY(rc, af_queue_write(q, d->in, 0, in_bytes, rgb), out);
+  AF_ARG(rc, k, 0, d->in, out);
+  AF_ARG(rc, k, 1, d->tab, out);
+  AF_ARG(rc, k, 2, d->res, out);
+  AF_ARG(rc, k, 3, np, out);
+  size_t global[2] = {(d->n_pix + 63) / 64 * 64, (size_t)n_img}, local[2] = {64, 1};
+  AF_TRY(rc, af_queue_run(q, k, 2, global, local, "preprocess_normalize"), out);
+  AF_TRY(rc, af_queue_read(q, d->res, 0, in_bytes * sizeof(float), out), out);
+out:
+  return rc;
+}
+
 int af_image_normalize_cl(af_queue *q, const uint8_t *rgb, int n_img, size_t n_pix, const float lut[3 * 256],
                           float *out) {
-  int rc = 0;
-  cl_mem in = NULL, tab = NULL, res = NULL;
-  cl_kernel k;
-  size_t in_bytes = (size_t)n_img * n_pix * 3, out_bytes = in_bytes * sizeof(float);
-  if (n_img <= 0 || n_pix == 0 || n_pix > 0x7fffffff)
-    return af_err(AF_ERR_INVALID, "normalize: invalid batch %d x %zu pixels", n_img, n_pix);
-  AF_TRY(rc, af_queue_kernel(q, "preprocess.cl", "af_preprocess_normalize", NULL, &k), out);
-  AF_TRY(rc, af_cl_alloc(q->cl, CL_MEM_READ_ONLY, in_bytes, NULL, &in), out);
-  AF_TRY(rc, af_cl_alloc(q->cl, CL_MEM_READ_ONLY, 3 * 256 * sizeof(float), NULL, &tab), out);
-  AF_TRY(rc, af_cl_alloc(q->cl, CL_MEM_WRITE_ONLY, out_bytes, NULL, &res), out);
-  AF_TRY(rc, af_queue_write(q, in, 0, in_bytes, rgb), out);
-  AF_TRY(rc, af_queue_write(q, tab, 0, 3 * 256 * sizeof(float), lut), out);
-  cl_int np = (cl_int)n_pix;
-  AF_ARG(rc, k, 0, in, out);
-  AF_ARG(rc, k, 1, tab, out);
-  AF_ARG(rc, k, 2, res, out);
-  AF_ARG(rc, k, 3, np, out);
-  size_t global[2] = {(n_pix + 63) / 64 * 64, (size_t)n_img}, local[2] = {64, 1};
-  AF_TRY(rc, af_queue_run(q, k, 2, global, local, "preprocess_normalize"), out);
-  AF_TRY(rc, af_queue_read(q, res, 0, out_bytes, out), out);
-out:
-  if (in) clReleaseMemObject(in);
-  if (tab) clReleaseMemObject(tab);
-  if (res) clReleaseMemObject(res);
+  af_normalizer *d = NULL;
+  int rc = af_normalizer_new(q, n_img, n_pix, lut, &d);
+  if (!rc) rc = af_normalizer_run(d, rgb, n_img, out);
+  af_normalizer_free(d);
   return rc;
 }

@@ -18,7 +18,9 @@
 
 #include "cl/attention.h"
 #include "cl/devprofile.h"
+#include "cl/gemm_q8.h"
 #include "cl/gemm_tiled.h"
+#include "cl/kquant.h"
 #include "formats/gguf.h"
 #include "formats/quant.h"
 #include "net/nn.h"
@@ -43,8 +45,10 @@ struct af_lm {
   int cap;                                   /* positions the work buffers hold */
   af_dbuf x, h, q, k, v, ctx, tmp, ad, g, u; /* (cap, H) / (cap, A) / (cap, F) */
   cl_mem rslot, rpos;                        /* (cap) ints: each row's cache slot and position */
+  cl_mem rrope, rhole;                       /* branch rows (af_lm_branches): RoPE position, hidden keys */
   cl_mem rope_tab;     /* af_rope_table for positions 0..ctx-1 (HF's fp32 cos/sin cache) */
   int *hslot, *hpos;   /* host staging of the same */
+  int *hrope, *hhole;  /* (cap) and (2 cap) */
   int lcap;            /* rows the logits buffer holds */
   af_dbuf logits;      /* (lcap, V) */
   int kv_half;         /* KV cache stored as fp16 */
@@ -72,8 +76,8 @@ static int wt_t(af_weights *w, int keep_f16, const af_dtensor **out, int l, cons
     snprintf(full, sizeof full, "%s", name);
   uint64_t ne[2] = {ne0, ne1};
   const af_gguf_tensor *t = af_weights_find(w, full);
-  /* Q8_0/Q4_0 matrices stay quantised (dequantised in the GEMV kernel) */
-  int quant = ne1 && t && (t->type == AF_GGML_Q8_0 || t->type == AF_GGML_Q4_0);
+  /* Q8_0/Q4_0 and K-quant matrices stay quantised (dequantised in the kernels) */
+  int quant = ne1 && t && (t->type == AF_GGML_Q8_0 || t->type == AF_GGML_Q4_0 || af_kq_type(t->type));
   int type = quant || (keep_f16 && ne1 && t && t->type == AF_GGML_F16) ? -1 : F32;
   return af_weights_expect(w, full, type, ne1 ? 2 : 1, ne, out);
 }
@@ -81,11 +85,13 @@ static int wt_t(af_weights *w, int keep_f16, const af_dtensor **out, int l, cons
 static void free_bufs(af_lm *m) {
   af_dbuf *b[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->ctx, &m->tmp, &m->ad, &m->g, &m->u};
   for (size_t i = 0; i < sizeof b / sizeof *b; i++) nn_free(b[i]);
-  if (m->rslot) clReleaseMemObject(m->rslot);
-  if (m->rpos) clReleaseMemObject(m->rpos);
-  m->rslot = m->rpos = NULL;
-  free(m->hslot), free(m->hpos);
-  m->hslot = m->hpos = NULL;
+  cl_mem *mems[] = {&m->rslot, &m->rpos, &m->rrope, &m->rhole};
+  for (size_t i = 0; i < sizeof mems / sizeof *mems; i++) {
+    if (*mems[i]) clReleaseMemObject(*mems[i]);
+    *mems[i] = NULL;
+  }
+  free(m->hslot), free(m->hpos), free(m->hrope), free(m->hhole);
+  m->hslot = m->hpos = m->hrope = m->hhole = NULL;
   m->cap = 0;
 }
 
@@ -101,11 +107,15 @@ static int grow(af_lm *m, int n) {
       (rc = nn_alloc(m->cl, N * F, &m->g)) || (rc = nn_alloc(m->cl, N * F, &m->u)) ||
       (rc = nn_alloc(m->cl, N * H, &m->k)) || (rc = nn_alloc(m->cl, N * H, &m->v)) ||
       (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rslot)) ||
-      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rpos)))
+      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rpos)) ||
+      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, N * sizeof(int), NULL, &m->rrope)) ||
+      (rc = af_cl_alloc(m->cl, CL_MEM_READ_ONLY, 2 * N * sizeof(int), NULL, &m->rhole)))
     return rc;
   m->hslot = malloc(N * sizeof(int));
   m->hpos = malloc(N * sizeof(int));
-  if (!m->hslot || !m->hpos) return af_err(AF_ERR_NOMEM, "out of memory");
+  m->hrope = malloc(N * sizeof(int));
+  m->hhole = malloc(2 * N * sizeof(int));
+  if (!m->hslot || !m->hpos || !m->hrope || !m->hhole) return af_err(AF_ERR_NOMEM, "out of memory");
   m->cap = n;
   return 0;
 }
@@ -150,7 +160,7 @@ int af_lm_reserve(af_lm *m, af_queue *q, int slots, int positions) {
     rc = af_cl_alloc(m->cl, CL_MEM_READ_WRITE, (size_t)ns * new_slot, NULL, &nb[i]);
   for (size_t i = 0; i < 2 * L && !rc && m->slots; i++) { /* keep what the sequences hold */
     cl_mem old = i % 2 ? m->lay[i / 2].v_cache : m->lay[i / 2].k_cache;
-    for (int sl = 0; sl < m->slots && !rc; sl++) {
+    for (int sl = 0; sl < m->slots && !rc && !q->reserving; sl++) {
       cl_int e = clEnqueueCopyBuffer(q->q, old, nb[i], (size_t)sl * old_slot, (size_t)sl * new_slot, old_slot,
                                      0, NULL, NULL);
       if (e != CL_SUCCESS) rc = af_err(e, "llm: KV cache copy: %s", af_strerror(e));
@@ -190,7 +200,9 @@ int af_lm_new(af_cl *cl, af_weights *w, int max_ctx, af_lm **out) {
   int rc = 0, ctx_len = 0;
   int keep_f16 = cl->profile && cl->profile->fp16_storage;
 #define wt(w, out, l, name, ne0, ne1) wt_t(w, keep_f16, out, l, name, ne0, ne1)
-  if ((rc = u32(w, "llama.embedding_length", &s->hidden, -1)) ||
+  /* keys that cannot be right, in our file and the base LLM's, named */
+  if ((rc = af_gguf_check_model(g)) || (rc = af_gguf_check_model(af_weights_fallback(w))) ||
+      (rc = u32(w, "llama.embedding_length", &s->hidden, -1)) ||
       (rc = u32(w, "llama.block_count", &s->layers, -1)) ||
       (rc = u32(w, "llama.attention.head_count", &s->heads, -1)) ||
       (rc = u32(w, "llama.feed_forward_length", &s->ffn, -1)) ||
@@ -324,30 +336,37 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out) {
 }
 
 /* y = x·Wᵀ (+b) for n rows: GEMVs when vec or n = 1 (decode; up to 8 rows per
- * pass over the weights; fp16 weights read with vload_half, Q8_0/Q4_0
- * dequantised in the kernel), a GEMM otherwise (fp16/quantised weights
- * widened into a scratch fp32 matrix first) */
+ * pass over the weights; fp16 weights read with vload_half, Q8_0/Q4_0 and
+ * Q4_K/Q5_K/Q6_K dequantised in the kernel), a GEMM otherwise: Q8_0/Q4_0
+ * weights in place with int8 activations when the profile sets AF_QGEMM
+ * (cl/gemm_q8.h: each row on its own, so `chunk` does not matter), else
+ * fp16/quantised weights widened into a scratch fp32 matrix first */
 static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, const af_dtensor *w,
                  const af_dtensor *b, af_dbuf y) {
   size_t in = w->ne[0], out = w->n_elements / in;
-  int quant = w->type == AF_GGML_Q8_0 || w->type == AF_GGML_Q4_0;
+  int quant = w->type == AF_GGML_Q8_0 || w->type == AF_GGML_Q4_0, kq = af_kq_type(w->type);
   if (vec || n == 1) {
     int rc = 0;
     for (int r = 0; r < n && !rc;) {
       int nb = n - r < 8 ? n - r : 8;
       af_dbuf xr = af_dbuf_at(x, (size_t)r * in), yr = af_dbuf_at(y, (size_t)r * out);
-      rc = quant ? af_op_gemv_qn(q, w->mem, w->type == AF_GGML_Q4_0, out, in, xr, nb, yr, b ? b->mem : NULL)
-                 : af_op_gemv(q, w->mem, w->type == AF_GGML_F16, out, in, xr, nb, yr, b ? b->mem : NULL);
+      cl_mem bm = b ? b->mem : NULL;
+      rc = kq      ? af_op_gemv_kq(q, w->mem, w->type, out, in, xr, nb, yr, bm)
+           : quant ? af_op_gemv_qn(q, w->mem, w->type == AF_GGML_Q4_0, out, in, xr, nb, yr, bm)
+                   : af_op_gemv(q, w->mem, w->type == AF_GGML_F16, out, in, xr, nb, yr, bm);
       r += nb;
     }
     return rc;
   }
+  if (quant && af_qgemm_enabled(m->cl))
+    return af_qgemm(q, w->type == AF_GGML_Q4_0, (size_t)n, out, in, x, w->mem, b ? b->mem : NULL, y);
   af_dtensor wf = *w;
-  if (w->type == AF_GGML_F16 || quant) {
+  if (w->type == AF_GGML_F16 || quant || kq) {
     int rc = m->wscratch.mem ? 0 : nn_alloc(m->cl, m->wscratch_n, &m->wscratch);
     if (rc) return rc;
-    rc = quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
-               : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
+    rc = kq      ? af_op_dequant_kq(q, w->mem, w->type, m->wscratch.mem, w->n_elements)
+         : quant ? af_op_dequant_q(q, w->mem, w->type == AF_GGML_Q4_0, m->wscratch.mem, w->n_elements)
+                 : af_op_f16_to_f32(q, w->mem, m->wscratch.mem, w->n_elements);
     if (rc) return rc;
     wf.type = AF_GGML_F32;
     wf.mem = m->wscratch.mem;
@@ -364,9 +383,11 @@ static int lin_m(af_lm *m, af_queue *q, af_dbuf x, int n, int vec, int chunk, co
  * (vec: GEMVs, the rows are one position each of several sequences; else
  * GEMMs of at most `chunk` rows per call, 0 = all); then the final norm and
  * lm_head on the rows out[0..n_out), gathered and one at a time, or when out
- * is NULL on every row at once; logits read into the host */
+ * is NULL on every row at once; logits read into the host.  branch: the rows
+ * are af_lm_branches rows, with their RoPE positions in hrope and the cached
+ * keys each must not see in hhole (hpos is then where their keys go). */
 static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int *out, int n_out,
-                    float *logits) {
+                    float *logits, int branch) {
   const af_lm_shape *s = &m->s;
   size_t H = (size_t)s->hidden, N = (size_t)n, F = (size_t)s->ffn, A = (size_t)s->adapter;
   int d = s->hidden / s->heads, rc;
@@ -375,20 +396,24 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
   if ((rc = af_queue_write(q, m->rslot, 0, N * sizeof(int), m->hslot)) ||
       (rc = af_queue_write(q, m->rpos, 0, N * sizeof(int), m->hpos)))
     return rc;
+  if (branch && ((rc = af_queue_write(q, m->rrope, 0, N * sizeof(int), m->hrope)) ||
+                 (rc = af_queue_write(q, m->rhole, 0, 2 * N * sizeof(int), m->hhole))))
+    return rc;
+  cl_mem rope_at = branch ? m->rrope : m->rpos, hole = branch ? m->rhole : NULL;
   for (int l = 0; l < s->layers; l++) {
     lm_layer *L = &m->lay[l];
     /* attention block: RoPE at each row's position, keys/values into its slot */
     if ((rc = af_op_rmsnorm(q, m->x, N, H, L->attn_norm->mem, s->rms_eps, m->h)) ||
         (rc = lin(q, m->h, n, L->wq, NULL, m->q)) || (rc = lin(q, m->h, n, L->wk, NULL, m->k)) ||
         (rc = lin(q, m->h, n, L->wv, NULL, m->v)) ||
-        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved,
+        (rc = af_op_rope_pos(q, m->q, N, s->heads, d, rope_at, s->rope_base, s->rope_interleaved,
                              m->rope_tab)) ||
-        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, m->rpos, s->rope_base, s->rope_interleaved,
+        (rc = af_op_rope_pos(q, m->k, N, s->heads, d, rope_at, s->rope_base, s->rope_interleaved,
                              m->rope_tab)) ||
         (rc = af_kv_store(q, m->k, n, (int)H, L->k_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
         (rc = af_kv_store(q, m->v, n, (int)H, L->v_cache, m->kv_half, slot_stride, m->rslot, m->rpos)) ||
-        (rc = af_attention_cached(q, m->q, n, s->heads, d, L->k_cache, L->v_cache, m->kv_half, slot_stride,
-                                  m->rslot, m->rpos, scale, m->ctx)) ||
+        (rc = af_attention_cached_hole(q, m->q, n, s->heads, d, L->k_cache, L->v_cache, m->kv_half,
+                                       slot_stride, m->rslot, m->rpos, hole, scale, m->ctx)) ||
         (rc = lin(q, m->ctx, n, L->wo, NULL, m->tmp)) || (rc = af_op_add(q, m->x, m->tmp, N * H)))
       return rc;
     /* ImageAdapter: x = up(GELU(down(x))) + x */
@@ -406,7 +431,7 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
   size_t rows = out ? (size_t)n_out : N;
   af_dbuf first = m->x;
   if (out) { /* the wanted rows, in order, into tmp (n_out <= n rows) */
-    for (int i = 0; i < n_out; i++) {
+    for (int i = 0; i < n_out && !q->reserving; i++) {
       cl_int e =
           clEnqueueCopyBuffer(q->q, m->x.mem, m->tmp.mem, sizeof(float) * (m->x.off + (size_t)out[i] * H),
                               sizeof(float) * (m->tmp.off + (size_t)i * H), sizeof(float) * H, 0, NULL, NULL);
@@ -417,11 +442,12 @@ static int run_rows(af_lm *m, af_queue *q, int n, int vec, int chunk, const int 
   if ((rc = grow_logits(m, (int)rows)) ||
       (rc = af_op_rmsnorm(q, first, rows, H, m->out_norm->mem, s->rms_eps, m->h)))
     return rc;
-  /* lm_head: gathered rows one at a time (a GEMV with several vectors may
-   * round differently from one with one: a prompt's logits do not depend on
-   * what it was prefilled with) */
-  for (size_t r = 0; r < rows && !rc; r += out ? 1 : rows)
-    rc = lin_m(m, q, af_dbuf_at(m->h, r * H), out ? 1 : (int)rows, 1, 0, m->lm_head, NULL,
+  /* lm_head: gathered prompt rows one at a time (a GEMV with several vectors
+   * may round differently from one with one: a prompt's logits do not depend
+   * on what it was prefilled with); branch rows (af_lm_rows) all at once */
+  int one = out && !branch;
+  for (size_t r = 0; r < rows && !rc; r += one ? 1 : rows)
+    rc = lin_m(m, q, af_dbuf_at(m->h, r * H), one ? 1 : (int)rows, 1, 0, m->lm_head, NULL,
                af_dbuf_at(m->logits, r * (size_t)s->vocab));
   if (rc) return rc;
   return af_queue_read(q, m->logits.mem, 0, sizeof(float) * rows * (size_t)s->vocab, logits);
@@ -439,7 +465,8 @@ static int ensure_cache(af_lm *m, af_queue *q, int max_slot, int max_pos) {
   return af_lm_reserve(m, q, max_slot + 1 > m->slots ? max_slot + 1 : m->slots, np);
 }
 
-int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+static int prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, int all,
+                   float *logits) {
   const af_lm_shape *s = &m->s;
   if (n < 1 || pos0 < 0 || pos0 + n > s->ctx)
     return af_err(AF_ERR_RANGE, "llm: positions %d..%d exceed the context of %d", pos0, pos0 + n - 1, s->ctx);
@@ -449,7 +476,15 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int 
   for (int i = 0; i < n; i++) m->hslot[i] = slot, m->hpos[i] = pos0 + i;
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
   int last = n - 1;
-  return run_rows(m, q, n, 0, 0, &last, 1, logits);
+  return all ? run_rows(m, q, n, 0, 0, NULL, 0, logits, 0) : run_rows(m, q, n, 0, 0, &last, 1, logits, 0);
+}
+
+int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+  return prefill(m, q, slot, xin, n, pos0, 0, logits);
+}
+
+int af_lm_prefill_all(af_lm *m, af_queue *q, int slot, const float *xin, int n, int pos0, float *logits) {
+  return prefill(m, q, slot, xin, n, pos0, 1, logits);
 }
 
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *xin,
@@ -484,7 +519,7 @@ int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const in
   size_t rw = af_gemm_tiled_rowwise_max(m->cl);
   int chunk = rw && (size_t)max_len <= rw && (size_t)total > rw ? (int)rw : 0;
   rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)total * (size_t)s->hidden, xin);
-  if (!rc) rc = run_rows(m, q, total, 0, chunk, last, B, logits);
+  if (!rc) rc = run_rows(m, q, total, 0, chunk, last, B, logits, 0);
   free(last);
   return rc;
 }
@@ -509,5 +544,78 @@ int af_lm_decode_batch(af_lm *m, af_queue *q, int B, const int *slots, const int
   memcpy(m->hslot, slots, sizeof(int) * (size_t)B);
   memcpy(m->hpos, pos, sizeof(int) * (size_t)B);
   if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)B * (size_t)s->hidden, xin))) return rc;
-  return run_rows(m, q, B, 1, 0, NULL, 0, logits);
+  return run_rows(m, q, B, 1, 0, NULL, 0, logits, 0);
+}
+
+int af_lm_branches(af_lm *m, af_queue *q, int slot, int shared, int n_branch, const int *lens,
+                   const float *xin, float *logits) {
+  const af_lm_shape *s = &m->s;
+  if (n_branch < 1 || shared < 1)
+    return af_err(AF_ERR_INVALID, "llm: %d branches after %d positions", n_branch, shared);
+  if (slot < 0 || slot >= 65536) return af_err(AF_ERR_RANGE, "llm: KV-cache slot %d", slot);
+  int total = 0, longest = 0, rc;
+  for (int b = 0; b < n_branch; b++) {
+    if (lens[b] < 1 || lens[b] > s->ctx) return af_err(AF_ERR_RANGE, "llm: branch of %d positions", lens[b]);
+    if (total > INT32_MAX - lens[b]) return af_err(AF_ERR_RANGE, "llm: too many branch positions");
+    total += lens[b];
+    if (lens[b] > longest) longest = lens[b];
+  }
+  /* each branch is where it would be alone (positions shared..), its keys are
+   * stored one branch after the other from `shared` on */
+  if (shared + longest > s->ctx || shared + total > s->ctx)
+    return af_err(AF_ERR_RANGE, "llm: %d shared and %d branch positions exceed the context of %d", shared,
+                  total, s->ctx);
+  if ((rc = grow(m, total)) || (rc = ensure_cache(m, q, slot, shared + total - 1))) return rc;
+  for (int b = 0, r = 0, at = shared; b < n_branch; at += lens[b++])
+    for (int i = 0; i < lens[b]; i++, r++) {
+      m->hslot[r] = slot, m->hpos[r] = at + i, m->hrope[r] = shared + i;
+      m->hhole[2 * r] = shared, m->hhole[2 * r + 1] = at; /* the branches before this one */
+    }
+  if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)total * (size_t)s->hidden, xin)))
+    return rc;
+  return run_rows(m, q, total, 0, 0, NULL, 0, logits, 1);
+}
+
+/* ---- rows of a tree of continuations (net/score.c) ---- */
+
+int af_lm_rows(af_lm *m, af_queue *q, int n, const af_lm_row *rows, const float *xin, int n_out,
+               const int *out, float *logits) {
+  const af_lm_shape *s = &m->s;
+  if (n < 1 || n_out < 1 || n_out > n) return af_err(AF_ERR_INVALID, "llm: %d rows, %d logits", n, n_out);
+  int max_slot = 0, max_pos = 0, rc;
+  for (int r = 0; r < n; r++) {
+    const af_lm_row *w = &rows[r];
+    if (w->slot < 0 || w->slot >= 65536) return af_err(AF_ERR_RANGE, "llm: KV-cache slot %d", w->slot);
+    if (w->pos < 0 || w->pos >= s->ctx || w->rope < 0 || w->rope >= s->ctx)
+      return af_err(AF_ERR_RANGE, "llm: row at position %d (RoPE %d) outside the context of %d", w->pos,
+                    w->rope, s->ctx);
+    if (w->slot > max_slot) max_slot = w->slot;
+    if (w->pos > max_pos) max_pos = w->pos;
+  }
+  for (int k = 0; k < n_out; k++)
+    if (out[k] < 0 || out[k] >= n) return af_err(AF_ERR_RANGE, "llm: logits of row %d of %d", out[k], n);
+  if ((rc = grow(m, n)) || (rc = ensure_cache(m, q, max_slot, max_pos))) return rc;
+  for (int r = 0; r < n; r++) {
+    m->hslot[r] = rows[r].slot, m->hpos[r] = rows[r].pos, m->hrope[r] = rows[r].rope;
+    m->hhole[2 * r] = rows[r].hole_begin, m->hhole[2 * r + 1] = rows[r].hole_end;
+  }
+  if ((rc = af_queue_write(q, m->x.mem, 0, sizeof(float) * (size_t)n * (size_t)s->hidden, xin))) return rc;
+  return run_rows(m, q, n, 0, 0, out, n_out, logits, 1);
+}
+
+int af_lm_copy_prefix(af_lm *m, af_queue *q, int src, int dst, int n) {
+  if (src < 0 || dst < 0 || src >= 65536 || dst >= 65536 || n < 1 || n > m->s.ctx)
+    return af_err(AF_ERR_RANGE, "llm: copy of %d positions from KV-cache slot %d to %d", n, src, dst);
+  int rc = ensure_cache(m, q, src > dst ? src : dst, n - 1);
+  if (rc || src == dst || q->reserving) return rc;
+  size_t esz = m->kv_half ? 2 : 4, slot = (size_t)m->slot_len * (size_t)m->s.hidden * esz;
+  size_t bytes = (size_t)n * (size_t)m->s.hidden * esz;
+  for (int l = 0; l < m->s.layers; l++)
+    for (int kv = 0; kv < 2; kv++) {
+      cl_mem c = kv ? m->lay[l].v_cache : m->lay[l].k_cache;
+      cl_int e =
+          clEnqueueCopyBuffer(q->q, c, c, (size_t)src * slot, (size_t)dst * slot, bytes, 0, NULL, NULL);
+      if (e != CL_SUCCESS) return af_err(e, "llm: KV-cache copy: %s", af_strerror(e));
+    }
+  return 0;
 }

@@ -55,6 +55,10 @@ int af_lm_embed(const af_lm *m, const int32_t *ids, int n, float *out);
  * slot's cache (positions >= pos0 are overwritten), and writes the logits of
  * the last position (vocab floats).  n > 1 goes through GEMMs, n = 1 GEMVs. */
 int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *x, int n, int pos0, float *logits);
+/* The same with the logits of every position (n x vocab floats; position i
+ * predicts the token after it): for comparing two models over a text
+ * (`artflow bench --reference`). */
+int af_lm_prefill_all(af_lm *m, af_queue *q, int slot, const float *x, int n, int pos0, float *logits);
 /* B prompts in one pass: x holds lens[0] rows for slot slots[0], then
  * lens[1] rows for slots[1], ... (positions 0.. of each; the slots must
  * differ); logits (B x vocab) of each prompt's last position.  The weights
@@ -65,6 +69,38 @@ int af_lm_prefill(af_lm *m, af_queue *q, int slot, const float *x, int n, int po
  * can differ in the last bits. */
 int af_lm_prefill_batch(af_lm *m, af_queue *q, int B, const int *slots, const int *lens, const float *x,
                         float *logits);
+/* Branches off a shared prefix, for scoring several continuations of one
+ * prompt at once: `slot` holds positions 0..shared-1 of a sequence.  Branch
+ * b continues it with lens[b] rows (x: the rows of branch 0, then branch 1,
+ * ..., each row the embedding of a token), at positions shared, shared+1, ...
+ * as if it were alone: it sees the prefix and its own earlier rows, never
+ * another branch's.  Their keys/values are stored after the prefix
+ * (overwriting what was there), so the prefix stays as it was for the next
+ * call.  logits: every row's (sum(lens) x vocab).  The layers run as GEMMs
+ * over all rows. */
+int af_lm_branches(af_lm *m, af_queue *q, int slot, int shared, int n_branch, const int *lens, const float *x,
+                   float *logits);
+
+/* Rows placed one by one, for a tree of continuations evaluated in one pass
+ * (scoring: questions that branch off a cached prefix, candidate answers that
+ * branch off a question).  Row r is the embedding x[r]; it goes to KV-cache
+ * slot rows[r].slot at position rows[r].pos (its key/value stored there), is
+ * RoPE'd at rows[r].rope (the position it would have alone) and attends to
+ * that slot's cached positions 0..pos except hole_begin <= j < hole_end
+ * (empty when equal): keys written by this call at lower positions are seen
+ * too, so a row sees the rows of its own branch before it.  logits:
+ * n_out x vocab, of rows out[0..n_out) in that order; the layers and the
+ * lm_head run as GEMMs over all rows. */
+typedef struct af_lm_row {
+  int slot, pos, rope, hole_begin, hole_end;
+} af_lm_row;
+int af_lm_rows(af_lm *m, af_queue *q, int n, const af_lm_row *rows, const float *x, int n_out, const int *out,
+               float *logits);
+/* Copies positions 0..n-1 of KV-cache slot src to slot dst (every layer's
+ * keys and values, on the device): a prefix computed once, reused by
+ * sequences that branch off it in different slots. */
+int af_lm_copy_prefix(af_lm *m, af_queue *q, int src, int dst, int n);
+
 /* af_lm_prefill on slot 0 */
 int af_lm_forward(af_lm *m, af_queue *q, const float *x, int n, int pos0, float *logits);
 

@@ -51,13 +51,12 @@ int nn_linear(af_queue *q, af_dbuf x, size_t ldx, size_t rows, const af_dtensor 
     rc =
         af_gemm_tiled_f16b(q, rows, out, in, 1.0f, x.mem, x.off, ldx, w->mem, 0, in, 0.0f, y.mem, y.off, ldy);
   } else if (w->type == AF_GGML_F16) {
-    /* fp16 storage elsewhere: widen into a temporary fp32 matrix for the
-     * GEMM (released once the queue is done with it) */
+    /* fp16 storage elsewhere: widen into the queue's scratch fp32 matrix for
+     * the GEMM (kept for the next layer's) */
     cl_mem tmp = NULL;
-    rc = af_cl_alloc(q->cl, CL_MEM_READ_WRITE, in * out * sizeof(float), NULL, &tmp);
+    rc = af_queue_scratch(q, AF_SCRATCH_WIDEN, in * out * sizeof(float), &tmp);
     if (!rc) rc = af_op_f16_to_f32(q, w->mem, tmp, in * out);
     if (!rc) rc = af_op_gemm(q, 0, 1, rows, out, in, 1.0f, x, ldx, (af_dbuf){tmp, 0}, in, 0.0f, y, ldy);
-    if (tmp) clReleaseMemObject(tmp);
   } else {
     rc = af_op_gemm(q, 0, 1, rows, out, in, 1.0f, x, ldx, wb, in, 0.0f, y, ldy);
   }

@@ -62,17 +62,11 @@ static int get_lin(const af_cl *cl, af_weights *w, lin *l, const char *base, uin
   return af_weights_expect(w, name, F32, 1, ne, &l->b);
 }
 
-int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af_qformer **out) {
-  *out = NULL;
-  const af_gguf *g = af_weights_gguf(w);
-  af_qformer *f = calloc(1, sizeof *f);
-  if (!f) return af_err(AF_ERR_NOMEM, "out of memory");
-  af_qformer_shape *s = &f->s;
-  f->max_batch = max_batch > 0 ? max_batch : 1;
-  s->image_tokens = image_tokens;
+/* The Q-Former's hyper-parameters (and the widths on both sides), checked. */
+static int read_shape(const af_gguf *g, af_qformer_shape *s) {
   int rc = 0;
-  char b[96];
-  if ((rc = get_u32(g, "qformer.embedding_length", &s->width)) ||
+  if ((rc = af_gguf_check_model(g)) || /* a NaN epsilon, zero layers, ... named by key */
+      (rc = get_u32(g, "qformer.embedding_length", &s->width)) ||
       (rc = get_u32(g, "qformer.block_count", &s->layers)) ||
       (rc = get_u32(g, "qformer.head_count", &s->heads)) ||
       (rc = get_u32(g, "qformer.feed_forward_length", &s->ffn)) ||
@@ -86,12 +80,33 @@ int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af
       rc = af_err(rc, "%s: metadata key 'qformer.attention.layer_norm_epsilon' is missing", af_gguf_path(g));
     goto out;
   }
-  uint64_t D = (uint64_t)s->width, F = (uint64_t)s->ffn, Dv = (uint64_t)s->vision_width;
   if (s->width % s->heads || s->width / s->heads > 128) {
     rc = af_err(AF_ERR_FORMAT, "%s: Q-Former width %d with %d heads is unsupported", af_gguf_path(g),
                 s->width, s->heads);
     goto out;
   }
+out:
+  return rc;
+}
+
+int af_qformer_probe(const af_weights *w, int image_tokens, af_qformer_shape *out) {
+  memset(out, 0, sizeof *out);
+  out->image_tokens = image_tokens;
+  return read_shape(af_weights_gguf(w), out);
+}
+
+int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af_qformer **out) {
+  *out = NULL;
+  const af_gguf *g = af_weights_gguf(w);
+  af_qformer *f = calloc(1, sizeof *f);
+  if (!f) return af_err(AF_ERR_NOMEM, "out of memory");
+  af_qformer_shape *s = &f->s;
+  f->max_batch = max_batch > 0 ? max_batch : 1;
+  s->image_tokens = image_tokens;
+  int rc = 0;
+  char b[96];
+  if ((rc = read_shape(g, s))) goto out;
+  uint64_t D = (uint64_t)s->width, F = (uint64_t)s->ffn, Dv = (uint64_t)s->vision_width;
   uint64_t qne[2] = {D, (uint64_t)s->queries};
   if ((rc = af_weights_expect(w, "q.query_tokens", F32, 2, qne, &f->query))) goto out;
   lin emb;
@@ -144,6 +159,14 @@ void af_qformer_free(af_qformer *f) {
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) nn_free(bufs[i]);
   free(f->lay);
   free(f);
+}
+
+int af_qformer_reserve(af_qformer *f, af_queue *q) {
+  float unused; /* reads do nothing in reserve mode: nothing is written here */
+  af_queue_reserve_begin(q);
+  int rc = af_qformer_forward(f, q, NULL, f->max_batch, &unused, &unused);
+  af_queue_reserve_end(q);
+  return rc;
 }
 
 const af_qformer_shape *af_qformer_shape_of(const af_qformer *f) {

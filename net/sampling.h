@@ -6,7 +6,7 @@
  * "<ImageHere>" per image.  The filled string is split at every <ImageHere>;
  * each segment is tokenised separately (BOS only on the first) and the image
  * embeddings go in between.  Chat turns are rendered as
- * Conversation.get_prompt() does by net/describer.c (af_chat). */
+ * Conversation.get_prompt() does by net/chat.c (af_chat). */
 #ifndef AF_NET_SAMPLING_H
 #define AF_NET_SAMPLING_H
 

@@ -21,6 +21,10 @@ typedef struct af_vit_shape {
   float mean[3], std[3];
 } af_vit_shape;
 
+/* The shape af_vit_new_sized would have, from the hyper-parameters alone
+ * (checked; nothing uploaded or allocated): for a stage's negotiation. */
+int af_vit_probe(const af_weights *w, int image_size, af_vit_shape *out);
+
 /* Reads the hyper-parameters and checks every tensor's shape (missing or
  * mis-shaped tensors name the file).  Caller frees with af_vit_free. */
 int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out);
@@ -28,6 +32,10 @@ int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out);
  * position grid is resized as the original interpolate_pos_embed does. */
 int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af_vit **out);
 void af_vit_free(af_vit *v);
+/* Allocates on q every buffer (scratch included) and builds every kernel that
+ * encoding max_batch images needs, without computing anything (reserve mode,
+ * cl/runtime.h), so that af_vit_encode then allocates nothing. */
+int af_vit_reserve(af_vit *v, af_queue *q);
 const af_vit_shape *af_vit_shape_of(const af_vit *v);
 
 /* pixels: n x [3][S][S] float (host); out: n x [tokens][width] float (host),
@@ -41,9 +49,13 @@ typedef struct af_qformer_shape {
   float ln_eps;
 } af_qformer_shape;
 
+/* The shape from the hyper-parameters alone (checked; nothing uploaded). */
+int af_qformer_probe(const af_weights *w, int image_tokens, af_qformer_shape *out);
 /* image_tokens: tokens per image coming from the ViT (e.g. 257). */
 int af_qformer_new(af_cl *cl, af_weights *w, int max_batch, int image_tokens, af_qformer **out);
 void af_qformer_free(af_qformer *f);
+/* As af_vit_reserve, for a forward of max_batch images with the projection. */
+int af_qformer_reserve(af_qformer *f, af_queue *q);
 const af_qformer_shape *af_qformer_shape_of(const af_qformer *f);
 
 /* image: n x [image_tokens][vision_width] (host).  q_out: n x [queries][width]

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl/gemm_tiled.h"
 #include "formats/gguf.h"
 #include "net/nn.h"
 
@@ -20,6 +21,7 @@
 typedef struct {
   const af_dtensor *ln1_w, *ln1_b, *qkv_w, *qkv_b, *out_w, *out_b, *ln2_w, *ln2_b, *up_w, *up_b, *down_w,
       *down_b;
+  af_gemm_packed pk[4]; /* qkv, out, up, down packed once as fp16 panels (pack_weights), or mem NULL */
 } vit_block;
 
 struct af_vit {
@@ -132,15 +134,10 @@ int af_vit_new(af_cl *cl, af_weights *w, int max_batch, af_vit **out) {
   return af_vit_new_sized(cl, w, max_batch, 0, out);
 }
 
-int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af_vit **out) {
-  *out = NULL;
-  const af_gguf *g = af_weights_gguf(w);
-  af_vit *v = calloc(1, sizeof *v);
-  if (!v) return af_err(AF_ERR_NOMEM, "out of memory");
+/* The model's vision hyper-parameters at its own image size, checked. */
+static int read_shape(const af_gguf *g, af_vit_shape *s) {
   int rc = 0;
-  af_vit_shape *s = &v->s;
-  v->cl = cl;
-  v->max_batch = max_batch > 0 ? max_batch : 1;
+  TRY(af_gguf_check_model(g)); /* a NaN epsilon, zero layers, ... named by key */
   TRY(meta_u32(g, "vision.image_size", &s->image_size));
   TRY(meta_u32(g, "vision.patch_size", &s->patch_size));
   TRY(meta_u32(g, "vision.embedding_length", &s->width));
@@ -155,14 +152,81 @@ int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af
     rc = af_err(AF_ERR_FORMAT, "%s: vision.image_mean/std must be 3 floats each", af_gguf_path(g));
     goto out;
   }
-  int S = s->image_size, P = s->patch_size, W = s->width, M = s->mlp_width;
-  if (S % P || W % s->heads || W / s->heads > 128) {
+  if (s->image_size % s->patch_size || s->width % s->heads || s->width / s->heads > 128) {
     rc = af_err(AF_ERR_FORMAT, "%s: unsupported vision shape (image %d, patch %d, width %d, heads %d)",
-                af_gguf_path(g), S, P, W, s->heads);
+                af_gguf_path(g), s->image_size, s->patch_size, s->width, s->heads);
     goto out;
   }
+  s->tokens = 1 + (s->image_size / s->patch_size) * (s->image_size / s->patch_size);
+out:
+  return rc;
+}
+
+int af_vit_probe(const af_weights *w, int image_size, af_vit_shape *out) {
+  memset(out, 0, sizeof *out);
+  int rc = read_shape(af_weights_gguf(w), out);
+  if (rc || image_size <= 0 || image_size == out->image_size) return rc;
+  if (image_size % out->patch_size)
+    return af_err(AF_ERR_CONFIG, "image size %d is not a multiple of the patch size %d", image_size,
+                  out->patch_size);
+  int G = image_size / out->patch_size;
+  out->image_size = image_size; /* the position grid is resized to G x G (af_vit_new_sized) */
+  out->tokens = 1 + G * G;
+  return 0;
+}
+
+/* fp16 matrices kept at their precision (the profile's fp16_storage) and the
+ * profile's own GEMM: each block's four matrices are packed once into fp16
+ * panels (cl/gemm_tiled.h af_gemm_pack_b_h, the same bytes as the matrix),
+ * so every image runs the packed outer-product kernel instead of dot
+ * products over the row-major halves.  The file's pages of the originals
+ * are dropped afterwards (they fault back if anything reads them again), so
+ * the resident set holds the weights once.  AF_VIT_PACK=0 keeps the old way. */
+static int pack_weights(af_vit *v, af_weights *w) {
+  if (!af_gemm_tiled_enabled(v->cl) || !af_cl_tuning_int0(v->cl, "AF_VIT_PACK", 1)) return 0;
+  af_queue *q = NULL;
+  int rc = 0;
+  for (int l = 0; l < v->s.layers && !rc; l++) {
+    vit_block *b = &v->blk[l];
+    const af_dtensor *m[4] = {b->qkv_w, b->out_w, b->up_w, b->down_w};
+    int packed = 0;
+    for (int i = 0; i < 4 && !rc; i++) {
+      if (m[i]->type != AF_GGML_F16) continue;
+      if (!q && (rc = af_queue_new(v->cl, &q))) break;
+      size_t k = m[i]->ne[0], n = m[i]->n_elements / k;
+      rc = af_gemm_pack_b_h(q, NULL, n, k, m[i]->mem, 0, k, &b->pk[i]);
+      packed++;
+    }
+    /* a block at a time, so that the originals' pages and the panels are
+     * not resident together (peak: the panels + one block's pages) */
+    if (!rc && packed) rc = af_queue_finish(q);
+    if (!rc && packed) af_weights_release_host(w);
+  }
+  af_queue_free(q);
+  return rc;
+}
+
+/* x·Wᵀ + b through the packed panels when there are some, else nn_linear */
+static int linear(af_queue *q, af_dbuf x, size_t rows, const af_dtensor *w, const af_gemm_packed *pk,
+                  const af_dtensor *bias, af_dbuf y) {
+  if (!pk->mem) return nn_linear(q, x, 0, rows, w, bias, y, 0);
+  int rc = af_gemm_tiled_packed(q, NULL, 0, rows, 1.0f, x.mem, x.off, pk->k, pk, 0.0f, y.mem, y.off, pk->n);
+  if (rc) return af_err_replace(rc, "linear '%s': %s", w->name, af_error_message());
+  return bias ? af_op_add_bias(q, y, pk->n, rows, pk->n, bias->mem) : 0;
+}
+
+int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af_vit **out) {
+  *out = NULL;
+  const af_gguf *g = af_weights_gguf(w);
+  af_vit *v = calloc(1, sizeof *v);
+  if (!v) return af_err(AF_ERR_NOMEM, "out of memory");
+  int rc = 0;
+  af_vit_shape *s = &v->s;
+  v->cl = cl;
+  v->max_batch = max_batch > 0 ? max_batch : 1;
+  TRY(read_shape(g, s));
+  int S = s->image_size, P = s->patch_size, W = s->width, M = s->mlp_width;
   int G = S / P;
-  s->tokens = 1 + G * G;
   uint64_t pne[4] = {(uint64_t)P, (uint64_t)P, 3, (uint64_t)W},
            pos_ne[2] = {(uint64_t)W, (uint64_t)s->tokens};
   if (image_size > 0 && image_size != S) { /* another input size: resize the position grid */
@@ -207,6 +271,7 @@ int af_vit_new_sized(af_cl *cl, af_weights *w, int max_batch, int image_size, af
     TRY(want(cl, w, &b->down_w, M, W, "v.blk.%d.ffn_down", l, ".weight"));
     TRY(want(cl, w, &b->down_b, W, 0, "v.blk.%d.ffn_down", l, ".bias"));
   }
+  TRY(pack_weights(v, w));
   size_t B = (size_t)v->max_batch, T = (size_t)s->tokens, GG = (size_t)G * G;
   TRY(nn_alloc(cl, B * 3 * S * S, &v->pix));
   TRY(nn_alloc(cl, B * GG * 3 * P * P, &v->cols));
@@ -230,8 +295,17 @@ void af_vit_free(af_vit *v) {
   af_dbuf *bufs[] = {&v->pix, &v->cols, &v->patches, &v->x, &v->h, &v->qkv, &v->ctx, &v->mlp};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) nn_free(bufs[i]);
   if (v->pos_owned && v->pos_mem) clReleaseMemObject(v->pos_mem);
+  for (int l = 0; v->blk && l < v->s.layers; l++)
+    for (int i = 0; i < 4; i++) af_gemm_packed_release(&v->blk[l].pk[i]);
   free(v->blk);
   free(v);
+}
+
+int af_vit_reserve(af_vit *v, af_queue *q) {
+  af_queue_reserve_begin(q);
+  int rc = af_vit_encode(v, q, NULL, v->max_batch, NULL);
+  af_queue_reserve_end(q);
+  return rc;
 }
 
 const af_vit_shape *af_vit_shape_of(const af_vit *v) {
@@ -285,19 +359,20 @@ int af_vit_encode(af_vit *v, af_queue *q, const float *pixels, int n, float *out
     const vit_block *b = &v->blk[l];
     /* x = x + proj(attn(LN1(x))) */
     if ((rc = nn_layernorm(q, v->x, rows, W, b->ln1_w, b->ln1_b, s->ln_eps, v->h))) return rc;
-    if ((rc = nn_linear(q, v->h, 0, rows, b->qkv_w, b->qkv_b, v->qkv, 0))) return rc; /* (rows, 3W): Q|K|V */
+    if ((rc = linear(q, v->h, rows, b->qkv_w, &b->pk[0], b->qkv_b, v->qkv)))
+      return rc; /* (rows, 3W): Q|K|V */
     af_attn_view qv = {v->qkv.mem, 0, 3 * W, (long)T * 3 * W}, kv = qv, vv = qv,
                  ov = {v->ctx.mem, 0, W, (long)T * W};
     kv.off = (size_t)W;
     vv.off = 2 * (size_t)W;
     if ((rc = af_attention(q, qv, kv, vv, ov, T, T, s->heads, hd, n, scale, 0, 0))) return rc;
-    if ((rc = nn_linear(q, v->ctx, 0, rows, b->out_w, b->out_b, v->h, 0))) return rc;
+    if ((rc = linear(q, v->ctx, rows, b->out_w, &b->pk[1], b->out_b, v->h))) return rc;
     if ((rc = nn_add(q, v->x, v->h, rows * W))) return rc;
     /* x = x + fc2(GELU(fc1(LN2(x)))) */
     if ((rc = nn_layernorm(q, v->x, rows, W, b->ln2_w, b->ln2_b, s->ln_eps, v->h))) return rc;
-    if ((rc = nn_linear(q, v->h, 0, rows, b->up_w, b->up_b, v->mlp, 0))) return rc; /* (rows, M) */
+    if ((rc = linear(q, v->h, rows, b->up_w, &b->pk[2], b->up_b, v->mlp))) return rc; /* (rows, M) */
     if ((rc = nn_gelu(q, v->mlp, rows * M))) return rc;
-    if ((rc = nn_linear(q, v->mlp, 0, rows, b->down_w, b->down_b, v->h, 0))) return rc;
+    if ((rc = linear(q, v->mlp, rows, b->down_w, &b->pk[3], b->down_b, v->h))) return rc;
     if ((rc = nn_add(q, v->x, v->h, rows * W))) return rc;
   }
   if ((rc = nn_layernorm(q, v->x, rows, W, v->lnv_w, v->lnv_b, s->ln_vision_eps, v->h))) return rc;

@@ -1,6 +1,7 @@
 /* Parameter tables and port descriptions: parsing a text value into a
  * stage's config struct by table row (type and range checks shared by every
  * stage), formatting it back, and the port grammar "f32[3,S,S]". */
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -28,6 +29,8 @@ const char *af_param_type_name(af_param_type t) {
       return "enum";
     case AF_PARAM_STRLIST:
       return "list";
+    case AF_PARAM_JSON:
+      return "json";
   }
   return "?";
 }
@@ -166,6 +169,20 @@ int af_param_set_text(const af_param *p, void *config, const char *text, char *w
     }
     case AF_PARAM_STRLIST:
       return strlist_parse(FIELD(config, p, af_strlist), text) ? AF_ERR_NOMEM : 0;
+    case AF_PARAM_JSON: { /* kept as compact JSON text, so that equal values compare equal */
+      cJSON *j = cJSON_Parse(text);
+      if (!j) {
+        snprintf(why, n, "expected JSON (a YAML list or mapping in a pipeline file), got '%.60s'", text);
+        return AF_ERR_CONFIG;
+      }
+      char *s = cJSON_PrintUnformatted(j);
+      cJSON_Delete(j);
+      if (!s) return AF_ERR_NOMEM;
+      char **f = FIELD(config, p, char *);
+      free(*f);
+      *f = s;
+      return 0;
+    }
   }
   snprintf(why, n, "parameter '%s' has an unknown type", p->name);
   return AF_ERR_CONFIG;
@@ -187,7 +204,7 @@ void af_params_free(const af_stage_desc *d, void *config) {
   if (!config) return;
   for (int i = 0; i < d->n_params; i++) {
     const af_param *p = &d->params[i];
-    if (p->type == AF_PARAM_STRING) {
+    if (p->type == AF_PARAM_STRING || p->type == AF_PARAM_JSON) {
       free(*FIELD(config, p, char *));
       *FIELD(config, p, char *) = NULL;
     } else if (p->type == AF_PARAM_STRLIST) {
@@ -208,7 +225,8 @@ void af_param_format(const af_param *p, const void *config, char *buf, size_t n)
     case AF_PARAM_BOOL:
       snprintf(buf, n, "%s", *CFIELD(config, p, int) ? "true" : "false");
       break;
-    case AF_PARAM_STRING: {
+    case AF_PARAM_STRING:
+    case AF_PARAM_JSON: {
       const char *s = *CFIELD(config, p, char *);
       snprintf(buf, n, "%s", s ? s : "");
       break;
@@ -328,4 +346,23 @@ void af_port_format(const af_port_shape *s, char *buf, size_t n) {
       o += (size_t)snprintf(buf + o, n - o, "%s%lld", sep, (long long)s->dim[i]);
   }
   if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+int af_parse_bytes(const char *s, int64_t *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || !(v >= 0)) return -1;
+  double mul = 1;
+  if (*end == 'k' || *end == 'K')
+    mul = 1024.0, end++;
+  else if (*end == 'm' || *end == 'M')
+    mul = 1048576.0, end++;
+  else if (*end == 'g' || *end == 'G')
+    mul = 1073741824.0, end++;
+  if (*end == 'i' && mul > 1) end++; /* "256MiB" */
+  if (*end == 'B' || *end == 'b') end++;
+  if (*end || v * mul > 9.0e18) return -1;
+  *out = (int64_t)(v * mul);
+  return 0;
 }

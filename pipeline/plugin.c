@@ -67,8 +67,11 @@ int af_plugin_load(const char *path) {
     goto out;
   }
   if (pl->abi_version != AF_STAGE_ABI_VERSION) {
-    rc = af_err(AF_ERR_CONFIG, "plugin %s: stage ABI version %u, this artflow needs %u (rebuild the plugin)",
-                file, pl->abi_version, AF_STAGE_ABI_VERSION);
+    rc = af_err(AF_ERR_CONFIG,
+                "plugin %s: stage ABI version %u, this artflow needs %u (rebuild the plugin against this "
+                "artflow's include/artflow/stage.h%s)",
+                file, pl->abi_version, AF_STAGE_ABI_VERSION,
+                pl->abi_version < AF_STAGE_ABI_VERSION ? "; docs/plugins.md lists what changed" : "");
     dlclose(lib);
     goto out;
   }

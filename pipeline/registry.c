@@ -14,9 +14,9 @@
 /* Every built-in stage, in the order `artflow inspect stages` lists them. */
 // clang-format off
 #define AF_BUILTIN_STAGES(X) \
-  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) \
+  X(src_dir) X(src_glob) X(src_list) X(src_csv) X(src_jsonl) X(src_iiif) \
   X(decode) X(preprocess) X(vit) X(qformer) X(llm) X(checksum) \
-  X(jsonl) X(csv) X(npy)
+  X(jsonl) X(csv) X(npy) X(annotations) X(xmp)
 // clang-format on
 
 #define AF_REG_DECL(sym) extern const af_stage_desc af_stage_##sym;
@@ -123,18 +123,18 @@ int af_stage_desc_check(const af_stage_desc *d) {
   for (int i = 0; i < d->n_params; i++) {
     const af_param *p = &d->params[i];
     if (!valid_name(p->name)) return af_err(AF_ERR_INVALID, "stage '%s': parameter %d: bad name", d->name, i);
-    if (p->type < AF_PARAM_INT || p->type > AF_PARAM_STRLIST)
+    if (p->type < AF_PARAM_INT || p->type > AF_PARAM_JSON)
       return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s': bad type", d->name, p->name);
     if (!strcmp(p->name, "stage") || !strcmp(p->name, "name") || !strcmp(p->name, "batch") ||
         !strcmp(p->name, "type"))
       return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' is a reserved key", d->name, p->name);
     if (p->type == AF_PARAM_ENUM && (!p->choices || !*p->choices))
       return af_err(AF_ERR_INVALID, "stage '%s': enum parameter '%s' has no choices", d->name, p->name);
-    size_t sz = p->type == AF_PARAM_STRLIST  ? sizeof(af_strlist)
-                : p->type == AF_PARAM_STRING ? sizeof(char *)
-                : p->type == AF_PARAM_INT    ? sizeof(int64_t)
-                : p->type == AF_PARAM_FLOAT  ? sizeof(double)
-                                             : sizeof(int);
+    size_t sz = p->type == AF_PARAM_STRLIST                              ? sizeof(af_strlist)
+                : p->type == AF_PARAM_STRING || p->type == AF_PARAM_JSON ? sizeof(char *)
+                : p->type == AF_PARAM_INT                                ? sizeof(int64_t)
+                : p->type == AF_PARAM_FLOAT                              ? sizeof(double)
+                                                                         : sizeof(int);
     if (p->offset + sz > d->config_size)
       return af_err(AF_ERR_INVALID, "stage '%s': parameter '%s' lies outside the config struct", d->name,
                     p->name);

@@ -3,6 +3,7 @@
  * validation from each stage's parameter table, paths resolved against the
  * pipeline's folder.  Every problem is reported before anything runs as
  * "file:line:column: stage 'x': key 'y': cause". */
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -20,8 +21,8 @@ typedef struct loader {
   yaml_document_t doc;
 } loader;
 
-static const char *const top_keys[] = {"source", "stages",  "sinks",   "device", "profile",
-                                       "model",  "plugins", "journal", "queue"};
+static const char *const top_keys[] = {"source",  "stages",  "sinks", "device",      "profile", "model",
+                                       "plugins", "journal", "queue", "queue_bytes", "shard",   "shards"};
 
 /* Records "file:line:col: stage 'x': key 'k': cause" and returns AF_ERR_CONFIG. */
 static int cfg_err(loader *L, const yaml_node_t *at, const char *inst, const char *key, const char *fmt, ...)
@@ -108,16 +109,25 @@ static int is_null(const yaml_node_t *n) {
   return !*v || !strcmp(v, "~") || !strcmp(v, "null");
 }
 
-/* Checks a mapping has no key twice and only scalar keys. */
+/* Checks a mapping has no key twice and only scalar keys (the repeat is
+ * found by sorting: af_yaml_first_repeat). */
 static int check_keys(loader *L, yaml_node_t *m, const char *inst) {
-  for (yaml_node_pair_t *a = m->data.mapping.pairs.start; a < m->data.mapping.pairs.top; a++) {
-    yaml_node_t *k = node(L, a->key);
+  size_t n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *k = node(L, m->data.mapping.pairs.start[i].key);
     if (k->type != YAML_SCALAR_NODE) return cfg_err(L, k, inst, NULL, "keys must be plain names");
-    for (yaml_node_pair_t *b = m->data.mapping.pairs.start; b < a; b++)
-      if (!strcmp((char *)node(L, b->key)->data.scalar.value, (char *)k->data.scalar.value))
-        return cfg_err(L, k, inst, (char *)k->data.scalar.value, "given twice");
   }
-  return 0;
+  if (n < 2) return 0;
+  const char **keys = malloc(n * sizeof *keys);
+  if (!keys) return af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+  for (size_t i = 0; i < n; i++)
+    keys[i] = (const char *)node(L, m->data.mapping.pairs.start[i].key)->data.scalar.value;
+  size_t dup = af_yaml_first_repeat(keys, n);
+  free(keys);
+  if (dup == SIZE_MAX) return af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+  if (dup == n) return 0;
+  yaml_node_t *k = node(L, m->data.mapping.pairs.start[dup].key);
+  return cfg_err(L, k, inst, (char *)k->data.scalar.value, "given twice");
 }
 
 /* Lists the names of one kind of stage for "unknown stage" messages. */
@@ -130,10 +140,76 @@ static void kind_names(af_stage_kind kind, char *buf, size_t n) {
     if (all[i]->kind == kind) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", all[i]->name);
 }
 
+/* A YAML value as JSON (AF_PARAM_JSON): mappings and lists as they are,
+ * plain scalars that read as null, true/false or a number as such, every
+ * other scalar a string (${ENV} expanded).  *out NULL on failure (rc set). */
+static int to_json(loader *L, yaml_node_t *v, const af_instance *in, const char *key, int depth,
+                   cJSON **out) {
+  *out = NULL;
+  if (depth > 32) return cfg_err(L, v, in->name, key, "nested too deeply");
+  int rc = 0;
+  if (v->type == YAML_SEQUENCE_NODE) {
+    cJSON *a = cJSON_CreateArray();
+    for (yaml_node_item_t *it = v->data.sequence.items.start; a && !rc && it < v->data.sequence.items.top;
+         it++) {
+      cJSON *e = NULL;
+      if (!(rc = to_json(L, node(L, *it), in, key, depth + 1, &e))) cJSON_AddItemToArray(a, e);
+    }
+    if (rc) cJSON_Delete(a);
+    *out = rc ? NULL : a;
+  } else if (v->type == YAML_MAPPING_NODE) {
+    cJSON *o = cJSON_CreateObject();
+    if (!(rc = check_keys(L, v, in->name)))
+      for (yaml_node_pair_t *a = v->data.mapping.pairs.start; o && !rc && a < v->data.mapping.pairs.top;
+           a++) {
+        cJSON *e = NULL;
+        if (!(rc = to_json(L, node(L, a->value), in, key, depth + 1, &e)))
+          cJSON_AddItemToObject(o, (const char *)node(L, a->key)->data.scalar.value, e);
+      }
+    if (rc) cJSON_Delete(o);
+    *out = rc ? NULL : o;
+  } else {
+    char *s = NULL, *end = NULL;
+    if ((rc = scalar(L, v, in->name, key, &s))) return rc;
+    int plain = v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    double d = plain && *s ? strtod(s, &end) : 0;
+    if (is_null(v))
+      *out = cJSON_CreateNull();
+    else if (plain && (!strcmp(s, "true") || !strcmp(s, "false")))
+      *out = cJSON_CreateBool(s[0] == 't');
+    else if (plain && *s && end && !*end && strcspn(s, "xXnN") == strlen(s))
+      *out = cJSON_CreateNumber(d);
+    else
+      *out = cJSON_CreateString(s);
+    free(s);
+  }
+  if (!rc && !*out) rc = af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+  return rc;
+}
+
 /* Sets one parameter from a YAML value node. */
 static int set_param(loader *L, af_instance *in, const af_param *pr, yaml_node_t *v) {
   char why[512];
   int rc = 0;
+  if (pr->type == AF_PARAM_JSON && is_null(v)) {
+    char **f = (char **)((char *)in->config + pr->offset);
+    free(*f);
+    *f = NULL;
+    return 0;
+  }
+  if (pr->type == AF_PARAM_JSON) {
+    cJSON *j = NULL;
+    if ((rc = to_json(L, v, in, pr->name, 0, &j))) return rc;
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return af_err(AF_ERR_NOMEM, "%s: out of memory", L->p->path);
+    rc = af_param_set_text(pr, in->config, text, why, sizeof why);
+    free(text);
+    if (rc)
+      rc = rc == AF_ERR_NOMEM ? af_err(rc, "%s: out of memory", L->p->path)
+                              : cfg_err(L, v, in->name, pr->name, "%s", why);
+    return rc;
+  }
   if (pr->type == AF_PARAM_STRLIST && v->type == YAML_SEQUENCE_NODE) {
     af_param_strlist_clear(pr, in->config);
     for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
@@ -315,8 +391,9 @@ static int resolve_paths(af_pipeline *p) {
       const af_param *pr = &in->desc->params[j];
       void *f = (char *)in->config + pr->offset;
       /* only strings and lists can be absent: numbers always hold a value */
-      if ((pr->flags & AF_PARAM_REQUIRED) && ((pr->type == AF_PARAM_STRING && !*(char **)f) ||
-                                              (pr->type == AF_PARAM_STRLIST && !((af_strlist *)f)->n)))
+      if ((pr->flags & AF_PARAM_REQUIRED) &&
+          (((pr->type == AF_PARAM_STRING || pr->type == AF_PARAM_JSON) && !*(char **)f) ||
+           (pr->type == AF_PARAM_STRLIST && !((af_strlist *)f)->n)))
         return af_err(AF_ERR_CONFIG, "%s:%d:%d: stage '%s': key '%s': required, not given", p->path, in->line,
                       in->col, in->name, pr->name);
       if (!(pr->flags & AF_PARAM_PATH)) continue;
@@ -401,6 +478,17 @@ static int load_plugins(loader *L, yaml_node_t *v) {
   return 0;
 }
 
+/* queue_bytes: 256M, 1G, 65536 ... (bytes, K/M/G binary suffixes) */
+static int queue_bytes_key(loader *L, yaml_node_t *v) {
+  char *s = NULL;
+  int rc = scalar(L, v, NULL, "queue_bytes", &s);
+  if (rc) return rc;
+  if (af_parse_bytes(s, &L->p->queue_bytes) || L->p->queue_bytes < 1)
+    rc = cfg_err(L, v, NULL, "queue_bytes", "expected a size like 256M or 1G, got '%s'", s);
+  free(s);
+  return rc;
+}
+
 static yaml_node_t *get(loader *L, yaml_node_t *root, const char *key, yaml_node_t **keynode) {
   for (yaml_node_pair_t *a = root->data.mapping.pairs.start; a < root->data.mapping.pairs.top; a++)
     if (!strcmp((char *)node(L, a->key)->data.scalar.value, key)) {
@@ -426,7 +514,7 @@ static int load_doc(loader *L) {
     if (!known)
       return cfg_err(L, k, NULL, (char *)k->data.scalar.value,
                      "unknown key (valid: source, stages, sinks, device, profile, model, plugins, "
-                     "journal, queue)");
+                     "journal, queue, queue_bytes, shard, shards)");
   }
   yaml_node_t *kn = NULL, *v;
   /* plugins first: their stages must be known before the entries are read */
@@ -445,6 +533,19 @@ static int load_doc(loader *L) {
     if (!*s || *end || q < 1 || q > 65536)
       rc = cfg_err(L, v, NULL, "queue", "expected an integer 1..65536, got '%s'", s);
     p->queue_depth = (int)q;
+    free(s);
+    if (rc) return rc;
+  }
+  if ((v = get(L, root, "queue_bytes", &kn)) && (rc = queue_bytes_key(L, v))) return rc;
+  if ((v = get(L, root, "shard", &kn)) && !is_null(v) && (rc = top_scalar(L, kn, v, &p->shard_spec, 0)))
+    return rc;
+  if ((v = get(L, root, "shards", &kn)) && !is_null(v)) {
+    char *s = NULL, *end;
+    if ((rc = scalar(L, v, NULL, "shards", &s))) return rc;
+    long c = strtol(s, &end, 10);
+    if (!*s || *end || c < 1 || c > 1000000)
+      rc = cfg_err(L, v, NULL, "shards", "expected an integer 1..1000000, got '%s'", s);
+    p->shards = (int)c;
     free(s);
     if (rc) return rc;
   }
@@ -486,6 +587,12 @@ static int finish(af_pipeline *p) {
   for (int i = 0; i < p->opt.n_sets; i++)
     if ((rc = apply_set(p, p->sets[i]))) return rc;
   if ((rc = resolve_paths(p))) return rc;
+  if (p->opt.model) { /* the command line's model wins over "model:" */
+    free(p->model), free(p->llm_model);
+    p->model = strdup(p->opt.model);
+    p->llm_model = p->opt.llm_model ? strdup(p->opt.llm_model) : NULL;
+    if (!p->model || (p->opt.llm_model && !p->llm_model)) return af_err(AF_ERR_NOMEM, "out of memory");
+  }
   for (int i = 0; i < p->n_inst; i++)
     if ((p->inst[i].desc->flags & AF_STAGE_NEEDS_MODEL) && !p->model)
       return af_err(AF_ERR_CONFIG, "%s:%d:%d: stage '%s' needs a model: add 'model: FILE.gguf'", p->path,
@@ -495,7 +602,10 @@ static int finish(af_pipeline *p) {
   free(p->journal);
   p->journal = jp;
   if ((rc = af_graph_check(p))) return rc;
-  return af_pipeline_build_json(p);
+  if ((rc = af_pipeline_build_json(p))) return rc;
+  /* after the JSON: records and settings show the {shard} template, the same
+   * in every shard */
+  return af_pipeline_shard_setup(p);
 }
 
 static int load_common(const char *yaml, const char *name, const char *dir, const af_run_options *opt,
@@ -523,14 +633,25 @@ static int load_common(const char *yaml, const char *name, const char *dir, cons
       return af_err(AF_ERR_NOMEM, "out of memory");
     }
   }
-  af_sha256_hex(yaml, strlen(yaml), p->sha256);
+  size_t len = strlen(yaml);
+  if (len > AF_YAML_MAX_BYTES) {
+    rc = af_err(AF_ERR_CONFIG, "%s: %zu bytes, more than the %d bytes a pipeline file may hold", p->path, len,
+                AF_YAML_MAX_BYTES);
+    af_pipeline_free(p);
+    return rc;
+  }
+  af_sha256_hex(yaml, len, p->sha256);
+  if ((rc = af_yaml_check_limits(p->path, yaml, len))) {
+    af_pipeline_free(p);
+    return rc;
+  }
   loader L = {.p = p};
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {
     af_pipeline_free(p);
     return af_err(AF_ERR_NOMEM, "yaml: out of memory");
   }
-  yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, strlen(yaml));
+  yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
   if (!yaml_parser_load(&parser, &L.doc)) {
     rc = af_err(AF_ERR_CONFIG, "%s:%zu:%zu: syntax error: %s%s%s", p->path, parser.problem_mark.line + 1,
                 parser.problem_mark.column + 1, parser.problem ? parser.problem : "malformed YAML",
@@ -576,7 +697,14 @@ int af_pipeline_load(const char *path, const af_run_options *opt, af_pipeline **
   af_buf b = {0};
   char chunk[65536];
   size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) af_buf_put(&b, chunk, n);
+  /* read one byte past the limit at most: a 100 MB file is refused unread */
+  while (b.n <= AF_YAML_MAX_BYTES && (n = fread(chunk, 1, sizeof chunk, f)) > 0) af_buf_put(&b, chunk, n);
+  if (b.n > AF_YAML_MAX_BYTES) {
+    fclose(f);
+    af_buf_free(&b);
+    return af_err(AF_ERR_CONFIG, "%s: more than the %d bytes a pipeline file may hold", path,
+                  AF_YAML_MAX_BYTES);
+  }
   int err = ferror(f);
   fclose(f);
   af_buf_put(&b, "", 1);

@@ -2,7 +2,10 @@
  * as tensor "rgb" (u8 [H, W, 3], interleaved), converted as Pillow's
  * Image.open(path).convert('RGB') does (see image/decode.c for the rules).
  * A file that cannot be decoded fails its item with a one-line reason naming
- * the file; the pipeline goes on.
+ * the file; the pipeline goes on.  So does a file that is not a regular file
+ * (a FIFO in the collection: refused without being opened) and a file whose
+ * decode passes the `deadline` (image/decode_guard.c).  libvips' warnings
+ * for a file go into its record as meta "decode_warnings" and the log.
  *
  * Memory: a full-size 4000x3000 image is 36 MB and every queue between stages
  * holds up to its depth in items.  With `resize: S` (same S as preprocess'
@@ -20,6 +23,7 @@ typedef struct decode_config {
   int64_t max_pixels;
   int64_t resize;
   int fail_on; /* index into "none|truncated|error|warning" = af_fail_on */
+  double deadline;
 } decode_config;
 
 typedef struct decode_stage {
@@ -34,6 +38,7 @@ static int decode_create(const af_stage_ctx *ctx, const void *config, void **sel
   *self = s;
   s->opts.max_pixels = c->max_pixels > 0 ? c->max_pixels : -1; /* 0 = no limit */
   s->opts.fail_on = (af_fail_on)c->fail_on;
+  s->opts.deadline_s = c->deadline;
   s->resize = (int)c->resize;
   return af_image_init(); /* start libvips here, not on the first item */
 }
@@ -47,8 +52,15 @@ static af_flow decode_process(void *self, const af_stage_ctx *ctx, af_item **ite
       continue;
     }
     af_image_u8 im;
+    af_decode_notes notes;
     af_error_clear();
-    if (af_image_decode(it->path, &s->opts, &im)) {
+    int rc = af_image_decode_notes(it->path, &s->opts, &im, &notes);
+    if (notes.n > 0) {
+      /* libvips' warnings belong to this item: in its record and the log */
+      (void)af_item_set_meta(it, "decode_warnings", notes.text);
+      if (ctx->log) ctx->log(ctx, AF_LOG_WARN, "%s: %s", it->path, notes.text);
+    }
+    if (rc) {
       af_item_fail(it, ctx->instance, "%s", af_error_message());
       af_error_clear();
       continue;
@@ -89,6 +101,10 @@ static const af_param decode_params[] = {
     {"resize", AF_PARAM_INT, offsetof(decode_config, resize), "0", 0, 4096, NULL,
      "if > 0, resize to resize x resize here (Pillow BICUBIC, the same bits preprocess gives) "
      "so only small images travel to the next stage; 0 = full size",
+     0},
+    {"deadline", AF_PARAM_FLOAT, offsetof(decode_config, deadline), "60", 0, 86400, NULL,
+     "seconds one file may take to decode (a stuck read on slow storage, a pathological file); "
+     "past it the item fails and the run goes on; 0 = no deadline",
      0},
     {"fail_on", AF_PARAM_ENUM, offsetof(decode_config, fail_on), "error", 0, 0,
      "none|truncated|error|warning",

@@ -4,9 +4,9 @@
  * the per-channel mean/std normalisation (CLIP constants by default).
  *
  * The resize runs on the host (image/resample.c).  The normalisation runs
- * as an OpenCL kernel when the pipeline has a device open (some stage needs
- * one) and on the host otherwise ("normalize_on: auto"); both are a table
- * look-up and give identical bits.  The full-size "rgb" tensor is dropped
+ * as an OpenCL kernel on the stage's queue when the pipeline has a device
+ * open (some stage needs one) and on the host otherwise ("normalize_on:
+ * auto"); both are a table look-up and give identical bits.  The full-size "rgb" tensor is dropped
  * after use unless keep_rgb is set, to keep memory per item small. */
 #include <stddef.h>
 #include <stdio.h>
@@ -15,7 +15,6 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "cl/runtime.h"
 #include "image/image.h"
 
 enum { NORM_AUTO = 0, NORM_HOST = 1, NORM_DEVICE = 2 };
@@ -33,9 +32,9 @@ typedef struct pre_stage {
   int use_cl;
   int warned;
   float lut[3 * 256];
-  af_cl *cl;
-  af_queue *q;    /* created on the stage's thread */
-  uint8_t *batch; /* resized images of one batch, for the device path */
+  struct af_queue *q;  /* the engine's queue for this stage, or NULL */
+  af_normalizer *norm; /* device buffers for a batch (prepare), when use_cl */
+  uint8_t *batch;      /* resized images of one batch, for the device path */
   float *planes;
   unsigned char *ok; /* per image of the batch: resized fine */
   int cap;           /* images the two buffers hold */
@@ -66,12 +65,12 @@ static int pre_create(const af_stage_ctx *ctx, const void *config, void **self) 
   if (!rc) rc = parse3(&c->std, "std", 1, std);
   if (rc) return rc;
   af_image_norm_lut(mean, std, s->lut);
-  s->cl = ctx->cl;
-  if (c->normalize_on == NORM_DEVICE && !s->cl)
+  s->q = ctx->queue;
+  if (c->normalize_on == NORM_DEVICE && !s->q)
     return af_err(AF_ERR_CONFIG,
                   "preprocess: normalize_on: device, but no stage of this pipeline "
                   "opens an OpenCL device (use auto or host)");
-  s->use_cl = s->cl && c->normalize_on != NORM_HOST;
+  s->use_cl = s->q && c->normalize_on != NORM_HOST;
   return 0;
 }
 
@@ -99,8 +98,8 @@ static int resize_item(pre_stage *s, const af_stage_ctx *ctx, af_item *it, uint8
   return 0;
 }
 
-static int grow(pre_stage *s, int n) {
-  if (n <= s->cap) return 0;
+/* buffers for a batch of n images (prepare) */
+static int reserve(pre_stage *s, int n) {
   size_t px = (size_t)s->size * s->size;
   uint8_t *b = realloc(s->batch, px * 3 * n);
   if (!b) return af_err(AF_ERR_NOMEM, "preprocess: out of memory");
@@ -115,11 +114,24 @@ static int grow(pre_stage *s, int n) {
   return 0;
 }
 
+static int pre_prepare(void *self, const af_stage_ctx *ctx, const af_tensor_desc *inputs) {
+  pre_stage *s = self;
+  int rc = reserve(s, ctx->batch);
+  if (!rc && s->use_cl && af_normalizer_new(s->q, ctx->batch, (size_t)s->size * s->size, s->lut, &s->norm)) {
+    /* the host gives the same bits: note it and go on without the device */
+    if (ctx->log)
+      ctx->log(ctx, AF_LOG_WARN, "device normalisation unavailable (%s); using the host", af_error_message());
+    af_error_clear();
+    s->use_cl = 0;
+  }
+  return rc;
+}
+
 static af_flow pre_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   pre_stage *s = self;
   size_t px = (size_t)s->size * s->size;
   int64_t shape[3] = {3, s->size, s->size};
-  if (grow(s, n)) return AF_FLOW_ERROR;
+  if (n > s->cap) return af_err(AF_ERR_INVALID, "preprocess: batch %d over %d", n, s->cap), AF_FLOW_ERROR;
   unsigned char *ok = s->ok;
   int n_ok = 0;
   for (int i = 0; i < n; i++) {
@@ -130,8 +142,7 @@ static af_flow pre_process(void *self, const af_stage_ctx *ctx, af_item **items,
 
   int device_done = 0;
   if (s->use_cl && n_ok) {
-    int rc = s->q ? 0 : af_queue_new(s->cl, &s->q);
-    if (!rc) rc = af_image_normalize_cl(s->q, s->batch, n, px, s->lut, s->planes);
+    int rc = af_normalizer_run(s->norm, s->batch, n, s->planes);
     if (rc) {
       /* Same bits on the host: a device hiccup must not cost the items. */
       if (!s->warned && ctx->log)
@@ -161,7 +172,7 @@ static af_flow pre_process(void *self, const af_stage_ctx *ctx, af_item **items,
 static void pre_destroy(void *self) {
   pre_stage *s = self;
   if (!s) return;
-  af_queue_free(s->q);
+  af_normalizer_free(s->norm);
   free(s->batch);
   free(s->planes);
   free(s->ok);
@@ -178,7 +189,8 @@ static const af_param pre_params[] = {
     {"keep_rgb", AF_PARAM_BOOL, offsetof(pre_config, keep_rgb), "false", 0, 0, NULL,
      "keep the full-size 'rgb' tensor on the item (default: drop it to save memory)", 0},
     {"normalize_on", AF_PARAM_ENUM, offsetof(pre_config, normalize_on), "auto", 0, 0, "auto|host|device",
-     "where /255 and mean/std run: auto = the OpenCL device when the pipeline has one open", 0},
+     "where /255 and mean/std run: auto = the OpenCL device when the pipeline has one open",
+     AF_PARAM_RUNTIME},
 };
 
 static const af_port pre_inputs[] = {
@@ -201,7 +213,9 @@ const af_stage_desc af_stage_preprocess = {
     .outputs = pre_outputs,
     .n_outputs = AF_ARRAY_LEN(pre_outputs),
     .batch_size = 8,
+    .flags = AF_STAGE_USES_DEVICE,
     .create = pre_create,
+    .prepare = pre_prepare,
     .process = pre_process,
     .destroy = pre_destroy,
 };

@@ -1,12 +1,18 @@
 /* `csv` sink: one row per item with flattened columns, RFC 4180 quoting.
  *
  * Columns: `columns:` when given, else id, path, status, error, error_stage
- * followed by meta.<key>, text.<name>, tensor.<name> (dtype and shape) and
- * time.<stage> for every key seen in the first batch, in first-seen order
- * (a CSV file has one header; later keys not in it are left out -- name them
- * in `columns:` to be sure).  Under --resume the existing header is reused,
- * a torn last row cut, and ids already in the file are not written again.
- * Rows of a batch go out in one write(2), so a row is whole or absent. */
+ * followed by the metadata keys and text outputs under their own names
+ * (`title`, `text`; a label output as "awe (0.712); fear (0.178)"), then
+ * tensor.<name> (dtype and shape) and time.<stage>,
+ * for every key seen in the first batch, in first-seen order (a CSV file has
+ * one header; later keys not in it are left out -- name them in `columns:` to
+ * be sure).  A metadata key that is also a text output's name or a core
+ * column is written as meta.<key>.  `column_names: prefixed` gives the old
+ * header (meta.<key>, text.<name>; deprecated).  `bom: true` starts the file
+ * with a UTF-8 byte-order mark so spreadsheet programs read it as UTF-8.
+ * Under --resume the existing header is reused, a torn last row cut, and ids
+ * already in the file are not written again.  Rows of a batch go out in one
+ * write(2), so a row is whole or absent. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +22,14 @@
 #include "artflow/status.h"
 #include "core/iofile.h"
 #include "formats/csv.h"
+#include "stages/outputs.h"
 
 typedef struct csv_sink_config {
   char *path;
   int fsync;
   af_strlist columns;
+  int bom;
+  int prefixed; /* column_names: readable (0) | prefixed (1, deprecated) */
 } csv_sink_config;
 
 typedef struct csv_sink {
@@ -72,8 +81,9 @@ static int scan_existing(csv_sink *s, int64_t *good) {
     long end = ftell(fp);
     char last = 0;
     if (end <= 0 || pread(fileno(fp), &last, 1, end - 1) != 1 || last != '\n') break; /* torn */
-    if (first) {
-      for (int i = 0; i < n && !rc; i++) rc = add_col(s, "", f[i]);
+    if (first) { /* a byte-order mark is not part of the first name */
+      for (int i = 0; i < n && !rc; i++)
+        rc = add_col(s, "", i == 0 && !strncmp(f[0], "\xEF\xBB\xBF", 3) ? f[0] + 3 : f[i]);
       first = 0;
     } else if (n > 0) {
       rc = af_idset_add(s->written, f[0], strlen(f[0]));
@@ -91,6 +101,10 @@ static int csv_create(const af_stage_ctx *ctx, const void *config, void **self) 
   if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
   *self = s;
   s->cfg = config;
+  if (s->cfg->prefixed && ctx->log)
+    ctx->log(ctx, AF_LOG_WARN,
+             "column_names: prefixed is deprecated: the default header names metadata and text columns "
+             "by their own names (title, text); meta.K and text.K still work in columns:");
   char *dir = af_path_dirname(s->cfg->path);
   int rc = dir ? af_mkdirs(dir) : af_err(AF_ERR_NOMEM, "out of memory");
   free(dir);
@@ -142,17 +156,65 @@ static const char *cell(const af_item *it, const char *col, char *buf, size_t n)
   return v ? v : af_item_text(it, col);
 }
 
+static int is_core(const char *name) {
+  for (int i = 0; i < AF_ARRAY_LEN(core_cols); i++)
+    if (!strcmp(core_cols[i], name)) return 1;
+  return 0;
+}
+
+static int is_text_of(af_item **items, int n, const char *name) {
+  for (int k = 0; k < n; k++)
+    if (af_item_text(items[k], name)) return 1;
+  return 0;
+}
+
+static int is_meta_of(af_item **items, int n, const char *name) {
+  for (int k = 0; k < n; k++)
+    if (af_item_meta(items[k], name)) return 1;
+  return 0;
+}
+
 static int choose_columns(csv_sink *s, af_item **items, int n) {
-  int rc = 0;
+  int rc = 0, pre = s->cfg->prefixed;
   for (int i = 0; i < AF_ARRAY_LEN(core_cols) && !rc; i++) rc = add_col(s, "", core_cols[i]);
   for (int k = 0; k < n && !rc; k++) {
     const af_item *it = items[k];
-    for (int i = 0; i < it->n_meta && !rc; i++) rc = add_col(s, "meta.", it->meta[i].key);
-    for (int i = 0; i < it->n_texts && !rc; i++) rc = add_col(s, "text.", it->texts[i].key);
+    for (int i = 0; i < it->n_meta && !rc; i++) {
+      const char *key = it->meta[i].key;
+      /* a metadata key and a text output of the same name both keep their prefix */
+      int clash = is_core(key) || is_text_of(items, n, key) || strchr(key, '.');
+      rc = add_col(s, pre || clash ? "meta." : "", key);
+    }
+    for (int i = 0; i < it->n_texts && !rc; i++) {
+      const char *key = it->texts[i].key;
+      rc = add_col(s, pre || is_core(key) || strchr(key, '.') || is_meta_of(items, n, key) ? "text." : "",
+                   key);
+    }
     for (int i = 0; i < it->n_tensors && !rc; i++) rc = add_col(s, "tensor.", it->tensors[i].name);
     for (int i = 0; i < it->n_timings && !rc; i++) rc = add_col(s, "time.", it->timings[i].stage);
   }
   return rc;
+}
+
+/* a label output (stages/outputs.h) as a person reads it: "awe (0.712);
+ * fear (0.178)", best first; NULL when v is not one (malloc'd) */
+static char *labels_cell(const char *v) {
+  af_label *l = NULL;
+  const char *why;
+  int n = v && v[0] == '[' ? af_labels_parse(v, &l, &why) : -1;
+  if (n < 0) return NULL;
+  af_buf b = {0};
+  for (int i = 0; i < n; i++) {
+    char p[48] = "";
+    if (l[i].p == l[i].p) snprintf(p, sizeof p, " (%.3g)", l[i].p);
+    af_buf_puts(&b, i ? "; " : "");
+    af_buf_puts(&b, l[i].label);
+    af_buf_puts(&b, p);
+  }
+  af_buf_put(&b, "", 1);
+  af_labels_free(l, n);
+  if (b.oom) af_buf_free(&b);
+  return b.oom ? NULL : b.p;
 }
 
 static af_flow csv_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
@@ -161,6 +223,7 @@ static af_flow csv_process(void *self, const af_stage_ctx *ctx, af_item **items,
   if (s->file->size == 0) {
     /* the header goes out with the first rows: one write, nothing torn */
     if (s->n_cols == 0 && choose_columns(s, items, n)) return AF_FLOW_ERROR;
+    if (s->cfg->bom) af_buf_put(&s->buf, "\xEF\xBB\xBF", 3);
     for (int i = 0; i < s->n_cols; i++) {
       if (i) af_buf_put(&s->buf, ",", 1);
       af_csv_put_field(&s->buf, s->cols[i]);
@@ -172,7 +235,10 @@ static af_flow csv_process(void *self, const af_stage_ctx *ctx, af_item **items,
     if (af_idset_has(s->written, items[k]->id)) continue;
     for (int i = 0; i < s->n_cols; i++) {
       if (i) af_buf_put(&s->buf, ",", 1);
-      af_csv_put_field(&s->buf, cell(items[k], s->cols[i], tmp, sizeof tmp));
+      const char *v = cell(items[k], s->cols[i], tmp, sizeof tmp);
+      char *lab = labels_cell(v);
+      af_csv_put_field(&s->buf, lab ? lab : v);
+      free(lab);
     }
     af_buf_put(&s->buf, "\r\n", 2);
   }
@@ -207,11 +273,16 @@ static const af_param csv_params[] = {
     {"path", AF_PARAM_STRING, offsetof(csv_sink_config, path), NULL, 0, 0, NULL,
      "output file (relative to the pipeline file)", AF_PARAM_REQUIRED | AF_PARAM_PATH},
     {"fsync", AF_PARAM_ENUM, offsetof(csv_sink_config, fsync), "batch", 0, 0, AF_FSYNC_CHOICES,
-     "when to force rows to disk: never, after every batch, at the end", 0},
+     "when to force rows to disk: never, after every batch, at the end", AF_PARAM_RUNTIME},
     {"columns", AF_PARAM_STRLIST, offsetof(csv_sink_config, columns), NULL, 0, 0, NULL,
-     "columns to write: id, path, status, error, error_stage, meta.K, text.K, tensor.K, time.STAGE "
-     "(default: all seen in the first batch)",
+     "columns to write: id, path, status, error, error_stage, K (metadata, else text output), meta.K, "
+     "text.K, tensor.K, time.STAGE (default: all seen in the first batch)",
      0},
+    {"bom", AF_PARAM_BOOL, offsetof(csv_sink_config, bom), "false", 0, 0, NULL,
+     "start a new file with a UTF-8 byte-order mark (spreadsheet programs then read it as UTF-8)", 0},
+    {"column_names", AF_PARAM_ENUM, offsetof(csv_sink_config, prefixed), "readable", 0, 0,
+     "readable|prefixed",
+     "default header: readable (title, text) or prefixed (meta.title, text.text; deprecated)", 0},
 };
 
 const af_stage_desc af_stage_csv = {

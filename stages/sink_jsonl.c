@@ -1,11 +1,20 @@
-/* `jsonl` sink: one JSON object per item and line, ok and error items alike:
- *   {"id", "path", "status": "ok"|"error", "error", "error_stage", "meta",
- *    "outputs" (texts), "tensors" (dtype + shape, values for `values:` ones),
- *    "timings" (seconds per stage), "provenance" {artflow, model,
- *    model_sha256, demo (the model's artflow.demo note, when it has one),
- *    llm_model + llm_model_sha256 (two-file models),
- *    pipeline, pipeline_sha256, device, device_selector,
- *    profile {name, file, why} (the device profile in effect), params, time}}
+/* `jsonl` sink: one JSON object per item and line, ok and error items alike
+ * (docs/record.schema.json, schema_version 1):
+ *   {"schema_version", "id", "path", "status": "ok"|"error", "error",
+ *    "error_stage", "question", "prompt", "language" (when a stage produced
+ *    them: the llm stage does), "meta", "outputs" (texts; label outputs as
+ *    their JSON arrays), "tensors" (dtype +
+ *    shape, values for `values:` ones), "timings" (seconds per stage),
+ *    "provenance"}
+ * provenance: record (default) puts the engine's whole block in every record
+ * {artflow, model, model_name, model_weight_type, model_sha256, demo, ...,
+ *  pipeline, pipeline_sha256, device, device_selector, profile, batches,
+ *  params, time}; run writes it once per run as a line of the run manifest
+ * (`manifest:`, default <path>.runs.jsonl) and each record names the run
+ * {"run_id", "manifest", "time"}; none leaves it out.
+ * Text that is not valid UTF-8 is written with U+FFFD for each bad byte, and
+ * an id or path that is not gets "id_bytes" / "path_bytes" (percent-encoded).
+ * `path: "-"` writes to standard output (logs stay on stderr).
  * A batch is written with one write(2) on an O_APPEND fd (iofile.h), so each
  * line is whole or absent.  Under --resume the file is kept, a torn last line
  * cut, and items whose id is already in the file are not written again. */
@@ -19,10 +28,14 @@
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "cl/devprofile.h"
-#include "cl/runtime.h"
 #include "core/iofile.h"
-#include "formats/gguf.h"
+#include "stages/outputs.h"
+
+#define RECORD_SCHEMA_VERSION 1
+
+/* provenance: none|record|run, and the old boolean spellings (false = none,
+ * true = record; still accepted, see docs/pipeline-io.md) */
+enum { PROV_NONE, PROV_RECORD, PROV_RUN, PROV_TRUE, PROV_FALSE };
 
 typedef struct jsonl_sink_config {
   char *path;
@@ -30,13 +43,18 @@ typedef struct jsonl_sink_config {
   int provenance;
   int hash_model;
   af_strlist values;
+  char *manifest;
 } jsonl_sink_config;
 
 typedef struct jsonl_sink {
   const jsonl_sink_config *cfg;
+  int mode;      /* PROV_NONE, PROV_RECORD or PROV_RUN */
+  int to_stdout; /* path "-" */
   af_appendfile *file;
   af_idset *written; /* ids already in the file (resume) */
   char *prov;        /* provenance object without its closing "time" and braces */
+  char run_id[17];   /* provenance: run */
+  char *manifest;    /* provenance: run, the manifest file (resolved) */
   af_buf buf;
 } jsonl_sink;
 
@@ -45,17 +63,26 @@ typedef struct jsonl_sink {
  * large file costs seconds); other lines get a full parse. */
 static int scan_id(const char *line, size_t len, void *user) {
   jsonl_sink *s = user;
-  static const char head[] = "{\"id\":\"";
-  size_t h = sizeof head - 1, e = h;
+  static const char key[] = "{\"id\":\"";
+  const char *k = len > sizeof key && !memcmp(line, key, sizeof key - 1) ? line + 1 : NULL;
+  size_t h = k ? sizeof key - 1 : 0, e = h;
   cJSON *o = NULL;
   const cJSON *id = NULL;
-  if (len > h && !memcmp(line, head, h)) {
+  if (k) {
     while (e < len && line[e] != '"') e += line[e] == '\\' ? 2 : 1;
     if (e < len) id = o = cJSON_ParseWithLength(line + h - 1, e - h + 2);
   }
-  if (!id) {
+  /* an id that was not UTF-8 is exact only in id_bytes (U+FFFD in "id") */
+  if (!id || (cJSON_IsString(id) && strstr(id->valuestring, "\xEF\xBF\xBD"))) {
     cJSON_Delete(o);
     o = cJSON_ParseWithLength(line, len);
+    id = cJSON_GetObjectItemCaseSensitive(o, "id_bytes");
+    if (cJSON_IsString(id)) {
+      size_t n = af_id_unescape(id->valuestring, strlen(id->valuestring));
+      int rc = af_idset_add(s->written, id->valuestring, n);
+      cJSON_Delete(o);
+      return rc;
+    }
     id = cJSON_GetObjectItemCaseSensitive(o, "id");
   }
   int rc = cJSON_IsString(id) ? af_idset_add(s->written, id->valuestring, strlen(id->valuestring)) : 0;
@@ -63,77 +90,81 @@ static int scan_id(const char *line, size_t len, void *user) {
   return rc;
 }
 
-static const char *base_name(const char *p) {
-  const char *s = p ? strrchr(p, '/') : NULL;
-  return s ? s + 1 : p;
+static void utc_now(char now[32]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(now, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int build_provenance(jsonl_sink *s, const af_stage_ctx *ctx) {
-  cJSON *o = cJSON_CreateObject();
-  if (!o) return af_err(AF_ERR_NOMEM, "out of memory");
-  int rc = 0;
-  cJSON_AddStringToObject(o, "artflow", AF_VERSION);
-  if (ctx->model_path) {
-    cJSON_AddStringToObject(o, "model", base_name(ctx->model_path));
-    char note[512];
-    if (af_model_demo_note(ctx->model_path, note, sizeof note)) cJSON_AddStringToObject(o, "demo", note);
-    char hex[65];
-    if (s->cfg->hash_model) {
-      if ((rc = af_sha256_file(ctx->model_path, hex))) goto out;
-      cJSON_AddStringToObject(o, "model_sha256", hex);
-    }
+/* the engine's provenance block, kept open ("...}" -> "...") so that each
+ * record appends its own time */
+static int take_provenance(jsonl_sink *s, const af_stage_ctx *ctx) {
+  const char *p =
+      ctx->provenance ? ctx->provenance(ctx, s->cfg->hash_model ? AF_PROVENANCE_MODEL_DIGEST : 0) : NULL;
+  if (!p)
+    return af_error_code() ? af_error_code() : af_err(AF_ERR_INVALID, "jsonl: no provenance from the engine");
+  size_t n = strlen(p);
+  if (!(s->prov = malloc(n))) return af_err(AF_ERR_NOMEM, "out of memory");
+  memcpy(s->prov, p, n - 1);
+  s->prov[n - 1] = 0;
+  return 0;
+}
+
+/* provenance: run -- one line per run in the manifest:
+ * {"schema_version", "run_id", "started", "records", "provenance"}; the run id
+ * is 16 hex digits of the SHA-256 of the provenance, the start time and the
+ * process id, so two runs of the same pipeline get different ids. */
+static int write_manifest(jsonl_sink *s, const af_stage_ctx *ctx) {
+  char now[32], hex[65], seed[64];
+  utc_now(now);
+  snprintf(seed, sizeof seed, "%s %ld", now, (long)getpid());
+  af_buf b = {0};
+  af_buf_puts(&b, s->prov);
+  af_buf_puts(&b, seed);
+  af_sha256_hex(b.p ? b.p : "", b.n, hex);
+  memcpy(s->run_id, hex, 16);
+  s->run_id[16] = 0;
+  b.n = 0;
+  af_buf_puts(&b, "{\"schema_version\":");
+  char v[16];
+  snprintf(v, sizeof v, "%d", RECORD_SCHEMA_VERSION);
+  af_buf_puts(&b, v);
+  af_buf_puts(&b, ",\"run_id\":\"");
+  af_buf_puts(&b, s->run_id);
+  af_buf_puts(&b, "\",\"started\":\"");
+  af_buf_puts(&b, now);
+  af_buf_puts(&b, "\",\"records\":");
+  cJSON *rec = cJSON_CreateString(s->to_stdout ? "-" : s->cfg->path);
+  char *rt = rec ? cJSON_PrintUnformatted(rec) : NULL;
+  cJSON_Delete(rec);
+  af_buf_puts(&b, rt ? rt : "null");
+  free(rt);
+  af_buf_puts(&b, ",\"provenance\":");
+  af_buf_puts(&b, s->prov);
+  af_buf_puts(&b, "}}\n");
+  af_appendfile *f = NULL;
+  int rc =
+      b.oom ? af_err(AF_ERR_NOMEM, "out of memory") : af_appendfile_open(s->manifest, ctx->resume, 1, &f);
+  if (!rc) rc = af_appendfile_write(f, b.p, b.n);
+  int rc2 = af_appendfile_close(f);
+  af_buf_free(&b);
+  return rc ? rc : rc2;
+}
+
+/* the manifest's path: `manifest:`, else <path>.runs.jsonl, else (standard
+ * output) next to the run journal */
+static int manifest_path(jsonl_sink *s, const af_stage_ctx *ctx) {
+  const char *base = s->cfg->manifest ? NULL : s->to_stdout ? ctx->journal_path : s->cfg->path;
+  if (s->cfg->manifest) {
+    s->manifest = strdup(s->cfg->manifest);
   } else {
-    cJSON_AddNullToObject(o, "model");
+    if (!base) base = "artflow";
+    size_t n = strlen(base);
+    if (s->to_stdout && n > 8 && !strcmp(base + n - 8, ".journal")) n -= 8;
+    if ((s->manifest = malloc(n + 12))) snprintf(s->manifest, n + 12, "%.*s.runs.jsonl", (int)n, base);
   }
-  if (ctx->llm_model_path) { /* model: {vision:, llm:}: the base LLM file too */
-    cJSON_AddStringToObject(o, "llm_model", base_name(ctx->llm_model_path));
-    char hex[65];
-    if (s->cfg->hash_model) {
-      if ((rc = af_sha256_file(ctx->llm_model_path, hex))) goto out;
-      cJSON_AddStringToObject(o, "llm_model_sha256", hex);
-    }
-  }
-  if (ctx->pipeline_path) cJSON_AddStringToObject(o, "pipeline", base_name(ctx->pipeline_path));
-  if (ctx->pipeline_sha256) cJSON_AddStringToObject(o, "pipeline_sha256", ctx->pipeline_sha256);
-  if (ctx->cl) {
-    /* the device actually used, not just the selector that picked it */
-    const af_device_info *di = &ctx->cl->info;
-    char dev[800];
-    snprintf(dev, sizeof dev, "%s / %s (driver %s)", di->platform, di->name, di->driver);
-    cJSON_AddStringToObject(o, "device", dev);
-  } else if (ctx->device) {
-    cJSON_AddStringToObject(o, "device", ctx->device);
-  } else {
-    cJSON_AddNullToObject(o, "device");
-  }
-  if (ctx->device) cJSON_AddStringToObject(o, "device_selector", ctx->device);
-  if (ctx->cl && ctx->cl->profile) {
-    /* the device profile in effect: its name, the most specific file, and
-     * which files applied and which match rules fitted */
-    const af_devprofile *pr = ctx->cl->profile;
-    cJSON *po = cJSON_AddObjectToObject(o, "profile");
-    if (po) {
-      cJSON_AddStringToObject(po, "name", pr->name);
-      if (pr->file[0])
-        cJSON_AddStringToObject(po, "file", pr->file);
-      else
-        cJSON_AddNullToObject(po, "file");
-      cJSON_AddStringToObject(po, "why", pr->why);
-    }
-  }
-  cJSON *params = ctx->params_json ? cJSON_Parse(ctx->params_json) : NULL;
-  if (params) cJSON_AddItemToObject(o, "params", params);
-  char *text = cJSON_PrintUnformatted(o);
-  if (!text) {
-    rc = af_err(AF_ERR_NOMEM, "out of memory");
-    goto out;
-  }
-  /* keep the text open ("...}" -> "...") so each record appends its time */
-  text[strlen(text) - 1] = 0;
-  s->prov = text;
-out:
-  cJSON_Delete(o);
-  return rc;
+  return s->manifest ? 0 : af_err(AF_ERR_NOMEM, "out of memory");
 }
 
 static int jsonl_create(const af_stage_ctx *ctx, const void *config, void **self) {
@@ -141,15 +172,20 @@ static int jsonl_create(const af_stage_ctx *ctx, const void *config, void **self
   if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
   *self = s;
   s->cfg = config;
+  s->mode = s->cfg->provenance == PROV_TRUE    ? PROV_RECORD
+            : s->cfg->provenance == PROV_FALSE ? PROV_NONE
+                                               : s->cfg->provenance;
+  s->to_stdout = !strcmp(s->cfg->path, "-");
   int rc;
   char *dir = af_path_dirname(s->cfg->path);
-  rc = dir ? af_mkdirs(dir) : af_err(AF_ERR_NOMEM, "out of memory");
+  rc = dir ? (s->to_stdout ? 0 : af_mkdirs(dir)) : af_err(AF_ERR_NOMEM, "out of memory");
   free(dir);
   if (rc) return rc;
   if (!(s->written = af_idset_new())) return af_err(AF_ERR_NOMEM, "out of memory");
-  if (ctx->resume && (rc = af_lines_scan(s->cfg->path, scan_id, s))) return rc;
+  if (ctx->resume && !s->to_stdout && (rc = af_lines_scan(s->cfg->path, scan_id, s))) return rc;
   if ((rc = af_appendfile_open(s->cfg->path, ctx->resume, (af_fsync_mode)s->cfg->fsync, &s->file))) return rc;
-  if (s->cfg->provenance && (rc = build_provenance(s, ctx))) return rc;
+  if (s->mode != PROV_NONE && (rc = take_provenance(s, ctx))) return rc;
+  if (s->mode == PROV_RUN && ((rc = manifest_path(s, ctx)) || (rc = write_manifest(s, ctx)))) return rc;
   return 0;
 }
 
@@ -179,13 +215,31 @@ static int wants_values(const jsonl_sink_config *c, const char *name) {
   return 0;
 }
 
+/* texts that are facts about the record rather than results: top-level */
+static int is_top_text(const char *name) {
+  return !strcmp(name, "question") || !strcmp(name, "prompt") || !strcmp(name, "language");
+}
+
+/* a label output (stages/outputs.h: a JSON array of {label, ...}) goes in
+ * as that array, so that outputs.style[0].label is the best style; 1 when v
+ * was one */
+static int add_labels(cJSON *outs, const char *name, const char *v) {
+  af_label *l = NULL;
+  const char *why;
+  int n = v[0] == '[' ? af_labels_parse(v, &l, &why) : -1;
+  af_labels_free(l, n > 0 ? n : 0);
+  cJSON *a = n >= 0 ? cJSON_Parse(v) : NULL;
+  return a && cJSON_AddItemToObject(outs, name, a) ? 1 : (cJSON_Delete(a), 0);
+}
+
 /* Appends one record line to s->buf.  0 or AF_ERR_NOMEM. */
 static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return af_err(AF_ERR_NOMEM, "out of memory");
-  cJSON_AddStringToObject(o, "id", it->id);
+  af_json_add_text(o, "id", it->id, "id_bytes"); /* first: `grep '^{"id":"x"'` finds a record */
+  cJSON_AddNumberToObject(o, "schema_version", RECORD_SCHEMA_VERSION);
   if (it->path)
-    cJSON_AddStringToObject(o, "path", it->path);
+    af_json_add_text(o, "path", it->path, "path_bytes");
   else
     cJSON_AddNullToObject(o, "path");
   int ok = it->status == AF_ITEM_OK;
@@ -193,12 +247,16 @@ static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
   if (ok)
     cJSON_AddNullToObject(o, "error");
   else
-    cJSON_AddStringToObject(o, "error", it->error ? it->error : "unknown error");
-  if (!ok && it->error_stage) cJSON_AddStringToObject(o, "error_stage", it->error_stage);
+    af_json_add_text(o, "error", it->error ? it->error : "unknown error", NULL);
+  if (!ok && it->error_stage) af_json_add_text(o, "error_stage", it->error_stage, NULL);
+  for (int i = 0; i < it->n_texts; i++)
+    if (is_top_text(it->texts[i].key)) af_json_add_text(o, it->texts[i].key, it->texts[i].value, NULL);
   cJSON *meta = cJSON_AddObjectToObject(o, "meta");
-  for (int i = 0; i < it->n_meta; i++) cJSON_AddStringToObject(meta, it->meta[i].key, it->meta[i].value);
+  for (int i = 0; i < it->n_meta; i++) af_json_add_text(meta, it->meta[i].key, it->meta[i].value, NULL);
   cJSON *outs = cJSON_AddObjectToObject(o, "outputs");
-  for (int i = 0; i < it->n_texts; i++) cJSON_AddStringToObject(outs, it->texts[i].key, it->texts[i].value);
+  for (int i = 0; i < it->n_texts; i++)
+    if (!is_top_text(it->texts[i].key) && !add_labels(outs, it->texts[i].key, it->texts[i].value))
+      af_json_add_text(outs, it->texts[i].key, it->texts[i].value, NULL);
   cJSON *tens = cJSON_AddObjectToObject(o, "tensors");
   for (int i = 0; i < it->n_tensors; i++)
     cJSON_AddItemToObject(tens, it->tensors[i].name,
@@ -206,10 +264,17 @@ static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
   cJSON *tim = cJSON_AddObjectToObject(o, "timings");
   for (int i = 0; i < it->n_timings; i++)
     cJSON_AddNumberToObject(tim, it->timings[i].stage, it->timings[i].seconds);
+  if (s->mode == PROV_RUN) {
+    cJSON *pr = cJSON_AddObjectToObject(o, "provenance");
+    cJSON_AddStringToObject(pr, "run_id", s->run_id);
+    const char *slash = strrchr(s->manifest, '/');
+    af_json_add_text(pr, "manifest", slash ? slash + 1 : s->manifest, NULL);
+    cJSON_AddStringToObject(pr, "time", now);
+  }
   char *text = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!text) return af_err(AF_ERR_NOMEM, "out of memory");
-  if (s->prov) {
+  if (s->mode == PROV_RECORD) {
     text[strlen(text) - 1] = 0; /* reopen the record for the provenance block */
     af_buf_puts(&s->buf, text);
     af_buf_puts(&s->buf, ",\"provenance\":");
@@ -228,10 +293,7 @@ static int put_record(jsonl_sink *s, const af_item *it, const char *now) {
 static af_flow jsonl_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   jsonl_sink *s = self;
   char now[32];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  utc_now(now);
   s->buf.n = 0;
   for (int i = 0; i < n; i++) {
     if (af_idset_has(s->written, items[i]->id)) continue; /* written before a crash */
@@ -255,22 +317,29 @@ static void jsonl_destroy(void *self) {
   (void)af_appendfile_close(s->file);
   af_idset_free(s->written);
   free(s->prov);
+  free(s->manifest);
   af_buf_free(&s->buf);
   free(s);
 }
 
 static const af_param jsonl_params[] = {
     {"path", AF_PARAM_STRING, offsetof(jsonl_sink_config, path), NULL, 0, 0, NULL,
-     "output file (relative to the pipeline file); the journal goes next to it",
+     "output file (relative to the pipeline file; '-' = standard output); the journal goes next to it",
      AF_PARAM_REQUIRED | AF_PARAM_PATH},
     {"fsync", AF_PARAM_ENUM, offsetof(jsonl_sink_config, fsync), "batch", 0, 0, AF_FSYNC_CHOICES,
-     "when to force records to disk: never, after every batch, at the end", 0},
-    {"provenance", AF_PARAM_BOOL, offsetof(jsonl_sink_config, provenance), "true", 0, 0, NULL,
-     "add the provenance block (version, model and pipeline digests, device, parameters, time)", 0},
+     "when to force records to disk: never, after every batch, at the end", AF_PARAM_RUNTIME},
+    {"provenance", AF_PARAM_ENUM, offsetof(jsonl_sink_config, provenance), "record", 0, 0,
+     "none|record|run|true|false",
+     "record: the provenance block (version, model, digests, device, batches, parameters, time) in every "
+     "record; run: once per run in the manifest, records name the run; none (true/false: old spellings of "
+     "record/none)",
+     0},
     {"hash_model", AF_PARAM_BOOL, offsetof(jsonl_sink_config, hash_model), "true", 0, 0, NULL,
-     "compute the model file's SHA-256 once at start (reads the whole file)", 0},
+     "compute the model file's SHA-256 once at start (reads the whole file)", AF_PARAM_RUNTIME},
     {"values", AF_PARAM_STRLIST, offsetof(jsonl_sink_config, values), NULL, 0, 0, NULL,
      "tensors whose values are written in the record (e.g. small embeddings)", 0},
+    {"manifest", AF_PARAM_STRING, offsetof(jsonl_sink_config, manifest), NULL, 0, 0, NULL,
+     "provenance: run -- the run manifest, one JSON line per run (default <path>.runs.jsonl)", AF_PARAM_PATH},
 };
 
 const af_stage_desc af_stage_jsonl = {

@@ -1,56 +1,51 @@
 /* `vit` stage: tensor "pixels" (f32 [3, S, S]) -> tensor "vit" (f32 [T, W]),
- * the EVA ViT-g output after ln_vision with the CLS token first
- * (net/vit.c).  One batched forward per call; the model's weights are
- * uploaded once, device buffers are sized for the largest batch seen. */
+ * the EVA ViT-g output after ln_vision with the CLS token first (net/vit.c).
+ * One batched forward per call on the engine's queue and shared weights. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "artflow/stage.h"
 #include "artflow/status.h"
-#include "net/vision.h"
+#include "net/net.h"
 
 typedef struct vit_config {
   int64_t image_size; /* 0 = the model's */
 } vit_config;
 
 typedef struct vit_stage {
-  af_cl *cl;
-  af_weights *w;
-  af_vit *vit;
-  af_queue *q;
-  int cap, image_size;
-  float *in, *out;
+  af_vit_shape shape; /* of the model at the configured input size */
+  af_vit *vit;        /* sized for ctx->batch images (prepare) */
+  float *in, *out;    /* host staging for one batch */
 } vit_stage;
 
 static int vit_create(const af_stage_ctx *ctx, const void *config, void **self) {
   vit_stage *s = calloc(1, sizeof *s);
   if (!s) return af_err(AF_ERR_NOMEM, "out of memory");
   *self = s;
-  s->cl = (af_cl *)ctx->cl;
-  s->image_size = (int)((const vit_config *)config)->image_size;
-  int rc = af_weights_open(s->cl, ctx->model_path, &s->w);
-  if (!rc) rc = af_vit_new_sized(s->cl, s->w, 1, s->image_size, &s->vit); /* checks the model */
-  return rc;
+  return af_vit_probe(ctx->weights, (int)((const vit_config *)config)->image_size, &s->shape);
 }
 
-static af_flow vit_process_batch(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+static int vit_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
+  const af_vit_shape *v = &((vit_stage *)self)->shape;
+  return af_bind(dims, "S", v->image_size) || af_bind(dims, "T", v->tokens) || af_bind(dims, "W", v->width);
+}
+
+static int vit_prepare(void *self, const af_stage_ctx *ctx, const af_tensor_desc *inputs) {
   vit_stage *s = self;
-  const af_vit_shape *vs = af_vit_shape_of(s->vit);
+  size_t npix = 3 * (size_t)s->shape.image_size * s->shape.image_size,
+         nout = (size_t)s->shape.tokens * s->shape.width;
+  s->in = malloc(sizeof(float) * npix * (size_t)ctx->batch);
+  s->out = malloc(sizeof(float) * nout * (size_t)ctx->batch);
+  if (!s->in || !s->out) return af_err(AF_ERR_NOMEM, "vit: out of memory for a batch of %d", ctx->batch);
+  int rc = af_vit_new_sized(ctx->cl, ctx->weights, ctx->batch, s->shape.image_size, &s->vit);
+  return rc ? rc : af_vit_reserve(s->vit, ctx->queue);
+}
+
+static af_flow vit_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  vit_stage *s = self;
+  const af_vit_shape *vs = &s->shape;
   size_t npix = 3 * (size_t)vs->image_size * vs->image_size, nout = (size_t)vs->tokens * vs->width;
-  if (!s->q && af_queue_new(s->cl, &s->q)) return AF_FLOW_ERROR;
-  if (n > s->cap) {
-    af_vit *v = NULL;
-    if (af_vit_new_sized(s->cl, s->w, n, s->image_size, &v)) return AF_FLOW_ERROR;
-    af_vit_free(s->vit);
-    s->vit = v;
-    vs = af_vit_shape_of(v);
-    float *in = realloc(s->in, sizeof(float) * npix * n), *out = realloc(s->out, sizeof(float) * nout * n);
-    if (in) s->in = in;
-    if (out) s->out = out;
-    if (!in || !out) return af_err(AF_ERR_NOMEM, "vit: out of memory"), AF_FLOW_ERROR;
-    s->cap = n;
-  }
   int m = 0;
   af_item *batch[n];
   for (int i = 0; i < n; i++) {
@@ -64,7 +59,7 @@ static af_flow vit_process_batch(void *self, const af_stage_ctx *ctx, af_item **
     batch[m++] = items[i];
   }
   if (m == 0) return AF_FLOW_OK;
-  if (af_vit_encode(s->vit, s->q, s->in, m, s->out)) return AF_FLOW_ERROR;
+  if (af_vit_encode(s->vit, ctx->queue, s->in, m, s->out)) return AF_FLOW_ERROR;
   int64_t shape[2] = {vs->tokens, vs->width};
   for (int i = 0; i < m; i++) {
     void *data;
@@ -78,21 +73,10 @@ static af_flow vit_process_batch(void *self, const af_stage_ctx *ctx, af_item **
   return AF_FLOW_OK;
 }
 
-/* one batch in this device's model turn (af_weights_turn_begin) */
-static af_flow vit_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
-  vit_stage *s = self;
-  int took = af_weights_turn_begin(s->w);
-  af_flow f = vit_process_batch(self, ctx, items, n);
-  af_weights_turn_end(s->w, took);
-  return f;
-}
-
 static void vit_destroy(void *self) {
   vit_stage *s = self;
   if (!s) return;
-  af_queue_free(s->q);
   af_vit_free(s->vit);
-  af_weights_free(s->w);
   free(s->in);
   free(s->out);
   free(s);
@@ -106,7 +90,7 @@ static const af_port vit_inputs[] = {
     {"pixels", "f32[3,S,S]", "normalised image from preprocess (S = the model's image size)", 0},
 };
 static const af_port vit_outputs[] = {
-    {"vit", "f32[*,*]", "image tokens after ln_vision [tokens, vision width], CLS first", 0},
+    {"vit", "f32[T,W]", "image tokens after ln_vision [tokens, vision width], CLS first", 0},
 };
 
 const af_stage_desc af_stage_vit = {
@@ -124,6 +108,8 @@ const af_stage_desc af_stage_vit = {
     .n_outputs = AF_ARRAY_LEN(vit_outputs),
     .batch_size = 4,
     .create = vit_create,
+    .negotiate = vit_negotiate,
+    .prepare = vit_prepare,
     .process = vit_process,
     .destroy = vit_destroy,
 };

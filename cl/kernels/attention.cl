@@ -78,37 +78,47 @@ AF_KV_STORE(af_kv_store_f16, half, AF_STORE_F16)
 
 /* out[r][h*d + t] = sum_{j <= pos[r]} softmax_j(scale * q_r . k_j) v_j[t] over
  * slot[r]'s cache, one work-item per (row, head), online softmax as above.
- * kv_row: values per cached position (heads * d).  global: (n_q, heads) */
-#define AF_ATT_CACHED(NAME, T, LOAD)                                                                        \
-  __kernel void NAME(__global const float *q, const long q_off, const int q_row, __global const T *kc,      \
-                     __global const T *vc, const long slot_stride, const int kv_row,                        \
-                     __global const int *slot, __global const int *pos, const int n_q, __global float *out, \
-                     const long out_off, const int out_row, const int d, const float scale) {               \
-    int i = get_global_id(0), h = get_global_id(1);                                                         \
-    if (i >= n_q) return;                                                                                   \
-    __global const float *qi = q + q_off + (long)i * q_row + h * d;                                         \
-    long base = (long)slot[i] * slot_stride + h * d;                                                        \
-    float qv[AF_ATT_MAX_D], acc[AF_ATT_MAX_D];                                                              \
-    for (int t = 0; t < d; t++) {                                                                           \
-      qv[t] = qi[t] * scale;                                                                                \
-      acc[t] = 0.0f;                                                                                        \
-    }                                                                                                       \
-    int lim = pos[i] + 1;                                                                                   \
-    float m = -INFINITY, l = 0.0f;                                                                          \
-    for (int j = 0; j < lim; j++) {                                                                         \
-      long kj = base + (long)j * kv_row;                                                                    \
-      float s = 0.0f;                                                                                       \
-      for (int t = 0; t < d; t++) s = mad(qv[t], LOAD(kc, kj + t), s);                                      \
-      float mn = fmax(m, s);                                                                                \
-      float corr = exp(m - mn);                                                                             \
-      float p = exp(s - mn);                                                                                \
-      l = l * corr + p;                                                                                     \
-      for (int t = 0; t < d; t++) acc[t] = mad(p, LOAD(vc, kj + t), acc[t] * corr);                         \
-      m = mn;                                                                                               \
-    }                                                                                                       \
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;                                                                 \
-    __global float *o = out + out_off + (long)i * out_row + h * d;                                          \
-    for (int t = 0; t < d; t++) o[t] = acc[t] * inv;                                                        \
+ * kv_row: values per cached position (heads * d).  global: (n_q, heads).
+ * hole (NULL = none): row r skips the keys hole[2r] <= j < hole[2r+1] (a
+ * branch that sees a shared prefix and its own rows, not its siblings'). */
+#define AF_ATT_HOLE(hole, i, lim, hlo, hhi)   \
+  do {                                        \
+    hlo = min(hole[2 * (i)], lim);            \
+    hhi = clamp(hole[2 * (i) + 1], hlo, lim); \
+  } while (0)
+#define AF_ATT_CACHED(NAME, T, LOAD)                                                                         \
+  __kernel void NAME(__global const float *q, const long q_off, const int q_row, __global const T *kc,       \
+                     __global const T *vc, const long slot_stride, const int kv_row,                         \
+                     __global const int *slot, __global const int *pos, __global const int *hole,            \
+                     const int n_q, __global float *out, const long out_off, const int out_row, const int d, \
+                     const float scale) {                                                                    \
+    int i = get_global_id(0), h = get_global_id(1);                                                          \
+    if (i >= n_q) return;                                                                                    \
+    __global const float *qi = q + q_off + (long)i * q_row + h * d;                                          \
+    long base = (long)slot[i] * slot_stride + h * d;                                                         \
+    float qv[AF_ATT_MAX_D], acc[AF_ATT_MAX_D];                                                               \
+    for (int t = 0; t < d; t++) {                                                                            \
+      qv[t] = qi[t] * scale;                                                                                 \
+      acc[t] = 0.0f;                                                                                         \
+    }                                                                                                        \
+    int lim = pos[i] + 1, hlo = lim, hhi = lim;                                                              \
+    if (hole) AF_ATT_HOLE(hole, i, lim, hlo, hhi);                                                           \
+    float m = -INFINITY, l = 0.0f;                                                                           \
+    for (int j = 0; j < lim; j++) {                                                                          \
+      if (j == hlo && (j = hhi) >= lim) break;                                                               \
+      long kj = base + (long)j * kv_row;                                                                     \
+      float s = 0.0f;                                                                                        \
+      for (int t = 0; t < d; t++) s = mad(qv[t], LOAD(kc, kj + t), s);                                       \
+      float mn = fmax(m, s);                                                                                 \
+      float corr = exp(m - mn);                                                                              \
+      float p = exp(s - mn);                                                                                 \
+      l = l * corr + p;                                                                                      \
+      for (int t = 0; t < d; t++) acc[t] = mad(p, LOAD(vc, kj + t), acc[t] * corr);                          \
+      m = mn;                                                                                                \
+    }                                                                                                        \
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;                                                                  \
+    __global float *o = out + out_off + (long)i * out_row + h * d;                                           \
+    for (int t = 0; t < d; t++) o[t] = acc[t] * inv;                                                         \
   }
 AF_ATT_CACHED(af_attention_cached_f32, float, AF_LOAD_F32)
 AF_ATT_CACHED(af_attention_cached_f16, half, AF_LOAD_F16)
@@ -130,8 +140,9 @@ inline float af_att_hsum16(float16 a) {
 #define AF_ATT_CACHED16(NAME, T, LOAD16)                                                                     \
   __kernel void NAME(__global const float *q, const long q_off, const int q_row, __global const T *kc,       \
                      __global const T *vc, const long slot_stride, const int kv_row,                         \
-                     __global const int *slot, __global const int *pos, const int n_q, __global float *out,  \
-                     const long out_off, const int out_row, const int d, const float scale) {                \
+                     __global const int *slot, __global const int *pos, __global const int *hole,            \
+                     const int n_q, __global float *out, const long out_off, const int out_row, const int d, \
+                     const float scale) {                                                                    \
     int i = get_global_id(0), h = get_global_id(1), d16 = d / 16;                                            \
     if (i >= n_q) return;                                                                                    \
     __global const float *qi = q + q_off + (long)i * q_row + h * d;                                          \
@@ -141,9 +152,11 @@ inline float af_att_hsum16(float16 a) {
       qv[u] = u < d16 ? vload16(u, qi) * scale : (float16)(0.0f);                                            \
       acc[u] = (float16)(0.0f);                                                                              \
     }                                                                                                        \
-    int lim = pos[i] + 1;                                                                                    \
+    int lim = pos[i] + 1, hlo = lim, hhi = lim;                                                              \
+    if (hole) AF_ATT_HOLE(hole, i, lim, hlo, hhi);                                                           \
     float m = -INFINITY, l = 0.0f;                                                                           \
     for (int j = 0; j < lim; j++) {                                                                          \
+      if (j == hlo && (j = hhi) >= lim) break;                                                               \
       __global const T *kj = kc + base + (long)j * kv_row, *vj = vc + base + (long)j * kv_row;               \
       float16 s16 = (float16)(0.0f);                                                                         \
       _Pragma("unroll") for (int u = 0; u < AF_ATT_MAX_D / 16; u++) if (u < d16) s16 =                       \

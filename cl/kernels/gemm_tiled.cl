@@ -116,45 +116,59 @@ inline void gt_store(floatV acc, __global float *crow, int n0, int N, float alph
 /* A element (m, k) is at a[a_off + m * a_rs + k * a_ks] (a_rs = lda, a_ks = 1
  * for op(A) = A; swapped for Aᵀ).  k0, kn: the K range of this launch; beta is
  * the caller's beta for the first block and 1 for the others.
- * global: (ceil(M / GT_MR) rounded to the group size, ceil(panels / GT_NP)). */
-__kernel void af_gemm_tiled(const int M, const int N, const int K, const int k0, const int kn,
-                            const float alpha, __global const float *a, const long a_off, const int a_rs,
-                            const int a_ks, __global const float *bp, const float beta, __global float *c,
-                            const long c_off, const int ldc) {
-  int m0 = get_global_id(0) * GT_MR, p0 = get_global_id(1) * GT_NP;
-  int npan = (N + GT_VW - 1) / GT_VW;
-  if (m0 >= M || p0 >= npan) return;
-  __global const float *ar[GT_MR];
-  __global const float *bq[GT_NP];
-#pragma unroll
-  for (int i = 0; i < GT_MR; i++) ar[i] = a + a_off + (long)min(m0 + i, M - 1) * a_rs + (long)k0 * a_ks;
-#pragma unroll
-  for (int q = 0; q < GT_NP; q++) bq[q] = bp + ((long)min(p0 + q, npan - 1) * K + k0) * GT_VW;
-  floatV acc[GT_MR][GT_NP];
-#pragma unroll
-  for (int i = 0; i < GT_MR; i++)
-#pragma unroll
-    for (int q = 0; q < GT_NP; q++) acc[i][q] = 0.0f;
-  for (int k = 0; k < kn; k++) {
-    floatV bv[GT_NP];
-#pragma unroll
-    for (int q = 0; q < GT_NP; q++) bv[q] = vloadV(k, bq[q]);
-#pragma unroll
-    for (int i = 0; i < GT_MR; i++) {
-      floatV av = (floatV)(ar[i][(long)k * a_ks]);
-#pragma unroll
-      for (int q = 0; q < GT_NP; q++) acc[i][q] = fma(av, bv[q], acc[i][q]);
-    }
+ * global: (ceil(M / GT_MR) rounded to the group size, ceil(panels / GT_NP)).
+ * af_gemm_tiled_h reads panels stored as fp16 (af_gemm_pack_b_h: weights
+ * packed once at their own precision, half the bytes of fp32 panels; one
+ * vcvtph2ps per panel vector and k, shared by the GT_MR rows). */
+#define GT_PACKED_KERNEL(NAME, BT, B_LOADV)                                                                \
+  __kernel void NAME(const int M, const int N, const int K, const int k0, const int kn, const float alpha, \
+                     __global const float *a, const long a_off, const int a_rs, const int a_ks,            \
+                     __global const BT *bp, const float beta, __global float *c, const long c_off,         \
+                     const int ldc) {                                                                      \
+    int m0 = get_global_id(0) * GT_MR, p0 = get_global_id(1) * GT_NP;                                      \
+    int npan = (N + GT_VW - 1) / GT_VW;                                                                    \
+    if (m0 >= M || p0 >= npan) return;                                                                     \
+    __global const float *ar[GT_MR];                                                                       \
+    __global const BT *bq[GT_NP];                                                                          \
+    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) ar[i] =                                              \
+        a + a_off + (long)min(m0 + i, M - 1) * a_rs + (long)k0 * a_ks;                                     \
+    _Pragma("unroll") for (int q = 0; q < GT_NP; q++) bq[q] =                                              \
+        bp + ((long)min(p0 + q, npan - 1) * K + k0) * GT_VW;                                               \
+    floatV acc[GT_MR][GT_NP];                                                                              \
+    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) _Pragma("unroll") for (int q = 0; q < GT_NP; q++)    \
+        acc[i][q] = 0.0f;                                                                                  \
+    for (int k = 0; k < kn; k++) {                                                                         \
+      floatV bv[GT_NP];                                                                                    \
+      _Pragma("unroll") for (int q = 0; q < GT_NP; q++) bv[q] = B_LOADV(k, bq[q]);                         \
+      _Pragma("unroll") for (int i = 0; i < GT_MR; i++) {                                                  \
+        floatV av = (floatV)(ar[i][(long)k * a_ks]);                                                       \
+        _Pragma("unroll") for (int q = 0; q < GT_NP; q++) acc[i][q] = fma(av, bv[q], acc[i][q]);           \
+      }                                                                                                    \
+    }                                                                                                      \
+    _Pragma("unroll") for (int i = 0; i < GT_MR; i++) {                                                    \
+      if (m0 + i < M) {                                                                                    \
+        __global float *crow = c + c_off + (long)(m0 + i) * ldc;                                           \
+        _Pragma("unroll") for (int q = 0; q < GT_NP; q++) if (p0 + q < npan)                               \
+            gt_store(acc[i][q], crow, (p0 + q) * GT_VW, N, alpha, beta);                                   \
+      }                                                                                                    \
+    }                                                                                                      \
   }
-#pragma unroll
-  for (int i = 0; i < GT_MR; i++) {
-    if (m0 + i < M) {
-      __global float *crow = c + c_off + (long)(m0 + i) * ldc;
-#pragma unroll
-      for (int q = 0; q < GT_NP; q++)
-        if (p0 + q < npan) gt_store(acc[i][q], crow, (p0 + q) * GT_VW, N, alpha, beta);
-    }
-  }
+#define vload_halfV GT_CAT(vload_half, GT_VW)
+GT_PACKED_KERNEL(af_gemm_tiled, float, vloadV)
+GT_PACKED_KERNEL(af_gemm_tiled_h, half, vload_halfV)
+
+/* op(B) = Bᵀ with B (N x K) stored as fp16, packed into fp16 panels (the
+ * layout of af_gemm_pack_b, halves copied as they are, zero past N).
+ * global: (ceil(K / GT_VW), panels). */
+__kernel void af_gemm_pack_b_h(const int N, const int K, __global const ushort *b, const long b_off,
+                               const int ldb, __global ushort *bp) {
+  int k0 = get_global_id(0) * GT_VW, p = get_global_id(1);
+  if (k0 >= K) return;
+  int n0 = p * GT_VW;
+  __global ushort *dst = bp + ((long)p * K + k0) * GT_VW;
+  for (int t = 0; t < GT_VW && k0 + t < K; t++)
+    for (int j = 0; j < GT_VW; j++)
+      dst[t * GT_VW + j] = n0 + j < N ? b[b_off + (long)(n0 + j) * ldb + k0 + t] : 0;
 }
 
 /* ---------------------------------------------------------- no packing */
@@ -226,6 +240,5 @@ inline float gt_hsum(floatV v) {
   }
 
 #define GT_LOAD1_F32(k, p) ((p)[k])
-#define vload_halfV GT_CAT(vload_half, GT_VW)
 GT_DOT_KERNEL(af_gemm_dot, float, vloadV, GT_LOAD1_F32)
 GT_DOT_KERNEL(af_gemm_dot_f16b, half, vload_halfV, vload_half)

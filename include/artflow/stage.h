@@ -10,14 +10,38 @@
  *  - Each sink receives every item, ok and error alike, in input order.
  * Each stage instance runs on its own thread; bounded queues connect them.
  *
- * Threads: create(), prepare() and destroy() run on the thread that builds
- * the pipeline; process(), next() and flush() run on the stage's own thread.
- * A stage instance is never called from two threads at once.
+ * Life of a stage instance (the engine calls these in this order):
+ *   create()     read the configuration, open what the stage needs (the model
+ *                through ctx->weights, files); allocate nothing large yet.
+ *   negotiate()  optional: fix the model-dependent sizes of the ports
+ *                (af_bind(dims, "S", 224)) so that the graph check sees real
+ *                shapes.  After every stage has negotiated, each link is
+ *                checked again; a mismatch is a configuration error (exit 2)
+ *                naming both stages, both shapes and the model, before any
+ *                item is read.
+ *   prepare()    allocate every buffer for the worst case: ctx->batch items
+ *                per call and the fully resolved input shapes.
+ *   process()    per batch of at most ctx->batch items; allocates nothing on
+ *                the device path (host memory for the items' new tensors is
+ *                fine).  Sources call next() instead.
+ *   flush()      once after the last item (also after an interrupt).
+ *   destroy()
  *
- * Results: setup callbacks (create, prepare) return 0 or a negative af_status
- * (message through af_err()); such a failure stops the run before any item
- * flows.  Data-path callbacks (process, next, flush) return an af_flow value.
- * A bad item never stops the pipeline: mark it with af_item_fail() and go on.
+ * Threads: create(), negotiate(), prepare() and destroy() run on the thread
+ * that builds the pipeline; process(), next() and flush() run on the stage's
+ * own thread.  A stage instance is never called from two threads at once.
+ *
+ * The engine owns what every model stage needs: one OpenCL device and a
+ * command queue per stage (ctx->queue), the model's weights opened once and
+ * shared by all stages (ctx->weights), taking turns with the host's memory
+ * around process() (stages flagged AF_STAGE_NEEDS_MODEL), the device profile
+ * and the provenance block (ctx->provenance()).
+ *
+ * Results: setup callbacks (create, negotiate, prepare) return 0 or a
+ * negative af_status (message through af_err()); such a failure stops the
+ * run before any item flows.  Data-path callbacks (process, next, flush)
+ * return an af_flow value.  A bad item never stops the pipeline: mark it with
+ * af_item_fail() and go on.
  *
  * Plugins: a shared library exports one object named AF_PLUGIN_SYMBOL of type
  * af_plugin whose first field is AF_STAGE_ABI_VERSION; the af_item_* and
@@ -27,19 +51,26 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Bumped whenever any struct or callback below changes layout or meaning. */
-#define AF_STAGE_ABI_VERSION 1u
+/* Bumped whenever any struct or callback below changes layout or meaning.
+ * 2: af_stage_ctx carries batch, queue, weights, provenance() and stream();
+ *    af_stage_desc gains negotiate(); AF_STAGE_USES_DEVICE. */
+#define AF_STAGE_ABI_VERSION 2u
 /* Name of the af_plugin object a plugin exports (see af_plugin below). */
 #define AF_PLUGIN_SYMBOL "af_plugin_entry"
 
 #define AF_ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-struct af_cl; /* cl/runtime.h; opaque here so plugins need no OpenCL headers */
+/* Engine objects handed to stages; opaque here so plugins need no OpenCL
+ * headers (built-in stages pass them on to net/ and image/). */
+struct af_cl;      /* the OpenCL device (cl/runtime.h) */
+struct af_queue;   /* a command queue of that device (cl/runtime.h) */
+struct af_weights; /* a model file's tensors on that device (cl/weights.h) */
 
 /* ------------------------------------------------------------------ items */
 
@@ -145,7 +176,10 @@ const char *af_dtype_name(af_dtype dtype);
  *   INT     int64_t      FLOAT  double       BOOL  int (0/1)
  *   STRING  char *       (NULL when unset and no default; owned by the pipeline)
  *   ENUM    int          (index into the '|'-separated `choices`)
- *   STRLIST af_strlist   (a YAML sequence of scalars; a lone scalar = 1 item) */
+ *   STRLIST af_strlist   (a YAML sequence of scalars; a lone scalar = 1 item)
+ *   JSON    char *       (any YAML value -- a mapping, a list of mappings, a
+ *                        scalar -- as its JSON text; NULL when unset; --set
+ *                        takes JSON text) */
 typedef enum af_param_type {
   AF_PARAM_INT = 1,
   AF_PARAM_FLOAT,
@@ -153,6 +187,7 @@ typedef enum af_param_type {
   AF_PARAM_STRING,
   AF_PARAM_ENUM,
   AF_PARAM_STRLIST,
+  AF_PARAM_JSON, /* added in ABI 2 without a bump: no existing layout or meaning changed */
 } af_param_type;
 
 typedef struct af_strlist {
@@ -164,6 +199,13 @@ typedef struct af_strlist {
 #define AF_PARAM_PATH                                   \
   2u /* a file path: relative paths resolve against the \
         pipeline file's folder */
+/* cannot change results (fsync, progress...): left out of the resume settings check */
+#define AF_PARAM_RUNTIME 4u
+/* the names this parameter lists are text outputs of the stage (a STRLIST's
+ * entries; a JSON list's strings and the "name" of its mappings), checked by
+ * the graph like declared outputs; when it names any, the ports flagged
+ * AF_PORT_DEFAULT are not written (e.g. the llm stage's `tasks:`) */
+#define AF_PARAM_OUTPUTS 8u
 
 /* One row of a stage's parameter table.  The loader fills the config struct
  * (config_size bytes, zeroed) from `def`, then from YAML, then from --set,
@@ -190,8 +232,9 @@ typedef struct af_param {
  *                  across a link (H on both sides binds to one value).
  *   "u8[*,*,3]"    any height and width, three channels.
  *   "f32[...]"     any rank.       "any"  any tensor.       "text"  a text output.
- * Inputs are matched by name to the latest earlier stage that outputs it;
- * the graph check fails with both stages and both descriptions named. */
+ * Inputs are matched by name to the earlier stage that outputs it; the graph
+ * check fails with both stages and both descriptions named.  Two stages
+ * writing the same output name is a configuration error. */
 typedef struct af_port {
   const char *name;
   const char *desc;
@@ -200,6 +243,8 @@ typedef struct af_port {
 } af_port;
 
 #define AF_PORT_OPTIONAL 1u
+/* output written only when the stage's AF_PARAM_OUTPUTS parameter names none */
+#define AF_PORT_DEFAULT 2u
 
 /* A port description resolved at link time (-1 = unknown size), given to
  * prepare() so stages can size their buffers for the worst case. */
@@ -218,13 +263,22 @@ typedef enum af_log_level {
   AF_LOG_DEBUG = 3,
 } af_log_level;
 
+/* What af_stage_ctx.provenance() should include. */
+#define AF_PROVENANCE_MODEL_DIGEST 1u /* the SHA-256 of the model file(s) (reads them once per run) */
+
 /* Given to every callback; lives as long as the pipeline.  Borrowed. */
 typedef struct af_stage_ctx {
   const char *instance;        /* this instance's name ("name:" or the stage name) */
-  struct af_cl *cl;            /* the OpenCL device, or NULL when no stage of the
-                                  pipeline sets AF_STAGE_NEEDS_DEVICE */
+  struct af_cl *cl;            /* the OpenCL device, or NULL when no stage of the pipeline
+                                  sets AF_STAGE_NEEDS_DEVICE */
+  struct af_queue *queue;      /* this stage's own command queue on cl (stages flagged
+                                  NEEDS_DEVICE or USES_DEVICE, when cl is open), else NULL */
+  struct af_weights *weights;  /* the model's tensors, opened once per run and shared by
+                                every stage (NEEDS_MODEL stages), else NULL */
+  int batch;                   /* the most items one process() call gets */
   const char *model_path;      /* "model:" (resolved path), or NULL */
-  const char *device;          /* device selector in effect, or NULL */
+  const char *llm_model_path;  /* model: {vision:, llm: B.gguf}: B (resolved), else NULL */
+  const char *device;          /* the device in use (its name), else the selector, or NULL */
   const char *profile;         /* "profile:" or NULL */
   const char *pipeline_path;   /* the YAML file */
   const char *pipeline_sha256; /* hex digest of the YAML file's bytes */
@@ -236,10 +290,45 @@ typedef struct af_stage_ctx {
   /* Logs one line prefixed with the instance name; thread-safe. */
   void (*log)(const struct af_stage_ctx *ctx, af_log_level level, const char *fmt, ...)
       __attribute__((format(printf, 3, 4)));
-  void *pipeline;             /* private to the pipeline */
-  const char *llm_model_path; /* model: {vision:, llm: B.gguf}: B (resolved), else NULL */
-  void *reserved[5];
+  /* The run's provenance as a JSON object text (artflow version, model and
+   * pipeline files and digests, device, profile, parameters), built once per
+   * run and shared; `what` is a set of AF_PROVENANCE_* flags.  Borrowed, valid
+   * until the run ends; NULL (message recorded) when it cannot be built. */
+  const char *(*provenance)(const struct af_stage_ctx *ctx, unsigned what);
+  /* Hands part of a text output to whoever follows the run as it happens
+   * (e.g. `artflow describe` printing an answer as it is generated): the
+   * bytes extend text output `name` of `item`.  NULL when nobody listens. */
+  void (*stream)(const struct af_stage_ctx *ctx, const af_item *item, const char *name, const char *bytes,
+                 size_t n);
+  void *pipeline; /* private to the pipeline */
+  void *reserved[6];
 } af_stage_ctx;
+
+/* --------------------------------------------------------- negotiation */
+
+/* Sizes a stage fixes for the symbols of its port descriptions in
+ * negotiate(): "f32[3,S,S]" with S bound to 224 is checked as f32[3,224,224]. */
+#define AF_MAX_BINDINGS 16
+typedef struct af_binding {
+  char symbol[32];
+  int64_t value;
+} af_binding;
+typedef struct af_bindings {
+  int n;
+  af_binding v[AF_MAX_BINDINGS];
+} af_bindings;
+
+/* Binds (or rebinds) `symbol` to `value`.  Returns 0, or -1 when the table is
+ * full or the symbol too long (the engine reports it). */
+static inline int af_bind(af_bindings *b, const char *symbol, int64_t value) {
+  int i = 0;
+  while (i < b->n && strcmp(b->v[i].symbol, symbol)) i++;
+  if (i == AF_MAX_BINDINGS || strlen(symbol) >= sizeof b->v[0].symbol) return -1;
+  if (i == b->n) b->n++;
+  memcpy(b->v[i].symbol, symbol, strlen(symbol) + 1);
+  b->v[i].value = value;
+  return 0;
+}
 
 /* ------------------------------------------------------------- descriptor */
 
@@ -256,8 +345,13 @@ typedef enum af_stage_kind {
   AF_STAGE_SINK = 3,
 } af_stage_kind;
 
-#define AF_STAGE_NEEDS_DEVICE 1u /* opens the OpenCL device (ctx->cl != NULL) */
-#define AF_STAGE_NEEDS_MODEL 2u  /* "model:" must be set */
+#define AF_STAGE_NEEDS_DEVICE 1u /* the pipeline opens the OpenCL device (ctx->cl, ctx->queue) */
+#define AF_STAGE_NEEDS_MODEL                                       \
+  2u /* "model:" must be set; ctx->weights holds it, and process() \
+        runs in the device's weight turn (see cl/weights.h) */
+#define AF_STAGE_USES_DEVICE                                        \
+  4u /* uses the device when the pipeline opens one (gets a queue), \
+        works without it */
 
 typedef struct af_stage_desc {
   uint32_t abi_version; /* AF_STAGE_ABI_VERSION */
@@ -277,11 +371,21 @@ typedef struct af_stage_desc {
   /* Makes an instance.  `config` is the filled config struct, valid until
    * destroy() (strings in it are borrowed).  Returns 0 or a negative status. */
   int (*create)(const af_stage_ctx *ctx, const void *config, void **self);
-  /* Optional.  Called once after the graph check with the resolved inputs
-   * (n_inputs entries, in port order); allocate buffers here.  0 / status. */
+  /* Optional.  Binds the symbols of this stage's port descriptions to the
+   * sizes the opened model (or the configuration) fixes.  0 / status. */
+  int (*negotiate)(void *self, const af_stage_ctx *ctx, af_bindings *dims);
+  /* Optional.  Called once after the negotiated graph check with the resolved
+   * inputs (n_inputs entries, in port order; -1 where a size is still open);
+   * allocate every buffer for ctx->batch items here.  0 / status. */
   int (*prepare)(void *self, const af_stage_ctx *ctx, const af_tensor_desc *inputs);
   /* Transforms and sinks: handles items[0..n).  Transforms see only ok items;
-   * sinks see all.  Items stay owned by the pipeline. */
+   * sinks see all.  Items stay owned by the pipeline.  A sink that cannot
+   * write one item because of that item (a name the file system refuses,
+   * data it cannot store) fails that item with af_item_fail() and returns
+   * AF_FLOW_OK: the sinks after it write an error record for it and it
+   * counts as done.  AF_FLOW_ERROR from a sink means the output itself
+   * failed (full disk, I/O error): the run stops and the batch is redone
+   * by --resume. */
   af_flow (*process)(void *self, const af_stage_ctx *ctx, af_item **items, int n);
   /* Sources: sets *out to a new item (ownership passes to the pipeline) and
    * returns AF_FLOW_OK, or returns AF_FLOW_EOS.  AF_FLOW_ERROR ends the source

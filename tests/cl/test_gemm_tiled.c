@@ -44,7 +44,8 @@ typedef struct {
 } gcase;
 
 /* one case with one configuration (cfg NULL = the device profile's);
- * pack = 1: pre-packed B (half_b: B uploaded as fp16) */
+ * pack = 1: pre-packed B (half_b: B uploaded as fp16), 2: fp16 B packed into
+ * fp16 panels (af_gemm_pack_b_h; the kernel widens them) */
 static void run_case(gcase g, const af_gemm_tiled_cfg *cfg, int pack, int half_b, uint64_t seed) {
   af_rng r;
   af_rng_seed(&r, seed);
@@ -81,7 +82,11 @@ static void run_case(gcase g, const af_gemm_tiled_cfg *cfg, int pack, int half_b
   if (!da || !db || !dc) goto rel;
   if (pack) {
     af_gemm_packed p;
-    CHECK_OK(af_gemm_pack_b(Q, cfg, g.tb, half_b, g.n, g.k, db, boff, ldb, &p));
+    if (pack == 2) /* fp16 panels (fp16 B, Bᵀ only) */
+      CHECK_OK(af_gemm_pack_b_h(Q, cfg, g.n, g.k, db, boff, ldb, &p));
+    else
+      CHECK_OK(af_gemm_pack_b(Q, cfg, g.tb, half_b, g.n, g.k, db, boff, ldb, &p));
+    CHECK(p.half == (pack == 2));
     CHECK_OK(af_gemm_tiled_packed(Q, cfg, g.ta, g.m, g.alpha, da, aoff, lda, &p, g.beta, dc, coff, ldc));
     af_gemm_packed_release(&p);
   } else if (half_b) {
@@ -147,6 +152,10 @@ int main(void) {
     run_case(packed[s], &cfgs[0], 1, 0, seed++);
     run_case(packed[s], &cfgs[0], 1, 1, seed++);
     run_case(packed[s], &cfgs[3], 1, 1, seed++);
+    if (packed[s].tb) {
+      run_case(packed[s], &cfgs[0], 2, 1, seed++);
+      run_case(packed[s], &cfgs[3], 2, 1, seed++);
+    }
   }
   /* fp16 weights used in place (x·Wᵀ) */
   run_case((gcase){0, 1, 257, 48, 70, 1.0f, 0.0f}, NULL, 0, 1, seed++);

@@ -17,7 +17,7 @@ expect_out() { # regex description command...
   if grep -Eq -- "$re" /tmp/af-cli.$$; then ok; else bad "$what: output lacks /$re/: $(head -3 /tmp/af-cli.$$)"; fi
 }
 
-for c in run describe chat convert inspect tokenize devices tune bench mkmodel version; do
+for c in run describe chat convert export inspect tokenize devices tune bench mkmodel version; do
   expect_rc 0 "$c --help" "$A" "$c" --help
   expect_out "usage: artflow $c" "$c --help text" "$A" "$c" --help
 done
@@ -27,6 +27,12 @@ expect_out "unknown command 'frobnicate'" "unknown command message" "$A" frobnic
 expect_rc 0 "top-level help" "$A" --help
 expect_rc 0 "version" "$A" version
 expect_out "^artflow [0-9]+\.[0-9]+\.[0-9]+" "version text" "$A" version
+expect_rc 2 "export without --llm-only" "$A" export --model m.gguf -o x.gguf
+expect_out "^artflow export: say what to export: --llm-only" "export without --llm-only message" "$A" export --model m.gguf -o x.gguf
+expect_rc 2 "export without -o" "$A" export --llm-only --model m.gguf
+expect_out "ImageAdapters.*" "export --help says the adapters are left out" "$A" export --help
+expect_out "re-trained RMSNorm gains" "export --help says the gains are kept" "$A" export --help
+expect_rc 1 "export of a missing file" "$A" export --llm-only --model /nonexistent/m.gguf -o /tmp/af-cli-x.$$.gguf
 expect_rc 2 "devices bad flag" "$A" devices --bogus
 expect_out "^artflow devices: unknown option '--bogus'" "devices bad flag message" "$A" devices --bogus
 expect_rc 0 "devices" "$A" devices
@@ -35,6 +41,6 @@ expect_out '"fp16":(true|false)' "devices --json" "$A" devices --json
 # no OpenCL platform at all: a one-line hint, exit 1, no crash
 expect_rc 1 "no platform" env OCL_ICD_VENDORS=/nonexistent-artflow-dir OCL_ICD_FILENAMES= "$A" devices
 expect_out "no OpenCL platform found: install" "no platform message" env OCL_ICD_VENDORS=/nonexistent-artflow-dir "$A" devices
-rm -f /tmp/af-cli.$$
+rm -f /tmp/af-cli.$$ /tmp/af-cli-x.$$.gguf
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

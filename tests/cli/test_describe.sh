@@ -53,5 +53,31 @@ check "convert --demo without a note: one line naming it" grep -q "^artflow conv
 "$A" describe "$G/image.png" --model "$M" --greedy --max-new-tokens 12 --max-length 12 > /dev/null 2> "$T/n.err"
 rc=$?; check "no room for the prompt fails (exit 1)" test $rc -eq 1
 check "no room for the prompt: one line naming the image" grep -q "image.png: max_new_tokens 12 leaves no room" "$T/n.err"
+# the generation flags are the llm stage's rows: every row is offered, with the
+# stage's ranges (the same check a pipeline's llm: keys get)
+"$A" describe --help > "$T/h.txt"
+"$A" inspect stage llm > "$T/llm.txt"
+for row in question max_new_tokens max_length greedy temperature top_k top_p repetition_penalty seed; do
+  check "describe --help offers the llm row $row" grep -q -- "--${row//_/-}" "$T/h.txt"
+  check "the llm stage has the row $row" grep -q "$row" "$T/llm.txt"
+done
+"$A" describe "$G/image.png" --model "$M" --max-new-tokens 5000 > /dev/null 2> "$T/x.err"
+rc=$?; check "--max-new-tokens over the llm stage's maximum is refused (exit 2)" test $rc -eq 2
+check "--max-new-tokens's range is the llm stage's" grep -q "bad value '5000' for --max-new-tokens: 5000 is above the maximum 2048" "$T/x.err"
+# --json: a failed image is an error object, the good one is described
+"$A" describe "$T/bad.jpg" "$G/image.png" --model "$M" --greedy --max-new-tokens 2 --json > "$T/bj.txt" 2> /dev/null
+check "--json: a failed image is a JSON error object" grep -q '^{"image":"[^"]*bad.jpg","status":"error","error":"[^"]*not a recognised image' "$T/bj.txt"
+check "--json: the good image has its object" grep -q '"image":"[^"]*image.png","status":"ok","text":' "$T/bj.txt"
+# --dump: two images with the same stem get two folders
+mkdir -p "$T/other"; cp "$G/image2.png" "$T/other/image.png"
+"$A" describe "$G/image.png" "$T/other/image.png" --model "$M" --max-new-tokens 0 --dump "$T/dd" > /dev/null 2>&1
+check "--dump: same stems get image/ and image-2/" test -s "$T/dd/image/pixels.npy" -a -s "$T/dd/image-2/pixels.npy"
+differ() { ! cmp -s "$1" "$2"; }
+check "--dump: the two images' pixels differ" differ "$T/dd/image/pixels.npy" "$T/dd/image-2/pixels.npy"
+# a file name that is not UTF-8: --json stays valid UTF-8, the exact bytes in image_bytes
+cp "$G/image.png" "$T/caf"$'\xe9'".png"
+"$A" describe "$T/caf"$'\xe9'".png" --model "$M" --max-new-tokens 2 --greedy --json > "$T/u8.txt" 2> /dev/null
+check "--json with a non-UTF-8 name is valid UTF-8" iconv -f UTF-8 -t UTF-8 "$T/u8.txt" -o /dev/null
+check "--json with a non-UTF-8 name keeps its bytes" grep -q '"image_bytes":"[^"]*caf%E9.png"' "$T/u8.txt"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -67,6 +67,17 @@ check "example pipeline: DEMO warning" grep -q "holds DEMO weights (toy-size Art
 check "example pipeline: demo note in the records" \
   test "$(grep -c '"provenance":{[^}]*"demo":"toy-size ArtGPT-4 with random weights"' "$T/ex/out/records.jsonl")" -eq "$n_img"
 
+# a preprocess size the model cannot take: configuration error (exit 2) before
+# any item is read, naming both stages, both shapes and the model file
+rm -rf "$T/ex/out"
+ARTFLOW_MODEL="$AF_BINARY_DIR/demo/artgpt4-demo-random.gguf" \
+  "$ARTFLOW" run "$T/ex/describe.yaml" --progress=none --set preprocess.image_size=224 > "$T/mis.out" 2>&1
+rc=$?
+check "shape mismatch: exit 2 (got $rc)" test $rc -eq 2
+check "shape mismatch: one line naming stages, shapes and the model" \
+  grep -q "stage 'preprocess' output 'pixels' f32\[3,224,224\].*stage 'vit' input 'pixels' f32\[3,56,56\].*S = 56 from the model .*artgpt4-demo-random.gguf" "$T/mis.out"
+check "shape mismatch: no record written" test ! -s "$T/ex/out/records.jsonl"
+
 # JSON Lines on stdin -> csv with metadata columns (relative paths: the cwd)
 cat > "$T/stdin.yaml" <<EOF
 source: {stage: jsonl}

@@ -148,13 +148,19 @@ static void check_model(const char *path, int type) {
   same(g, "blk.0.adapter_down.weight", ad, "llama_model.model.layers.0.self_attn.1.down.weight", mt);
   same_h(g, "blk.1.adapter_up.bias", ad, "llama_model.model.layers.1.self_attn.1.up.bias", 0,
          type != AF_GGML_F32);
-  same(g, "proj.weight", ad, "llama_proj.weight", mt);
+  same(g, "proj.weight", ad, "llama_proj.weight", 0); /* Q-Former and projection: f32 for every --type */
   same(g, "blk.1.attn_q.weight", llm, "model.layers.1.self_attn.q_proj.weight", mt);
   same(g, "output.weight", llm, "lm_head.weight", mt);
   same(g, "v.pos_embd", vit, "pos_embed", 0);
   same(g, "v.patch_embd.weight", vit, "patch_embed.proj.weight", 0);
   same(g, "v.blk.0.ffn_down.weight", vit, "blocks.0.mlp.fc2.weight", mt > 1e-3 ? 1e-3 : mt); /* 279: f16 */
-  same(g, "q.blk.2.ca_k.weight", qf, "Qformer.bert.encoder.layer.2.crossattention.self.key.weight", mt);
+  same(g, "q.blk.2.ca_k.weight", qf, "Qformer.bert.encoder.layer.2.crossattention.self.key.weight", 0);
+  t = af_gguf_find_tensor(g, "q.blk.2.ca_k.weight");
+  CHECK(t && t->type == AF_GGML_F32);
+  t = af_gguf_find_tensor(g, "proj.weight");
+  CHECK(t && t->type == AF_GGML_F32);
+  t = af_gguf_find_tensor(g, "v.blk.0.ffn_down.weight"); /* the ViT: f16 unless --type f32 */
+  CHECK(t && t->type == (type == AF_GGML_F32 ? AF_GGML_F32 : AF_GGML_F16));
   same(g, "q.query_tokens", qf, "query_tokens", 0);
   same(g, "v.ln_vision.weight", qf, "ln_vision.weight", 0);
   CHECK(af_gguf_find_tensor(g, "q.blk.1.ca_q.weight") == NULL); /* odd layer: no cross-attention */

@@ -135,12 +135,13 @@ int main(void) {
     CHECK_MSG(t != NULL, "%s missing", ts[i].name);
     if (!t) continue;
     CHECK(t->ne[0] == ts[i].ne[0] && t->ne[1] == ts[i].ne[1]);
-    /* quantised: LLM matrices only; vision / Q-Former / projection stay f16 */
-    int vision =
-        !strncmp(ts[i].name, "v.", 2) || !strncmp(ts[i].name, "q.", 2) || !strcmp(ts[i].name, "proj.weight");
-    int want = ts[i].kind != AF_TK_MATRIX   ? AF_GGML_F32
-               : vision || ts[i].ne[0] % 32 ? AF_GGML_F16
-                                            : AF_GGML_Q4_0;
+    /* quantised: LLM matrices only; the ViT stays f16, the Q-Former and
+     * projection f32 (the precisions the original runs them at) */
+    int vit = !strncmp(ts[i].name, "v.", 2);
+    int qf = !strncmp(ts[i].name, "q.", 2) || !strcmp(ts[i].name, "proj.weight");
+    int want = ts[i].kind != AF_TK_MATRIX || qf ? AF_GGML_F32
+               : vit || ts[i].ne[0] % 32        ? AF_GGML_F16
+                                                : AF_GGML_Q4_0;
     CHECK_MSG(t->type == want, "%s type %d", ts[i].name, t->type);
     float *x = malloc(t->n_elements * sizeof *x);
     CHECK_OK(af_convert_to_f32(t->type, t->data, x, t->n_elements));

@@ -153,6 +153,46 @@ static void check_sample(const char *path, uint32_t alignment) {
   af_gguf_close(g);
 }
 
+static uint8_t *slurp(const char *path, size_t *n);
+
+/* af_gguf_writer_set_value: every key of the sample copied, with its tensors,
+ * gives the same file byte for byte (alignment key included) */
+static void copy_file(const char *path) {
+  char out[600];
+  snprintf(out, sizeof out, "%s.copy", path);
+  af_gguf *g = NULL;
+  af_gguf_writer *w = NULL;
+  CHECK_OK(af_gguf_open(path, &g));
+  CHECK_OK(af_gguf_writer_new(&w));
+  if (!g || !w) goto out;
+  for (uint64_t i = 0; i < af_gguf_n_kv(g); i++)
+    CHECK_OK(af_gguf_writer_set_value(w, af_gguf_kv_at(g, i)->key, &af_gguf_kv_at(g, i)->value));
+  for (uint64_t i = 0; i < af_gguf_n_tensors(g); i++) {
+    const af_gguf_tensor *t = af_gguf_tensor_at(g, i);
+    CHECK_OK(af_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne));
+  }
+  CHECK_OK(af_gguf_writer_begin(w, out));
+  for (uint64_t i = 0; i < af_gguf_n_tensors(g); i++)
+    CHECK_OK(
+        af_gguf_writer_append(w, af_gguf_tensor_at(g, i)->data, (size_t)af_gguf_tensor_at(g, i)->nbytes));
+  CHECK_OK(af_gguf_writer_finish(w));
+  size_t na = 0, nb = 0;
+  uint8_t *a = slurp(path, &na), *b = slurp(out, &nb);
+  CHECK_MSG(a && b && na == nb && !memcmp(a, b, na), "%s: the copy differs", out);
+  free(a), free(b);
+  /* a nested array cannot be copied */
+  af_gguf_value nested = {.type = AF_GGUF_ARRAY};
+  nested.v.arr.type = AF_GGUF_ARRAY;
+  af_gguf_writer_free(w);
+  w = NULL;
+  CHECK_OK(af_gguf_writer_new(&w));
+  CHECK(af_gguf_writer_set_value(w, "n", &nested) == AF_ERR_UNSUPPORTED);
+  af_error_clear();
+out:
+  af_gguf_writer_free(w);
+  af_gguf_close(g);
+}
+
 static uint8_t *slurp(const char *path, size_t *n) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -324,6 +364,7 @@ int main(void) {
   snprintf(g_path, sizeof g_path, "%s/a256.gguf", af_test_tmpdir());
   CHECK_OK(write_sample(g_path, 256));
   check_sample(g_path, 256);
+  copy_file(g_path);
   /* writer refuses a non-power-of-two alignment; an unfinished writer leaves no file */
   af_gguf_writer *w;
   CHECK_OK(af_gguf_writer_new(&w));

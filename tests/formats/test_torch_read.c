@@ -63,7 +63,7 @@ static void check_tensor(const af_tsrc_tensor *t, const cJSON *exp) {
       memcpy(&v, raw + i * 2, 2);
       CHECK(af_tsrc_half_to_float(v) == x[i]);
     }
-  if (t->contiguous && numel) CHECK(!memcmp(raw, t->data, t->nbytes));
+  if (t->contiguous && numel) CHECK(!memcmp(raw, af_tsrc_data(t), t->nbytes));
   free(raw);
   free(h);
   free(x);

@@ -20,6 +20,7 @@ static int set_one(const af_param *p, void *cfg, const char *v) {
       *(int *)f = !strcmp(v, "true") || !strcmp(v, "1");
       return 0;
     case AF_PARAM_STRING:
+    case AF_PARAM_JSON: /* the JSON text as given */
       free(*(char **)f);
       *(char **)f = strdup(v);
       return 0;
@@ -79,7 +80,7 @@ void io_config_free(const af_stage_desc *d, void *cfg) {
   if (!cfg) return;
   for (int i = 0; i < d->n_params; i++) {
     char *f = (char *)cfg + d->params[i].offset;
-    if (d->params[i].type == AF_PARAM_STRING) free(*(char **)f);
+    if (d->params[i].type == AF_PARAM_STRING || d->params[i].type == AF_PARAM_JSON) free(*(char **)f);
     if (d->params[i].type == AF_PARAM_STRLIST) {
       af_strlist *l = (af_strlist *)f;
       for (int j = 0; j < l->n; j++) free(l->v[j]);
@@ -89,6 +90,13 @@ void io_config_free(const af_stage_desc *d, void *cfg) {
   free(cfg);
 }
 
+/* the engine builds the real block (pipeline/provenance.c, tests/pipeline/
+ * test_provenance.c); a stage tested alone gets this stand-in */
+static const char *io_provenance(const af_stage_ctx *ctx, unsigned what) {
+  return (what & AF_PROVENANCE_MODEL_DIGEST) ? "{\"artflow\":\"harness\",\"model_sha256\":\"digest\"}"
+                                             : "{\"artflow\":\"harness\"}";
+}
+
 af_stage_ctx io_ctx(const char *instance, const char *pipeline_path, int resume) {
   af_stage_ctx c;
   memset(&c, 0, sizeof c);
@@ -96,7 +104,25 @@ af_stage_ctx io_ctx(const char *instance, const char *pipeline_path, int resume)
   c.pipeline_path = pipeline_path;
   c.resume = resume;
   c.quiet = 1;
+  c.batch = 64;
+  c.provenance = io_provenance;
   return c;
+}
+
+int io_stage_setup(const af_stage_desc *d, af_stage_ctx *ctx, const void *cfg, const af_tensor_desc *inputs,
+                   af_bindings *dims, void **self) {
+  af_bindings none;
+  if (!dims) dims = &none;
+  memset(dims, 0, sizeof *dims);
+  *self = NULL;
+  int rc = d->create(ctx, cfg, self);
+  if (!rc && d->negotiate) rc = d->negotiate(*self, ctx, dims);
+  if (!rc && d->prepare) {
+    af_tensor_desc open[8];
+    for (int i = 0; !inputs && i < 8; i++) open[i] = (af_tensor_desc){0, -1, {-1, -1, -1, -1}};
+    rc = d->prepare(*self, ctx, inputs ? inputs : open);
+  }
+  return rc;
 }
 
 af_item **io_drain(const af_stage_desc *d, const char *const *sets, const char *pipeline_path, int *n,

@@ -9,8 +9,14 @@
  * sets (NULL-terminated).  Aborts the test (returns NULL) on a bad name. */
 void *io_config(const af_stage_desc *d, const char *const *sets);
 void io_config_free(const af_stage_desc *d, void *cfg);
-/* A context with the given pipeline path (may be NULL) and resume flag. */
+/* A context with the given pipeline path (may be NULL) and resume flag,
+ * batch 64 and a stand-in provenance() ({"artflow":"harness"}). */
 af_stage_ctx io_ctx(const char *instance, const char *pipeline_path, int resume);
+/* A stage's setup as the engine runs it: create(), negotiate() into *dims
+ * (may be NULL), prepare() with `inputs` (NULL: every size open).  *self is
+ * set even when a step fails (destroy it).  0 or the failing step's status. */
+int io_stage_setup(const af_stage_desc *d, af_stage_ctx *ctx, const void *cfg, const af_tensor_desc *inputs,
+                   af_bindings *dims, void **self);
 /* Runs a source to its end: returns the items (caller frees each and the
  * array), *n set, *flow the last flow value (EOS or ERROR); -1 if create failed. */
 af_item **io_drain(const af_stage_desc *d, const char *const *sets, const char *pipeline_path, int *n,

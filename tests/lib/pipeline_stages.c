@@ -72,7 +72,7 @@ static const af_stage_desc tp_seq = {.abi_version = AF_STAGE_ABI_VERSION,
 
 /* ---- transform: random delay, fail every Nth, output a tensor ---- */
 typedef struct {
-  int64_t max_us, fail_every, size;
+  int64_t max_us, fail_every, size, call_ms;
   double scale;
   int mode;
   char *label;
@@ -95,6 +95,11 @@ static int delay_create(const af_stage_ctx *ctx, const void *cfg, void **self) {
 static af_flow delay_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
   delay_st *s = self;
   if (s->c->mode == 1) return af_err(AF_ERR_IO, "whole batch failed on purpose"), AF_FLOW_ERROR;
+  if (s->c->call_ms > 0) { /* one long call (a model's batch): preemption tests */
+    struct timespec ts = {(time_t)(s->c->call_ms / 1000), (long)(s->c->call_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts)) {
+    }
+  }
   for (int i = 0; i < n; i++) {
     if (items[i]->status != AF_ITEM_OK) atomic_fetch_add(&tp.saw_failed_in_transform, 1);
     if (s->c->max_us > 0) {
@@ -125,8 +130,11 @@ static const af_param delay_params[] = {
     {"scale", AF_PARAM_FLOAT, offsetof(delay_cfg, scale), "1.0", -10, 10, NULL, "value scale", 0},
     {"mode", AF_PARAM_ENUM, offsetof(delay_cfg, mode), "normal", 0, 0, "normal|fail_batch", "behaviour", 0},
     {"label", AF_PARAM_STRING, offsetof(delay_cfg, label), NULL, 0, 0, NULL, "free text", 0},
+    {"call_ms", AF_PARAM_INT, offsetof(delay_cfg, call_ms), "0", 0, 600000, NULL, "sleep per call", 0},
 };
 static const af_port delay_out[] = {{"vec", "f32[size]", "vector", 0}};
+/* a chain of delays rewrites one vector: each reads what it replaces */
+static const af_port delay_in[] = {{"vec", "any", "the vector it replaces", AF_PORT_OPTIONAL}};
 static const af_stage_desc tp_delay = {.abi_version = AF_STAGE_ABI_VERSION,
                                        .name = "tp_delay",
                                        .doc = "test transform",
@@ -134,6 +142,8 @@ static const af_stage_desc tp_delay = {.abi_version = AF_STAGE_ABI_VERSION,
                                        .params = delay_params,
                                        .n_params = AF_ARRAY_LEN(delay_params),
                                        .config_size = sizeof(delay_cfg),
+                                       .inputs = delay_in,
+                                       .n_inputs = 1,
                                        .outputs = delay_out,
                                        .n_outputs = 1,
                                        .batch_size = 3,
@@ -199,8 +209,13 @@ static af_flow collect_process(void *self, const af_stage_ctx *ctx, af_item **it
     long long c = atomic_fetch_add(&tp.collected, 1) + 1;
     if (tp.raise_after > 0 && c == tp.raise_after && !tp.sig_raised) {
       tp.sig_raised = 1;
-      raise(SIGINT);
-      if (tp.raise_twice) raise(SIGINT);
+      if (tp.stop_twice) { /* the API's second request: abort at once */
+        af_pipeline_stop(ctx->pipeline);
+        af_pipeline_stop(ctx->pipeline);
+      } else {
+        raise(SIGINT);
+        if (tp.raise_twice) raise(SIGINT);
+      }
     }
   }
   if (s->slow_us > 0) {
@@ -232,7 +247,99 @@ static const af_stage_desc tp_collect = {.abi_version = AF_STAGE_ABI_VERSION,
                                          .flush = collect_flush,
                                          .destroy = delay_destroy};
 
+/* ---- transforms with negotiated sizes: tp_make outputs "emb" f32[N] (N =
+ * its `n`, fixed in negotiate); tp_take needs "emb" f32[M] (M = its `m`) and
+ * records what prepare() was told ---- */
+typedef struct {
+  int64_t n;
+} size_cfg;
+static int size_create(const af_stage_ctx *ctx, const void *cfg, void **self) {
+  *self = (void *)cfg;
+  return 0;
+}
+static int make_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
+  atomic_fetch_add(&tp.negotiated, 1);
+  return af_bind(dims, "N", ((const size_cfg *)self)->n);
+}
+static int take_negotiate(void *self, const af_stage_ctx *ctx, af_bindings *dims) {
+  atomic_fetch_add(&tp.negotiated, 1);
+  return af_bind(dims, "M", ((const size_cfg *)self)->n);
+}
+static int take_prepare(void *self, const af_stage_ctx *ctx, const af_tensor_desc *in) {
+  tp.prepared_batch = ctx->batch;
+  tp.prepared_dim = in[0].ndim == 1 ? in[0].shape[0] : -1;
+  return 0;
+}
+static af_flow make_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  int64_t shape[1] = {((const size_cfg *)self)->n};
+  for (int i = 0; i < n; i++) {
+    void *d;
+    if (af_item_add_tensor(items[i], "emb", AF_DTYPE_F32, 1, shape, &d)) return AF_FLOW_ERROR;
+  }
+  return AF_FLOW_OK;
+}
+static af_flow take_process(void *self, const af_stage_ctx *ctx, af_item **items, int n) {
+  return AF_FLOW_OK;
+}
+static void size_destroy(void *self) {}
+static const af_param make_params[] = {{"n", AF_PARAM_INT, 0, "8", 1, 1e6, NULL, "size", 0}};
+static const af_port make_out[] = {{"emb", "f32[N]", "a vector", 0}};
+static const af_port take_in[] = {{"emb", "f32[M]", "a vector", 0}};
+static const af_stage_desc tp_make = {.abi_version = AF_STAGE_ABI_VERSION,
+                                      .name = "tp_make",
+                                      .doc = "test transform with a negotiated output size",
+                                      .kind = AF_STAGE_TRANSFORM,
+                                      .params = make_params,
+                                      .n_params = 1,
+                                      .config_size = sizeof(size_cfg),
+                                      .outputs = make_out,
+                                      .n_outputs = 1,
+                                      .batch_size = 3,
+                                      .create = size_create,
+                                      .negotiate = make_negotiate,
+                                      .process = make_process,
+                                      .destroy = size_destroy};
+static const af_stage_desc tp_take = {.abi_version = AF_STAGE_ABI_VERSION,
+                                      .name = "tp_take",
+                                      .doc = "test transform with a negotiated input size",
+                                      .kind = AF_STAGE_TRANSFORM,
+                                      .params = make_params,
+                                      .n_params = 1,
+                                      .config_size = sizeof(size_cfg),
+                                      .inputs = take_in,
+                                      .n_inputs = 1,
+                                      .batch_size = 5,
+                                      .create = size_create,
+                                      .negotiate = take_negotiate,
+                                      .prepare = take_prepare,
+                                      .process = take_process,
+                                      .destroy = size_destroy};
+
+/* ---- tp_tasks: writes "text", or one text per entry of `tasks:` (a JSON
+ * parameter naming outputs, as the llm stage's) ---- */
+typedef struct {
+  char *tasks;
+} tasks_cfg;
+static const af_param tasks_params[] = {
+    {"tasks", AF_PARAM_JSON, 0, NULL, 0, 0, NULL, "[{name: N}, ...]", AF_PARAM_OUTPUTS}};
+static const af_port tasks_out[] = {{"text", "text", "without tasks", AF_PORT_DEFAULT}};
+static const af_stage_desc tp_tasks = {.abi_version = AF_STAGE_ABI_VERSION,
+                                       .name = "tp_tasks",
+                                       .doc = "test transform whose outputs a parameter names",
+                                       .kind = AF_STAGE_TRANSFORM,
+                                       .params = tasks_params,
+                                       .n_params = 1,
+                                       .config_size = sizeof(tasks_cfg),
+                                       .outputs = tasks_out,
+                                       .n_outputs = 1,
+                                       .create = size_create,
+                                       .process = take_process,
+                                       .destroy = size_destroy};
+
 void tp_register(void) {
+  CHECK_OK(af_registry_add(&tp_tasks));
+  CHECK_OK(af_registry_add(&tp_make));
+  CHECK_OK(af_registry_add(&tp_take));
   CHECK_OK(af_registry_add(&tp_seq));
   CHECK_OK(af_registry_add(&tp_delay));
   CHECK_OK(af_registry_add(&tp_need8));

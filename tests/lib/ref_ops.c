@@ -2,6 +2,9 @@
 #include "ref_ops.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "formats/quant.h"
 
 void ref_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
               const float *b, size_t ldb, float beta, float *c, size_t ldc) {
@@ -69,4 +72,43 @@ void ref_rope(float *x, size_t tokens, int heads, int d, int pos0, float base, i
         v[a] = (float)(x0 * cos(ang) - x1 * sin(ang));
         v[b] = (float)(x1 * cos(ang) + x0 * sin(ang));
       }
+}
+
+/* The int8-activation GEMM (cl/gemm_q8.h): x quantised per 32-block with
+ * d = amax / 127 and q = rint(x / d), W's blocks as stored, the integer block
+ * sums exact, then acc = fma(isum * dw, dx, acc) block after block in fp32,
+ * as the kernel does per output. */
+void ref_qgemm(int q4, size_t m, size_t n, size_t k, const float *x, const void *w, const float *bias,
+               float *y) {
+  size_t nblk = k / 32, bsz = q4 ? AF_Q4_0_BLOCK_BYTES : AF_Q8_0_BLOCK_BYTES;
+  signed char *qx = malloc(k);
+  float *dx = malloc(sizeof(float) * (nblk ? nblk : 1));
+  for (size_t i = 0; i < m; i++) {
+    for (size_t b = 0; b < nblk; b++) {
+      const float *p = x + i * k + 32 * b;
+      float amax = 0;
+      for (int j = 0; j < 32; j++) amax = fabsf(p[j]) > amax ? fabsf(p[j]) : amax;
+      float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+      for (int j = 0; j < 32; j++) {
+        float r = rintf(p[j] * id);
+        qx[32 * b + j] = (signed char)(r > 127 ? 127 : r < -127 ? -127 : r);
+      }
+      dx[b] = d;
+    }
+    for (size_t r = 0; r < n; r++) {
+      float acc = 0;
+      for (size_t b = 0; b < nblk; b++) {
+        const uint8_t *blk = (const uint8_t *)w + (r * nblk + b) * bsz;
+        float dw = af_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) {
+          int qw = q4 ? (j < 16 ? blk[2 + j] & 15 : blk[2 + j - 16] >> 4) - 8 : (int)(int8_t)blk[2 + j];
+          s += qw * qx[32 * b + j];
+        }
+        acc = fmaf((float)s * dw, dx[b], acc);
+      }
+      y[i * n + r] = bias ? acc + bias[r] : acc;
+    }
+  }
+  free(qx), free(dx);
 }

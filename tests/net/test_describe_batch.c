@@ -1,12 +1,14 @@
-/* af_describer_run_batch on the tiny ArtGPT-4 (f32 and q8_0): four images
+/* af_generate_batch (net/generate.h) on the tiny ArtGPT-4 (f32 and q8_0),
+ * through describe's output as it was shown before the pipeline engine (describe_show.c): four images
  * with different embeddings and different prompt lengths (image rows 8, 7,
  * 5, 8) described together give the same answers, ids, streamed text (plain
- * and JSON, greedy and seeded sampling) and dump files as four
- * af_describer_run calls; items that fail (a prompt that cannot fit) fail
- * alone.  When the group's prefill fails (the device's largest allocation
- * lowered below what the group needs), each prompt is prefilled alone and
- * the output equals the unlimited run's.
- * Context truncation as the original Chat.answer(max_length): when prompt
+ * and JSON, greedy and seeded sampling) and dump files as four one-image
+ * calls; items that fail (a prompt that cannot fit) fail alone.  The sink's
+ * contract: the stream in item order, prefilled/done once per item, logits0
+ * only when asked, a failing callback failing its item alone; a chat turn's
+ * callbacks, and a failing one leaving the conversation as it was.  When the group's prefill fails (the
+ * device's largest allocation lowered below what the group needs), each prompt is prefilled alone and the
+ * output equals the unlimited run's. Context truncation as the original Chat.answer(max_length): when prompt
  * positions + max_new_tokens exceed max_length (at most the model's context,
  * 256 here), only the last max_length - max_new_tokens positions are kept,
  * with a warning on stderr; the ids must equal a greedy decode of exactly
@@ -20,8 +22,9 @@
 
 #include "af_test.h"
 #include "cl/weights.h"
+#include "describe_show.h"
 #include "formats/gguf.h"
-#include "net/describer.h"
+#include "net/chat.h"
 #include "net/lm.h"
 #include "ref/npy.h"
 
@@ -49,16 +52,28 @@ static int same_file(const char *a, const char *b) {
 static float *proj_img[NIMG];
 static int nimg[NIMG];
 
+/* one image as describe shows it (describe_show.c): answer, ids (malloc'd) */
+static int describe_one(af_generator *g, const char *image, const float *proj, int n_img,
+                        const char *dump_dir, int json, FILE *out, char **answer, int32_t **ids, int *n_ids) {
+  af_gen_item it = {.image = image, .proj = proj, .n_img = n_img};
+  const char *dirs[1] = {dump_dir};
+  int rc = show_describe(g, &it, dirs, 1, json, out);
+  if (answer) *answer = it.answer, it.answer = NULL;
+  if (ids) *ids = it.ids, it.ids = NULL;
+  if (n_ids) *n_ids = it.n_ids;
+  af_gen_item_clear(&it);
+  return rc;
+}
+
 static void batch_vs_single(af_cl *cl, const char *model, int json, int greedy, const char *label) {
   const char *tmp = af_test_tmpdir();
-  af_describe_opts o;
-  af_describe_opts_default(&o);
+  af_gen_opts o;
+  af_gen_opts_default(&o);
   o.max_new_tokens = 16;
-  o.json = json;
   o.sampling.greedy = greedy;
   o.sampling.seed = 11;
-  af_describer *d = NULL;
-  CHECK_OK(af_describer_new(cl, model, &o, &d));
+  af_generator *d = NULL;
+  CHECK_OK(af_generator_new(cl, model, &o, &d));
   if (!d) return;
   char names[NIMG][32], dsingle[NIMG][1200], dbatch[NIMG][1200];
   FILE *f1 = tmpfile(), *f2 = tmpfile();
@@ -70,14 +85,17 @@ static void batch_vs_single(af_cl *cl, const char *model, int json, int greedy, 
     snprintf(dsingle[i], sizeof dsingle[i], "%s/%s-s%d", tmp, label, i);
     snprintf(dbatch[i], sizeof dbatch[i], "%s/%s-b%d", tmp, label, i);
     CHECK(mkdir(dsingle[i], 0755) == 0 && mkdir(dbatch[i], 0755) == 0);
-    CHECK_OK(af_describer_run(d, names[i], proj_img[i], nimg[i], dsingle[i], f1, &ans[i], &ids[i], &nid[i]));
+    CHECK_OK(
+        describe_one(d, names[i], proj_img[i], nimg[i], dsingle[i], json, f1, &ans[i], &ids[i], &nid[i]));
   }
-  af_describe_item it[NIMG];
+  af_gen_item it[NIMG];
+  const char *dirs[NIMG];
   memset(it, 0, sizeof it);
-  for (int i = 0; i < NIMG; i++)
-    it[i] =
-        (af_describe_item){.image = names[i], .proj = proj_img[i], .n_img = nimg[i], .dump_dir = dbatch[i]};
-  CHECK_OK(af_describer_run_batch(d, it, NIMG, f2));
+  for (int i = 0; i < NIMG; i++) {
+    it[i] = (af_gen_item){.image = names[i], .proj = proj_img[i], .n_img = nimg[i]};
+    dirs[i] = dbatch[i];
+  }
+  CHECK_OK(show_describe(d, it, dirs, NIMG, json, f2));
   char *t1 = slurp_file(f1), *t2 = slurp_file(f2);
   CHECK_MSG(!strcmp(t1, t2), "%s: batch output differs:\n--- one by one\n%s--- batch\n%s", label, t1, t2);
   int same = 0, distinct = 0;
@@ -95,8 +113,7 @@ static void batch_vs_single(af_cl *cl, const char *model, int json, int greedy, 
       CHECK_MSG(same_file(a, b), "%s: %s of image %d differs", label, files[k], i);
     }
   }
-  for (int i = 0; i < NIMG; i++)
-    free(ans[i]), free(ids[i]), free(it[i].answer), free(it[i].ids), free(it[i].error);
+  for (int i = 0; i < NIMG; i++) free(ans[i]), free(ids[i]), af_gen_item_clear(&it[i]);
   printf(
       "%s: %d of %d answers equal one by one vs batched (%d differ from the first image's); output %zu "
       "bytes\n",
@@ -105,7 +122,7 @@ static void batch_vs_single(af_cl *cl, const char *model, int json, int greedy, 
   CHECK(distinct > 0); /* the images really were different sequences */
   free(t1), free(t2);
   fclose(f1), fclose(f2);
-  af_describer_free(d);
+  af_generator_free(d);
 }
 
 /* the model's weights, an LLM over them and a queue (NULLs where one failed) */
@@ -178,20 +195,19 @@ out:
 /* runs with max_length / max_new_tokens; returns the JSON line, stderr text */
 static int describe_json(af_cl *cl, const char *model, int max_length, int max_new, char **json, char **err,
                          int32_t **ids, int *nid) {
-  af_describe_opts o;
-  af_describe_opts_default(&o);
+  af_gen_opts o;
+  af_gen_opts_default(&o);
   o.max_new_tokens = max_new;
   o.max_length = max_length;
-  o.json = 1;
   o.sampling.greedy = 1;
-  af_describer *d = NULL;
-  CHECK_OK(af_describer_new(cl, model, &o, &d));
+  af_generator *d = NULL;
+  CHECK_OK(af_generator_new(cl, model, &o, &d));
   if (!d) return -1;
   FILE *out = tmpfile(), *ef = tmpfile();
   fflush(stderr);
   int saved = dup(2);
   dup2(fileno(ef), 2);
-  int rc = af_describer_run(d, "trunc.png", proj_img[0], nimg[0], NULL, out, NULL, ids, nid);
+  int rc = describe_one(d, "trunc.png", proj_img[0], nimg[0], NULL, 1, out, NULL, ids, nid);
   fflush(stderr);
   dup2(saved, 2);
   close(saved);
@@ -199,18 +215,18 @@ static int describe_json(af_cl *cl, const char *model, int max_length, int max_n
   *json = slurp_file(out);
   *err = slurp_file(ef);
   fclose(out), fclose(ef);
-  af_describer_free(d);
+  af_generator_free(d);
   return rc;
 }
 
-/* a describer of `model` that decodes greedily, at most max_new tokens (NULL when it failed) */
-static af_describer *greedy_describer(af_cl *cl, const char *model, int max_new) {
-  af_describe_opts o;
-  af_describe_opts_default(&o);
+/* a generator of `model` that decodes greedily, at most max_new tokens (NULL when it failed) */
+static af_generator *greedy_generator(af_cl *cl, const char *model, int max_new) {
+  af_gen_opts o;
+  af_gen_opts_default(&o);
   o.max_new_tokens = max_new;
   o.sampling.greedy = 1;
-  af_describer *d = NULL;
-  CHECK_OK(af_describer_new(cl, model, &o, &d));
+  af_generator *d = NULL;
+  CHECK_OK(af_generator_new(cl, model, &o, &d));
   return d;
 }
 
@@ -221,10 +237,10 @@ static void greedy_ref(af_cl *cl, const char *model, int keep, int steps, int32_
   char dd[1200], p[1300];
   snprintf(dd, sizeof dd, "%s/prompt-dump", tmp);
   mkdir(dd, 0755);
-  { /* the prompt ids as the describer tokenises them (its dump) */
-    af_describer *d = greedy_describer(cl, model, 1);
-    if (d) CHECK_OK(af_describer_run(d, "x", proj_img[0], nimg[0], dd, NULL, NULL, NULL, NULL));
-    af_describer_free(d);
+  { /* the prompt ids as the generator tokenises them (its dump) */
+    af_generator *d = greedy_generator(cl, model, 1);
+    if (d) CHECK_OK(describe_one(d, "x", proj_img[0], nimg[0], dd, 0, NULL, NULL, NULL, NULL));
+    af_generator_free(d);
   }
   snprintf(p, sizeof p, "%s/prompt_ids.txt", dd);
   int npre = read_ids_line(p, 0, pre, 512), npost = read_ids_line(p, 1, post, 512);
@@ -260,31 +276,30 @@ static int prompt_positions(const char *json) {
   return p ? atoi(p + strlen("\"prompt_positions\":")) : -1;
 }
 
-/* The batched prefill's fallback (net/describer.c): when a group of
+/* The batched prefill's fallback (net/generate_batch.c): when a group of
  * prompts cannot be prefilled together, each is prefilled alone, so that a
  * failure stays with the item that causes it.  The cause here is real: the
  * device's largest allocation, lowered after the weights are loaded, holds
  * the KV cache and one prompt's work buffers but not the group's.  A direct
- * af_lm_prefill_batch under that limit must fail (so the describer really
- * took the fallback), one prompt alone must not, and the describer's batched
+ * af_lm_prefill_batch under that limit must fail (so the generator really
+ * took the fallback), one prompt alone must not, and the generator's batched
  * run must then give every item the JSON line of the unlimited run. */
 static void prefill_fallback(af_cl *cl, const char *model) {
-  af_describe_opts o;
-  af_describe_opts_default(&o);
+  af_gen_opts o;
+  af_gen_opts_default(&o);
   o.max_new_tokens = 16;
-  o.json = 1;
   o.sampling.greedy = 1;
-  af_describe_item it[NIMG];
+  af_gen_item it[NIMG];
   char names[NIMG][32], *ref = NULL, *got = NULL;
   int plen[NIMG], sum = 0, maxp = 0;
   for (int pass = 0; pass < 2; pass++) {
-    af_describer *d = NULL;
-    CHECK_OK(af_describer_new(cl, model, &o, &d));
+    af_generator *d = NULL;
+    CHECK_OK(af_generator_new(cl, model, &o, &d));
     if (!d) return;
     memset(it, 0, sizeof it);
     for (int i = 0; i < NIMG; i++) {
       snprintf(names[i], sizeof names[i], "fb%d.png", i);
-      it[i] = (af_describe_item){.image = names[i], .proj = proj_img[i], .n_img = nimg[i]};
+      it[i] = (af_gen_item){.image = names[i], .proj = proj_img[i], .n_img = nimg[i]};
     }
     size_t saved = cl->info.max_alloc;
     if (pass == 1) {
@@ -296,7 +311,7 @@ static void prefill_fallback(af_cl *cl, const char *model) {
       af_queue *Q;
       open_lm(cl, model, &w, &lm, &Q);
       if (!lm || !Q) {
-        af_queue_free(Q), af_lm_free(lm), af_weights_free(w), af_describer_free(d);
+        af_queue_free(Q), af_lm_free(lm), af_weights_free(w), af_generator_free(d);
         return;
       }
       const af_lm_shape *sh = af_lm_shape_of(lm);
@@ -324,13 +339,13 @@ static void prefill_fallback(af_cl *cl, const char *model) {
       af_queue_free(Q), af_lm_free(lm), af_weights_free(w);
     }
     FILE *f = tmpfile();
-    CHECK_OK(af_describer_run_batch(d, it, NIMG, f));
+    CHECK_OK(show_describe(d, it, NULL, NIMG, 1, f));
     cl->info.max_alloc = saved;
     af_error_clear();
     for (int i = 0; i < NIMG; i++) {
       CHECK_MSG(it[i].rc == 0, "fallback pass %d: item %d failed: %s", pass, i,
                 it[i].error ? it[i].error : "");
-      free(it[i].answer), free(it[i].ids), free(it[i].error);
+      af_gen_item_clear(&it[i]);
     }
     char *t = slurp_file(f);
     fclose(f);
@@ -345,7 +360,7 @@ static void prefill_fallback(af_cl *cl, const char *model) {
       CHECK(maxp > 0);
     } else
       got = t;
-    af_describer_free(d);
+    af_generator_free(d);
   }
   CHECK_MSG(ref && got && !strcmp(ref, got), "fallback: output differs:\n--- together\n%s--- fallback\n%s",
             ref ? ref : "", got ? got : "");
@@ -367,7 +382,7 @@ static void write_bytes(const char *path, const char *buf, size_t size) {
   if (f) fclose(f);
 }
 
-/* artflow.generate.* ids that are there but unusable stop the describer with
+/* artflow.generate.* ids that are there but unusable stop the generator with
  * an error naming the file and key (no silent fall-back to the tokenizer's):
  * the converted eos key's type patched to float32, then its value to one
  * past the vocabulary.  GGUF metadata: u64 key length, key, u32 type, value. */
@@ -393,17 +408,17 @@ static void generate_keys(af_cl *cl, const char *model) {
     memcpy(at + sizeof key - 1, &t, 4);
     memcpy(at + sizeof key - 1 + 4, &v, 4);
     write_bytes(path, buf, size);
-    af_describe_opts o;
-    af_describe_opts_default(&o);
-    af_describer *d = NULL;
-    int rc = af_describer_new(cl, path, &o, &d);
+    af_gen_opts o;
+    af_gen_opts_default(&o);
+    af_generator *d = NULL;
+    int rc = af_generator_new(cl, path, &o, &d);
     const char *msg = af_error_message();
     CHECK_MSG(rc == AF_ERR_FORMAT && !d, "run %d: rc %d", run, rc);
     CHECK_MSG(
         msg && strstr(msg, path) && strstr(msg, key) && strstr(msg, run ? "1000000" : "not a 32-bit integer"),
         "run %d: message '%s'", run, msg ? msg : "");
     af_error_clear();
-    af_describer_free(d);
+    af_generator_free(d);
   }
   free(buf);
   remove(path);
@@ -423,15 +438,15 @@ static void huge_context(af_cl *cl, const char *model) {
     memcpy(at + sizeof key - 1 + 4, &v, 4);
     snprintf(path, sizeof path, "%s/ctx.gguf", af_test_tmpdir());
     write_bytes(path, buf, size);
-    af_describe_opts o;
-    af_describe_opts_default(&o);
-    af_describer *d = NULL;
-    int rc = af_describer_new(cl, path, &o, &d);
+    af_gen_opts o;
+    af_gen_opts_default(&o);
+    af_generator *d = NULL;
+    int rc = af_generator_new(cl, path, &o, &d);
     const char *msg = af_error_message();
     CHECK_MSG(rc == AF_ERR_FORMAT && !d && msg && strstr(msg, path) && strstr(msg, "context length 3000000"),
               "rc %d, message '%s'", rc, msg ? msg : "");
     af_error_clear();
-    af_describer_free(d);
+    af_generator_free(d);
     remove(path);
   }
   free(buf);
@@ -464,13 +479,13 @@ static void special_ids(af_cl *cl, const char *model) {
     memset(out, 0, sizeof(float) * H * V);
     out[1 * H] = 1000.0f * sgn, out[2 * H] = -1000.0f * sgn;
     write_bytes(path, buf, size);
-    af_describer *d = greedy_describer(cl, path, 6);
+    af_generator *d = greedy_generator(cl, path, 6);
     if (!d) break;
     FILE *tf = tmpfile();
-    CHECK_OK(af_describer_run(d, "s.png", proj_img[0], nimg[0], NULL, tf, &ans[run], &ids[run], &nid[run]));
+    CHECK_OK(describe_one(d, "s.png", proj_img[0], nimg[0], NULL, 0, tf, &ans[run], &ids[run], &nid[run]));
     printed[run] = slurp_file(tf);
     fclose(tf);
-    af_describer_free(d);
+    af_generator_free(d);
     printf("special ids, sign %+.0f: %d ids kept, answer '%s', printed '%s'\n", sgn, nid[run],
            ans[run] ? ans[run] : "", printed[run] ? printed[run] : "");
     if (nid[run] == 0) first_one = run;
@@ -534,6 +549,172 @@ static void truncation(af_cl *cl, const char *model) {
   free(js), free(err);
 }
 
+/* The sink's contract on the generator's own API (no CLI): the stream that
+ * the callbacks tag comes out in item order, each item's bytes together;
+ * prefilled and done are called once per item; logits0 is there where asked
+ * only and equals a one-image run's; positions are the prompt's; a done
+ * callback that fails fails its item alone, with its message, and the
+ * stream goes on past it; without a sink (the llm stage) the results are
+ * the same. */
+typedef struct sink_log {
+  char buf[1 << 16];
+  size_t n;
+  int last, out_of_order, prefilled[NIMG], done[NIMG], refuse;
+  size_t npre, npost;
+} sink_log;
+
+static void log_write(void *arg, int i, const char *p, size_t len) {
+  sink_log *l = arg;
+  l->out_of_order |= i < l->last;
+  l->last = i;
+  if (l->n + len < sizeof l->buf) memcpy(l->buf + l->n, p, len), l->n += len;
+}
+
+static int log_prefilled(void *arg, af_gen_run *run, int i) {
+  sink_log *l = arg;
+  const int32_t *pre, *post;
+  char tag[32];
+  l->prefilled[i]++;
+  af_gen_prompt_ids(run, &pre, &l->npre, &post, &l->npost);
+  snprintf(tag, sizeof tag, "<<open %d>>", i);
+  return af_gen_put(run, i, tag, strlen(tag));
+}
+
+static int log_done(void *arg, af_gen_run *run, int i) {
+  sink_log *l = arg;
+  char tag[32];
+  l->done[i]++;
+  if (i == l->refuse) return af_err(AF_ERR_IO, "test: item %d refused", i);
+  snprintf(tag, sizeof tag, "<<close %d>>", i);
+  return af_gen_put(run, i, tag, strlen(tag));
+}
+
+static void sink_contract(af_cl *cl, const char *model) {
+  af_generator *g = greedy_generator(cl, model, 10);
+  if (!g) return;
+  char *ans0[NIMG] = {0};
+  for (int pass = 0; pass < 3; pass++) { /* 0: all ok, 1: item 1's done fails, 2: no sink */
+    sink_log *l = calloc(1, sizeof *l);
+    af_gen_item it[NIMG];
+    for (int i = 0; i < NIMG; i++)
+      it[i] = (af_gen_item){
+          .image = "sink.png", .proj = proj_img[i], .n_img = nimg[i], .want_logits0 = i % 2 == 0};
+    l->refuse = pass == 1 ? 1 : -1;
+    af_gen_sink sink = {
+        .arg = l, .write = log_write, .stream_answers = 1, .prefilled = log_prefilled, .done = log_done};
+    int rc = af_generate_batch(g, it, NIMG, pass == 2 ? NULL : &sink);
+    CHECK_MSG(rc == (pass == 1 ? AF_ERR_IO : 0), "pass %d: rc %d", pass, rc);
+    af_error_clear();
+    CHECK(!l->out_of_order);
+    const char *at = l->buf;
+    for (int i = 0; i < NIMG; i++) {
+      char open[32], close[32];
+      snprintf(open, sizeof open, "<<open %d>>", i);
+      snprintf(close, sizeof close, "<<close %d>>", i);
+      const char *o = strstr(l->buf, open), *c = strstr(l->buf, close);
+      if (pass < 2) {
+        CHECK_MSG(l->prefilled[i] == 1 && l->done[i] == 1, "pass %d item %d: prefilled %d, done %d", pass, i,
+                  l->prefilled[i], l->done[i]);
+        CHECK_MSG(o == at || (i == 2 && pass == 1 && o > at),
+                  "pass %d: item %d's bytes not where item %d's end", pass, i, i - 1);
+        CHECK(i == l->refuse ? c == NULL : c > o);
+        if (o) at = c ? c + strlen(close) : o + strlen(open);
+      }
+      CHECK(it[i].positions == (int)(l->npre + l->npost) + nimg[i] || pass == 2);
+      CHECK((it[i].logits0 != NULL) == (i % 2 == 0) && it[i].n_logits0 == (i % 2 == 0 ? it[0].n_logits0 : 0));
+      if (i == l->refuse) {
+        CHECK(it[i].rc == AF_ERR_IO && it[i].error && strstr(it[i].error, "test: item 1 refused"));
+        CHECK(!it[i].answer && !it[i].ids && !it[i].n_ids);
+      } else {
+        CHECK_MSG(it[i].rc == 0 && it[i].answer, "pass %d item %d: rc %d", pass, i, it[i].rc);
+        if (!pass)
+          ans0[i] = it[i].answer ? strdup(it[i].answer) : NULL;
+        else
+          CHECK(ans0[i] && it[i].answer && !strcmp(ans0[i], it[i].answer));
+      }
+    }
+    if (pass == 0) { /* logits0 as one image alone has it */
+      af_gen_item one = {.image = "one.png", .proj = proj_img[2], .n_img = nimg[2], .want_logits0 = 1};
+      CHECK_OK(af_generate_batch(g, &one, 1, NULL));
+      CHECK(one.logits0 && it[2].logits0 && one.n_logits0 == it[2].n_logits0 && one.n_logits0 > 0 &&
+            !memcmp(one.logits0, it[2].logits0, sizeof(float) * (size_t)one.n_logits0));
+      af_gen_item_clear(&one);
+    }
+    printf("sink pass %d: %zu streamed bytes in item order, prompt %zu + image + %zu ids\n", pass, l->n,
+           l->npre, l->npost);
+    for (int i = 0; i < NIMG; i++) af_gen_item_clear(&it[i]);
+    free(l);
+  }
+  for (int i = 0; i < NIMG; i++) free(ans0[i]);
+  af_generator_free(g);
+}
+
+/* af_chat_turn's callbacks (net/chat.h): the prompt callback sees the
+ * turn's segments and positions before generation, the text callback the
+ * answer as it grows, the answered callback the answer; an answered
+ * callback that fails fails the turn and leaves the history as it was, so
+ * that asking again renders the same prompt and, greedy, the same answer. */
+typedef struct chat_log {
+  int prompts, refuse;
+  size_t streamed;
+  int32_t last_ids[1024]; /* the prompt's last segment: the history after the image */
+  size_t n_last;
+} chat_log;
+
+static int chat_log_text(void *arg, const char *p, size_t len) {
+  (void)p;
+  ((chat_log *)arg)->streamed += len;
+  return 0;
+}
+
+static int chat_log_prompt(void *arg, const af_chat_result *r) {
+  chat_log *l = arg;
+  l->prompts++;
+  CHECK(r->n_seg == 2 && r->positions > 0 && r->begin == 0 && !r->answer);
+  l->n_last = r->n_seg == 2 && r->seg_n[1] <= 1024 ? r->seg_n[1] : 0;
+  if (l->n_last) memcpy(l->last_ids, r->seg_ids[1], sizeof(int32_t) * l->n_last);
+  return 0;
+}
+
+static int chat_log_answered(void *arg, const af_chat_result *r) {
+  chat_log *l = arg;
+  CHECK(r->answer != NULL);
+  return l->refuse ? af_err(AF_ERR_IO, "test: answer refused") : 0;
+}
+
+static void chat_callbacks(af_cl *cl, const char *model) {
+  af_generator *g = greedy_generator(cl, model, 8);
+  af_chat *c = NULL;
+  const float *proj[1] = {proj_img[0]};
+  if (g) CHECK_OK(af_chat_new(g, proj, 1, nimg[0], &c));
+  if (!c) {
+    af_generator_free(g);
+    return;
+  }
+  chat_log l = {0};
+  af_chat_io io = {&l, chat_log_text, chat_log_prompt, chat_log_answered};
+  af_chat_result r[3];
+  static int32_t last[1024];
+  CHECK_OK(af_chat_turn(c, "What is this?", &io, &r[0]));
+  l.refuse = 1;
+  CHECK(af_chat_turn(c, "And the colours?", &io, &r[1]) == AF_ERR_IO);
+  CHECK(strstr(af_error_message(), "test: answer refused") != NULL);
+  af_error_clear();
+  size_t n_failed = l.n_last;
+  memcpy(last, l.last_ids, sizeof last);
+  l.refuse = 0;
+  CHECK_OK(af_chat_turn(c, "And the colours?", &io, &r[2]));
+  CHECK(l.prompts == 3 && l.streamed > 0);
+  CHECK(r[1].positions == r[2].positions && r[2].positions > r[0].positions);
+  CHECK(n_failed > 0 && l.n_last == n_failed && !memcmp(last, l.last_ids, sizeof(int32_t) * n_failed));
+  CHECK(r[1].answer && r[2].answer && !strcmp(r[1].answer, r[2].answer) && r[1].n_ids == r[2].n_ids);
+  printf("chat callbacks: %d prompts, %zu streamed bytes, turn 2 (refused, then again) %d positions\n",
+         l.prompts, l.streamed, r[2].positions);
+  for (int i = 0; i < 3; i++) af_chat_result_free(&r[i]);
+  af_chat_free(c);
+  af_generator_free(g);
+}
+
 int main(void) {
   const char *tmp = af_test_tmpdir();
   char m32[1024], mq8[1024];
@@ -569,26 +750,28 @@ int main(void) {
   /* a failing item fails alone; a prompt longer than the context (300 image
    * rows) is truncated, not failed */
   {
-    af_describe_opts o;
-    af_describe_opts_default(&o);
+    af_gen_opts o;
+    af_gen_opts_default(&o);
     o.max_new_tokens = 8;
     o.sampling.greedy = 1;
-    af_describer *d = NULL;
-    CHECK_OK(af_describer_new(cl, m32, &o, &d));
+    af_generator *d = NULL;
+    CHECK_OK(af_generator_new(cl, m32, &o, &d));
     float *big = calloc((size_t)300 * H, sizeof(float));
-    af_describe_item it[3] = {{.image = "big", .proj = big, .n_img = 300},
-                              {.image = "bad", .proj = NULL, .n_img = -1},
-                              {.image = "ok", .proj = proj, .n_img = Qn}};
-    if (d) CHECK(af_describer_run_batch(d, it, 3, NULL) == AF_ERR_INVALID);
+    af_gen_item it[3] = {{.image = "big", .proj = big, .n_img = 300},
+                         {.image = "bad", .proj = NULL, .n_img = -1},
+                         {.image = "ok", .proj = proj, .n_img = Qn}};
+    if (d) CHECK(af_generate_batch(d, it, 3, NULL) == AF_ERR_INVALID);
     af_error_clear();
     CHECK(it[1].rc == AF_ERR_INVALID && it[1].error && strstr(it[1].error, "bad"));
     CHECK(it[0].rc == 0 && it[0].n_ids >= 1 && it[0].answer);
     CHECK(it[2].rc == 0 && it[2].n_ids >= 1 && it[2].answer);
-    for (int i = 0; i < 3; i++) free(it[i].answer), free(it[i].ids), free(it[i].error);
+    for (int i = 0; i < 3; i++) af_gen_item_clear(&it[i]);
     free(big);
-    af_describer_free(d);
+    af_generator_free(d);
   }
   prefill_fallback(cl, m32);
+  sink_contract(cl, m32);
+  chat_callbacks(cl, m32);
   special_ids(cl, m32);
   generate_keys(cl, m32);
   huge_context(cl, m32);

@@ -8,7 +8,9 @@
  *
  * Tolerances (normalised L2 error): the reference runs in fp32 with double
  * accumulators, torch in fp32, so each stage agrees to ~1e-6; we allow 1e-4.
- * Greedy tokens must be identical. */
+ * Greedy tokens must be identical.  Label scores (make_golden_tags.py: the
+ * original's full forward of prompt + label) agree within 1e-4 relative. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +29,19 @@ static float *pool[4096];
 static int npool;
 
 /* Tensor `name` from the first source that has it, as fp32 (kept until exit). */
+static char *slurp_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
+  if (s) s[n] = 0;
+  fclose(f);
+  return s;
+}
+
 static const float *T(af_tsrc *src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static const float *T(af_tsrc *src, const char *fmt, ...) {
   char name[256];
@@ -243,6 +258,49 @@ int main(void) {
   for (int i = 0; i < got && i < nw; i++)
     CHECK_MSG(ids[i] == want[i], "id %d: %d vs original %d", i, ids[i], want[i]);
   printf("greedy ids: %d of %d equal to the original's\n", got == nw ? nw : -1, nw);
+
+  /* label scores (make_golden_tags.py): the plain-C reference's full
+   * forward of prompt + label equals the original's, so that artflow's
+   * shared-prefix scores (test_score) are checked against two references */
+  char *tj = slurp_text(af_test_data(DIR "golden/tags.json"));
+  cJSON *tags = tj ? cJSON_Parse(tj) : NULL;
+  CHECK(tags != NULL);
+  double worst = 0;
+  const cJSON *qj;
+  cJSON_ArrayForEach(qj, cJSON_GetObjectItem(tags, "questions")) {
+    const cJSON *seg = cJSON_GetObjectItem(qj, "segments"), *lj;
+    int n0 = cJSON_GetArraySize(cJSON_GetArrayItem(seg, 0)),
+        n1 = cJSON_GetArraySize(cJSON_GetArrayItem(seg, 1));
+    cJSON_ArrayForEach(lj, cJSON_GetObjectItem(qj, "labels")) {
+      const cJSON *ids_j = cJSON_GetObjectItem(lj, "ids");
+      int L = cJSON_GetArraySize(ids_j), P = n0 + NQ + n1;
+      float *x = malloc(sizeof(float) * (size_t)(P + L) * LW), lg[VOCAB];
+      for (int i = 0; i < P + L; i++) {
+        int tok = i < n0        ? cJSON_GetArrayItem(cJSON_GetArrayItem(seg, 0), i)->valueint
+                  : i < n0 + NQ ? -1
+                  : i < P       ? cJSON_GetArrayItem(cJSON_GetArrayItem(seg, 1), i - n0 - NQ)->valueint
+                                : cJSON_GetArrayItem(ids_j, i - P)->valueint;
+        memcpy(x + (size_t)i * LW, tok < 0 ? proj_out + (i - n0) * LW : llm.tok_embd + (size_t)tok * LW,
+               LW * sizeof(float));
+      }
+      double lp = 0;
+      for (int j = 0; j < L; j++) { /* the logits after prompt + the label's first j tokens */
+        ref_llm_forward(&llm, x, P + j, lg);
+        double mx = lg[0], sum = 0;
+        for (int v = 1; v < VOCAB; v++) mx = lg[v] > mx ? lg[v] : mx;
+        for (int v = 0; v < VOCAB; v++) sum += exp(lg[v] - mx);
+        lp += lg[cJSON_GetArrayItem(ids_j, j)->valueint] - mx - log(sum);
+      }
+      double g = cJSON_GetObjectItem(lj, "logprob")->valuedouble, e = fabs(lp - g) / fabs(g);
+      CHECK_MSG(e < 1e-4, "label '%s': reference %.6f, original %.6f",
+                cJSON_GetObjectItem(lj, "label")->valuestring, lp, g);
+      if (e > worst) worst = e;
+      free(x);
+    }
+  }
+  printf("label scores: plain-C full forward vs the original's, worst relative error %.2g\n", worst);
+  cJSON_Delete(tags);
+  free(tj);
 
   free(prompt);
   free(pixels);

@@ -189,9 +189,10 @@ static void run_storage(const char *tmp) {
     printf("  proj vs fp32 copy: fp16 in place %.3g, fp16 widened %.3g (tolerance 1e-5)\n", et, ew);
     CHECK(et <= 1e-5 && ew <= 1e-5);
     check("proj", tiled, "proj.npy", n, 5e-3);
-    /* the tiny model's matrices are ~3/4 of its bytes: fp16 storage needs
-     * under 70 % of the fp32 copy (measured 61 %; ~50 % at full size) */
-    CHECK_MSG(b16t < b32 * 7 / 10 && b16c == b16t, "device bytes: fp32 %llu, fp16 %llu / %llu",
+    /* only the ViT's matrices are fp16 in the file (the Q-Former and the
+     * projection stay fp32, as the original runs them): fp16 storage needs
+     * under 80 % of the fp32 copy on the tiny model (measured 73 %) */
+    CHECK_MSG(b16t < b32 * 8 / 10 && b16c == b16t, "device bytes: fp32 %llu, fp16 %llu / %llu",
               (unsigned long long)b32, (unsigned long long)b16t, (unsigned long long)b16c);
   }
   free(copy), free(tiled), free(widen);

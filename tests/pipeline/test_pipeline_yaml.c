@@ -119,5 +119,31 @@ int main(void) {
               ls, 0);
   CHECK(p && strstr(af_pipeline_params_json(p), "\"name\":\"second\""));
   af_pipeline_free(p);
+
+  /* one output name, one writer: a second stage writing it is refused at load
+   * time naming both (a chain that reads what it rewrites is fine, above) */
+  expect_err(HEAD "stages:\n  - {stage: tp_make}\n  - {stage: tp_make, name: again}\n" SINK, NULL, 0,
+             "t.yaml:4:5: stage 'again' output 'emb'", "stage 'tp_make' (line 3) writes it too", NULL);
+  expect_err(HEAD "stages:\n  - {stage: tp_tasks}\n  - {stage: tp_tasks, name: b}\n" SINK, NULL, 0,
+             "stage 'b' output 'text'", "writes it too", NULL);
+  /* a JSON parameter from YAML: its names replace the default output */
+  p = load_ok(HEAD
+              "stages:\n  - {stage: tp_tasks}\n  - stage: tp_tasks\n    name: b\n    tasks:\n"
+              "      - {name: style, n: 3, ok: true, q: 'x: y'}\n      - name: genre\n" SINK,
+              NULL, 0);
+  CHECK(p &&
+        strstr(af_pipeline_params_json(p),
+               "\"tasks\":[{\"name\":\"style\",\"n\":3,\"ok\":true,\"q\":\"x: y\"},{\"name\":\"genre\"}]"));
+  af_pipeline_free(p);
+  expect_err(HEAD
+             "stages:\n  - {stage: tp_tasks, tasks: [{name: text}]}\n  - {stage: tp_tasks, name: b}\n" SINK,
+             NULL, 0, "output 'text'", "writes it too", NULL);
+  expect_err(HEAD "stages:\n  - {stage: tp_tasks, tasks: [{name: a}, {name: a}]}\n" SINK, NULL, 0,
+             "stage 'tp_tasks' writes output 'a' twice", NULL, NULL);
+  const char *js[] = {"b.tasks=[{\"name\":\"text\"}]"}, *bad_js[] = {"b.tasks=[{name: x}"};
+  expect_err(HEAD "stages:\n  - {stage: tp_tasks}\n  - {stage: tp_tasks, name: b, tasks: [x]}\n" SINK, js, 1,
+             "output 'text'", NULL, NULL);
+  expect_err(HEAD "stages:\n  - {stage: tp_tasks}\n  - {stage: tp_tasks, name: b, tasks: [x]}\n" SINK, bad_js,
+             1, "key 'tasks'", "expected JSON", NULL);
   return af_test_done("test_pipeline_yaml");
 }

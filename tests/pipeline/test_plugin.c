@@ -141,6 +141,10 @@ int main(void) {
   expect_fail("nothere.so", AF_ERR_IO, "nothere.so", "ARTFLOW_PLUGIN_PATH");
   expect_fail(AF_TEST_PLUGIN_NOSYM, AF_ERR_CONFIG, AF_TEST_PLUGIN_NOSYM, "af_plugin_entry");
   expect_fail(AF_TEST_PLUGIN_ABI, AF_ERR_CONFIG, AF_TEST_PLUGIN_ABI, "ABI version 999");
+  /* a plugin of the first stage contract (before negotiate and the engine's
+   * queue/weights in the context) */
+  expect_fail(AF_TEST_PLUGIN_ABI_V1, AF_ERR_CONFIG, AF_TEST_PLUGIN_ABI_V1,
+              "stage ABI version 1, this artflow needs 2");
   expect_fail(AF_TEST_PLUGIN_BADSTAGE, AF_ERR_CONFIG, AF_TEST_PLUGIN_BADSTAGE, NULL);
   /* a file that is not a shared library */
   char notlib[4300];

@@ -39,7 +39,7 @@ static int child_run(int resume, unsigned seed) {
        *cc = io_config(&af_stage_csv, cs);
   void *src = NULL, *js_ = NULL, *cs_ = NULL;
   af_journal *j = NULL;
-  if (af_journal_open(journal, resume, &j) || af_stage_src_list.create(&ctx, lc, &src) ||
+  if (af_journal_open(journal, resume, NULL, &j) || af_stage_src_list.create(&ctx, lc, &src) ||
       af_stage_jsonl.create(&ctx, jc, &js_) || af_stage_csv.create(&ctx, cc, &cs_)) {
     fprintf(stderr, "child setup: %s\n", af_error_message());
     return 3;

@@ -17,6 +17,7 @@
 #include "af_test.h"
 #include "cl/runtime.h"
 #include "image/image.h"
+#include "io_harness.h"
 #include "pipeline/pipeline.h"
 
 extern const af_stage_desc af_stage_decode, af_stage_preprocess;
@@ -59,8 +60,10 @@ static af_item *item_for(const char *id, const char *file) {
 /* Runs decode then preprocess (image_size S) over items, as the scheduler
  * would: preprocess sees only items still ok. */
 static void run_stages(af_item **items, int n, int S, struct af_cl *cl, int fused) {
-  af_stage_ctx dctx = {.instance = "decode", .log = test_log, .cl = cl};
-  af_stage_ctx pctx = {.instance = "preprocess", .log = test_log, .cl = cl};
+  af_queue *q = NULL;
+  if (cl) CHECK_OK(af_queue_new((af_cl *)cl, &q)); /* the engine's queue for a device-using stage */
+  af_stage_ctx dctx = {.instance = "decode", .log = test_log, .cl = cl, .batch = 64};
+  af_stage_ctx pctx = {.instance = "preprocess", .log = test_log, .cl = cl, .queue = q, .batch = 64};
   char size_set[32];
   snprintf(size_set, sizeof size_set, "image_size=%d", S);
   const char *sets[] = {size_set};
@@ -70,16 +73,19 @@ static void run_stages(af_item **items, int n, int S, struct af_cl *cl, int fuse
   void *dcfg = make_config(&af_stage_decode, dsets, fused);
   void *pcfg = make_config(&af_stage_preprocess, sets, 1);
   void *d = NULL, *p = NULL;
-  CHECK_OK(af_stage_decode.create(&dctx, dcfg, &d));
-  CHECK_OK(af_stage_preprocess.create(&pctx, pcfg, &p));
+  CHECK_OK(io_stage_setup(&af_stage_decode, &dctx, dcfg, NULL, NULL, &d));
+  CHECK_OK(io_stage_setup(&af_stage_preprocess, &pctx, pcfg, NULL, NULL, &p));
+  unsigned long long allocs = af_cl_allocations((af_cl *)cl);
   for (int i = 0; i < n; i++) CHECK(af_stage_decode.process(d, &dctx, &items[i], 1) == AF_FLOW_OK);
   af_item *ok[64];
   int m = 0;
   for (int i = 0; i < n && m < 64; i++)
     if (items[i]->status == AF_ITEM_OK) ok[m++] = items[i];
   if (m) CHECK(af_stage_preprocess.process(p, &pctx, ok, m) == AF_FLOW_OK);
+  CHECK_MSG(af_cl_allocations((af_cl *)cl) == allocs, "preprocess created device buffers in process()");
   af_stage_decode.destroy(d);
   af_stage_preprocess.destroy(p);
+  af_queue_free(q);
   free_config(&af_stage_decode, dcfg);
   free_config(&af_stage_preprocess, pcfg);
 }
@@ -192,9 +198,9 @@ int main(void) {
   int64_t shape[3] = {5, 5, 4};
   void *data = NULL;
   CHECK_OK(af_item_add_tensor(odd, "rgb", AF_DTYPE_U8, 3, shape, &data));
-  af_stage_ctx pctx = {.instance = "preprocess", .log = test_log};
+  af_stage_ctx pctx = {.instance = "preprocess", .log = test_log, .batch = 4};
   void *pcfg = make_config(&af_stage_preprocess, NULL, 0), *p = NULL;
-  CHECK_OK(af_stage_preprocess.create(&pctx, pcfg, &p));
+  CHECK_OK(io_stage_setup(&af_stage_preprocess, &pctx, pcfg, NULL, NULL, &p));
   CHECK(af_stage_preprocess.process(p, &pctx, &odd, 1) == AF_FLOW_OK);
   CHECK(odd->status == AF_ITEM_ERROR && odd->error && strstr(odd->error, "u8[H,W,3]"));
   af_stage_preprocess.destroy(p);
