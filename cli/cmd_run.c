@@ -102,135 +102,159 @@ static void print_interrupted(const af_pipeline *p, const char *file, const af_s
             file);
 }
 
-int af_cmd_run(int argc, char **argv) {
-  const char *file = NULL;
-  int strict = 0, rc, exitc = AF_EXIT_OK;
-  af_run_options opt = {.handle_signals = 1};
-  const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-  if (!sets) return af_cli_fail(AF_ERR_NOMEM, "run");
+/* "--name" or "--name=VALUE" */
+static int is_opt(const char *a, const char *name) {
+  size_t n = strlen(name);
+  return !strncmp(a, name, n) && (a[n] == '=' || a[n] == 0);
+}
+
+/* The value of an option is_opt matched: after '=', else the next argument
+ * (NULL when there is none). */
+static const char *opt_value(const char *a, const char *name, int argc, char **argv, int *i) {
+  size_t n = strlen(name);
+  return a[n] == '=' ? a + n + 1 : (*i + 1 < argc ? argv[++*i] : NULL);
+}
+
+typedef struct run_args {
+  af_run_options opt;
+  const char *file;
+  const char **sets; /* the --set values (argc slots) */
+  int strict;
+} run_args;
+
+/* One option with a value (argv[*i] matched `name`).  Returns -1 when taken,
+ * else the exit code of a usage error. */
+static int take_value(run_args *r, const char *name, const char *v) {
+  af_run_options *o = &r->opt;
+  char *end = NULL;
+  if (!v || (!*v && !strcmp(name, "--journal")))
+    return af_cli_usage_error("run", usage, "option '%s' needs a value", name);
+  if (!strcmp(name, "--set")) {
+    r->sets[o->n_sets++] = v;
+  } else if (!strcmp(name, "--shards")) {
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < 1 || n > 1000000)
+      return af_cli_usage_error("run", usage, "--shards: expected 1..1000000, got '%s'", v);
+    o->shards = (int)n;
+  } else if (!strcmp(name, "--shard")) {
+    af_shard sh;
+    char why[256];
+    if (strcmp(v, "auto") && af_shard_parse(v, &sh, why, sizeof why))
+      return af_cli_usage_error("run", usage, "--shard %s", why);
+    o->shard = v;
+  } else if (!strcmp(name, "--grace")) {
+    double g = strtod(v, &end);
+    if (!*v || *end || !(g >= 0 && g <= 86400))
+      return af_cli_usage_error("run", usage, "--grace: expected seconds 0..86400, got '%s'", v);
+    o->grace = g > 0 ? g : 1e-9; /* 0 = abandon at once (0 in the options means the default) */
+  } else if (!strcmp(name, "--progress")) {
+    if (parse_progress(v, &o->progress))
+      return af_cli_usage_error("run", usage, "--progress: '%s' is not auto, bar, log or none", v);
+  } else if (!strcmp(name, "--device")) {
+    o->device = v;
+  } else if (!strcmp(name, "--journal")) {
+    o->journal = v;
+  } else if (!strcmp(name, "--queue")) {
+    long q = strtol(v, &end, 10);
+    if (!*v || *end || q < 1 || q > 65536)
+      return af_cli_usage_error("run", usage, "--queue: expected 1..65536, got '%s'", v);
+    o->queue_depth = (int)q;
+  } else if (!strcmp(name, "--queue-bytes")) {
+    if (af_parse_bytes(v, &o->queue_bytes) || o->queue_bytes < 1)
+      return af_cli_usage_error("run", usage, "--queue-bytes: expected a size like 64M or 1G, got '%s'", v);
+  }
+  return -1;
+}
+
+/* The command line into r (r->opt.sets allocated by the caller).  Returns -1
+ * to run, else the exit code (help: 0; usage errors: 2). */
+static int parse_args(run_args *r, int argc, char **argv) {
+  static const char *const valued[] = {"--set",    "--shards",  "--shard", "--grace",       "--progress",
+                                       "--device", "--journal", "--queue", "--queue-bytes", NULL};
+  af_run_options *o = &r->opt;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    const char *const *v = valued;
+    while (*v && !is_opt(a, *v)) v++;
+    int rc = -1;
     if (af_cli_is_help(a)) {
       fputs(usage, stdout);
-      free(sets);
       return AF_EXIT_OK;
-    } else if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
-      const char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!v) goto missing;
-      sets[opt.n_sets++] = v;
+    } else if (*v) {
+      rc = take_value(r, *v, opt_value(a, *v, argc, argv, &i));
     } else if (!strcmp(a, "--resume")) {
-      opt.resume = 1;
+      o->resume = 1;
     } else if (!strcmp(a, "--allow-changed")) {
-      opt.allow_changed = 1;
+      o->allow_changed = 1;
     } else if (!strcmp(a, "--no-resume")) {
-      opt.no_resume = 1;
-    } else if (!strncmp(a, "--shards", 8) && (a[8] == '=' || a[8] == 0)) {
-      const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
-      char *end;
-      if (!v) goto missing;
-      long n = strtol(v, &end, 10);
-      if (!*v || *end || n < 1 || n > 1000000) {
-        free(sets);
-        return af_cli_usage_error("run", usage, "--shards: expected 1..1000000, got '%s'", v);
-      }
-      opt.shards = (int)n;
-    } else if (!strncmp(a, "--shard", 7) && (a[7] == '=' || a[7] == 0)) {
-      const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
-      af_shard sh;
-      char why[256];
-      if (!v) goto missing;
-      if (strcmp(v, "auto") && af_shard_parse(v, &sh, why, sizeof why)) {
-        free(sets);
-        return af_cli_usage_error("run", usage, "--shard %s", why);
-      }
-      opt.shard = v;
-    } else if (!strncmp(a, "--grace", 7) && (a[7] == '=' || a[7] == 0)) {
-      const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
-      char *end;
-      if (!v) goto missing;
-      double g = strtod(v, &end);
-      if (!*v || *end || !(g >= 0 && g <= 86400)) {
-        free(sets);
-        return af_cli_usage_error("run", usage, "--grace: expected seconds 0..86400, got '%s'", v);
-      }
-      opt.grace = g > 0 ? g : 1e-9; /* 0 = abandon at once (0 in the options means the default) */
+      o->no_resume = 1;
     } else if (!strcmp(a, "--strict")) {
-      strict = 1;
+      r->strict = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-      opt.quiet = 1;
-    } else if (!strncmp(a, "--progress", 10) && (a[10] == '=' || a[10] == 0)) {
-      const char *v = a[10] == '=' ? a + 11 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!v) goto missing;
-      if (parse_progress(v, &opt.progress)) {
-        free(sets);
-        return af_cli_usage_error("run", usage, "--progress: '%s' is not auto, bar, log or none", v);
-      }
-    } else if (!strncmp(a, "--device", 8) && (a[8] == '=' || a[8] == 0)) {
-      const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!v) goto missing;
-      opt.device = v;
-    } else if (!strncmp(a, "--journal", 9) && (a[9] == '=' || a[9] == 0)) {
-      const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!v || !*v) goto missing;
-      opt.journal = v;
-    } else if (!strncmp(a, "--queue", 7) && (a[7] == '=' || a[7] == 0)) {
-      const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
-      char *end;
-      if (!v) goto missing;
-      long q = strtol(v, &end, 10);
-      if (!*v || *end || q < 1 || q > 65536) {
-        free(sets);
-        return af_cli_usage_error("run", usage, "--queue: expected 1..65536, got '%s'", v);
-      }
-      opt.queue_depth = (int)q;
-    } else if (!strncmp(a, "--queue-bytes", 13) && (a[13] == '=' || a[13] == 0)) {
-      const char *v = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!v) goto missing;
-      if (af_parse_bytes(v, &opt.queue_bytes) || opt.queue_bytes < 1) {
-        free(sets);
-        return af_cli_usage_error("run", usage, "--queue-bytes: expected a size like 64M or 1G, got '%s'", v);
-      }
+      o->quiet = 1;
     } else if (a[0] == '-' && a[1]) {
-      free(sets);
-      return af_cli_usage_error("run", usage, "unknown option '%s'", a);
-    } else if (!file) {
-      file = a;
+      rc = af_cli_usage_error("run", usage, "unknown option '%s'", a);
+    } else if (!r->file) {
+      r->file = a;
     } else {
-      free(sets);
-      return af_cli_usage_error("run", usage, "one pipeline file only (got '%s' and '%s')", file, a);
+      rc = af_cli_usage_error("run", usage, "one pipeline file only (got '%s' and '%s')", r->file, a);
     }
+    if (rc >= 0) return rc;
   }
-  if (!file) {
-    free(sets);
-    return af_cli_usage_error("run", usage, "missing the pipeline file");
-  }
-  if (opt.allow_changed && !opt.resume && !(opt.shard && !strcmp(opt.shard, "auto") && !opt.no_resume)) {
-    free(sets);
+  if (!r->file) return af_cli_usage_error("run", usage, "missing the pipeline file");
+  if (o->allow_changed && !o->resume && !(o->shard && !strcmp(o->shard, "auto") && !o->no_resume))
     return af_cli_usage_error("run", usage, "--allow-changed goes with --resume (or --shard auto)");
-  }
-  if (opt.resume && opt.no_resume) {
-    free(sets);
+  if (o->resume && o->no_resume)
     return af_cli_usage_error("run", usage, "--resume and --no-resume contradict each other");
+  return -1;
+}
+
+/* A run that failed: the message, and for a refused --resume what changed. */
+static int report_failure(const af_pipeline *p, const af_run_summary *s, int rc) {
+  /* a stage refusing its configuration at create() is still a config error */
+  int cfg = rc == AF_ERR_CONFIG && !s->started;
+  fprintf(stderr, "artflow run: %s\n", af_error_message());
+  af_error_clear();
+  const char *diff = af_pipeline_settings_diff(p);
+  if (cfg && diff) { /* --resume refused: what changed, one line per setting */
+    for (const char *l = diff; *l;) {
+      size_t n = strcspn(l, "\n");
+      fprintf(stderr, "  %.*s\n", (int)n, l);
+      l += n + (l[n] == '\n');
+    }
+    fputs("artflow run: use --resume --allow-changed to append records made with the new settings anyway\n",
+          stderr);
   }
-  opt.sets = sets;
+  return cfg ? AF_EXIT_USAGE : AF_EXIT_FAIL;
+}
+
+int af_cmd_run(int argc, char **argv) {
+  run_args r = {.opt = {.handle_signals = 1}};
+  const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+  if (!sets) return af_cli_fail(AF_ERR_NOMEM, "run");
+  r.sets = sets;
+  r.opt.sets = sets;
+  int exitc = parse_args(&r, argc, argv);
   af_pipeline *p = NULL;
-  rc = af_pipeline_load(file, &opt, &p);
-  free(sets);
-  if (rc) {
+  if (exitc < 0 && af_pipeline_load(r.file, &r.opt, &p)) {
     fprintf(stderr, "artflow run: %s\n", af_error_message());
     af_error_clear();
-    return AF_EXIT_USAGE;
+    exitc = AF_EXIT_USAGE;
   }
+  free(sets);
+  if (exitc >= 0) return exitc;
+  const af_run_options *opt = &r.opt;
   const af_shard *sh = af_pipeline_shard(p);
-  if (sh && !opt.quiet)
+  if (sh && !opt->quiet)
     fprintf(
         stderr, "artflow run: shard %d/%d (%s)%s\n", sh->index, sh->count, af_pipeline_shard_origin(p),
-        af_pipeline_resumes(p) && !opt.resume ? "; resumes: items its journal marks done are skipped" : "");
-  rc = af_pipeline_run(p);
+        af_pipeline_resumes(p) && !opt->resume ? "; resumes: items its journal marks done are skipped" : "");
+  int rc = af_pipeline_run(p);
   const af_run_summary *s = af_pipeline_summary(p);
-  if (!opt.quiet && s->started && !s->stuck) af_pipeline_print_stats(p, stderr);
+  exitc = AF_EXIT_OK;
+  if (!opt->quiet && s->started && !s->stuck) af_pipeline_print_stats(p, stderr);
   if (rc == AF_ERR_INTERRUPTED) {
-    print_interrupted(p, file, sh);
+    print_interrupted(p, r.file, sh);
     af_error_clear();
     exitc = AF_EXIT_INTERRUPTED;
     if (s->stuck) { /* threads still inside a stage call: no clean teardown */
@@ -238,31 +262,14 @@ int af_cmd_run(int argc, char **argv) {
       _exit(exitc);
     }
   } else if (rc) {
-    /* a stage refusing its configuration at create() is still a config error */
-    int cfg = rc == AF_ERR_CONFIG && !s->started;
-    fprintf(stderr, "artflow run: %s\n", af_error_message());
-    af_error_clear();
-    exitc = cfg ? AF_EXIT_USAGE : AF_EXIT_FAIL;
-    const char *diff = af_pipeline_settings_diff(p);
-    if (cfg && diff) { /* --resume refused: what changed, one line per setting */
-      for (const char *l = diff; *l;) {
-        size_t n = strcspn(l, "\n");
-        fprintf(stderr, "  %.*s\n", (int)n, l);
-        l += n + (l[n] == '\n');
-      }
-      fputs("artflow run: use --resume --allow-changed to append records made with the new settings anyway\n",
-            stderr);
-    }
-  } else if (strict && s->failed > 0) {
+    exitc = report_failure(p, s, rc);
+  } else if (r.strict && s->failed > 0) {
     fprintf(stderr, "artflow run: --strict: %lld of %lld items failed\n", (long long)s->failed,
             (long long)s->total);
     exitc = AF_EXIT_FAIL;
-  } else if (opt.quiet && s->failed > 0) {
+  } else if (opt->quiet && s->failed > 0) {
     fprintf(stderr, "artflow run: %lld ok, %lld errors\n", (long long)s->ok, (long long)s->failed);
   }
   af_pipeline_free(p);
   return exitc;
-missing:
-  free(sets);
-  return af_cli_usage_error("run", usage, "option '%s' needs a value", argv[argc - 1]);
 }

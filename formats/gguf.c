@@ -163,7 +163,7 @@ static int rd_str(cursor *c, af_gguf_str *s) {
   return 0;
 }
 
-static size_t vtype_size(af_gguf_vtype t) {
+size_t af_gguf_vtype_size(af_gguf_vtype t) {
   switch (t) {
     case AF_GGUF_UINT8:
     case AF_GGUF_INT8:
@@ -185,8 +185,8 @@ static size_t vtype_size(af_gguf_vtype t) {
   }
 }
 
-static void decode_scalar(af_gguf_vtype t, const uint8_t *p, af_gguf_value *v) {
-  uint64_t raw = rd_le(p, (int)vtype_size(t));
+void af_gguf_decode_scalar(af_gguf_vtype t, const uint8_t *p, af_gguf_value *v) {
+  uint64_t raw = rd_le(p, (int)af_gguf_vtype_size(t));
   v->type = t;
   switch (t) {
     case AF_GGUF_UINT8:
@@ -244,7 +244,7 @@ static int rd_value(cursor *c, af_gguf_vtype t, af_gguf_value *v, int depth) {
     v->type = t;
     v->v.arr.type = (af_gguf_vtype)et;
     v->v.arr.n = n;
-    size_t es = vtype_size((af_gguf_vtype)et);
+    size_t es = af_gguf_vtype_size((af_gguf_vtype)et);
     if (es) {
       if (n > UINT64_MAX / es) return trunc_err(c, UINT64_MAX);
       if ((rc = need(c, n * es))) return rc;
@@ -268,9 +268,9 @@ static int rd_value(cursor *c, af_gguf_vtype t, af_gguf_value *v, int depth) {
     }
     return 0;
   }
-  size_t es = vtype_size(t);
+  size_t es = af_gguf_vtype_size(t);
   if ((rc = need(c, es))) return rc;
-  decode_scalar(t, c->g->base + c->pos, v);
+  af_gguf_decode_scalar(t, c->g->base + c->pos, v);
   c->pos += es;
   return 0;
 }

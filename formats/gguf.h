@@ -199,6 +199,10 @@ int af_gguf_get_arr_str(const af_gguf *g, const char *key, const af_gguf_str **s
 /* Element i of a numeric/bool array value as double / int64 (no bounds check
  * beyond i < n: returns 0 when out of range). */
 double af_gguf_arr_num(const af_gguf_value *v, uint64_t i);
+/* Bytes of one element of a numeric type (0 for strings, arrays, unknown). */
+size_t af_gguf_vtype_size(af_gguf_vtype t);
+/* Decodes one little-endian numeric element at p into v (type t). */
+void af_gguf_decode_scalar(af_gguf_vtype t, const uint8_t *p, af_gguf_value *v);
 
 uint64_t af_gguf_n_tensors(const af_gguf *g);
 const af_gguf_tensor *af_gguf_tensor_at(const af_gguf *g, uint64_t i); /* borrowed */

@@ -106,59 +106,26 @@ int af_gguf_get_arr_n(const af_gguf *g, const char *key, af_gguf_vtype *elem, ui
 
 double af_gguf_arr_num(const af_gguf_value *v, uint64_t i) {
   if (v->type != AF_GGUF_ARRAY || !v->v.arr.raw || i >= v->v.arr.n) return 0.0;
+  size_t es = af_gguf_vtype_size(v->v.arr.type);
+  if (!es) return 0.0;
   af_gguf_value e;
-  const uint8_t *p;
-  size_t es;
-  switch (v->v.arr.type) {
-    case AF_GGUF_UINT8:
-    case AF_GGUF_INT8:
-    case AF_GGUF_BOOL:
-      es = 1;
-      break;
-    case AF_GGUF_UINT16:
-    case AF_GGUF_INT16:
-      es = 2;
-      break;
-    case AF_GGUF_UINT32:
-    case AF_GGUF_INT32:
-    case AF_GGUF_FLOAT32:
-      es = 4;
-      break;
-    default:
-      es = 8;
-      break;
-  }
-  p = v->v.arr.raw + i * es;
-  uint64_t raw = 0;
-  for (size_t k = es; k-- > 0;) raw = (raw << 8) | p[k];
-  e.type = v->v.arr.type;
+  af_gguf_decode_scalar(v->v.arr.type, v->v.arr.raw + i * es, &e);
   switch (e.type) {
     case AF_GGUF_UINT8:
     case AF_GGUF_UINT16:
     case AF_GGUF_UINT32:
     case AF_GGUF_UINT64:
-      return (double)raw;
+      return (double)e.v.u;
     case AF_GGUF_INT8:
-      return (double)(int8_t)raw;
     case AF_GGUF_INT16:
-      return (double)(int16_t)raw;
     case AF_GGUF_INT32:
-      return (double)(int32_t)raw;
     case AF_GGUF_INT64:
-      return (double)(int64_t)raw;
+      return (double)e.v.i;
     case AF_GGUF_BOOL:
-      return raw ? 1.0 : 0.0;
-    case AF_GGUF_FLOAT32: {
-      uint32_t u = (uint32_t)raw;
-      float f;
-      memcpy(&f, &u, 4);
-      return f;
-    }
-    case AF_GGUF_FLOAT64: {
-      double d;
-      memcpy(&d, &raw, 8);
-      return d;
-    }
+      return e.v.b ? 1.0 : 0.0;
+    case AF_GGUF_FLOAT32:
+    case AF_GGUF_FLOAT64:
+      return e.v.f;
     default:
       return 0.0;
   }

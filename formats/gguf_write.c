@@ -146,30 +146,8 @@ int af_gguf_writer_set_str(af_gguf_writer *w, const char *key, const char *v) {
 
 int af_gguf_writer_set_arr(af_gguf_writer *w, const char *key, af_gguf_vtype elem, const void *data,
                            uint64_t n) {
-  size_t es;
-  switch (elem) {
-    case AF_GGUF_UINT8:
-    case AF_GGUF_INT8:
-    case AF_GGUF_BOOL:
-      es = 1;
-      break;
-    case AF_GGUF_UINT16:
-    case AF_GGUF_INT16:
-      es = 2;
-      break;
-    case AF_GGUF_UINT32:
-    case AF_GGUF_INT32:
-    case AF_GGUF_FLOAT32:
-      es = 4;
-      break;
-    case AF_GGUF_UINT64:
-    case AF_GGUF_INT64:
-    case AF_GGUF_FLOAT64:
-      es = 8;
-      break;
-    default:
-      return af_err(AF_ERR_INVALID, "gguf writer: %s: set_arr takes numeric elements", key);
-  }
+  size_t es = af_gguf_vtype_size(elem);
+  if (!es) return af_err(AF_ERR_INVALID, "gguf writer: %s: set_arr takes numeric elements", key);
   int rc = begin_kv(w, key, AF_GGUF_ARRAY);
   if (!rc) rc = put_le(w, (uint64_t)elem, 4);
   if (!rc) rc = put_le(w, n, 8);

@@ -449,13 +449,39 @@ static int memo_get(vm *m, uint64_t idx) {
 }
 
 /* ---- the opcode loop ---- */
-static int step(vm *m, int *stop) {
+#define NOT_MINE 1 /* an op_* function does not handle this opcode */
+
+/* LONG1 / LONG4: a little-endian two's complement integer of 1 or 4 length bytes */
+static int read_long(vm *m) {
   const uint8_t *q = NULL;
-  af_pk_value *a = NULL, *b = NULL, *c = NULL;
+  int rc;
+  int lb = m->op == 0x8a ? 1 : 4;
+  if ((rc = need(m, (size_t)lb, &q))) return rc;
+  uint64_t n = le(q, lb);
+  if (n > (size_t)(m->end - m->p)) return fail(m, AF_ERR_FORMAT, "truncated data");
+  if ((rc = need(m, (size_t)n, &q))) return rc;
+  uint64_t v = 0;
+  int neg = n && (q[n - 1] & 0x80);
+  for (uint64_t i = 0; i < n; i++) {
+    uint8_t ext = neg ? 0xFF : 0x00;
+    if (i >= 8) {
+      if (q[i] != ext) return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
+      continue;
+    }
+    v |= (uint64_t)q[i] << (8 * i);
+  }
+  if (neg && n < 8) v |= ~(uint64_t)0 << (8 * n);
+  if (n > 8 && (((v >> 63) & 1) != (uint64_t)neg))
+    return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
+  return push(m, new_int(m, (int64_t)v));
+}
+
+/* PROTO, FRAME, STOP, MARK, POP, POP_MARK, DUP */
+static int op_stack(vm *m, int *stop) {
+  const uint8_t *q = NULL;
+  af_pk_value *a = NULL;
   size_t from = 0;
   int rc = 0;
-  m->op_off = (size_t)(m->p - m->start);
-  m->op = *m->p++;
   switch (m->op) {
     case 0x80:
       return need(m, 1, &q); /* PROTO */
@@ -479,6 +505,17 @@ static int step(vm *m, int *stop) {
     case '2': /* DUP */
       if (m->sp <= base_sp(m)) return fail(m, AF_ERR_FORMAT, "stack underflow");
       return push(m, m->stack[m->sp - 1]);
+    default:
+      return NOT_MINE;
+  }
+}
+
+/* None, booleans, integers, floats, strings and bytes */
+static int op_scalar(vm *m) {
+  const uint8_t *q = NULL;
+  af_pk_value *a = NULL;
+  int rc = 0;
+  switch (m->op) {
     case 'N':
       return push(m, new_val(m, AF_PK_NONE));
     case 0x88:
@@ -494,28 +531,9 @@ static int step(vm *m, int *stop) {
     case 'M':
       if ((rc = need(m, 2, &q))) return rc;
       return push(m, new_int(m, (int64_t)le(q, 2)));
-    case 0x8a:   /* LONG1: little-endian two's complement */
-    case 0x8b: { /* LONG4 */
-      int lb = m->op == 0x8a ? 1 : 4;
-      if ((rc = need(m, (size_t)lb, &q))) return rc;
-      uint64_t n = le(q, lb);
-      if (n > (size_t)(m->end - m->p)) return fail(m, AF_ERR_FORMAT, "truncated data");
-      if ((rc = need(m, (size_t)n, &q))) return rc;
-      uint64_t v = 0;
-      int neg = n && (q[n - 1] & 0x80);
-      for (uint64_t i = 0; i < n; i++) {
-        uint8_t ext = neg ? 0xFF : 0x00;
-        if (i >= 8) {
-          if (q[i] != ext) return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
-          continue;
-        }
-        v |= (uint64_t)q[i] << (8 * i);
-      }
-      if (neg && n < 8) v |= ~(uint64_t)0 << (8 * n);
-      if (n > 8 && (((v >> 63) & 1) != (uint64_t)neg))
-        return fail(m, AF_ERR_UNSUPPORTED, "integer wider than 64 bits");
-      return push(m, new_int(m, (int64_t)v));
-    }
+    case 0x8a: /* LONG1 */
+    case 0x8b: /* LONG4 */
+      return read_long(m);
     case 'G': { /* BINFLOAT, big-endian */
       if ((rc = need(m, 8, &q))) return rc;
       uint64_t bits = 0;
@@ -541,6 +559,17 @@ static int step(vm *m, int *stop) {
       return read_string_op(m, 8, AF_PK_BYTES);
     case 0x96:
       return read_string_op(m, 8, AF_PK_BYTES); /* BYTEARRAY8 */
+    default:
+      return NOT_MINE;
+  }
+}
+
+/* empty and marked tuples, lists, dicts; appends and set-items */
+static int op_container(vm *m) {
+  af_pk_value *a = NULL, *b = NULL;
+  size_t from = 0;
+  int rc = 0;
+  switch (m->op) {
     case '}':
       return push(m, new_val(m, AF_PK_DICT));
     case ']':
@@ -591,6 +620,17 @@ static int step(vm *m, int *stop) {
       rc = dict_set(m, m->stack[from - 1], m->stack + from, m->sp - from);
       m->sp = from;
       return rc;
+    default:
+      return NOT_MINE;
+  }
+}
+
+/* the memo, globals, calls (REDUCE, NEWOBJ), BUILD, persistent ids */
+static int op_object(vm *m) {
+  const uint8_t *q = NULL;
+  af_pk_value *a = NULL, *b = NULL, *c = NULL;
+  int rc = 0;
+  switch (m->op) {
     case 'q':
       if ((rc = need(m, 1, &q))) return rc;
       return memo_put(m, q[0]);
@@ -643,6 +683,18 @@ static int step(vm *m, int *stop) {
     default:
       return fail(m, AF_ERR_UNSUPPORTED, "unsupported opcode");
   }
+}
+
+/* One opcode: each op_* function handles its group and answers NOT_MINE
+ * for the others. */
+static int step(vm *m, int *stop) {
+  m->op_off = (size_t)(m->p - m->start);
+  m->op = *m->p++;
+  int rc = op_stack(m, stop);
+  if (rc == NOT_MINE) rc = op_scalar(m);
+  if (rc == NOT_MINE) rc = op_container(m);
+  if (rc == NOT_MINE) rc = op_object(m);
+  return rc;
 }
 
 int af_pickle_load(const uint8_t *data, size_t size, const char *label, af_pickle **out) {

@@ -8,7 +8,11 @@
  * output within 1e-5 of the sum of its terms' magnitudes (fp32 summation
  * error), and for 16+ rows the normalised L2 error <= 1e-5 per vector (the
  * gemv entries of cl/opdesc.c); outputs of vectors past nb and rows past
- * `rows` must stay untouched. */
+ * `rows` must stay untouched.
+ * Cost is kernel compilation (each define set is a program build, each kernel
+ * used a PoCL compile), so the quick test covers the alternative defines in
+ * two combined builds and test_gemv_cpu_sweep (argument "sweep", label slow)
+ * builds each one on its own. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,38 +133,11 @@ static void set_impl(const char *base, const char *extra) {
   CHECK_OK(af_cl_set_tuning(Q->cl, buf));
 }
 
-int main(void) {
-  af_cl *cl = NULL;
-  af_rng_seed(&R, 6);
-  CHECK_OK(af_cl_open(&cl, NULL));
-  if (!cl) return af_test_done("test_gemv_cpu");
-  CHECK_OK(af_queue_new(cl, &Q));
-  char *base = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
-
-  /* the fp16 -> fp32 table behind the block scales: every pattern, bit-equal
-   * to formats/quant.c (infinities and NaNs included), one buffer per context */
-  cl_mem lut = NULL, lut2 = NULL;
-  CHECK_OK(af_cl_half_lut(cl, &lut));
-  CHECK_OK(af_cl_half_lut(cl, &lut2));
-  CHECK(lut && lut == lut2);
-  uint32_t *tab = malloc(65536 * 4);
-  CHECK_OK(af_queue_read(Q, lut, 0, 65536 * 4, tab));
-  int lut_bad = 0;
-  for (uint32_t h = 0; h < 65536; h++) {
-    float f = af_f16_to_f32((uint16_t)h);
-    uint32_t want;
-    memcpy(&want, &f, 4);
-    lut_bad += tab[h] != want;
-  }
-  CHECK_MSG(lut_bad == 0, "half table: %d of 65536 entries differ", lut_bad);
-  free(tab);
-
-  set_impl(base, NULL);
-  CHECK(!af_op_gemv_cpu_enabled(cl));
-  run_all("portable");
-  set_impl(base, "-DAF_GEMV_IMPL=cpu");
-  CHECK(af_op_gemv_cpu_enabled(cl));
-  run_all("cpu");
+/* Each alternative define of the CPU kernels on its own (the argument "sweep",
+ * test_gemv_cpu_sweep, label slow; the rest of main runs as in the quick
+ * test): eleven program builds, each compiling the kernels its cases use
+ * (cold PoCL cache, 2 cores: ~25 s of CPU, the quick test ~15 s). */
+static void sweep_defines(const char *base) {
   /* other rows-per-item / group sizes (a few kernels only: each new define
    * set recompiles the kernels it uses) */
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=7 -DAF_GEMV_CPU_WG=2");
@@ -202,6 +179,92 @@ int main(void) {
     for (int nb = 2; nb <= 8; nb += 3)
       for (int type = 2; type < 4; type++) t_case(kcs[v] + 19, type, 27, 320, nb, nb != 5, nb == 8);
   }
+}
+
+/* The quick test's share of sweep_defines: the same alternative code paths in
+ * two builds, every alternative define on in one of them (kernel code that a
+ * define selects at compile time: the prefetch off / far / without the jump
+ * to the next rows, the R1 rows walked not dividing and exceeding RB, the
+ * scale rebuilt from its bits, the Q4_0 byte path, chunks of k not dividing
+ * it and one chunk; at run time RB = 7 or 8 rows per item, groups of 2 items).
+ * Each define's own cases run under its build; how the defines combine is
+ * the sweep's business. */
+static void combined_defines(const char *base) {
+  const char *a = "cpu A", *b = "cpu B";
+  set_impl(base,
+           "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=7 -DAF_GEMV_CPU_WG=2 -DAF_GEMV_R1=3 -DAF_GEMV_LUT=0 "
+           "-DAF_GEMV_PF=0 -DAF_GEMV_PERM=0 -DAF_GEMV_KC=3");
+  /* RB 7 in groups of 2 */
+  for (size_t rows = 1; rows <= 67; rows += 11) {
+    t_case(a, 1, rows, 33, 1 + (int)rows % 2, 1, 0);
+    t_case(a, 2, rows, 64, 8, (int)rows % 2, 0);
+  }
+  /* R1 3 */
+  for (size_t rows = 1; rows <= 40; rows += 13)
+    for (int type = 0; type < 4; type++) t_case(a, type, rows, type < 2 ? 48 : 96, 1, (int)rows % 2, 0);
+  /* LUT 0 */
+  for (int type = 2; type < 4; type++)
+    for (int nb = 1; nb <= 8; nb *= 2) t_case(a, type, 19, 128, nb, nb == 2, nb == 4);
+  /* PF 0 */
+  for (int type = 0; type < 4; type++) t_case(a, type, 23, type < 2 ? 80 : 96, 1 + type, type % 2, 0);
+  /* PERM 0 */
+  for (int nb = 1; nb <= 8; nb++) t_case(a, 3, 21, 160, nb, nb % 2, nb == 3);
+  t_case(a, 3, 11, 4096, 1, 1, 1);
+  /* KC 3 */
+  for (int nb = 2; nb <= 8; nb += 3)
+    for (int type = 2; type < 4; type++) t_case(a, type, 27, 320, nb, nb != 5, nb == 8);
+
+  set_impl(base,
+           "-DAF_GEMV_IMPL=cpu -DAF_GEMV_RB=8 -DAF_GEMV_R1=16 -DAF_GEMV_PF=8192 -DAF_GEMV_PF_NEXT=0 "
+           "-DAF_GEMV_KC=0");
+  /* R1 16 > RB 8 */
+  for (int type = 1; type < 4; type++) t_case(b, type, 29, 64, 1, 1, 0);
+  /* PF 8192: past the ends of small matrices */
+  for (int type = 0; type < 4; type++) t_case(b, type, 9, 64, type == 3 ? 8 : 1, 1, 0);
+  /* PF_NEXT 0 */
+  for (int type = 0; type < 4; type++) t_case(b, type, 23, type < 2 ? 80 : 96, 1 + 2 * type, 0, 0);
+  /* KC 0: one chunk */
+  for (int nb = 2; nb <= 8; nb += 3)
+    for (int type = 2; type < 4; type++) t_case(b, type, 27, 320, nb, nb != 5, nb == 8);
+}
+
+int main(int argc, char **argv) {
+  int sweep = argc > 1 && !strcmp(argv[1], "sweep");
+  af_cl *cl = NULL;
+  af_rng_seed(&R, 6);
+  CHECK_OK(af_cl_open(&cl, NULL));
+  if (!cl) return af_test_done("test_gemv_cpu");
+  CHECK_OK(af_queue_new(cl, &Q));
+  char *base = cl->tuning_defines ? strdup(cl->tuning_defines) : NULL;
+
+  /* the fp16 -> fp32 table behind the block scales: every pattern, bit-equal
+   * to formats/quant.c (infinities and NaNs included), one buffer per context */
+  cl_mem lut = NULL, lut2 = NULL;
+  CHECK_OK(af_cl_half_lut(cl, &lut));
+  CHECK_OK(af_cl_half_lut(cl, &lut2));
+  CHECK(lut && lut == lut2);
+  uint32_t *tab = malloc(65536 * 4);
+  CHECK_OK(af_queue_read(Q, lut, 0, 65536 * 4, tab));
+  int lut_bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = af_f16_to_f32((uint16_t)h);
+    uint32_t want;
+    memcpy(&want, &f, 4);
+    lut_bad += tab[h] != want;
+  }
+  CHECK_MSG(lut_bad == 0, "half table: %d of 65536 entries differ", lut_bad);
+  free(tab);
+
+  set_impl(base, NULL);
+  CHECK(!af_op_gemv_cpu_enabled(cl));
+  run_all("portable");
+  set_impl(base, "-DAF_GEMV_IMPL=cpu");
+  CHECK(af_op_gemv_cpu_enabled(cl));
+  run_all("cpu");
+  if (sweep)
+    sweep_defines(base);
+  else
+    combined_defines(base);
   /* out-of-range prefetch distance: a build error that names it */
   set_impl(base, "-DAF_GEMV_IMPL=cpu -DAF_GEMV_PF=-1");
   {

@@ -70,6 +70,7 @@ int main(void) {
   const char *tmp = af_test_tmpdir();
   CHECK(tmp != NULL);
   setenv("XDG_CACHE_HOME", tmp, 1);
+  unsetenv("ARTFLOW_NO_DISK_CACHE"); /* the suite turns the cache off; this test checks it */
   snprintf(cache, sizeof cache, "%s/artflow", tmp);
 
   /* selection */
