@@ -84,7 +84,9 @@ chat() {
 DATA="data:image/png;base64,$(base64 -w0 "$T/files/a.png")"
 
 # ---- answers: what artflow describe / tag answer ----
-want=$("$A" describe "$G/image.png" --model "$M" --question "$Q" --greedy --max-new-tokens 12 --json 2> /dev/null | jq .text)
+"$A" describe "$G/image.png" --model "$M" --question "$Q" --greedy --max-new-tokens 12 --json > "$T/d12.json" 2>> "$T/cli.err"
+check "describe (the reference): exit 0" test $? = 0
+want=$(jq .text "$T/d12.json")
 chat "$DATA" > "$T/c1.json"
 check "chat completion: 200" test "$(post /v1/chat/completions "$T/c1.json" "$T/r1.json")" = 200
 check "... OpenAI's shape" jq -e '.object == "chat.completion" and .choices[0].message.role == "assistant" and .choices[0].finish_reason == "stop" and .model == "artgpt4-demo-random"' "$T/r1.json"
@@ -111,7 +113,8 @@ check "stream: every event is one 'data: ' line and a blank line" \
 
 jq -cn --arg u "$DATA" '{image: $u, vocabulary: "artemis-emotions", top_k: 3}' > "$T/t1.json"
 check "tag: 200" test "$(post /v1/tag "$T/t1.json" "$T/tr1.json")" = 200
-"$A" tag "$G/image.png" --model "$M" --vocab artemis-emotions --top-k 3 --json 2> /dev/null > "$T/tag.json"
+"$A" tag "$G/image.png" --model "$M" --vocab artemis-emotions --top-k 3 --json > "$T/tag.json" 2>> "$T/cli.err"
+check "tag (the reference): exit 0" test $? = 0
 check "tag: the labels of artflow tag --json" jq -e --slurpfile t "$T/tag.json" '.labels == $t[0].labels and .vocabulary == "artemis-emotions"' "$T/tr1.json"
 check "tag: 3 labels ranked by p" jq -e '(.labels | length == 3) and ([.labels[].p] | . == (sort | reverse))' "$T/tr1.json"
 jq -cn '{image: "a.png", labels: ["a river", "a portrait", "mountains"], mode: "yesno",
@@ -126,7 +129,9 @@ check "tag: every label once, ranked by p, the p summing to 1 ($(jq -c '[.labels
          and ([.labels[].p] | add - 1 | fabs < 1e-5)' "$T/tr3.json"
 
 # ---- concurrent clients share batches and get their lone answers ----
-want48=$("$A" describe "$G/image.png" --model "$M" --question "$Q" --greedy --max-new-tokens 48 --json 2> /dev/null | jq .text)
+"$A" describe "$G/image.png" --model "$M" --question "$Q" --greedy --max-new-tokens 48 --json > "$T/d48.json" 2>> "$T/cli.err"
+check "describe 48 tokens (the reference): exit 0" test $? = 0
+want48=$(jq .text "$T/d48.json")
 chat "$DATA" '{"max_tokens": 48}' > "$T/c48.json"
 chat "a.png" '{"max_tokens": 48, "stream": true}' > "$T/c48s.json"
 pids=()
@@ -256,6 +261,11 @@ check "... within the grace + 2 s ($(awk -v a="$t0" -v b="$t1" 'BEGIN {print b -
 check "... the stream in flight ended with [DONE]" test "$(grep '^data: ' "$T/last.sse" | tail -1)" = "data: [DONE]"
 check "... says what it did" grep -q 'stopped: .* answered' "$T/err"
 check "... its temporary folder is gone" test -z "$(ls -A "$T/tmp")"
+
+# under ASan/UBSan: no report from the server or the reference commands
+san='ERROR: AddressSanitizer|LeakSanitizer: detected|runtime error:'
+grep -hE "$san" "$T/err" "$T/cli.err" >&2
+check "no sanitizer report" bash -c "! grep -qE '$san' '$T/err' '$T/cli.err'"
 
 echo "test_serve: $pass passed, $fail failed"
 [ $fail -eq 0 ] || { echo "--- server log ---" >&2; tail -30 "$T/err" >&2; }
