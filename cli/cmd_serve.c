@@ -243,8 +243,10 @@ static int serve(const serve_args *a, const af_cli_flags *f) {
     }
   }
   srv_http_stop(h, 2.0);
-  fprintf(stderr, "artflow serve: stopped: %ld answered, %ld failed, %ld refused (queue full or stopping)\n",
-          af_srv.answered, af_srv.failed, af_srv.refused);
+  if (h) /* it served (not: the port was busy) */
+    fprintf(stderr,
+            "artflow serve: stopped: %ld answered, %ld failed, %ld refused (queue full or stopping)\n",
+            af_srv.answered, af_srv.failed, af_srv.refused);
   af_error_clear();
   af_pipeline_free(p);
   srv_free();

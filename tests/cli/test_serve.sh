@@ -4,17 +4,19 @@
 # describe` answers (image as a data: URL, a path under --files, a file://
 # URL); stream: true is OpenAI's chunks ending in [DONE], the deltas adding
 # up to the answer; /v1/tag ranks as `artflow tag --json` does (a shipped
-# vocabulary, inline labels in choose and yesno mode); concurrent clients get the
-# answers they get alone and share the llm's batches; bad requests get 400
-# with a reason (malformed JSON, turns, options the llm rows refuse, paths
-# outside --files, URLs the server will not fetch, bytes that are no image,
-# and never the server's temporary file name); an image over --max-pixels
-# and a body over --max-body get 413; a full queue 503 with Retry-After; a
-# client that disconnects mid-stream cancels its answer and the server goes
-# on; an unknown path gets 404; SIGTERM stops it cleanly (exit 0, within the
-# grace) with the answers in flight delivered and its temporary folder
-# removed.  Answers are greedy, so "equal" is exact: a streamed answer equals
-# the non-streamed one and describe's; tag's p over inline labels sum to 1.
+# vocabulary, inline labels in choose and yesno mode); concurrent clients
+# get the answers they get alone and share the llm's batches; bad requests
+# get 400 with a reason (malformed JSON, turns, options the llm rows refuse,
+# paths outside --files, URLs the server will not fetch, bytes that are no
+# image, and never the server's temporary file name); an unknown path 404;
+# an image over --max-pixels and a body over --max-body get 413; a full
+# queue 503 with Retry-After; a client that disconnects mid-stream cancels
+# its answer and the server goes on; a second server on the port exits 2;
+# SIGTERM stops it cleanly (exit 0, within the grace) with the answers in
+# flight delivered and its temporary folder removed.  Answers are greedy, so
+# "equal" is exact: a streamed answer equals the non-streamed one and
+# describe's; choose-mode p over inline labels sum to 1.  No sanitizer
+# report may appear in any log (the test passes under ASan/UBSan too).
 set -u
 A=${ARTFLOW:?}; M="$AF_BINARY_DIR/demo/artgpt4-demo-random.gguf"; G="$AF_TEST_DATA/artgpt4-tiny"
 T=$(mktemp -d); PID=; WATCH=
@@ -243,6 +245,13 @@ check "... its answer was cancelled, nothing left in flight ($(jq -c . "$T/healt
 check "... logged as gone" grep -q 'client gone' "$T/err"
 post /v1/chat/completions "$T/c1.json" "$T/r4.json" > /dev/null
 check "... and the server answers the next request" test "$(jq .choices[0].message.content "$T/r4.json")" = "$want"
+
+# ---- a second server on the same port: exit 2 at once, naming the port ----
+timeout 60 "$A" serve --model "$M" --port "$PORT" > /dev/null 2> "$T/busy.err"
+rc=$?
+check "a busy port: exit 2 ($rc)" test $rc = 2
+check "... saying so" grep -q "cannot listen on 127.0.0.1:$PORT (is the port in use?)" "$T/busy.err"
+cat "$T/busy.err" >> "$T/cli.err"
 
 # ---- SIGTERM: the answers in flight are delivered, then a clean exit ----
 curl -sN -X POST "$U/v1/chat/completions" --data-binary @"$T/c48s.json" > "$T/last.sse" &
