@@ -4,10 +4,13 @@
 # /opt/artflow (cmake --install: bin/artflow, share/artflow/...); the run
 # stage holds only the runtime libraries, the ICD loader and PoCL, a CPU
 # OpenCL device that works everywhere.  libcurl and Exempi are for the iiif
-# source (HTTPS, hence ca-certificates) and the xmp sink.
+# source (HTTPS, hence ca-certificates) and the xmp sink, libmicrohttpd for
+# artflow serve.
 #
 #   docker build -t artflow .
 #   docker run --rm -v "$PWD/data:/data" artflow run /data/pipeline.yaml         # CPU (PoCL)
+#   docker run --rm -p 127.0.0.1:8080:8080 -v "$PWD/data:/data" artflow \
+#     serve --model /data/model.gguf --host 0.0.0.0                               # docs/serve.md
 #
 # GPUs: no vendor driver is baked in.  The node's driver libraries come from
 # the vendor's container runtime (NVIDIA: --gpus all with
@@ -21,6 +24,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config ocl-icd-opencl-dev opencl-c-headers libclblast-dev \
       libvips-dev libyaml-dev zlib1g-dev libcjson-dev libssl-dev libcurl4-openssl-dev libexempi-dev \
+      libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -32,7 +36,7 @@ FROM debian:12-slim AS run
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ocl-icd-libopencl1 pocl-opencl-icd libclblast1 libvips42 libglib2.0-0 libyaml-0-2 zlib1g libcjson1 libssl3 \
-      libcurl4 libexempi8 ca-certificates \
+      libcurl4 libexempi8 libmicrohttpd12 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/artflow /opt/artflow
 # PoCL compiles kernels on first use and needs a writable cache; mount a

@@ -21,6 +21,7 @@
   X(describe, "describe images with the model (vision path and text generation)") \
   X(tag, "tag images with labels from a vocabulary, scored by the model")         \
   X(chat, "chat about images, turn after turn (interactive on a terminal)")       \
+  X(serve, "answer an OpenAI-compatible HTTP API with the model kept loaded")     \
   X(convert, "convert the original checkpoints into one GGUF model file")         \
   X(export, "write the LLM part of a model file as a GGUF that llama.cpp loads")  \
   X(inspect, "show a model file, the stage list or one stage's parameters")       \
@@ -104,6 +105,10 @@ typedef struct af_cli_images {
  * stderr and the others go on.  Returns the exit code: 0, 1 (an image
  * failed, or the run), 2 (configuration). */
 int af_cli_images_run(af_cli_images *r);
+/* preprocess as the model wants its input: "preprocess.image_size=S",
+ * "preprocess.mean=...", "preprocess.std=..." from the model file.  0, or a
+ * status with the message. */
+int af_cli_vision_sets(const char *model, char sets[3][256]);
 
 /* Prints "artflow CMD: <message>" and the usage text on stderr; returns 2.
  * `usage` is the command's full usage/help text. */

@@ -42,7 +42,7 @@ static const char tail[] =
     "\n"
     "The generation flags are the llm stage's parameters ('artflow inspect stage llm');\n"
     "--max-length counts the whole conversation: older positions are left out with a warning.\n";
-static const char *const skip[] = {"details", "question", "tasks", NULL};
+static const char *const skip[] = {"details", "question", "tasks", "interleave", NULL};
 
 /* Reads one line (without its newline) into *buf; 0 at end of input. */
 static int read_line(FILE *in, char **buf, size_t *cap) {

@@ -35,7 +35,8 @@ static const char tail[] =
     "\n"
     "The generation flags are the llm stage's parameters ('artflow inspect stage llm').\n"
     "exit status: 0 every image described, 1 an image or the run failed, 2 usage error.\n";
-static const char *const skip[] = {"details", "tasks", NULL}; /* tasks: artflow tag, pipelines */
+static const char *const skip[] = {"details", "tasks", "interleave",
+                                   NULL}; /* tasks: artflow tag, pipelines; interleave: serve */
 static const char *const extra[] = {"max_new_tokens", "; 0 runs the vision path only", NULL};
 
 /* --max-new-tokens 0: the vision path only (the llm stage's rows start at 1) */

@@ -37,7 +37,7 @@ static const char tail[] =
     "  --device D            OpenCL device index or name substring\n"
     "\n"
     "exit status: 0 every image tagged, 1 an image or the run failed, 2 usage error.\n";
-static const char *const skip[] = {"name", "vocabulary", "labels", "labels_file", NULL};
+static const char *const skip[] = {"name", "vocabulary", "labels", "labels_file", "per_item", NULL};
 static const char *const extra[] = {"mode", "; tag takes choose or yesno", NULL};
 
 /* the one task, as JSON: the rows given as flags with their types */

@@ -240,8 +240,7 @@ static void on_stream(void *arg, const af_item *it, const char *name, const char
 
 /* ---- the run ---- */
 
-/* preprocess as the model wants its input: side, mean and std from the file */
-static int vision_sets(const char *model, char sets[3][256]) {
+int af_cli_vision_sets(const char *model, char sets[3][256]) {
   af_gguf *g = NULL;
   uint32_t S = 0;
   float mean[3], std[3];
@@ -285,7 +284,7 @@ int af_cli_images_run(af_cli_images *r) {
   char *tasks = NULL;
   r->dumped = af_idset_new();
   if (!rc && (!sets || !r->dumped)) rc = af_err(AF_ERR_NOMEM, "out of memory");
-  if (!rc) rc = vision_sets(r->model, vis);
+  if (!rc) rc = af_cli_vision_sets(r->model, vis);
   if (rc) {
     free(sets);
     return af_cli_fail(rc, NULL);

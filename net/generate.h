@@ -112,6 +112,14 @@ typedef struct af_gen_sink {
   /* item i's answer is complete (answer and ids set); called in the order
    * the answers end, before the stream moves past the item */
   int (*done)(void *arg, af_gen_run *run, int i);
+  /* 1: write gets every item's bytes as they are made, the items' streams
+   * interleaved (each call names its item) -- a server with one client per
+   * item -- instead of in item order */
+  int interleave;
+  /* polled before each decode step for every unfinished item: nonzero ends
+   * item i there (it fails with AF_ERR_INTERRUPTED, "cancelled"), freeing
+   * its place in the batch's steps -- a client that went away */
+  int (*cancelled)(void *arg, int i);
 } af_gen_sink;
 
 /* Adds len bytes to item i's place in the stream (nothing without a write).

@@ -5,8 +5,9 @@
  * prefilled together into one KV-cache slot each, then batched decode steps
  * until each answer meets a stop sequence ("###" in either tokenisation),
  * the generation config's EOS id or max_new_tokens.  The phases are one
- * function each; an item that fails drops out and the others go on.  The
- * output stream keeps item order by holding back later items' bytes. */
+ * function each; an item that fails (or is cancelled) drops out and the
+ * others go on.  The output stream keeps item order by holding back later
+ * items' bytes, unless the sink asks for the items' streams interleaved. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,7 @@ struct af_gen_run {
 
 int af_gen_put(af_gen_run *r, int i, const char *p, size_t len) {
   if (!r->sink.write || (p && !len)) return 0;
-  if (i == r->next) {
+  if (i == r->next || r->sink.interleave) {
     r->sink.write(r->sink.arg, i, p, len);
     return 0;
   }
@@ -354,6 +355,11 @@ static int decode_sample(af_gen_run *r) {
   for (int i = 0; i < r->B; i++) {
     gseq *q = &r->s[i];
     if (!q->active) continue;
+    if (r->sink.cancelled && r->sink.cancelled(r->sink.arg, i)) {
+      seq_fail(r, i,
+               af_err(AF_ERR_INTERRUPTED, "%s: cancelled after %d tokens", r->items[i].image, q->produced));
+      continue;
+    }
     int32_t id = af_sampler_next(&q->sm, q->logits, q->ids, q->produced);
     int done = 0, rc = seq_step(r, i, id, &done);
     if (!rc && done) rc = seq_complete(r, i);

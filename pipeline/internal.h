@@ -42,6 +42,9 @@ void af_fifo_push(af_fifo *q, af_slot s);
 int af_fifo_pop(af_fifo *q, af_slot *s);
 /* Non-blocking: 1 with *s set, 0 when nothing is queued right now. */
 int af_fifo_trypop(af_fifo *q, af_slot *s);
+/* Waits until `deadline` (af_now() seconds) at most: 1 with *s set, 0 when
+ * nothing came by then, -1 when closed and empty. */
+int af_fifo_pop_until(af_fifo *q, af_slot *s, double deadline);
 void af_fifo_close(af_fifo *q);
 
 /* ------------------------------------------------------------- instance */

@@ -123,12 +123,24 @@ typedef struct af_run_options {
    * `item`.  NULL = nobody listens (stages then skip the work). */
   void (*stream)(void *arg, const af_item *item, const char *name, const char *bytes, size_t n);
   void *stream_arg;
+  /* 1 when the listener no longer wants `item` (arg: stream_arg; called on
+   * stage threads): the engine fails such an item before each transform
+   * ("cancelled") and stages may end it early (ctx->cancelled).  NULL: no
+   * item is ever cancelled. */
+  int (*cancelled)(void *arg, const af_item *item);
   /* A command that builds its pipeline in memory (describe, chat, tag):
    * the model files as given (override "model:"), and no run journal (a
    * one-off run has nothing to resume). */
   const char *model, *llm_model;
   int no_journal;
   const char *journal; /* the run journal's path (`--journal`); overrides "journal:" */
+  /* How long a transform waits to fill its batch.  0 (the default): until
+   * the batch is full or the source ends, as a collection run wants.  > 0:
+   * once it holds an item it waits at most this many seconds for more, then
+   * runs what it has -- a source that blocks for its items (`artflow serve`'s
+   * requests) must not leave a lone item waiting for company, while items
+   * that arrive together still share a batch. */
+  double batch_linger;
 } af_run_options;
 
 typedef struct af_pipeline af_pipeline;

@@ -3,7 +3,9 @@
  * and batch sizes whatever the collection size.  Full means `cap` items or,
  * counted in bytes, the queue's budget of tensor bytes: 24 full-resolution
  * 3000x3000 images waiting for preprocess were 730 MB with items alone. */
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "pipeline/internal.h"
 
@@ -78,6 +80,24 @@ int af_fifo_trypop(af_fifo *q, af_slot *s) {
   pthread_mutex_lock(&q->mu);
   int got = q->count > 0;
   if (got) take(q, s);
+  pthread_mutex_unlock(&q->mu);
+  return got;
+}
+
+int af_fifo_pop_until(af_fifo *q, af_slot *s, double deadline) {
+  /* the condition variables wait on CLOCK_REALTIME: the monotonic deadline
+   * becomes a realtime one once, here */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  double left = deadline - af_now(), at = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + left;
+  ts.tv_sec = (time_t)at;
+  ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+  pthread_mutex_lock(&q->mu);
+  int r = 0;
+  while (q->count == 0 && !q->closed && left > 0 && r != ETIMEDOUT)
+    r = pthread_cond_timedwait(&q->not_empty, &q->mu, &ts);
+  int got = q->count > 0 ? 1 : q->closed ? -1 : 0;
+  if (got > 0) take(q, s);
   pthread_mutex_unlock(&q->mu);
   return got;
 }

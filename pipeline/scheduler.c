@@ -221,11 +221,17 @@ static void run_batch(af_pipeline *p, af_instance *in, af_slot *s, int n) {
   af_item *arr[n];
   unsigned char was_ok[n];
   int m = 0;
-  for (int k = 0; k < n; k++)
+  for (int k = 0; k < n; k++) {
+    /* an item nobody wants any more (a server's client went away) is not
+     * worth a transform's work; its error record still reaches the sinks */
+    if (d->kind == AF_STAGE_TRANSFORM && p->opt.cancelled && s[k].item->status == AF_ITEM_OK &&
+        p->opt.cancelled(p->opt.stream_arg, s[k].item))
+      af_item_fail(s[k].item, in->name, "cancelled");
     if (d->kind == AF_STAGE_SINK || s[k].item->status == AF_ITEM_OK) {
       was_ok[m] = s[k].item->status == AF_ITEM_OK;
       arr[m++] = s[k].item;
     }
+  }
   if (m == 0) return;
   double t0 = af_now();
   /* a model stage works in the device's weight turn (cl/weights.h) */
@@ -278,11 +284,18 @@ static void *stage_main(void *arg) {
     /* a batch is also bounded by the queue's byte budget: eight 100 MP
      * images waiting for one preprocess batch would be 2.4 GB */
     int64_t bytes = 0, budget = in->in.budget;
+    double linger = p->opt.batch_linger, until = 0;
     while (n < bs && !(budget > 0 && bytes >= budget)) {
-      if (!af_fifo_pop(&in->in, &s[n])) {
+      /* with a linger, only the batch's first item is waited for without limit */
+      int got = n > 0 && linger > 0           ? af_fifo_pop_until(&in->in, &s[n], until)
+                : af_fifo_pop(&in->in, &s[n]) ? 1
+                                              : -1;
+      if (got == 0) break; /* the linger is over: run what is there */
+      if (got < 0) {
         eos = 1;
         break;
       }
+      if (n == 0 && linger > 0) until = af_now() + linger;
       bytes += s[n].bytes;
       n++;
     }
@@ -426,6 +439,11 @@ static void ctx_stream(const af_stage_ctx *ctx, const af_item *item, const char 
   if (p->opt.stream) p->opt.stream(p->opt.stream_arg, item, name, bytes, n);
 }
 
+static int ctx_cancelled(const af_stage_ctx *ctx, const af_item *item) {
+  const af_pipeline *p = ctx->pipeline;
+  return p->opt.cancelled(p->opt.stream_arg, item);
+}
+
 /* A model file that is not there is a configuration error (exit 2), as a
  * missing source folder is, found before the device is opened. */
 static int check_model_file(const af_pipeline *p, const char *path) {
@@ -485,7 +503,8 @@ static void init_ctx(af_pipeline *p, af_instance *in, const char *dev) {
                            .log = af_stage_log_cb,
                            .provenance = ctx_provenance,
                            .stream = p->opt.stream ? ctx_stream : NULL,
-                           .pipeline = p};
+                           .pipeline = p,
+                           .cancelled = p->opt.cancelled ? ctx_cancelled : NULL};
   in->stats.instance = in->name;
   in->stats.stage = in->desc->name;
   in->stats.kind = in->desc->kind;

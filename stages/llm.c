@@ -12,7 +12,10 @@
  * language tag, `language:`); the jsonl sink makes them top-level fields.
  * With `tasks:` (stages/llm_tasks.h) the stage runs several tasks per image
  * instead, each writing the text output named after it (an answer, or ranked
- * labels scored on one shared prefix per image), and "language". */
+ * labels scored on one shared prefix per image), and "language"; a task
+ * may take its keys from each item (per_item:, what `artflow serve` asks).
+ * A listener (ctx->stream) follows the answers as they grow, and may cancel
+ * an item (ctx->cancelled): it ends at the next token. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +34,14 @@ typedef struct llm_config {
   int greedy;
   int details; /* also output logits0, prompt_ids, prompt_positions */
   char *language;
-  char *tasks; /* JSON list of tasks (llm_tasks.h), or NULL: one question */
+  char *tasks;    /* JSON list of tasks (llm_tasks.h), or NULL: one question */
+  int interleave; /* a listener gets the batch's answers interleaved (a server) */
 } llm_config;
 
 /* the stage: the generator, and what its progress lines need */
 typedef struct llm_stage {
   af_generator *d;
-  int details;
+  int details, interleave;
   const char *language;
   char *prompt;            /* the model's template with the question in it */
   llm_tasks *tasks;        /* tasks: given, else NULL */
@@ -94,6 +98,7 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
   o.weights = ctx->weights;          /* opened once by the engine for every model stage */
   o.queue = ctx->queue;              /* the stage's own queue */
   s->details = c->details;
+  s->interleave = c->interleave;
   s->language = c->language;
   o.progress = llm_progress;
   o.progress_arg = s;
@@ -104,7 +109,7 @@ static int llm_create(const af_stage_ctx *ctx, const void *config, void **self) 
                                    : 0;
   if (!rc) rc = af_generator_new((af_cl *)ctx->cl, ctx->model_path, &o, &s->d);
   if (!rc) rc = af_generator_prompt_text(s->d, &s->prompt);
-  if (!rc && c->tasks) rc = llm_tasks_new(c->tasks, ctx, s->d, &o, &s->tasks);
+  if (!rc && c->tasks) rc = llm_tasks_new(c->tasks, ctx, s->d, &o, c->interleave, &s->tasks);
   if (rc) { /* a failed create is not destroyed */
     llm_tasks_free(s->tasks);
     af_generator_free(s->d);
@@ -154,6 +159,11 @@ static int batch_done(void *arg, af_gen_run *run, int i) {
   llm_batch *b = arg;
   b->begun[i] = 0;
   return b->ctx->stream ? af_gen_put(run, i, NULL, 1) : 0;
+}
+
+static int batch_cancelled(void *arg, int i) {
+  llm_batch *b = arg;
+  return b->ctx->cancelled(b->ctx, b->who[i]);
 }
 
 /* an i32 tensor of n ids (copied) */
@@ -232,7 +242,9 @@ static af_flow llm_process_batch(void *self, const af_stage_ctx *ctx, af_item **
                       .write = ctx->stream ? batch_write : NULL,
                       .stream_answers = ctx->stream != NULL,
                       .prefilled = batch_prefilled,
-                      .done = batch_done};
+                      .done = batch_done,
+                      .interleave = s->interleave,
+                      .cancelled = ctx->cancelled ? batch_cancelled : NULL};
   af_error_clear();
   if (m) af_generate_batch(s->d, di, m, &sink);
   for (int k = 0; k < m; k++) {
@@ -306,6 +318,10 @@ static const af_param llm_params[] = {
     {"details", AF_PARAM_BOOL, offsetof(llm_config, details), "false", 0, 0, NULL,
      "also output logits0 (the first generated position's logits), prompt_ids_pre/_post, prompt_positions",
      0},
+    {"interleave", AF_PARAM_BOOL, offsetof(llm_config, interleave), "false", 0, 0, NULL,
+     "a listener following the answers (artflow serve) gets each one's text as it is generated, the batch's "
+     "answers interleaved, instead of one answer after another",
+     AF_PARAM_RUNTIME},
     {"tasks", AF_PARAM_JSON, offsetof(llm_config, tasks), NULL, 0, 0, NULL,
      "several tasks per image, each writing the output named after it: a list of {name, mode: "
      "describe|choose|yesno, question, vocabulary | labels | labels_file, top_k, min_p, generation keys}; "

@@ -1,9 +1,8 @@
 /* The llm stage's tasks (see llm_tasks.h): parsing the task list against
- * its key table, question templates over item metadata, scoring tasks
- * through net/score.h (one shared prefix per image for all of them), describe
- * tasks through the generator (as `artflow describe`), and the ranked label
- * outputs. */
-#include "stages/llm_tasks.h"
+ * its key table, vocabularies and labels, and each item's own version of a
+ * per_item task (its metadata's mapping over the task's keys, checked by the
+ * same rows; what a server's request asks).  Running a batch is
+ * llm_tasks_run.c. */
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -14,18 +13,7 @@
 
 #include "artflow/status.h"
 #include "core/iofile.h"
-#include "formats/tagvocab.h"
-
-enum { MODE_AUTO, MODE_DESCRIBE, MODE_CHOOSE, MODE_YESNO };
-
-typedef struct task_cfg {
-  char *name;
-  int mode;
-  char *question, *vocabulary, *labels_file;
-  af_strlist labels;
-  int64_t top_k;
-  double min_p;
-} task_cfg;
+#include "stages/llm_tasks_impl.h"
 
 static const af_param task_params[] = {
     {"name", AF_PARAM_STRING, offsetof(task_cfg, name), NULL, 0, 0, NULL,
@@ -48,6 +36,11 @@ static const af_param task_params[] = {
      "choose/yesno: keep the K best labels (-1: all); describe: the sampling top-k (-1: the stage's)", 0},
     {"min_p", AF_PARAM_FLOAT, offsetof(task_cfg, min_p), "0", 0, 1, NULL,
      "choose/yesno: leave out labels whose p is lower", 0},
+    {"per_item", AF_PARAM_STRING, offsetof(task_cfg, per_item), NULL, 0, 0, NULL,
+     "KEY: each item's metadata KEY holds a JSON mapping of this task's keys (mode, question, vocabulary "
+     "by name, labels, top_k, min_p, generation keys) over the ones given here; items without KEY skip "
+     "the task",
+     0},
 };
 
 static int keys_create(const af_stage_ctx *ctx, const void *config, void **self) {
@@ -72,25 +65,6 @@ const af_stage_desc af_llm_task_keys = {.abi_version = AF_STAGE_ABI_VERSION,
 /* the llm stage's generation keys a describe task may set */
 static const char *const gen_keys[] = {
     "max_new_tokens", "max_length", "greedy", "temperature", "top_p", "seed", "repetition_penalty"};
-
-typedef struct task {
-  task_cfg c;
-  int mode;
-  const char *question; /* template: c.question or the vocabulary's (NULL: the model's, describe) */
-  af_tagvocab *v;
-  int n_forms; /* choose: every label's texts (label, aliases), tokenised */
-  int32_t **ids;
-  int *len, *of; /* tokens, and the label each form is of */
-  af_gen_opts gen;
-} task;
-
-struct llm_tasks {
-  af_generator *g;
-  task *t;
-  int n;
-  int32_t *yn_ids[4];
-  int yn_len[4];
-};
 
 /* ---- parsing ---- */
 
@@ -144,13 +118,14 @@ static int set_json(const af_param *p, void *cfg, const cJSON *v, char *why, siz
   }
 }
 
-static void task_free(task *t) {
-  free(t->c.name), free(t->c.question), free(t->c.vocabulary), free(t->c.labels_file);
+void task_free(task *t) {
+  free(t->c.name), free(t->c.question), free(t->c.vocabulary), free(t->c.labels_file), free(t->c.per_item);
   for (int i = 0; i < t->c.labels.n; i++) free(t->c.labels.v[i]);
   free(t->c.labels.v);
   for (int i = 0; i < t->n_forms; i++) free(t->ids[i]);
-  free(t->ids), free(t->len), free(t->of);
+  free(t->ids), free(t->len), free(t->of), free(t->base);
   af_tagvocab_free(t->v);
+  memset(t, 0, sizeof *t);
 }
 
 extern const af_stage_desc af_stage_llm; /* stages/llm.c: its generation rows check the keys */
@@ -184,7 +159,7 @@ static int set_gen(task *t, const char *key, const cJSON *v, char *why, size_t n
 
 /* the folder of the pipeline file (relative vocabularies and label files) */
 static char *base_dir(const af_stage_ctx *ctx) {
-  if (!ctx->pipeline_path || !strchr(ctx->pipeline_path, '/')) return NULL;
+  if (!ctx || !ctx->pipeline_path || !strchr(ctx->pipeline_path, '/')) return NULL;
   return af_path_dirname(ctx->pipeline_path);
 }
 
@@ -234,6 +209,23 @@ static int task_forms(task *t, af_generator *g) {
   return rc;
 }
 
+/* a per_item task's own keys: checked, kept as JSON for each item's mapping
+ * to go over; a describe task (given, or no labels yet) is reserved as one */
+static int task_per_item(task *t, const cJSON *o) {
+  if (!*t->c.per_item) return af_err(AF_ERR_CONFIG, "per_item: give the metadata key");
+  cJSON *own = cJSON_Duplicate(o, 1);
+  if (own) cJSON_DeleteItemFromObject(own, "per_item");
+  t->base = own ? cJSON_PrintUnformatted(own) : NULL;
+  cJSON_Delete(own);
+  if (!t->base) return af_err(AF_ERR_NOMEM, "out of memory");
+  int labelled = t->c.vocabulary || t->c.labels_file || t->c.labels.n;
+  t->mode = t->c.mode == MODE_DESCRIBE || (t->c.mode == MODE_AUTO && !labelled) ? MODE_DESCRIBE : t->c.mode;
+  t->question = t->c.question;
+  if (t->mode == MODE_DESCRIBE && t->c.top_k >= 0) t->gen.sampling.top_k = (int)t->c.top_k;
+  return 0;
+}
+
+/* T NULL: checked only, labels not tokenised */
 static int task_parse(llm_tasks *T, task *t, const cJSON *o, const af_stage_ctx *ctx,
                       const af_gen_opts *gen) {
   char why[256];
@@ -249,11 +241,12 @@ static int task_parse(llm_tasks *T, task *t, const cJSON *o, const af_stage_ctx 
     int is_gen = 0;
     for (int i = 0; i < AF_ARRAY_LEN(gen_keys); i++) is_gen |= !strcmp(gen_keys[i], e->string);
     if (!p && !is_gen)
-      return af_err(AF_ERR_CONFIG,
-                    "task key '%s' is unknown (valid: name, mode, question, vocabulary, labels, labels_file, "
-                    "top_k, min_p, and for describe max_new_tokens, max_length, greedy, temperature, top_p, "
-                    "seed, repetition_penalty)",
-                    e->string);
+      return af_err(
+          AF_ERR_CONFIG,
+          "task key '%s' is unknown (valid: name, mode, question, vocabulary, labels, labels_file, "
+          "top_k, min_p, per_item, and for describe max_new_tokens, max_length, greedy, temperature, "
+          "top_p, seed, repetition_penalty)",
+          e->string);
     if (p ? set_json(p, &t->c, e, why, sizeof why) : set_gen(t, e->string, e, why, sizeof why))
       return af_err(AF_ERR_CONFIG, "task key '%s': %s", e->string, why);
   }
@@ -262,6 +255,7 @@ static int task_parse(llm_tasks *T, task *t, const cJSON *o, const af_stage_ctx 
     if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
           strchr("_-.", *s)))
       return af_err(AF_ERR_CONFIG, "task name '%s': use letters, digits, '_', '-' and '.'", t->c.name);
+  if (t->c.per_item) return task_per_item(t, o);
   if ((rc = task_labels(t, ctx))) return rc;
   t->mode = t->c.mode != MODE_AUTO       ? t->c.mode
             : !t->v                      ? MODE_DESCRIBE
@@ -281,11 +275,11 @@ static int task_parse(llm_tasks *T, task *t, const cJSON *o, const af_stage_ctx 
     return af_err(
         AF_ERR_CONFIG,
         "a yesno question must hold {label} (e.g. \"Does this artwork show {label}? Answer yes or no.\")");
-  return t->mode == MODE_CHOOSE ? task_forms(t, T->g) : 0;
+  return t->mode == MODE_CHOOSE && T ? task_forms(t, T->g) : 0;
 }
 
 int llm_tasks_new(const char *json, const af_stage_ctx *ctx, af_generator *g, const af_gen_opts *gen,
-                  llm_tasks **out) {
+                  int interleave, llm_tasks **out) {
   *out = NULL;
   cJSON *a = cJSON_Parse(json);
   llm_tasks *T = calloc(1, sizeof *T);
@@ -295,7 +289,7 @@ int llm_tasks_new(const char *json, const af_stage_ctx *ctx, af_generator *g, co
           ? af_err(AF_ERR_CONFIG, "%s: tasks: expected a non-empty list of {name, mode, ...}", ctx->instance)
           : 0;
   if (!rc) {
-    T->g = g;
+    T->g = g, T->gen = *gen, T->interleave = interleave;
     T->t = calloc((size_t)cJSON_GetArraySize(a), sizeof *T->t);
     if (!T->t) rc = af_err(AF_ERR_NOMEM, "out of memory");
   }
@@ -327,299 +321,77 @@ void llm_tasks_free(llm_tasks *T) {
   free(T->t), free(T);
 }
 
-/* ---- questions ---- */
+/* ---- an item's own task (per_item) ---- */
 
-/* tmpl with {meta.KEY} from the item's metadata (it NULL: 32 words, the
- * reserve's stand-in) and {label}; a missing key is AF_ERR_NOT_FOUND */
-static int render(const char *tmpl, const af_item *it, const char *label, const char *task, char **out) {
-  af_buf b = {0};
-  int rc = 0;
-  for (const char *s = tmpl; *s && !rc;) {
-    const char *m = strstr(s, "{meta."), *l = label ? strstr(s, "{label}") : NULL;
-    const char *at = m && (!l || m < l) ? m : l;
-    if (!at) {
-      af_buf_puts(&b, s);
-      break;
+/* a vocabulary an item may name: a shipped one (no path: an item must not
+ * make the stage read files) */
+static int shipped_name(const char *v) {
+  size_t n = strlen(v);
+  return n && !strchr(v, '/') && !(n >= 5 && !strcmp(v + n - 5, ".yaml")) &&
+         !(n >= 4 && !strcmp(v + n - 4, ".yml"));
+}
+
+/* the item's mapping over the task's own keys (base) into *merged; key:
+ * the metadata's name, for messages (NULL: a mapping checked on its own) */
+static int merge_item(const char *base, const char *item_json, const char *key, cJSON **merged) {
+  cJSON *m = cJSON_Parse(base), *it = cJSON_Parse(item_json);
+  char at[300] = "";
+  if (key) snprintf(at, sizeof at, "metadata '%s': ", key);
+  int rc = !m                    ? af_err(AF_ERR_NOMEM, "out of memory")
+           : !cJSON_IsObject(it) ? af_err(AF_ERR_INVALID, "%sexpected a JSON mapping of task keys", at)
+                                 : 0;
+  const cJSON *e;
+  if (!rc) cJSON_ArrayForEach(e, it) {
+      if (!strcmp(e->string, "name") || !strcmp(e->string, "per_item"))
+        rc = af_err(AF_ERR_INVALID, "%s'%s' is the task's own", at, e->string);
+      else if (!strcmp(e->string, "labels_file"))
+        rc = af_err(AF_ERR_INVALID, "%san item's task reads no files (give labels)", at);
+      else if (!strcmp(e->string, "vocabulary") && !(cJSON_IsString(e) && shipped_name(e->valuestring)))
+        rc = af_err(AF_ERR_INVALID, "%svocabulary: a shipped vocabulary's name (no path)", at);
+      if (rc) break;
+      cJSON_DeleteItemFromObject(m, e->string);
+      cJSON_AddItemToObject(m, e->string, cJSON_Duplicate(e, 1));
     }
-    af_buf_put(&b, s, (size_t)(at - s));
-    if (at == l) {
-      af_buf_puts(&b, label);
-      s = at + 7;
-      continue;
-    }
-    const char *end = strchr(at, '}');
-    if (!end) {
-      af_buf_puts(&b, at);
-      break;
-    }
-    char key[256];
-    snprintf(key, sizeof key, "%.*s", (int)(end - at - 6), at + 6);
-    const char *v = it ? af_item_meta(it, key) : NULL;
-    if (it && !v)
-      rc = af_err(AF_ERR_NOT_FOUND, "task '%s': the item has no metadata '%s' for {meta.%s} in its question",
-                  task, key, key);
-    for (int k = 0; !it && k < 32; k++) af_buf_puts(&b, " a");
-    if (v) af_buf_puts(&b, v);
-    s = end + 1;
-  }
-  af_buf_put(&b, "", 1);
-  if (!rc && b.oom) rc = af_err(AF_ERR_NOMEM, "out of memory");
-  if (rc) af_buf_free(&b);
-  *out = rc ? NULL : b.p;
+  cJSON_Delete(it);
+  if (rc) cJSON_Delete(m);
+  *merged = rc ? NULL : m;
   return rc;
 }
 
-/* ---- one batch ---- */
-
-/* the queries of one image: per choose task one, per yesno task one per label */
-typedef struct iq {
-  af_score_item si;
-  af_score_query *q;
-  char **text; /* rendered questions */
-  double **lp; /* each query's logprobs */
-  int nq;
-} iq;
-
-static int n_queries(const llm_tasks *T) {
-  int n = 0;
-  for (int k = 0; k < T->n; k++)
-    n += T->t[k].mode == MODE_CHOOSE ? 1 : T->t[k].mode == MODE_YESNO ? T->t[k].v->n_labels : 0;
-  return n;
-}
-
-/* item it's queries (it NULL: the reserve's stand-ins) */
-static int build_queries(llm_tasks *T, const af_item *it, iq *x) {
-  int n = n_queries(T), rc = 0;
-  x->q = calloc((size_t)n + 1, sizeof *x->q), x->text = calloc((size_t)n + 1, sizeof(char *));
-  x->lp = calloc((size_t)n + 1, sizeof(double *));
-  if (!x->q || !x->text || !x->lp) return af_err(AF_ERR_NOMEM, "out of memory");
-  for (int k = 0; k < T->n && !rc; k++) {
-    task *t = &T->t[k];
-    if (t->mode == MODE_DESCRIBE) continue;
-    int per = t->mode == MODE_CHOOSE ? 1 : t->v->n_labels;
-    for (int j = 0; j < per && !rc; j++) {
-      int q = x->nq++;
-      const char *label = t->mode == MODE_YESNO ? t->v->labels[j].label : NULL;
-      if (!it && label) /* the longest label stands in */
-        for (int i = 0; i < t->v->n_labels; i++)
-          if (strlen(t->v->labels[i].label) > strlen(label)) label = t->v->labels[i].label;
-      if ((rc = render(t->question, it, label, t->c.name, &x->text[q]))) break;
-      int nc = t->mode == MODE_CHOOSE ? t->n_forms : 4;
-      if (!(x->lp[q] = calloc((size_t)nc, sizeof(double)))) rc = af_err(AF_ERR_NOMEM, "out of memory");
-      x->q[q] = (af_score_query){
-          .question = x->text[q],
-          .n_cand = nc,
-          .logprob = x->lp[q],
-          .cand = t->mode == MODE_CHOOSE ? (const int32_t *const *)t->ids : (const int32_t *const *)T->yn_ids,
-          .cand_len = t->mode == MODE_CHOOSE ? t->len : T->yn_len};
-    }
+int task_for_item(llm_tasks *T, const task *t, const af_stage_ctx *ctx, const af_item *it, task *out) {
+  memset(out, 0, sizeof *out);
+  const char *mine = af_item_meta(it, t->c.per_item);
+  if (!mine) return 1;
+  cJSON *m = NULL;
+  int rc = merge_item(t->base, mine, t->c.per_item, &m);
+  if (!rc) {
+    cJSON *q = cJSON_Parse(mine);
+    out->literal = cJSON_HasObjectItem(q, "question"); /* the item's own text: no {meta.KEY} */
+    cJSON_Delete(q);
+    rc = task_parse(T, out, m, ctx, &T->gen);
   }
-  x->si.q = x->q, x->si.n_q = x->nq;
+  cJSON_Delete(m);
+  if (rc) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", af_error_message());
+    af_error_clear();
+    task_free(out);
+    rc = af_err(rc == AF_ERR_NOMEM ? rc : AF_ERR_INVALID, "task '%s': %s", t->c.name, msg);
+  }
   return rc;
 }
 
-/* yes/no candidates: the first token of each form only */
-static void yesno_first_tokens(llm_tasks *T) {
-  for (int k = 0; k < 4; k++) T->yn_len[k] = 1;
-}
-
-static void iq_free(iq *x) {
-  for (int q = 0; q < x->nq; q++) free(x->text[q]), free(x->lp[q]);
-  free(x->q), free(x->text), free(x->lp), free(x->si.error);
-}
-
-typedef struct ranked {
-  int label;
-  double lp, lpt, p;
-} ranked;
-
-static int by_p(const void *a, const void *b) {
-  const ranked *x = a, *y = b;
-  return x->p > y->p ? -1 : x->p < y->p ? 1 : x->label - y->label;
-}
-
-/* task t's labels for one image, ranked, as the JSON output (stages/outputs.h) */
-static char *labels_json(llm_tasks *T, task *t, const iq *x, int q0) {
-  int n = t->v->n_labels;
-  ranked *r = calloc((size_t)n, sizeof *r);
-  if (!r) return NULL;
-  if (t->mode == MODE_CHOOSE) {
-    const double *lp = x->lp[q0];
-    for (int i = 0; i < n; i++) r[i] = (ranked){i, -INFINITY, 0, 0};
-    for (int f = 0; f < t->n_forms; f++)
-      if (lp[f] > r[t->of[f]].lp) r[t->of[f]].lp = lp[f], r[t->of[f]].lpt = lp[f] / t->len[f];
-    double mx = -INFINITY, s = 0;
-    for (int i = 0; i < n; i++) mx = r[i].lp > mx ? r[i].lp : mx;
-    for (int i = 0; i < n; i++) s += exp(r[i].lp - mx);
-    for (int i = 0; i < n; i++) r[i].p = exp(r[i].lp - mx) / s;
-  } else {
-    for (int i = 0; i < n; i++) { /* candidates: the first tokens of Yes, yes, No, no */
-      const double *lp = x->lp[q0 + i];
-      double py = exp(lp[0]) + (T->yn_ids[1][0] != T->yn_ids[0][0] ? exp(lp[1]) : 0);
-      double pn = exp(lp[2]) + (T->yn_ids[3][0] != T->yn_ids[2][0] ? exp(lp[3]) : 0);
-      r[i] = (ranked){i, log(py), log(py), py + pn > 0 ? py / (py + pn) : 0};
-    }
-  }
-  qsort(r, (size_t)n, sizeof *r, by_p);
-  cJSON *a = cJSON_CreateArray();
-  for (int i = 0; a && i < n; i++) {
-    if ((t->c.top_k >= 0 && i >= t->c.top_k) || r[i].p < t->c.min_p) break;
-    const af_tag_label *l = &t->v->labels[r[i].label];
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "label", l->label);
-    if (l->id)
-      cJSON_AddStringToObject(o, "id", l->id);
-    else
-      cJSON_AddNullToObject(o, "id");
-    if (l->uri)
-      cJSON_AddStringToObject(o, "uri", l->uri);
-    else
-      cJSON_AddNullToObject(o, "uri");
-    cJSON_AddNumberToObject(o, "logprob", r[i].lp);
-    cJSON_AddNumberToObject(o, "logprob_per_token", r[i].lpt);
-    cJSON_AddNumberToObject(o, "p", r[i].p);
-    cJSON_AddItemToArray(a, o);
-  }
-  char *s = a ? cJSON_PrintUnformatted(a) : NULL;
-  cJSON_Delete(a);
-  free(r);
-  return s;
-}
-
-static const char *name_of(const af_item *it) {
-  return it->path ? it->path : it->id;
-}
-
-/* the scoring tasks of the batch, all on one shared prefix per image */
-static void run_scoring(llm_tasks *T, const af_stage_ctx *ctx, af_item **who, int m) {
-  if (!n_queries(T)) return;
-  iq *x = calloc((size_t)m, sizeof *x);
-  af_score_item *si = calloc((size_t)m, sizeof *si);
-  int *map = calloc((size_t)m, sizeof(int)), k = 0;
-  for (int i = 0; x && si && map && i < m; i++) {
-    const af_tensor *t = af_item_tensor(who[i], "proj");
-    af_error_clear();
-    int rc = build_queries(T, who[i], &x[i]);
-    if (rc) {
-      af_item_fail(who[i], ctx->instance, "%s: %s", name_of(who[i]), af_error_message());
-      continue;
-    }
-    x[i].si.image = name_of(who[i]), x[i].si.proj = t->data, x[i].si.n_img = (int)t->shape[0];
-    si[k] = x[i].si, map[k++] = i;
-  }
-  if (!x || !si || !map) {
-    for (int i = 0; i < m; i++) af_item_fail(who[i], ctx->instance, "out of memory");
-  } else {
-    yesno_first_tokens(T);
-    if (k) af_score_batch(T->g, si, k, 1);
-    for (int j = 0; j < k; j++) {
-      af_item *it = who[map[j]];
-      if (si[j].rc) {
-        af_item_fail(it, ctx->instance, "%s: %s", name_of(it),
-                     si[j].error ? si[j].error : af_strerror(si[j].rc));
-        free(si[j].error);
-        continue;
-      }
-      for (int t = 0, q0 = 0; t < T->n; t++) {
-        task *tk = &T->t[t];
-        if (tk->mode == MODE_DESCRIBE) continue;
-        char *js = labels_json(T, tk, &x[map[j]], q0);
-        if (!js || af_item_set_text(it, tk->c.name, js)) af_item_fail(it, ctx->instance, "out of memory");
-        free(js);
-        q0 += tk->mode == MODE_CHOOSE ? 1 : tk->v->n_labels;
-      }
-    }
-  }
-  for (int i = 0; x && i < m; i++) iq_free(&x[i]);
-  free(x), free(si), free(map);
-}
-
-/* describe task t: items with the same question generate together */
-static void run_describe(llm_tasks *T, task *t, const af_stage_ctx *ctx, af_item **who, int m) {
-  char **qs = calloc((size_t)m, sizeof(char *));
-  af_gen_item *gi = calloc((size_t)m, sizeof *gi);
-  int *idx = calloc((size_t)m, sizeof(int)), *done = calloc((size_t)m, sizeof(int));
-  for (int i = 0; qs && gi && idx && done && i < m; i++) {
-    if (who[i]->status != AF_ITEM_OK) {
-      done[i] = 1;
-      continue;
-    }
-    af_error_clear();
-    if (t->question && render(t->question, who[i], NULL, t->c.name, &qs[i])) {
-      af_item_fail(who[i], ctx->instance, "%s: %s", name_of(who[i]), af_error_message());
-      done[i] = 1;
-    }
-  }
-  for (int i = 0; qs && gi && idx && done && i < m; i++) {
-    if (done[i]) continue;
-    int n = 0;
-    for (int j = i; j < m; j++)
-      if (!done[j] && ((!qs[i] && !qs[j]) || (qs[i] && qs[j] && !strcmp(qs[i], qs[j])))) {
-        const af_tensor *p = af_item_tensor(who[j], "proj");
-        gi[n] = (af_gen_item){.image = name_of(who[j]), .proj = p->data, .n_img = (int)p->shape[0]};
-        idx[n++] = j, done[j] = 1;
-      }
-    af_gen_opts o = t->gen;
-    o.question = qs[i];
-    af_error_clear();
-    int rc = af_generator_configure(T->g, &o);
-    if (!rc) af_generate_batch(T->g, gi, n, NULL);
-    for (int k = 0; k < n; k++) {
-      af_item *it = who[idx[k]];
-      int e = rc ? rc : gi[k].rc;
-      if (!e && af_item_set_text(it, t->c.name, gi[k].answer)) e = AF_ERR_NOMEM;
-      if (e)
-        af_item_fail(it, ctx->instance, "%s: task '%s': %s", name_of(it), t->c.name,
-                     gi[k].error ? gi[k].error
-                     : rc        ? af_error_message()
-                                 : af_strerror(e));
-      af_gen_item_clear(&gi[k]);
-    }
-  }
-  if (!qs || !gi || !idx || !done)
-    for (int i = 0; i < m; i++) af_item_fail(who[i], ctx->instance, "out of memory");
-  for (int i = 0; qs && i < m; i++) free(qs[i]);
-  free(qs), free(gi), free(idx), free(done);
-}
-
-af_flow llm_tasks_process(llm_tasks *T, const af_stage_ctx *ctx, af_item **items, int n) {
-  af_item **who = calloc((size_t)(n ? n : 1), sizeof *who);
-  if (!who) return af_err(AF_ERR_NOMEM, "out of memory"), AF_FLOW_ERROR;
-  int m = 0;
-  for (int i = 0; i < n; i++) {
-    const af_tensor *t = af_item_tensor(items[i], "proj");
-    if (!t || t->dtype != AF_DTYPE_F32 || t->ndim != 2)
-      af_item_fail(items[i], ctx->instance, "%s: no f32[Q,H] 'proj' tensor (is qformer before llm?)",
-                   name_of(items[i]));
-    else
-      who[m++] = items[i];
-  }
-  run_scoring(T, ctx, who, m);
-  for (int k = 0; k < T->n; k++)
-    if (T->t[k].mode == MODE_DESCRIBE) run_describe(T, &T->t[k], ctx, who, m);
+int llm_task_check_item(const char *json, char *why, size_t n) {
+  cJSON *m = NULL;
+  task t = {0};
+  af_gen_opts gen;
+  af_gen_opts_default(&gen);
   af_error_clear();
-  free(who);
-  return AF_FLOW_OK;
-}
-
-int llm_tasks_reserve(llm_tasks *T, int batch, int n_img) {
-  int rc = 0;
-  for (int k = 0; k < T->n && !rc; k++) {
-    task *t = &T->t[k];
-    if (t->mode != MODE_DESCRIBE) continue;
-    char *q = NULL;
-    af_gen_opts o = t->gen;
-    if (t->question && (rc = render(t->question, NULL, NULL, t->c.name, &q))) break;
-    o.question = q;
-    if (!(rc = af_generator_configure(T->g, &o))) rc = af_generator_reserve(T->g, batch, n_img);
-    free(q);
-  }
-  if (rc || !n_queries(T)) return rc;
-  iq x = {0};
-  yesno_first_tokens(T);
-  rc = build_queries(T, NULL, &x);
-  x.si.n_img = n_img;
-  if (!rc) rc = af_score_reserve(T->g, batch, &x.si);
-  iq_free(&x);
+  int rc = merge_item("{\"name\": \"request\"}", json, NULL, &m);
+  if (!rc) rc = task_parse(NULL, &t, m, NULL, &gen);
+  snprintf(why, n, "%s", rc ? af_error_message() : "");
+  af_error_clear();
+  cJSON_Delete(m);
+  task_free(&t);
   return rc;
 }

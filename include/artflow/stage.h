@@ -301,7 +301,12 @@ typedef struct af_stage_ctx {
   void (*stream)(const struct af_stage_ctx *ctx, const af_item *item, const char *name, const char *bytes,
                  size_t n);
   void *pipeline; /* private to the pipeline */
-  void *reserved[6];
+  /* 1 when whoever follows the run no longer wants `item` (a server's
+   * client went away): a stage in a long call may stop working on it and
+   * fail it.  NULL when nobody can cancel.  (Added in ABI 2 without a bump,
+   * in the place of reserved[0]: no layout changed.) */
+  int (*cancelled)(const struct af_stage_ctx *ctx, const af_item *item);
+  void *reserved[5];
 } af_stage_ctx;
 
 /* --------------------------------------------------------- negotiation */

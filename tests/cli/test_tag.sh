@@ -71,6 +71,46 @@ check "the csv shows labels with p" grep -q 'Impressionism (' "$T/out.csv"
 check "records with label outputs fit docs/record.schema.json" \
   python3 "$AF_SOURCE_DIR/tests/data/schema/validate.py" record "$T/out.jsonl"
 
+# per_item tasks: each item's metadata holds its own task keys (what a
+# server's request asks); an item without them skips the task; an item's
+# question is its own text (no {meta.KEY}); an item names no files and only
+# shipped vocabularies; bad keys fail that item alone
+Qx='What is {meta.title} about?'
+cat > "$T/pi.jsonl" <<'JSONL'
+{"path": "img/a.png", "title": "x", "chat": {"question": "What is {meta.title} about?"}}
+{"path": "img/b.png", "tag": {"labels": ["Impressionism", "Ukiyo-e"], "question": "Which style is it?"}}
+{"path": "img/a.png", "id": "c", "tag": {"vocabulary": "../../etc/passwd"}}
+{"path": "img/a.png", "id": "d", "chat": {"temperature": 500}}
+{"path": "img/b.png", "id": "e", "tag": {"vocabulary": "artemis-emotions", "top_k": 3}, "chat": {}}
+JSONL
+cat > "$T/pi.yaml" <<YAML
+model: $M
+source: {stage: jsonl, path: pi.jsonl}
+stages:
+  - {stage: decode}
+  - {stage: preprocess, image_size: 56}
+  - {stage: vit}
+  - {stage: qformer}
+  - stage: llm
+    tasks:
+      - {name: said, mode: describe, per_item: chat, greedy: true, max_new_tokens: 12}
+      - {name: labels, per_item: tag}
+sinks: [{stage: jsonl, name: records, path: pi-out.jsonl}]
+YAML
+"$A" run "$T/pi.yaml" --progress=none -q > "$T/pi.out" 2>&1
+check "per_item pipeline runs ($(tail -1 "$T/pi.out"))" test $? -eq 0
+want=$("$A" describe "$G/image.png" --model "$M" --question "$Qx" --greedy --max-new-tokens 12 --json 2> /dev/null | jq -r .text)
+check "an item's describe = artflow describe with its question, taken literally" \
+  test "$(jq -r 'select(.id == "img/a.png") | .outputs.said' "$T/pi-out.jsonl")" = "$want"
+check "... and no labels for it (no 'tag')" jq -s -e 'map(select(.id == "img/a.png"))[0] | .outputs | has("labels") | not' "$T/pi-out.jsonl"
+check "an item's labels and question" jq -s -e 'map(select(.id == "img/b.png"))[0] | (.outputs.labels | length == 2) and (.outputs | has("said") | not)' "$T/pi-out.jsonl"
+check "an item's vocabulary is a shipped name, never a path" \
+  jq -s -e 'map(select(.id == "c"))[0] | .status == "error" and (.error | contains("shipped vocabulary"))' "$T/pi-out.jsonl"
+check "an item's keys are checked by the rows" \
+  jq -s -e 'map(select(.id == "d"))[0] | .status == "error" and (.error | contains("temperature"))' "$T/pi-out.jsonl"
+check "both tasks for one item; a shipped vocabulary with top_k" \
+  jq -s -e 'map(select(.id == "e"))[0] | (.outputs.labels | length == 3) and (.outputs.said | length > 0)' "$T/pi-out.jsonl"
+
 cat > "$T/two.yaml" <<YAML
 model: $M
 source: {stage: jsonl, path: items.jsonl}

@@ -20,7 +20,7 @@ void tp_reset(void) {
 
 /* ---- source: count items "item00000".. ---- */
 typedef struct {
-  int64_t count, start;
+  int64_t count, start, gap_ms;
 } seq_cfg;
 typedef struct {
   const seq_cfg *c;
@@ -37,6 +37,10 @@ static int seq_create(const af_stage_ctx *ctx, const void *cfg, void **self) {
 static af_flow seq_next(void *self, const af_stage_ctx *ctx, af_item **out) {
   seq_st *s = self;
   if (s->i >= s->c->count) return AF_FLOW_EOS;
+  if (s->c->gap_ms > 0 && s->i > 0) { /* a source that blocks for its items (a server's requests) */
+    struct timespec ts = {s->c->gap_ms / 1000, (s->c->gap_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
   char id[32];
   snprintf(id, sizeof id, "item%05lld", (long long)(s->c->start + s->i++));
   *out = af_item_new(id, NULL);
@@ -56,13 +60,15 @@ static void seq_destroy(void *self) {
 static const af_param seq_params[] = {
     {"count", AF_PARAM_INT, offsetof(seq_cfg, count), "10", 0, 1e9, NULL, "items", 0},
     {"start", AF_PARAM_INT, offsetof(seq_cfg, start), "0", 0, 0, NULL, "first number", 0},
+    {"gap_ms", AF_PARAM_INT, offsetof(seq_cfg, gap_ms), "0", 0, 60000, NULL,
+     "wait before each item after the first", 0},
 };
 static const af_stage_desc tp_seq = {.abi_version = AF_STAGE_ABI_VERSION,
                                      .name = "tp_seq",
                                      .doc = "test source",
                                      .kind = AF_STAGE_SOURCE,
                                      .params = seq_params,
-                                     .n_params = 2,
+                                     .n_params = AF_ARRAY_LEN(seq_params),
                                      .config_size = sizeof(seq_cfg),
                                      .batch_size = 1,
                                      .create = seq_create,

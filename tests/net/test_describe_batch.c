@@ -649,6 +649,68 @@ static void sink_contract(af_cl *cl, const char *model) {
   af_generator_free(g);
 }
 
+/* interleave: each item's bytes come as they are made (the items' streams
+ * mixed, as a server with one client per item wants) and are, item by item,
+ * the bytes of the ordered stream; cancelled: an item the sink gives up on
+ * ends with AF_ERR_INTERRUPTED at the next step and the others' answers do
+ * not change. */
+typedef struct il_log {
+  char buf[NIMG][1 << 14];
+  size_t n[NIMG];
+  int last, mixed, writes[NIMG], cancel;
+} il_log;
+
+static void il_write(void *arg, int i, const char *p, size_t len) {
+  il_log *l = arg;
+  l->mixed |= i < l->last;
+  l->last = i;
+  l->writes[i]++;
+  if (p && l->n[i] + len < sizeof l->buf[i]) memcpy(l->buf[i] + l->n[i], p, len), l->n[i] += len;
+}
+
+static int il_cancelled(void *arg, int i) {
+  il_log *l = arg;
+  return i == l->cancel && l->writes[i] >= 3;
+}
+
+static void sink_interleave(af_cl *cl, const char *model) {
+  af_generator *g = greedy_generator(cl, model, 12);
+  if (!g) return;
+  il_log *l[3] = {calloc(1, sizeof(il_log)), calloc(1, sizeof(il_log)), calloc(1, sizeof(il_log))};
+  af_gen_item it[3][NIMG];
+  for (int pass = 0; pass < 3; pass++) { /* 0: in item order, 1: interleaved, 2: item 2 cancelled */
+    for (int i = 0; i < NIMG; i++)
+      it[pass][i] = (af_gen_item){.image = "il.png", .proj = proj_img[i], .n_img = nimg[i]};
+    l[pass]->cancel = pass == 2 ? 2 : -1;
+    af_gen_sink sink = {.arg = l[pass],
+                        .write = il_write,
+                        .stream_answers = 1,
+                        .interleave = pass > 0,
+                        .cancelled = pass == 2 ? il_cancelled : NULL};
+    int rc = af_generate_batch(g, it[pass], NIMG, &sink);
+    CHECK_MSG(rc == (pass == 2 ? AF_ERR_INTERRUPTED : 0), "pass %d: rc %d", pass, rc);
+    af_error_clear();
+  }
+  CHECK(!l[0]->mixed);
+  CHECK_MSG(l[1]->mixed, "interleaved: every item's bytes came in item order");
+  for (int i = 0; i < NIMG; i++) {
+    CHECK_MSG(l[1]->n[i] == l[0]->n[i] && !memcmp(l[1]->buf[i], l[0]->buf[i], l[0]->n[i]),
+              "item %d: interleaved bytes differ", i);
+    CHECK(it[1][i].rc == 0 && it[1][i].answer && !strcmp(it[1][i].answer, it[0][i].answer));
+    if (i == 2) {
+      CHECK(it[2][i].rc == AF_ERR_INTERRUPTED && it[2][i].error && strstr(it[2][i].error, "cancelled"));
+      CHECK_MSG(l[2]->writes[i] == 3, "the cancelled item wrote %d times", l[2]->writes[i]);
+    } else {
+      CHECK(it[2][i].rc == 0 && it[2][i].answer && !strcmp(it[2][i].answer, it[0][i].answer));
+    }
+  }
+  for (int pass = 0; pass < 3; pass++) {
+    for (int i = 0; i < NIMG; i++) af_gen_item_clear(&it[pass][i]);
+    free(l[pass]);
+  }
+  af_generator_free(g);
+}
+
 /* af_chat_turn's callbacks (net/chat.h): the prompt callback sees the
  * turn's segments and positions before generation, the text callback the
  * answer as it grows, the answered callback the answer; an answered
@@ -771,6 +833,7 @@ int main(void) {
   }
   prefill_fallback(cl, m32);
   sink_contract(cl, m32);
+  sink_interleave(cl, m32);
   chat_callbacks(cl, m32);
   special_ids(cl, m32);
   generate_keys(cl, m32);

@@ -336,6 +336,74 @@ static void test_queue_bytes(void) {
   CHECK(af_parse_bytes("12Q", &b) == -1 && af_parse_bytes("", &b) == -1 && af_parse_bytes("-1M", &b) == -1);
 }
 
+/* batch_linger: a source that blocks for its items (a server's requests)
+ * leaves no item waiting for a full batch, while items that are there
+ * together still share one; without it a transform waits for its batch. */
+static void test_linger(void) {
+  static const char yaml[] =
+      "source: {stage: tp_seq, count: 6, gap_ms: 150}\n"
+      "stages: [{stage: tp_delay, name: a, max_us: 0, batch: 4}]\n"
+      "sinks: [{stage: tp_collect}]\n";
+  for (int linger = 0; linger < 2; linger++) {
+    tp_reset();
+    af_run_options opt = {.progress = AF_PROGRESS_NONE, .no_journal = 1, .batch_linger = linger ? 0.02 : 0};
+    af_pipeline *p = NULL;
+    CHECK_OK(af_pipeline_load_string(yaml, "linger.yaml", &opt, &p));
+    if (!p) return;
+    CHECK_OK(af_pipeline_run(p));
+    int n = 0;
+    const af_stage_stats *st = af_pipeline_stats(p, &n);
+    CHECK(atomic_load(&tp.collected) == 6 && atomic_load(&tp.out_of_order) == 0);
+    /* 150 ms apart: with a 20 ms linger each item runs alone; without, 4 + 2 */
+    CHECK_MSG(st[1].batches == (linger ? 6 : 2), "linger %d: %lld batches", linger, (long long)st[1].batches);
+    af_pipeline_free(p);
+  }
+  tp_reset();
+  /* items that are queued together share a batch under a linger */
+  af_run_options opt = {.progress = AF_PROGRESS_NONE, .no_journal = 1, .batch_linger = 0.05};
+  af_pipeline *p = NULL;
+  CHECK_OK(
+      af_pipeline_load_string("source: {stage: tp_seq, count: 40}\n"
+                              "stages: [{stage: tp_delay, name: a, max_us: 2000, batch: 8}]\n"
+                              "sinks: [{stage: tp_collect}]\n",
+                              "linger.yaml", &opt, &p));
+  if (!p) return;
+  CHECK_OK(af_pipeline_run(p));
+  int n = 0;
+  const af_stage_stats *st = af_pipeline_stats(p, &n);
+  CHECK(atomic_load(&tp.collected) == 40);
+  CHECK_MSG(st[1].batches < 40, "%lld batches for 40 items queued together", (long long)st[1].batches);
+  af_pipeline_free(p);
+}
+
+/* opt.cancelled: an item the listener gave up on is failed "cancelled"
+ * before the next transform, and reaches the sinks as an error record. */
+static int odd_cancelled(void *arg, const af_item *item) {
+  (*(atomic_int *)arg)++;
+  return (item->id[strlen(item->id) - 1] - '0') % 2;
+}
+
+static void test_cancelled(void) {
+  tp_reset();
+  atomic_int asked = 0;
+  af_run_options opt = {
+      .progress = AF_PROGRESS_NONE, .no_journal = 1, .cancelled = odd_cancelled, .stream_arg = &asked};
+  af_pipeline *p = NULL;
+  CHECK_OK(
+      af_pipeline_load_string("source: {stage: tp_seq, count: 10}\n"
+                              "stages: [{stage: tp_delay, name: a, max_us: 0}]\n"
+                              "sinks: [{stage: tp_collect}]\n",
+                              "cancel.yaml", &opt, &p));
+  if (!p) return;
+  CHECK_OK(af_pipeline_run(p));
+  const af_run_summary *s = af_pipeline_summary(p);
+  CHECK_MSG(s->ok == 5 && s->failed == 5, "%lld ok, %lld failed", (long long)s->ok, (long long)s->failed);
+  CHECK(atomic_load(&tp.errors_seen) == 5 && !strcmp(tp.first_error, "cancelled") &&
+        !strcmp(tp.first_error_stage, "a"));
+  CHECK(atomic_load(&asked) == 10); /* once per ok item and transform, never for the sink */
+  af_pipeline_free(p);
+}
+
 int main(void) {
   char j[512];
   snprintf(j, sizeof j, "%s/run.journal", af_test_tmpdir());
@@ -347,6 +415,8 @@ int main(void) {
   test_sigint();
   test_abort();
   test_queue_bytes();
+  test_linger();
+  test_cancelled();
   test_grace();
   test_stuck();
   test_second_signal();
