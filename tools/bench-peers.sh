@@ -12,10 +12,12 @@
 #           python3-torch, fp32, threads = cores, OPENBLAS_CORETYPE=SkylakeX so that
 #           OpenBLAS 0.3.21 uses its AVX-512 kernels on this CPU) at batch 1 and its best
 #           batch (tools/bench_vit_torch.py).
-# Runs alternate A/B/A/B (PEERS_REPS each, default 3) and report min / median.
+# Runs alternate A/B, B/A, ... (PEERS_REPS each, default 3) and report min / median, with the
+# load average around each pair (the machine may be shared).
 #
 #   tools/bench-peers.sh [WORKDIR]        (default /tmp/artflow-peers; ~25 GB of models)
 #   PEERS_PARTS="llm quality vision"      which parts to run
+#   PEERS_TYPES="q4_0 q8_0"               which quantised LLM files (llm and quality parts)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A=${ARTFLOW:-$ROOT/build/artflow}
@@ -23,6 +25,7 @@ W=${1:-/tmp/artflow-peers}
 VENV=${PEERS_VENV:-$W/venv}
 REPS=${PEERS_REPS:-3}
 PARTS=${PEERS_PARTS:-llm quality vision}
+TYPES=${PEERS_TYPES:-q4_0 q8_0}
 NPROC=$(nproc)
 mkdir -p "$W"
 [ -x "$A" ] || { echo "bench-peers: $A missing (build artflow first)" >&2; exit 2; }
@@ -35,10 +38,14 @@ case " $PARTS " in *" llm "* | *" quality "*)
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import llama_cpp, gguf, numpy" 2>/dev/null; then
     echo "bench-peers: installing llama-cpp-python, gguf, numpy into $VENV (compiles llama.cpp)" >&2
     python3 -m venv "$VENV"
-    CMAKE_BUILD_PARALLEL_LEVEL=$NPROC "$VENV/bin/pip" install -q llama-cpp-python gguf numpy
+    # built for this CPU (GGML_NATIVE: its AVX-512 / VNNI kernels), no libcurl needed;
+    # PEERS_LCP=path/to/llama_cpp_python-X.tar.gz installs a downloaded sdist instead
+    CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=$NPROC \
+      "$VENV/bin/pip" install -q "${PEERS_LCP:-llama-cpp-python}" gguf numpy
   fi
   PY="$VENV/bin/python"
-  echo "llama.cpp: llama-cpp-python $("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')" ;;
+  echo "llama.cpp: llama-cpp-python $("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')," \
+    "ggml build: $("$PY" -c 'import llama_cpp as l; print(l.llama_print_system_info().decode().strip())')" ;;
 esac
 
 # the LLM files: artflow's random minigpt4-7b, its LLM copied byte for byte
@@ -55,20 +62,29 @@ llm() {
 }
 
 case " $PARTS " in *" llm "*)
-  for t in q4_0 q8_0; do
+  for t in $TYPES; do
     M=$(llm $t)
     echo; echo "== LLM speed, $t"
-    "$PY" "$ROOT/tools/bench_peers.py" speed --artflow "$A" --model "$M" --reps "$REPS" | grep -v '^JSON '
+    "$PY" "$ROOT/tools/bench_peers.py" speed --artflow "$A" --model "$M" --reps "$REPS" > "$W/speed-$t.txt"
+    grep -v '^JSON ' "$W/speed-$t.txt"  # the runs' JSON stays in $W/speed-$t.txt
   done ;;
 esac
 
 case " $PARTS " in *" quality "*)
   R=$(llm f16)
-  head -c 1500 "$ROOT/README.md" > "$W/text.txt"
-  for t in q4_0 q8_0; do
+  head -c 1500 "$ROOT/README.md" > "$W/text.txt.new"
+  cmp -s "$W/text.txt.new" "$W/text.txt" && rm "$W/text.txt.new" || mv "$W/text.txt.new" "$W/text.txt"
+  for t in $TYPES; do
     M=$(llm $t)
     echo; echo "== quality, $t against f16"
-    "$A" bench --model "$M" --reference "$R" --text "$W/text.txt" --positions 256 | sed 's/^/artflow: /'
+    # the quality is deterministic (no timing): a result newer than artflow and both files is reused
+    Q="$W/quality-artflow-$t.txt"
+    if [ -n "${PEERS_FRESH:-}" ] || [ ! -s "$Q" ] || [ "$A" -nt "$Q" ] || [ "$M" -nt "$Q" ] || [ "$R" -nt "$Q" ] || [ "$W/text.txt" -nt "$Q" ]; then
+      "$A" bench --model "$M" --reference "$R" --text "$W/text.txt" --positions 256 > "$Q.tmp" && mv "$Q.tmp" "$Q"
+    else
+      echo "artflow: (reusing $Q, from $(date -r "$Q" '+%F %T'); PEERS_FRESH=1 recomputes it)"
+    fi
+    sed 's/^/artflow: /' "$Q"
     "$A" tokenize --model "$M" --bos "$(cat "$W/text.txt")" | tr ' ' '\n' | head -256 | tr '\n' ' ' > "$W/ids.txt"
     "$PY" "$ROOT/tools/bench_peers.py" quality --ids "$W/ids.txt" --model "$M" --reference "$R"
   done ;;

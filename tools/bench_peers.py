@@ -11,13 +11,18 @@ Driven by tools/bench-peers.sh, which makes the models and the virtual environme
         reads the q/k rows in Hugging Face order, llama.cpp in its own; on random weights
         each engine runs a valid LLaMA, and each is compared only with itself.
     bench_peers.py speed --artflow BIN --model M.gguf [--reps 3] [--prompt 100] [--decode 16]
-        A/B/A/B...: `artflow bench --model M --llm-only --batch 8 --json`, then llama.cpp's
+        A/B, B/A, A/B...: `artflow bench --model M --llm-only --batch 8 --json` and llama.cpp's
         prompt processing (one eval of the prompt) and decode (one token per eval after the
-        prompt), threads = cores; prints min and median of each and the JSON of the runs.
+        prompt), each warmed up the same way, threads = cores; prints min and median of each,
+        the load average around each pair and the JSON of the runs.
+    bench_peers.py table SPEED.txt
+        the tables again from the JSON line of a speed run's output.
     bench_peers.py quality --ids IDS.txt --model Q.gguf --reference R.gguf
         llama.cpp's logits of every position for both files: NMSE, KL divergence and top-1
-        agreement, computed as `artflow bench --reference` does (cli/bench_quality.c).
+        agreement, computed as `artflow bench --reference` does (cli/bench_quality.c); the
+        reference's logits are kept next to IDS.txt (logits-llama-*.npy) for the next file.
 """
+import hashlib
 import json
 import os
 import statistics
@@ -81,14 +86,17 @@ def llama(model, **kw):
 
 
 def llama_speed(model, n_prompt, n_decode):
-    """(prompt tokens/s, decode ms/token) of one run, after a warm-up eval"""
+    """(prompt tokens/s, decode ms/token) of one run, warmed up as `artflow bench` is: one
+    untimed eval of the whole prompt (weights paged in, buffers made), the timed one, one
+    untimed decode step, then n_decode timed steps of one token each"""
     ll = llama(model, n_ctx=n_prompt + n_decode + 8, n_batch=512, n_ubatch=512)
     toks = [1] + [(i * 7919) % 30000 + 100 for i in range(n_prompt - 1)]
-    ll.eval(toks[:8])  # warm-up (weights paged in, buffers made)
+    ll.eval(toks)  # warm-up
     ll.reset()
     t0 = time.perf_counter()
     ll.eval(toks)
     pp = time.perf_counter() - t0
+    ll.eval([99])  # warm-up of the one-token graph
     t0 = time.perf_counter()
     for i in range(n_decode):
         ll.eval([(i * 31) % 30000 + 100])
@@ -105,47 +113,86 @@ def artflow_speed(binary, model, n_batch):
     return json.loads(p.stdout)
 
 
-def mm(xs):
-    return f"{min(xs):.2f} / {statistics.median(xs):.2f}"
+def load():
+    """the 1-, 5- and 15-minute load averages (other jobs on the machine move every number)"""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def bm(xs, best=max):
+    """best / median of one engine's runs (best: max for rates, min for times)"""
+    return f"{best(xs):.2f} / {statistics.median(xs):.2f}"
+
+
+def rng(xs):
+    return f"{min(xs):.2f}-{max(xs):.2f}x"
+
+
+def report(d):
+    """the table of one speed run, from its JSON (also `bench_peers.py table speed-T.txt`)"""
+    runs, l_pp, l_dec, loads = d["artflow"], d["llama_prefill_tokens_s"], d["llama_decode_ms"], d["loadavg"]
+    reps, size, n_prompt = len(runs), runs[0]["model_file_bytes"], runs[0]["prefill_tokens"]
+    a_pp = [j["prefill_tokens_s"] for j in runs]
+    a_dec = [j["decode_ms_per_token"] for j in runs]
+    a_b8 = [j.get("decode_batch_tokens_s", 0) for j in runs]
+    a_read = [j["read_gb_s"] for j in runs]
+    med = statistics.median
+    # ratios pair by pair (the two engines ran back to back) and within one artflow process
+    r_pp = [a / b for a, b in zip(a_pp, l_pp)]
+    r_dec = [b / a for a, b in zip(a_dec, l_dec)]
+    share = [size / (dd * 1e-3) / 1e9 / rd for dd, rd in zip(a_dec, a_read)]
+    lshare = [size / (dd * 1e-3) / 1e9 / rd for dd, rd in zip(l_dec, a_read)]
+    b8 = [b * dd * 1e-3 for b, dd in zip(a_b8, a_dec)]
+    quiet = min(range(reps), key=lambda i: float(loads[2 * i].split()[0]) + float(loads[2 * i + 1].split()[0]))
+    print(f"\n{os.path.basename(d['model'])}: {size / 1e9:.2f} GB; {reps} alternating pairs (A/B, B/A, ...), "
+          f"best / median; load average (1, 5, 15 min) {loads[0]} at the start, {loads[-1]} at the end\n")
+    print("| pair | load before -> after (1 min) | artflow prefill t/s | llama.cpp prefill t/s | artflow decode ms "
+          "| llama.cpp decode ms | artflow batch-8 t/s | streaming read GB/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for i in range(reps):
+        print(f"| {i + 1}{' (quietest)' if i == quiet else ''} | {loads[2 * i].split()[0]} -> "
+              f"{loads[2 * i + 1].split()[0]} | {a_pp[i]:.2f} | {l_pp[i]:.2f} | {a_dec[i]:.1f} | {l_dec[i]:.1f} | "
+              f"{a_b8[i]:.2f} | {a_read[i]:.2f} |")
+    print()
+    print("| | artflow | llama.cpp | artflow / llama.cpp: medians; pairs; quietest pair |")
+    print("|---|---|---|---|")
+    print(f"| prompt processing, {n_prompt} tokens (tokens/s) | {bm(a_pp)} | {bm(l_pp)} | "
+          f"{med(a_pp) / med(l_pp):.2f}x; {rng(r_pp)}; {r_pp[quiet]:.2f}x |")
+    print(f"| decode after the prompt, batch 1 (ms/token) | {bm(a_dec, min)} | {bm(l_dec, min)} | "
+          f"{med(l_dec) / med(a_dec):.2f}x; {rng(r_dec)}; {r_dec[quiet]:.2f}x |")
+    print(f"| decode: file bytes / time, share of the streaming read of the same artflow run (median; pairs) "
+          f"| {100 * med(share):.0f} %; {100 * min(share):.0f}-{100 * max(share):.0f} % "
+          f"| {100 * med(lshare):.0f} %; {100 * min(lshare):.0f}-{100 * max(lshare):.0f} % | |")
+    print(f"| batch-8 aggregate decode / batch 1, same artflow run (median; runs) | {med(b8):.2f}x; {rng(b8)} | | |")
 
 
 def speed():
     binary, model = arg("--artflow"), arg("--model")
     reps, n_prompt, n_decode = arg("--reps", 3, int), arg("--prompt", 100, int), arg("--decode", 16, int)
-    a_pp, a_dec, a_b8, a_read, l_pp, l_dec, runs = [], [], [], [], [], [], []
+    l_pp, l_dec, runs, loads = [], [], [], []
     for rep in range(reps):
+        loads.append(load())
+        if rep % 2:  # A/B, then B/A: neither engine always runs right after the other
+            pp, dec = llama_speed(model, n_prompt, n_decode)
         j = artflow_speed(binary, model, 8)
         runs.append(j)
-        a_pp.append(j["prefill_tokens_s"])
-        a_dec.append(j["decode_ms_per_token"])
-        a_b8.append(j.get("decode_batch_tokens_s", 0))
-        a_read.append(j["read_gb_s"])
-        pp, dec = llama_speed(model, n_prompt, n_decode)
+        if not rep % 2:
+            pp, dec = llama_speed(model, n_prompt, n_decode)
         l_pp.append(pp)
         l_dec.append(dec)
-        print(f"rep {rep + 1}: artflow prefill {a_pp[-1]:.2f} t/s, decode {a_dec[-1]:.1f} ms, batch-8 "
-              f"{a_b8[-1]:.2f} t/s, read {a_read[-1]:.1f} GB/s | llama.cpp prefill {pp:.2f} t/s, decode {dec:.1f} ms",
-              flush=True)
-    size = os.path.getsize(model)
-    gbs = [size / (d * 1e-3) / 1e9 for d in a_dec]
-    lgbs = [size / (d * 1e-3) / 1e9 for d in l_dec]
-    read = statistics.median(a_read)
-    print(f"\n{os.path.basename(model)}: {size / 1e9:.2f} GB, streaming read (artflow bench, same runs) "
-          f"min/median {mm(a_read)} GB/s; {reps} alternating runs, min / median\n")
-    print("| | artflow | llama.cpp | artflow / llama.cpp (medians) |")
-    print("|---|---|---|---|")
-    print(f"| prompt processing, {n_prompt} tokens (tokens/s) | {mm(a_pp)} | {mm(l_pp)} | "
-          f"{statistics.median(a_pp) / statistics.median(l_pp):.2f}x |")
-    print(f"| decode after the prompt, batch 1 (ms/token) | {mm(a_dec)} | {mm(l_dec)} | "
-          f"{statistics.median(l_dec) / statistics.median(a_dec):.2f}x |")
-    print(f"| decode as GB/s of the file (share of the streaming read) | {statistics.median(gbs):.1f} "
-          f"({100 * statistics.median(gbs) / read:.0f} %) | {statistics.median(lgbs):.1f} "
-          f"({100 * statistics.median(lgbs) / read:.0f} %) | |")
-    b1 = [1e3 / d for d in a_dec]
-    print(f"| batch-8 aggregate decode (tokens/s) | {mm(a_b8)} ({statistics.median(a_b8) / statistics.median(b1):.2f}x "
-          f"batch 1) | | |")
-    print("\nJSON " + json.dumps({"model": model, "artflow": runs, "llama_prefill_tokens_s": l_pp,
-                                  "llama_decode_ms": l_dec}))
+        loads.append(load())
+        print(f"rep {rep + 1} (load {loads[-2]} -> {loads[-1]}): artflow prefill {j['prefill_tokens_s']:.2f} t/s, "
+              f"decode {j['decode_ms_per_token']:.1f} ms, batch-8 {j.get('decode_batch_tokens_s', 0):.2f} t/s, "
+              f"read {j['read_gb_s']:.1f} GB/s | llama.cpp prefill {pp:.2f} t/s, decode {dec:.1f} ms", flush=True)
+    d = {"model": model, "artflow": runs, "llama_prefill_tokens_s": l_pp, "llama_decode_ms": l_dec, "loadavg": loads}
+    report(d)
+    print("\nJSON " + json.dumps(d))
+
+
+def table(path):
+    for line in open(path):
+        if line.startswith("JSON "):
+            report(json.loads(line[5:]))
 
 
 def metrics(q, r):
@@ -165,12 +212,25 @@ def quality():
     ids = [int(x) for x in open(arg("--ids")).read().split()]
     out = {}
     for key in ("--reference", "--model"):
-        ll = llama(arg(key), n_ctx=len(ids) + 8, n_batch=512, n_ubatch=512, logits_all=True)
+        # the reference's logits are computed once for both quantised files: kept next to the
+        # ids, named by the reference file, its size and mtime, the llama.cpp version and the ids
+        path = arg(key)
+        st = os.stat(path)
+        import llama_cpp
+        tag = hashlib.sha1(repr((os.path.abspath(path), st.st_size, st.st_mtime_ns, llama_cpp.__version__,
+                                 ids)).encode()).hexdigest()[:16]
+        cache = os.path.join(os.path.dirname(os.path.abspath(arg("--ids"))), f"logits-llama-{tag}.npy")
+        if key == "--reference" and os.path.exists(cache):
+            out[key] = np.load(cache)
+            continue
+        ll = llama(path, n_ctx=len(ids) + 8, n_batch=512, n_ubatch=512, logits_all=True)
         ll.eval(ids)
         out[key] = np.array(ll.scores[: len(ids)], dtype=np.float32)
         del ll
+        if key == "--reference":
+            np.save(cache, out[key])
     nmse, kl, klmax, top1 = metrics(out["--model"], out["--reference"])
-    print(f"llama.cpp: quality of {arg('--model')} against {arg('--reference')} over {len(ids)} positions:\n"
+    print(f"llama.cpp (load {load()}): quality of {arg('--model')} against {arg('--reference')} over {len(ids)} positions:\n"
           f"  logits NMSE {nmse:.4g}, KL divergence mean {kl:.4g} (max {klmax:.4g}), top-1 agreement "
           f"{100 * top1:.2f} % ({round(top1 * len(ids))} of {len(ids)})")
 
@@ -183,5 +243,7 @@ if __name__ == "__main__":
         speed()
     elif cmd == "quality":
         quality()
+    elif cmd == "table":
+        table(sys.argv[2])
     else:
         sys.exit(__doc__)
