@@ -208,27 +208,31 @@ def metrics(q, r):
     return nmse, float(kl.mean()), float(kl.max()), top1
 
 
+def llama_logits(path, ids):
+    """llama.cpp's logits of every position of ids"""
+    ll = llama(path, n_ctx=len(ids) + 8, n_batch=512, n_ubatch=512, logits_all=True)
+    ll.eval(ids)
+    return np.array(ll.scores[: len(ids)], dtype=np.float32)
+
+
+def reference_logits(path, ids):
+    """llama_logits of the reference, computed once for every quantised file: kept next to the
+    ids, named by the reference file, its size and mtime, the llama.cpp version and the ids"""
+    import llama_cpp
+    st = os.stat(path)
+    tag = hashlib.sha1(repr((os.path.abspath(path), st.st_size, st.st_mtime_ns, llama_cpp.__version__,
+                             ids)).encode()).hexdigest()[:16]
+    cache = os.path.join(os.path.dirname(os.path.abspath(arg("--ids"))), f"logits-llama-{tag}.npy")
+    if os.path.exists(cache):
+        return np.load(cache)
+    r = llama_logits(path, ids)
+    np.save(cache, r)
+    return r
+
+
 def quality():
     ids = [int(x) for x in open(arg("--ids")).read().split()]
-    out = {}
-    for key in ("--reference", "--model"):
-        # the reference's logits are computed once for both quantised files: kept next to the
-        # ids, named by the reference file, its size and mtime, the llama.cpp version and the ids
-        path = arg(key)
-        st = os.stat(path)
-        import llama_cpp
-        tag = hashlib.sha1(repr((os.path.abspath(path), st.st_size, st.st_mtime_ns, llama_cpp.__version__,
-                                 ids)).encode()).hexdigest()[:16]
-        cache = os.path.join(os.path.dirname(os.path.abspath(arg("--ids"))), f"logits-llama-{tag}.npy")
-        if key == "--reference" and os.path.exists(cache):
-            out[key] = np.load(cache)
-            continue
-        ll = llama(path, n_ctx=len(ids) + 8, n_batch=512, n_ubatch=512, logits_all=True)
-        ll.eval(ids)
-        out[key] = np.array(ll.scores[: len(ids)], dtype=np.float32)
-        del ll
-        if key == "--reference":
-            np.save(cache, out[key])
+    out = {"--reference": reference_logits(arg("--reference"), ids), "--model": llama_logits(arg("--model"), ids)}
     nmse, kl, klmax, top1 = metrics(out["--model"], out["--reference"])
     print(f"llama.cpp (load {load()}): quality of {arg('--model')} against {arg('--reference')} over {len(ids)} positions:\n"
           f"  logits NMSE {nmse:.4g}, KL divergence mean {kl:.4g} (max {klmax:.4g}), top-1 agreement "
