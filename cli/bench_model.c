@@ -428,19 +428,10 @@ out:
  * context, weights and kernels */
 static int run_profile(const bench_opts *o, const char *profile, run_res *r) {
   memset(r, 0, sizeof *r);
-  char *saved = getenv("ARTFLOW_PROFILE_FILE") ? strdup(getenv("ARTFLOW_PROFILE_FILE")) : NULL;
-  if (profile) setenv("ARTFLOW_PROFILE_FILE", profile, 1); /* af_cl_open selects and applies it */
   af_cl *cl = NULL;
   af_weights *w = NULL;
   af_queue *q = NULL;
-  int rc = af_cl_open(&cl, o->device);
-  if (profile) {
-    if (saved)
-      setenv("ARTFLOW_PROFILE_FILE", saved, 1);
-    else
-      unsetenv("ARTFLOW_PROFILE_FILE");
-  }
-  free(saved);
+  int rc = af_cl_open_profile(&cl, o->device, profile); /* selects and applies it */
   if (rc) return rc;
   snprintf(r->profile, sizeof r->profile, "%s", cl->profile->name);
   snprintf(r->why, sizeof r->why, "%s", cl->profile->why);
